@@ -1,0 +1,89 @@
+// Package store defines the storage interface of trackd: where swarms live.
+//
+// The core (package tracker) decides what an announce means; a Store only
+// keeps peers and counters and answers with copies, never with pointers into
+// its own state, so a backend may live in another process (Redis) as well as
+// in memory. Every method takes a context and may fail.
+//
+// Every backend must pass the conformance suite in store/storetest.
+package store
+
+import (
+	"context"
+	"time"
+
+	"trackd/bittorrent"
+)
+
+// Announce is one announce as a Store applies it.
+type Announce struct {
+	InfoHash bittorrent.InfoHash
+	// Peer is the announcing peer. Its Addr (ip, port) identifies the
+	// download session within the torrent: an announce from a known Addr
+	// with another ID replaces the stored peer's ID.
+	Peer bittorrent.Peer
+	// Event: EventStopped removes the session; EventCompleted counts one
+	// download (Stats.Downloaded) the first time a session reports it.
+	Event bittorrent.Event
+	// Seeder is true when the peer has nothing left to download. A peer
+	// moves between seeders and leechers as this changes.
+	Seeder bool
+	// NumWant is the most peers to return. The announcing peer is never
+	// among them, and a seeder is given only leechers.
+	NumWant int
+}
+
+// Stats are the counts of one swarm, as scrape reports them.
+type Stats struct {
+	Seeders    uint32 // peers with nothing left ("complete")
+	Leechers   uint32 // peers still downloading ("incomplete")
+	Downloaded uint32 // completed downloads ever counted ("downloaded")
+}
+
+// Totals are the counts over every swarm of a store.
+type Totals struct {
+	Torrents uint64 // swarms with at least one peer
+	Seeders  uint64
+	Leechers uint64
+}
+
+// Peers returns Seeders+Leechers.
+func (t Totals) Peers() uint64 { return t.Seeders + t.Leechers }
+
+// Store keeps swarms.
+//
+// A peer that has not announced for the store's peer lifetime is expired: it
+// is never returned, counted or scraped again, whether or not a background
+// sweep has yet freed its memory.
+type Store interface {
+	// Announce applies a to its swarm, then appends to peers up to
+	// a.NumWant other peers of that swarm chosen at random and returns the
+	// extended slice and the swarm's counts after the announce.
+	Announce(ctx context.Context, a *Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, Stats, error)
+
+	// Scrape appends to stats the counts of each hash, in order; a torrent
+	// the store does not know has zero counts.
+	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, stats []Stats) ([]Stats, error)
+
+	// ScrapeAll calls fn for every torrent that has peers or a non-zero
+	// download count, in no particular order, and stops at fn's first error.
+	// fn must not call back into the store.
+	ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, Stats) error) error
+
+	// Totals returns the counts over all swarms. It is cheap: callers may
+	// ask on every request.
+	Totals(ctx context.Context) (Totals, error)
+
+	// Close stops background work and releases resources.
+	Close() error
+}
+
+// Options are what every backend is configured with.
+type Options struct {
+	// PeerLifetime is how long a peer stays in its swarm after its last
+	// announce.
+	PeerLifetime time.Duration
+	// Now returns the current time; nil means time.Now. Tests set it to
+	// move time forward.
+	Now func() time.Time
+}
