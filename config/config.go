@@ -1,0 +1,235 @@
+// Package config is trackd's configuration: one struct with defaults, read
+// from an optional TOML file and then from command-line flags, which win.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is every setting of trackd. The TOML keys are the flag names with
+// underscores for dashes; durations are strings such as "90s" or "30m".
+type Config struct {
+	// Listeners. An empty address turns a listener off.
+	HTTP string `toml:"http"`
+
+	// Store is where swarms live: "memory" (the default).
+	Store string `toml:"store"`
+	// PeerLifetime is how long a peer that stopped announcing stays in
+	// its swarm.
+	PeerLifetime time.Duration `toml:"peer_lifetime"`
+
+	// Interval policy and replies (see tracker.Config).
+	TargetAnnounceRate  float64       `toml:"target_announce_rate"`
+	MinInterval         time.Duration `toml:"min_interval"`
+	MaxInterval         time.Duration `toml:"max_interval"`
+	MinAnnounceInterval time.Duration `toml:"min_announce_interval"`
+	DefaultNumWant      int           `toml:"default_numwant"`
+	MaxNumWant          int           `toml:"max_numwant"`
+	RequireCompact      bool          `toml:"require_compact"`
+	MaxScrapeHashes     int           `toml:"max_scrape_hashes"`
+
+	// Full scrape (a scrape without info_hash).
+	FullScrape         bool          `toml:"full_scrape"`
+	FullScrapeInterval time.Duration `toml:"full_scrape_interval"`
+
+	// HTTP serving limits.
+	MaxQueryBytes     int           `toml:"max_query_bytes"`
+	MaxHeaderBytes    int           `toml:"max_header_bytes"`
+	MaxConns          int           `toml:"max_conns"`
+	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
+	WriteTimeout      time.Duration `toml:"write_timeout"`
+	IdleTimeout       time.Duration `toml:"idle_timeout"`
+
+	// TrustedProxies lists the CIDRs of reverse proxies whose
+	// X-Forwarded-For / X-Real-IP headers name the client.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// TrustIPParam lists the CIDRs of clients whose "ip" announce
+	// parameter is believed.
+	TrustIPParam []string `toml:"trust_ip_param"`
+
+	// Logging.
+	LogLevel  string `toml:"log_level"`  // debug, info, warn, error
+	LogFormat string `toml:"log_format"` // text or json
+}
+
+// Default returns the configuration trackd runs with when given none.
+func Default() Config {
+	return Config{
+		HTTP:               ":6969",
+		Store:              "memory",
+		PeerLifetime:       35 * time.Minute,
+		TargetAnnounceRate: 1000,
+		MinInterval:        time.Minute,
+		MaxInterval:        30 * time.Minute,
+		DefaultNumWant:     50,
+		MaxNumWant:         200,
+		MaxScrapeHashes:    74,
+		FullScrape:         true,
+		FullScrapeInterval: 30 * time.Second,
+		MaxQueryBytes:      8 << 10,
+		MaxHeaderBytes:     16 << 10,
+		MaxConns:           10000,
+		ReadHeaderTimeout:  10 * time.Second,
+		WriteTimeout:       15 * time.Second,
+		IdleTimeout:        2 * time.Minute,
+		LogLevel:           "info",
+		LogFormat:          "text",
+	}
+}
+
+// Load builds the configuration from command-line arguments: defaults, then
+// the TOML file named by -config, then every flag given. Usage and errors go
+// to out. It returns flag.ErrHelp for -h.
+func Load(args []string, out io.Writer) (Config, error) {
+	cfg := Default()
+	var file string
+	fs := cfg.flagSet(&file, out)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if file != "" {
+		cfg = Default()
+		md, err := toml.DecodeFile(file, &cfg)
+		if err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", file, err)
+		}
+		if un := md.Undecoded(); len(un) > 0 {
+			return cfg, fmt.Errorf("config file %s: unknown key %q", file, un[0].String())
+		}
+		// Flags given on the command line override the file.
+		fs = cfg.flagSet(&file, io.Discard)
+		if err := fs.Parse(args); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// flagSet returns a flag set whose flags write into c.
+func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("trackd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "trackd: an open BitTorrent tracker.\n\nUsage: trackd [flags]\n\n"+
+			"Every flag can also be set in the TOML file given by -config, as key = value with\n"+
+			"underscores for dashes (e.g. max_numwant = 100); flags override the file.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(file, "config", "", "read settings from this TOML `file`")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "serve HTTP announce and scrape on this `address` (empty: off)")
+	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory")
+	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce")
+	fs.Float64Var(&c.TargetAnnounceRate, "target-announce-rate", c.TargetAnnounceRate, "announces per second the interval policy aims at (interval = peers / rate)")
+	fs.DurationVar(&c.MinInterval, "min-interval", c.MinInterval, "shortest announce interval handed out")
+	fs.DurationVar(&c.MaxInterval, "max-interval", c.MaxInterval, "longest announce interval handed out")
+	fs.DurationVar(&c.MinAnnounceInterval, "min-announce-interval", c.MinAnnounceInterval, "\"min interval\" sent to clients (0: half the interval)")
+	fs.IntVar(&c.DefaultNumWant, "default-numwant", c.DefaultNumWant, "peers given when a client does not send numwant (at most max-numwant)")
+	fs.IntVar(&c.MaxNumWant, "max-numwant", c.MaxNumWant, "most peers given in one reply")
+	fs.BoolVar(&c.RequireCompact, "require-compact", c.RequireCompact, "refuse announces without compact=1 or no_peer_id=1")
+	fs.IntVar(&c.MaxScrapeHashes, "max-scrape-hashes", c.MaxScrapeHashes, "most info_hash values in one scrape")
+	fs.BoolVar(&c.FullScrape, "full-scrape", c.FullScrape, "answer a scrape without info_hash with every torrent")
+	fs.DurationVar(&c.FullScrapeInterval, "full-scrape-interval", c.FullScrapeInterval, "compute the full scrape at most once per this period")
+	fs.IntVar(&c.MaxQueryBytes, "max-query-bytes", c.MaxQueryBytes, "refuse longer query strings")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "most bytes of request line and headers")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open HTTP connections (0: no limit)")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time a client has to send its request headers")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to read a request and write its reply")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close keep-alive connections idle this long")
+	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated `CIDRs` of reverse proxies whose X-Forwarded-For/X-Real-IP are believed")
+	fs.Var((*listFlag)(&c.TrustIPParam), "trust-ip-param", "comma-separated `CIDRs` of clients whose announce ip parameter is believed")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	return fs
+}
+
+// listFlag is a comma-separated list flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(s string) error {
+	*l = nil
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			*l = append(*l, f)
+		}
+	}
+	return nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, a ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	check(c.Store == "memory", "store %q: only \"memory\" is supported", c.Store)
+	check(c.PeerLifetime > 0, "peer_lifetime must be positive")
+	check(c.TargetAnnounceRate > 0, "target_announce_rate must be positive")
+	check(c.MinInterval >= time.Second, "min_interval must be at least 1s")
+	check(c.MaxInterval >= c.MinInterval, "max_interval must be at least min_interval")
+	check(c.MinAnnounceInterval >= 0, "min_announce_interval must not be negative")
+	check(c.MaxNumWant > 0, "max_numwant must be positive")
+	check(c.DefaultNumWant > 0, "default_numwant must be positive")
+	check(c.MaxScrapeHashes > 0, "max_scrape_hashes must be positive")
+	check(c.FullScrapeInterval >= 0, "full_scrape_interval must not be negative")
+	check(c.MaxQueryBytes > 0, "max_query_bytes must be positive")
+	check(c.MaxHeaderBytes > c.MaxQueryBytes, "max_header_bytes must be larger than max_query_bytes, so that an oversize query gets a failure reason")
+	check(c.MaxConns >= 0, "max_conns must not be negative")
+	for _, p := range [][]string{c.TrustedProxies, c.TrustIPParam} {
+		_, err := ParsePrefixes(p)
+		check(err == nil, "%v", err)
+	}
+	var lvl slog.Level
+	check(lvl.UnmarshalText([]byte(c.LogLevel)) == nil, "log_level %q: want debug, info, warn or error", c.LogLevel)
+	check(c.LogFormat == "text" || c.LogFormat == "json", "log_format %q: want text or json", c.LogFormat)
+	return errors.Join(errs...)
+}
+
+// ParsePrefixes parses CIDRs; a bare address counts as a single-address
+// prefix.
+func ParsePrefixes(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("bad address or CIDR %q", s)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("bad CIDR %q", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Logger returns the logger the configuration asks for, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

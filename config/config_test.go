@@ -1,0 +1,126 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != ":6969" || cfg.Store != "memory" || !cfg.FullScrape {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "trackd.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadFileThenFlags(t *testing.T) {
+	p := writeFile(t, `
+http = "127.0.0.1:7000"
+max_numwant = 100
+min_interval = "2m"
+require_compact = true
+trusted_proxies = ["10.0.0.0/8", "::1"]
+`)
+	cfg, err := Load([]string{"-max-numwant", "30", "-config", p, "-trust-ip-param", "192.0.2.0/24,198.51.100.1"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP != "127.0.0.1:7000" || cfg.MinInterval != 2*time.Minute || !cfg.RequireCompact {
+		t.Errorf("file not applied: %+v", cfg)
+	}
+	if cfg.MaxNumWant != 30 {
+		t.Errorf("flag did not override file: max_numwant %d", cfg.MaxNumWant)
+	}
+	if len(cfg.TrustedProxies) != 2 || len(cfg.TrustIPParam) != 2 {
+		t.Errorf("lists: %v %v", cfg.TrustedProxies, cfg.TrustIPParam)
+	}
+	if cfg.MaxConns != Default().MaxConns {
+		t.Errorf("unset key lost its default")
+	}
+}
+
+func TestLoadEmptyHTTPTurnsItOff(t *testing.T) {
+	cfg, err := Load([]string{"-http", ""}, &bytes.Buffer{})
+	if err != nil || cfg.HTTP != "" {
+		t.Fatalf("cfg.HTTP %q, err %v", cfg.HTTP, err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		file string
+		want string
+	}{
+		{"unknown key", nil, "bogus = 1", `unknown key "bogus"`},
+		{"bad toml", nil, "http = ", "config file"},
+		{"missing file", []string{"-config", "/nonexistent/trackd.toml"}, "", "no such file"},
+		{"bad store", []string{"-store", "mysql://"}, "", "only \"memory\""},
+		{"bad interval", []string{"-min-interval", "10m", "-max-interval", "1m"}, "", "max_interval"},
+		{"bad cidr", []string{"-trusted-proxies", "10.0.0.0/99"}, "", "bad CIDR"},
+		{"bad level", []string{"-log-level", "loud"}, "", "log_level"},
+		{"numwant", []string{"-default-numwant", "0"}, "", "default_numwant"},
+		{"stray arg", []string{"extra"}, "", "unexpected argument"},
+		{"header vs query", []string{"-max-query-bytes", "20000"}, "", "max_header_bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "-config", writeFile(t, tt.file))
+			}
+			_, err := Load(args, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryOption(t *testing.T) {
+	var out bytes.Buffer
+	_, err := Load([]string{"-h"}, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	c := Default()
+	var file string
+	fs := c.flagSet(&file, &bytes.Buffer{})
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		if !strings.Contains(out.String(), "-"+f.Name) {
+			t.Errorf("-h does not list -%s", f.Name)
+		}
+		if f.Usage == "" {
+			t.Errorf("-%s has no explanation", f.Name)
+		}
+	})
+	// Every TOML key has a flag of the same name.
+	for _, key := range tomlKeys() {
+		if fs.Lookup(strings.ReplaceAll(key, "_", "-")) == nil {
+			t.Errorf("config key %s has no flag", key)
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d flags", n)
+	}
+}
