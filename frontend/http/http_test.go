@@ -1,0 +1,362 @@
+package http
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"trackd/bencode"
+	"trackd/store"
+	"trackd/store/memory"
+	"trackd/tracker"
+)
+
+type fixture struct {
+	h   *Handler
+	now *time.Time
+}
+
+func newFixture(t *testing.T, cfg tracker.Config, opts Options) *fixture {
+	t.Helper()
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	s := memory.New(store.Options{PeerLifetime: time.Hour, Now: clock})
+	t.Cleanup(func() { s.Close() })
+	opts.Now = clock
+	return &fixture{h: NewHandler(tracker.New(cfg, s), opts), now: &now}
+}
+
+// get performs a request from remote ("ip:port") and decodes the reply.
+func (f *fixture) get(t *testing.T, remote, target string, hdr ...string) (map[string]any, *http.Response) {
+	t.Helper()
+	r := httptest.NewRequest("GET", target, nil)
+	r.RemoteAddr = remote
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Add(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	res := w.Result()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		return nil, res
+	}
+	if res.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := bencode.Decode(body)
+	if err != nil {
+		t.Fatalf("%s: reply %q is not canonical bencode: %v", target, body, err)
+	}
+	d, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("%s: reply %q is not a dictionary", target, body)
+	}
+	return d, res
+}
+
+func announceURL(ih, pid [20]byte, port string, extra string) string {
+	return "/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=" + port + "&uploaded=0&downloaded=0&left=" + extra
+}
+
+func failure(d map[string]any) string {
+	s, _ := d["failure reason"].(string)
+	return s
+}
+
+func TestAnnounceCompactBothFamilies(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih := hash20("torrent")
+	// An IPv4 and an IPv6 leecher.
+	d, _ := f.get(t, "10.0.0.1:5000", announceURL(ih, hash20("p1"), "6881", "5&compact=1"))
+	if failure(d) != "" {
+		t.Fatal(failure(d))
+	}
+	f.get(t, "[2001:db8::1]:5000", announceURL(ih, hash20("p2"), "6882", "5&compact=1"))
+	// A third peer, over IPv4, sees both.
+	d, _ = f.get(t, "10.0.0.3:5000", announceURL(ih, hash20("p3"), "6883", "5&compact=1"))
+	if got, want := d["peers"], "\x0a\x00\x00\x01\x1a\xe1"; got != want {
+		t.Errorf("peers = %q, want %q", got, want)
+	}
+	want6 := string(netip.MustParseAddr("2001:db8::1").AsSlice()) + "\x1a\xe2"
+	if got := d["peers6"]; got != want6 {
+		t.Errorf("peers6 = %q, want %q", got, want6)
+	}
+	if d["external ip"] != "\x0a\x00\x00\x03" {
+		t.Errorf("external ip = %q", d["external ip"])
+	}
+	if d["complete"] != int64(0) || d["incomplete"] != int64(3) || d["interval"] != int64(60) || d["min interval"] != int64(30) {
+		t.Errorf("counts/intervals wrong: %v", d)
+	}
+	// The IPv6 peer sees the IPv4 ones in peers, and its external ip is 16 bytes.
+	d, _ = f.get(t, "[2001:db8::1]:5000", announceURL(ih, hash20("p2"), "6882", "5&compact=1"))
+	if p, _ := d["peers"].(string); len(p) != 12 {
+		t.Errorf("v6 requester got peers %q, want 2 IPv4 peers", p)
+	}
+	if _, ok := d["peers6"]; ok {
+		t.Errorf("peers6 should be absent when there are no other IPv6 peers: %q", d["peers6"])
+	}
+	if ip, _ := d["external ip"].(string); len(ip) != 16 {
+		t.Errorf("external ip %q is not 16 bytes", ip)
+	}
+}
+
+func TestAnnounceDictPeers(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih := hash20("dict")
+	f.get(t, "10.0.0.1:1", announceURL(ih, hash20("\x00seed "), "6881", "0"))
+	f.get(t, "[::1]:1", announceURL(ih, hash20("v6"), "7000", "0"))
+	d, _ := f.get(t, "10.0.0.2:1", announceURL(ih, hash20("leech"), "6882", "10"))
+	peers, ok := d["peers"].([]any)
+	if !ok || len(peers) != 2 {
+		t.Fatalf("peers = %#v", d["peers"])
+	}
+	seen := map[string]bool{}
+	for _, p := range peers {
+		pd := p.(map[string]any)
+		seen[pd["ip"].(string)] = true
+		switch pd["ip"] {
+		case "10.0.0.1":
+			if pd["port"] != int64(6881) || pd["peer id"] != string(func() []byte { h := hash20("\x00seed "); return h[:] }()) {
+				t.Errorf("peer %v", pd)
+			}
+		case "::1":
+			if pd["port"] != int64(7000) {
+				t.Errorf("peer %v", pd)
+			}
+		}
+	}
+	if !seen["10.0.0.1"] || !seen["::1"] {
+		t.Errorf("peers %v", peers)
+	}
+	d, _ = f.get(t, "10.0.0.2:1", announceURL(ih, hash20("leech"), "6882", "10&no_peer_id=1"))
+	for _, p := range d["peers"].([]any) {
+		if _, ok := p.(map[string]any)["peer id"]; ok {
+			t.Errorf("no_peer_id=1 but peer id sent: %v", p)
+		}
+	}
+}
+
+func TestAnnounceFailures(t *testing.T) {
+	f := newFixture(t, tracker.Config{RequireCompact: true}, Options{MaxQueryBytes: 300})
+	ih, pid := hash20("x"), hash20("y")
+	tests := []struct {
+		target string
+		want   string
+	}{
+		{"/announce", "missing parameter info_hash"},
+		{"/announce?info_hash=abc&peer_id=" + esc(pid) + "&port=1&left=0", "invalid info_hash"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=70000&left=0&compact=1", "invalid port"},
+		{"/announce?info_hash=%ZZ&peer_id=" + esc(pid) + "&port=1&left=0", "invalid info_hash"},
+		{announceURL(ih, pid, "1", "0"), "requires compact"},
+		{announceURL(ih, pid, "1", "0&compact=1&pad="+strings.Repeat("a", 300)), "query too long"},
+		{"/scrape?info_hash=" + strings.Repeat("a", 400), "query too long"},
+		{"/scrape?info_hash=short", "invalid info_hash"},
+	}
+	for _, tt := range tests {
+		d, res := f.get(t, "10.0.0.1:1", tt.target)
+		if res.StatusCode != 200 {
+			t.Errorf("%s: status %d", tt.target, res.StatusCode)
+			continue
+		}
+		if got := failure(d); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: failure reason %q, want %q", tt.target, got, tt.want)
+		}
+		if len(d) != 1 {
+			t.Errorf("%s: failure reply has other keys: %v", tt.target, d)
+		}
+	}
+	// And the tracker still serves.
+	d, _ := f.get(t, "10.0.0.1:1", announceURL(ih, pid, "1", "0&compact=1"))
+	if failure(d) != "" {
+		t.Errorf("valid announce after bad ones failed: %q", failure(d))
+	}
+}
+
+func TestUnknownPath(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	for _, p := range []string{"/", "/announce/x", "/favicon.ico", "/scrape.php"} {
+		if _, res := f.get(t, "10.0.0.1:1", p); res.StatusCode != 404 {
+			t.Errorf("%s: status %d, want 404", p, res.StatusCode)
+		}
+	}
+}
+
+func TestScrapeReply(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{FullScrape: true})
+	a, b := hash20("a"), hash20("b")
+	f.get(t, "10.0.0.1:1", announceURL(a, hash20("1"), "1", "0"))
+	f.get(t, "10.0.0.2:1", announceURL(a, hash20("2"), "1", "5"))
+	f.get(t, "10.0.0.2:1", announceURL(a, hash20("2"), "1", "0&event=completed"))
+
+	d, _ := f.get(t, "10.0.0.9:1", "/scrape?info_hash="+esc(b)+"&info_hash="+esc(a)+"&info_hash="+esc(a))
+	files, ok := d["files"].(map[string]any)
+	if !ok || len(files) != 2 {
+		t.Fatalf("files = %#v", d["files"])
+	}
+	fa := files[string(a[:])].(map[string]any)
+	if fa["complete"] != int64(2) || fa["incomplete"] != int64(0) || fa["downloaded"] != int64(1) {
+		t.Errorf("a: %v", fa)
+	}
+	fb := files[string(b[:])].(map[string]any)
+	if fb["complete"] != int64(0) || fb["incomplete"] != int64(0) || fb["downloaded"] != int64(0) {
+		t.Errorf("b: %v", fb)
+	}
+	flags, _ := d["flags"].(map[string]any)
+	if flags["min_request_interval"] != int64(60) {
+		t.Errorf("flags = %v", d["flags"])
+	}
+}
+
+func TestScrapeTooMany(t *testing.T) {
+	f := newFixture(t, tracker.Config{MaxScrapeHashes: 2}, Options{})
+	q := "/scrape?info_hash=" + esc(hash20("a")) + "&info_hash=" + esc(hash20("b")) + "&info_hash=" + esc(hash20("c"))
+	d, _ := f.get(t, "10.0.0.1:1", q)
+	if !strings.Contains(failure(d), "at most 2") {
+		t.Errorf("failure = %q", failure(d))
+	}
+}
+
+func TestFullScrape(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{FullScrape: true, FullScrapeInterval: 30 * time.Second})
+	// Empty tracker: files is an empty dictionary, not a list.
+	r := httptest.NewRequest("GET", "/scrape", nil)
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	if got := w.Body.String(); got != "d5:filesde5:flagsd20:min_request_intervali60eee" {
+		t.Errorf("empty full scrape = %q", got)
+	}
+	// Hashes ending in spaces and holding zero bytes survive.
+	hashes := [][20]byte{hash20("a"), {}, hash20("0123456789012345678 ")}
+	hashes[2][19] = ' '
+	for i, ih := range hashes {
+		f.get(t, "10.0.0.1:1", announceURL(ih, hash20("p"), "1", "0"))
+		_ = i
+	}
+	// Cached: still empty within the interval.
+	d, _ := f.get(t, "10.0.0.1:1", "/scrape")
+	if n := len(d["files"].(map[string]any)); n != 0 {
+		t.Errorf("full scrape recomputed within its interval: %d files", n)
+	}
+	*f.now = f.now.Add(31 * time.Second)
+	d, res := f.get(t, "10.0.0.1:1", "/scrape", "Accept-Encoding", "gzip, deflate")
+	if res.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("gzip not used when accepted")
+	}
+	files := d["files"].(map[string]any)
+	if len(files) != 3 {
+		t.Fatalf("full scrape has %d files, want 3", len(files))
+	}
+	for _, ih := range hashes {
+		if _, ok := files[string(ih[:])]; !ok {
+			t.Errorf("hash %q missing", ih[:])
+		}
+	}
+	_, res = f.get(t, "10.0.0.1:1", "/scrape", "Accept-Encoding", "gzip;q=0")
+	if res.Header.Get("Content-Encoding") != "" {
+		t.Errorf("gzip used though refused")
+	}
+}
+
+func TestFullScrapeDisabled(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{FullScrape: false})
+	d, _ := f.get(t, "10.0.0.1:1", "/scrape")
+	if !strings.Contains(failure(d), "full scrape is disabled") {
+		t.Errorf("failure = %q", failure(d))
+	}
+}
+
+func TestClientAddress(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.9.0.0/16")}
+	f := newFixture(t, tracker.Config{}, Options{
+		TrustedProxies: proxies,
+		TrustIPParam:   []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+	})
+	tests := []struct {
+		name   string
+		remote string
+		query  string
+		hdr    []string
+		want   string // external ip
+		stored string // address others see
+	}{
+		{"direct", "198.51.100.7:1", "", nil, "198.51.100.7", "198.51.100.7"},
+		{"untrusted proxy headers ignored", "198.51.100.7:1", "", []string{"X-Forwarded-For", "1.2.3.4", "X-Real-IP", "1.2.3.4"}, "198.51.100.7", "198.51.100.7"},
+		{"trusted proxy X-Real-IP", "127.0.0.1:1", "", []string{"X-Real-IP", "203.0.113.5"}, "203.0.113.5", "203.0.113.5"},
+		{"trusted proxy X-Forwarded-For, nearest untrusted hop", "127.0.0.1:1", "", []string{"X-Forwarded-For", "6.6.6.6, 203.0.113.9, 10.9.1.1"}, "203.0.113.9", "203.0.113.9"},
+		{"v4-mapped remote", "[::ffff:198.51.100.8]:1", "", nil, "198.51.100.8", "198.51.100.8"},
+		{"ip param untrusted", "198.51.100.7:1", "&ip=203.0.113.77", nil, "198.51.100.7", "198.51.100.7"},
+		{"ip param trusted", "192.0.2.1:1", "&ip=203.0.113.77", nil, "192.0.2.1", "203.0.113.77"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ih := hash20(string(rune('A' + i)))
+			d, _ := f.get(t, tt.remote, announceURL(ih, hash20("p"), "6881", "1&compact=1"+tt.query), tt.hdr...)
+			if failure(d) != "" {
+				t.Fatal(failure(d))
+			}
+			if got := d["external ip"]; got != string(netip.MustParseAddr(tt.want).AsSlice()) {
+				t.Errorf("external ip %q, want %s", got, tt.want)
+			}
+			d, _ = f.get(t, "198.51.100.200:1", announceURL(ih, hash20("q"), "6881", "1&compact=1"))
+			want := string(netip.MustParseAddr(tt.stored).AsSlice()) + "\x1a\xe1"
+			if d["peers"] != want {
+				t.Errorf("stored peer %q, want %q", d["peers"], want)
+			}
+		})
+	}
+}
+
+func TestAnnounceAllocs(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih := hash20("alloc")
+	for i := range 60 {
+		f.get(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1).String(), announceURL(ih, hash20("p"), "6881", "1&compact=1"))
+	}
+	r := httptest.NewRequest("GET", announceURL(ih, hash20("p"), "6881", "1&compact=1"), nil)
+	r.RemoteAddr = "10.0.0.1:1"
+	w := discardWriter{h: http.Header{}}
+	allocs := testing.AllocsPerRun(200, func() { f.h.ServeHTTP(w, r) })
+	// The handler's own work allocates nothing; what remains is
+	// net/http's header map entry for Content-Length.
+	if allocs > 2 {
+		t.Errorf("announce allocates %.1f times per request", allocs)
+	}
+}
+
+type discardWriter struct{ h http.Header }
+
+func (w discardWriter) Header() http.Header         { return w.h }
+func (w discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w discardWriter) WriteHeader(int)             {}
+
+func BenchmarkHandlerAnnounce(b *testing.B) {
+	s := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer s.Close()
+	h := NewHandler(tracker.New(tracker.Config{}, s), Options{})
+	ih := hash20("bench")
+	w := discardWriter{h: http.Header{}}
+	for i := range 200 {
+		r := httptest.NewRequest("GET", announceURL(ih, hash20("p"), "6881", "1&compact=1"), nil)
+		r.RemoteAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1).String()
+		h.ServeHTTP(w, r)
+	}
+	r := httptest.NewRequest("GET", announceURL(ih, hash20("p"), "6881", "1&compact=1&numwant=50"), nil)
+	r.RemoteAddr = "10.0.0.1:1"
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(w, r)
+	}
+}

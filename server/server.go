@@ -1,0 +1,158 @@
+// Package server wires trackd together from a config.Config: the store, the
+// core tracker and the frontends, with their listeners. cmd/trackd runs one
+// Server; end-to-end tests run them in-process.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/net/netutil"
+
+	"trackd/config"
+	httpfrontend "trackd/frontend/http"
+	"trackd/store"
+	"trackd/store/memory"
+	"trackd/tracker"
+)
+
+// Server is a configured trackd. Start it, then Shutdown it.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	store   store.Store
+	tracker *tracker.Tracker
+
+	httpServer *http.Server
+	httpLn     net.Listener
+	serveErr   chan error
+	ready      chan struct{}
+}
+
+// New builds a Server from cfg. It opens the store but binds no listener.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	trustedProxies, _ := config.ParsePrefixes(cfg.TrustedProxies)
+	trustIPParam, _ := config.ParsePrefixes(cfg.TrustIPParam)
+
+	st := memory.New(store.Options{PeerLifetime: cfg.PeerLifetime})
+	tr := tracker.New(tracker.Config{
+		TargetAnnounceRate:  cfg.TargetAnnounceRate,
+		MinInterval:         cfg.MinInterval,
+		MaxInterval:         cfg.MaxInterval,
+		MinAnnounceInterval: cfg.MinAnnounceInterval,
+		DefaultNumWant:      cfg.DefaultNumWant,
+		MaxNumWant:          cfg.MaxNumWant,
+		RequireCompact:      cfg.RequireCompact,
+		MaxScrapeHashes:     cfg.MaxScrapeHashes,
+	}, st)
+	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, serveErr: make(chan error, 1), ready: make(chan struct{})}
+	if cfg.HTTP != "" {
+		h := httpfrontend.NewHandler(tr, httpfrontend.Options{
+			FullScrape:         cfg.FullScrape,
+			FullScrapeInterval: cfg.FullScrapeInterval,
+			MaxQueryBytes:      cfg.MaxQueryBytes,
+			TrustedProxies:     trustedProxies,
+			TrustIPParam:       trustIPParam,
+			Logger:             log,
+		})
+		s.httpServer = &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadTimeout:       cfg.ReadHeaderTimeout + cfg.WriteTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			// net/http adds 4 KiB of slack to this.
+			MaxHeaderBytes: cfg.MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+	}
+	return s, nil
+}
+
+// Tracker returns the server's core tracker.
+func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
+
+// Start binds the listeners and serves in the background. It logs one line
+// per listener once it accepts requests.
+func (s *Server) Start() error {
+	if s.httpServer != nil {
+		ln, err := net.Listen("tcp", s.cfg.HTTP)
+		if err != nil {
+			return fmt.Errorf("http listener: %w", err)
+		}
+		if s.cfg.MaxConns > 0 {
+			ln = netutil.LimitListener(ln, s.cfg.MaxConns)
+		}
+		s.httpLn = ln
+		go func() {
+			if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		s.log.Info("serving", "protocol", "http", "addr", ln.Addr().String(),
+			"announce", "http://"+ln.Addr().String()+"/announce")
+	}
+	close(s.ready)
+	return nil
+}
+
+// Ready is closed once Start has bound every listener.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Err returns a channel that receives an error if a listener fails while
+// serving.
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// HTTPAddr returns the address of the HTTP listener, or nil if HTTP is off.
+// It is valid once Start has returned (or Ready is closed).
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
+// Shutdown stops accepting requests, waits for the ones in flight until ctx
+// ends, and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	if s.httpServer != nil && s.httpLn != nil {
+		if err := s.httpServer.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, s.store.Close())
+	return errors.Join(errs...)
+}
+
+// shutdownGrace is how long cmd/trackd gives requests in flight to finish.
+const shutdownGrace = 10 * time.Second
+
+// Run starts s and serves until ctx is done or a listener fails, then shuts
+// down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		s.store.Close()
+		return err
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+	case err = <-s.serveErr:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	return errors.Join(err, s.Shutdown(sctx))
+}

@@ -1,0 +1,262 @@
+// Package tracker is the core of trackd: what an announce and a scrape mean,
+// how long clients are told to wait, and how many peers they get. It does no
+// I/O of its own; swarms live behind the store.Store interface and the wire
+// formats live in the frontends, which translate requests into the types
+// here and the results back.
+package tracker
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"trackd/bittorrent"
+	"trackd/store"
+)
+
+// Config sets the tracker's policy. The zero value of a field means its
+// default (see DefaultConfig).
+type Config struct {
+	// TargetAnnounceRate is the whole tracker's announce rate, in announces
+	// per second, that the interval policy aims at: the interval handed out
+	// is (total peers / TargetAnnounceRate) seconds, clamped to
+	// [MinInterval, MaxInterval]. This keeps the load on the server
+	// constant as swarms grow.
+	TargetAnnounceRate float64
+	// MinInterval and MaxInterval bound the announce interval.
+	MinInterval time.Duration
+	MaxInterval time.Duration
+	// MinAnnounceInterval is the "min interval" sent to clients: how soon a
+	// client may re-announce of its own accord. Zero means half the
+	// interval handed out.
+	MinAnnounceInterval time.Duration
+	// DefaultNumWant is the number of peers given when a client does not
+	// say how many it wants; MaxNumWant caps what a client may ask for.
+	DefaultNumWant int
+	MaxNumWant     int
+	// RequireCompact refuses announces that ask for neither compact nor
+	// no_peer_id replies (the original "require a certain announce
+	// protocol" option).
+	RequireCompact bool
+	// MaxScrapeHashes caps the info hashes in one scrape.
+	MaxScrapeHashes int
+}
+
+// DefaultConfig returns the defaults: a target of 1000 announces per second,
+// intervals between 60 s and 30 min, 50 peers by default and at most 200, and
+// up to 74 hashes per scrape (as many as fit a 2 KiB query).
+func DefaultConfig() Config {
+	return Config{
+		TargetAnnounceRate: 1000,
+		MinInterval:        60 * time.Second,
+		MaxInterval:        30 * time.Minute,
+		DefaultNumWant:     50,
+		MaxNumWant:         200,
+		MaxScrapeHashes:    74,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.TargetAnnounceRate <= 0 {
+		c.TargetAnnounceRate = d.TargetAnnounceRate
+	}
+	if c.MinInterval <= 0 {
+		c.MinInterval = d.MinInterval
+	}
+	if c.MaxInterval <= 0 {
+		c.MaxInterval = d.MaxInterval
+	}
+	if c.MaxInterval < c.MinInterval {
+		c.MaxInterval = c.MinInterval
+	}
+	if c.MaxNumWant <= 0 {
+		c.MaxNumWant = d.MaxNumWant
+	}
+	if c.DefaultNumWant <= 0 {
+		c.DefaultNumWant = d.DefaultNumWant
+	}
+	if c.DefaultNumWant > c.MaxNumWant {
+		c.DefaultNumWant = c.MaxNumWant
+	}
+	if c.MaxScrapeHashes <= 0 {
+		c.MaxScrapeHashes = d.MaxScrapeHashes
+	}
+}
+
+// ClientError is a request the tracker refuses because of what the client
+// sent. Its text is meant for the client (an HTTP "failure reason" or a UDP
+// error packet); any other error from the tracker is the server's fault.
+type ClientError string
+
+func (e ClientError) Error() string { return string(e) }
+
+// Errors the core returns for requests it refuses.
+var (
+	ErrCompactRequired = ClientError("this tracker requires compact=1 or no_peer_id=1")
+	ErrPortZero        = ClientError("port must be between 1 and 65535")
+)
+
+// IsClientError reports whether err is the client's fault.
+func IsClientError(err error) bool {
+	var ce ClientError
+	return errors.As(err, &ce)
+}
+
+// NumWantUnset marks an AnnounceRequest whose client did not send numwant.
+const NumWantUnset = -1
+
+// AnnounceRequest is an announce after the frontend has parsed it.
+type AnnounceRequest struct {
+	InfoHash bittorrent.InfoHash
+	PeerID   bittorrent.PeerID
+	// Addr is where other peers reach the announcing peer: the address the
+	// request came from (or a trusted override) and the announced port.
+	Addr       netip.AddrPort
+	Uploaded   uint64
+	Downloaded uint64
+	Left       uint64
+	Event      bittorrent.Event
+	// NumWant is the number of peers asked for, or NumWantUnset.
+	NumWant int
+	// Compact and NoPeerID are the client's reply-format wishes. A frontend
+	// whose wire format is always compact (UDP) sets Compact.
+	Compact  bool
+	NoPeerID bool
+}
+
+// AnnounceResponse is what the tracker answers to an announce.
+type AnnounceResponse struct {
+	Interval    time.Duration
+	MinInterval time.Duration
+	Complete    uint32 // seeders
+	Incomplete  uint32 // leechers
+	Downloaded  uint32 // completed downloads
+	// Peers are the peers handed out, of both address families.
+	Peers []bittorrent.Peer
+}
+
+// ScrapeResponse is what the tracker answers to a scrape.
+type ScrapeResponse struct {
+	// Files has the counts of each requested hash, in request order.
+	Files []store.Stats
+	// MinRequestInterval is how long a client should wait between scrapes.
+	MinRequestInterval time.Duration
+}
+
+// Tracker applies announces and scrapes to a store. It is safe for
+// concurrent use.
+type Tracker struct {
+	cfg   Config
+	store store.Store
+}
+
+// New returns a tracker that keeps its swarms in s.
+func New(cfg Config, s store.Store) *Tracker {
+	cfg.fill()
+	return &Tracker{cfg: cfg, store: s}
+}
+
+// Config returns the tracker's configuration, with defaults filled in.
+func (t *Tracker) Config() Config { return t.cfg }
+
+// Announce applies req and fills resp. resp.Peers is reused (truncated and
+// appended to) so a caller that keeps resp between requests allocates
+// nothing. A ClientError says the request was refused.
+func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *AnnounceResponse) error {
+	if t.cfg.RequireCompact && !req.Compact && !req.NoPeerID {
+		return ErrCompactRequired
+	}
+	if req.Addr.Port() == 0 {
+		return ErrPortZero
+	}
+	a := store.Announce{
+		InfoHash: req.InfoHash,
+		Peer:     bittorrent.Peer{ID: req.PeerID, Addr: req.Addr},
+		Event:    req.Event,
+		Seeder:   req.Left == 0,
+		NumWant:  t.numWant(req),
+	}
+	peers, stats, err := t.store.Announce(ctx, &a, resp.Peers[:0])
+	if err != nil {
+		return err
+	}
+	resp.Peers = peers
+	resp.Complete = stats.Seeders
+	resp.Incomplete = stats.Leechers
+	resp.Downloaded = stats.Downloaded
+	resp.Interval, resp.MinInterval, err = t.Intervals(ctx)
+	return err
+}
+
+// numWant is how many peers req gets: none when it stops, the default when
+// it did not say, never more than the cap.
+func (t *Tracker) numWant(req *AnnounceRequest) int {
+	switch {
+	case req.Event == bittorrent.EventStopped:
+		return 0
+	case req.NumWant < 0:
+		return t.cfg.DefaultNumWant
+	case req.NumWant > t.cfg.MaxNumWant:
+		return t.cfg.MaxNumWant
+	}
+	return req.NumWant
+}
+
+// Intervals returns the announce interval and min interval for the
+// tracker's current size.
+func (t *Tracker) Intervals(ctx context.Context) (interval, minInterval time.Duration, err error) {
+	totals, err := t.store.Totals(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	interval = IntervalFor(totals.Peers(), t.cfg.TargetAnnounceRate, t.cfg.MinInterval, t.cfg.MaxInterval)
+	minInterval = t.cfg.MinAnnounceInterval
+	if minInterval <= 0 || minInterval > interval {
+		minInterval = interval / 2
+	}
+	return interval, minInterval, nil
+}
+
+// IntervalFor is the interval policy that keeps server load constant: with
+// peers peers each announcing once per interval, the tracker sees
+// peers/interval announces per second, so the interval that meets a target
+// rate is peers/target seconds. It is clamped to [lo, hi] and rounded down
+// to whole seconds, which is what the wire formats carry.
+func IntervalFor(peers uint64, target float64, lo, hi time.Duration) time.Duration {
+	d := time.Duration(float64(peers) / target * float64(time.Second))
+	if d < lo || d < 0 {
+		d = lo
+	}
+	if d > hi {
+		d = hi
+	}
+	return d.Truncate(time.Second)
+}
+
+// Scrape fills resp with the counts of hashes. An empty hashes is not a full
+// scrape: frontends call ScrapeAll for that.
+func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp *ScrapeResponse) error {
+	if len(hashes) > t.cfg.MaxScrapeHashes {
+		return ClientError("too many info_hash values: at most " + strconv.Itoa(t.cfg.MaxScrapeHashes) + " per scrape")
+	}
+	files, err := t.store.Scrape(ctx, hashes, resp.Files[:0])
+	if err != nil {
+		return err
+	}
+	resp.Files = files
+	resp.MinRequestInterval, _, err = t.Intervals(ctx)
+	return err
+}
+
+// ScrapeAll calls fn for every torrent the tracker knows (the "full" or
+// "global" scrape) and returns the min_request_interval to send with it.
+func (t *Tracker) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, store.Stats) error) (time.Duration, error) {
+	if err := t.store.ScrapeAll(ctx, fn); err != nil {
+		return 0, err
+	}
+	interval, _, err := t.Intervals(ctx)
+	return interval, err
+}

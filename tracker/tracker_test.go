@@ -1,0 +1,274 @@
+package tracker_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"trackd/bittorrent"
+	"trackd/store"
+	"trackd/store/memory"
+	"trackd/tracker"
+)
+
+func TestIntervalFor(t *testing.T) {
+	lo, hi := time.Minute, 30*time.Minute
+	tests := []struct {
+		peers  uint64
+		target float64
+		want   time.Duration
+	}{
+		{0, 1000, lo},
+		{1000, 1000, lo},                // 1 s → clamped up
+		{60000, 1000, 60 * time.Second}, // exactly the floor
+		{120000, 1000, 120 * time.Second},
+		{500000, 1000, 500 * time.Second},
+		{1800000, 1000, hi},
+		{1 << 40, 1000, hi}, // clamped down
+		{1000, 10, 100 * time.Second},
+		{1001, 10, 100 * time.Second}, // whole seconds
+	}
+	for _, tt := range tests {
+		if got := tracker.IntervalFor(tt.peers, tt.target, lo, hi); got != tt.want {
+			t.Errorf("IntervalFor(%d, %v) = %v, want %v", tt.peers, tt.target, got, tt.want)
+		}
+	}
+}
+
+// newTracker returns a tracker over a fresh in-memory store whose clock the
+// test controls.
+func newTracker(t *testing.T, cfg tracker.Config) (*tracker.Tracker, *time.Time) {
+	t.Helper()
+	now := time.Unix(1_700_000_000, 0)
+	s := memory.New(store.Options{PeerLifetime: time.Hour, Now: func() time.Time { return now }})
+	t.Cleanup(func() { s.Close() })
+	return tracker.New(cfg, s), &now
+}
+
+func peerReq(ih byte, n int, left uint64) *tracker.AnnounceRequest {
+	r := &tracker.AnnounceRequest{
+		InfoHash: bittorrent.InfoHash{ih},
+		Addr:     netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}), 6881),
+		Left:     left,
+		NumWant:  tracker.NumWantUnset,
+		Compact:  true,
+	}
+	copy(r.PeerID[:], fmt.Sprintf("peer-%015d", n))
+	return r
+}
+
+func TestIntervalGrowsWithSwarm(t *testing.T) {
+	tr, _ := newTracker(t, tracker.Config{TargetAnnounceRate: 10, MinInterval: 60 * time.Second, MaxInterval: 1800 * time.Second})
+	ctx := context.Background()
+	var resp tracker.AnnounceResponse
+	var got []time.Duration
+	n := 0
+	for _, size := range []int{1, 600, 1200, 6000, 20000, 30000} {
+		for ; n < size; n++ {
+			if err := tr.Announce(ctx, peerReq(byte(n%7), n, 1), &resp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got = append(got, resp.Interval)
+	}
+	want := []time.Duration{60 * time.Second, 60 * time.Second, 120 * time.Second, 600 * time.Second, 1800 * time.Second, 1800 * time.Second}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("interval after step %d = %v, want %v (all: %v)", i, got[i], want[i], got)
+		}
+	}
+	if resp.MinInterval != resp.Interval/2 {
+		t.Errorf("min interval %v, want half of %v", resp.MinInterval, resp.Interval)
+	}
+}
+
+func TestMinAnnounceIntervalConfigured(t *testing.T) {
+	tr, _ := newTracker(t, tracker.Config{MinAnnounceInterval: 10 * time.Second})
+	var resp tracker.AnnounceResponse
+	if err := tr.Announce(context.Background(), peerReq(1, 1, 0), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Interval != 60*time.Second || resp.MinInterval != 10*time.Second {
+		t.Errorf("interval %v min %v, want 1m0s and 10s", resp.Interval, resp.MinInterval)
+	}
+}
+
+func TestAnnounceRules(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		cfg     tracker.Config
+		prepare int // leechers already in the swarm
+		req     func(r *tracker.AnnounceRequest)
+		peers   int
+		err     error
+	}{
+		{name: "default numwant", prepare: 80, peers: 50},
+		{name: "numwant honoured", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant = 7 }, peers: 7},
+		{name: "numwant zero", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant = 0 }, peers: 0},
+		{name: "numwant capped", cfg: tracker.Config{MaxNumWant: 20}, prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant = 1000 }, peers: 20},
+		{name: "default above cap is capped", cfg: tracker.Config{MaxNumWant: 10, DefaultNumWant: 50}, prepare: 80, peers: 10},
+		{name: "fewer than wanted", prepare: 3, peers: 3},
+		{name: "stopped gets none", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.Event = bittorrent.EventStopped }, peers: 0},
+		{name: "require compact refuses plain", cfg: tracker.Config{RequireCompact: true}, req: func(r *tracker.AnnounceRequest) { r.Compact = false }, err: tracker.ErrCompactRequired},
+		{name: "require compact takes no_peer_id", cfg: tracker.Config{RequireCompact: true}, prepare: 2, req: func(r *tracker.AnnounceRequest) { r.Compact, r.NoPeerID = false, true }, peers: 2},
+		{name: "require compact takes compact", cfg: tracker.Config{RequireCompact: true}, prepare: 2, peers: 2},
+		{name: "port zero", req: func(r *tracker.AnnounceRequest) { r.Addr = netip.AddrPortFrom(r.Addr.Addr(), 0) }, err: tracker.ErrPortZero},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, _ := newTracker(t, tt.cfg)
+			var resp tracker.AnnounceResponse
+			for i := 1; i <= tt.prepare; i++ {
+				r := peerReq(1, i, 1)
+				r.NumWant = 0
+				if err := tr.Announce(ctx, r, &resp); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := peerReq(1, 100000, 1)
+			if tt.req != nil {
+				tt.req(r)
+			}
+			err := tr.Announce(ctx, r, &resp)
+			if err != tt.err {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				if !tracker.IsClientError(err) {
+					t.Errorf("%v is not a client error", err)
+				}
+				return
+			}
+			if len(resp.Peers) != tt.peers {
+				t.Errorf("got %d peers, want %d", len(resp.Peers), tt.peers)
+			}
+			for _, p := range resp.Peers {
+				if p.Addr == r.Addr {
+					t.Errorf("requester in its own peer list")
+				}
+			}
+		})
+	}
+}
+
+func TestAnnounceCountsAndSeederRules(t *testing.T) {
+	ctx := context.Background()
+	tr, _ := newTracker(t, tracker.Config{})
+	var resp tracker.AnnounceResponse
+	// Two seeders, three leechers.
+	for i := 1; i <= 5; i++ {
+		left := uint64(1)
+		if i <= 2 {
+			left = 0
+		}
+		if err := tr.Announce(ctx, peerReq(1, i, left), &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp.Complete != 2 || resp.Incomplete != 3 {
+		t.Fatalf("complete %d incomplete %d, want 2 and 3", resp.Complete, resp.Incomplete)
+	}
+	// A seeder is sent only the three leechers.
+	if err := tr.Announce(ctx, peerReq(1, 1, 0), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Peers) != 3 {
+		t.Errorf("seeder got %d peers, want the 3 leechers", len(resp.Peers))
+	}
+	// A leecher completes: counted once, even when it says so twice.
+	for range 2 {
+		r := peerReq(1, 3, 0)
+		r.Event = bittorrent.EventCompleted
+		if err := tr.Announce(ctx, r, &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp.Complete != 3 || resp.Incomplete != 2 || resp.Downloaded != 1 {
+		t.Errorf("after completion: complete %d incomplete %d downloaded %d, want 3 2 1", resp.Complete, resp.Incomplete, resp.Downloaded)
+	}
+	// Same ip:port, new peer id: replaced, not added.
+	r := peerReq(1, 4, 1)
+	r.PeerID[0] ^= 0xff
+	if err := tr.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Complete+resp.Incomplete != 5 {
+		t.Errorf("new peer id from same ip:port added a peer: %d+%d", resp.Complete, resp.Incomplete)
+	}
+	// Stopped removes.
+	r.Event = bittorrent.EventStopped
+	if err := tr.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Complete != 3 || resp.Incomplete != 1 {
+		t.Errorf("after stop: %d %d, want 3 1", resp.Complete, resp.Incomplete)
+	}
+}
+
+func TestScrape(t *testing.T) {
+	ctx := context.Background()
+	tr, _ := newTracker(t, tracker.Config{MaxScrapeHashes: 2})
+	var resp tracker.AnnounceResponse
+	if err := tr.Announce(ctx, peerReq(1, 1, 0), &resp); err != nil {
+		t.Fatal(err)
+	}
+	var sr tracker.ScrapeResponse
+	if err := tr.Scrape(ctx, []bittorrent.InfoHash{{1}, {2}}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if len(sr.Files) != 2 || sr.Files[0].Seeders != 1 || sr.Files[1] != (store.Stats{}) {
+		t.Errorf("scrape = %+v", sr.Files)
+	}
+	if sr.MinRequestInterval != 60*time.Second {
+		t.Errorf("min_request_interval %v", sr.MinRequestInterval)
+	}
+	err := tr.Scrape(ctx, []bittorrent.InfoHash{{1}, {2}, {3}}, &sr)
+	if !tracker.IsClientError(err) {
+		t.Errorf("3 hashes over a cap of 2: err = %v, want a client error", err)
+	}
+	n := 0
+	if _, err := tr.ScrapeAll(ctx, func(bittorrent.InfoHash, store.Stats) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("ScrapeAll visited %d, err %v", n, err)
+	}
+}
+
+func TestPeersExpire(t *testing.T) {
+	ctx := context.Background()
+	tr, now := newTracker(t, tracker.Config{})
+	var resp tracker.AnnounceResponse
+	tr.Announce(ctx, peerReq(1, 1, 0), &resp)
+	*now = now.Add(time.Hour + time.Second)
+	if err := tr.Announce(ctx, peerReq(1, 2, 1), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Complete != 0 || len(resp.Peers) != 0 {
+		t.Errorf("expired seeder still there: complete %d, peers %d", resp.Complete, len(resp.Peers))
+	}
+}
+
+func BenchmarkAnnounce(b *testing.B) {
+	s := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer s.Close()
+	tr := tracker.New(tracker.Config{}, s)
+	ctx := context.Background()
+	const peers = 100_000
+	var resp tracker.AnnounceResponse
+	reqs := make([]*tracker.AnnounceRequest, peers)
+	for i := range reqs {
+		reqs[i] = peerReq(byte(i%256), i, uint64(i%4))
+		if err := tr.Announce(ctx, reqs[i], &resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := tr.Announce(ctx, reqs[i%peers], &resp); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
