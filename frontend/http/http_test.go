@@ -360,3 +360,41 @@ func BenchmarkHandlerAnnounce(b *testing.B) {
 		h.ServeHTTP(w, r)
 	}
 }
+
+// FuzzHandler sends arbitrary queries to /announce and /scrape: every reply
+// must be a canonical bencoded dictionary, a failure or a real answer.
+func FuzzHandler(f *testing.F) {
+	f.Add(true, "info_hash="+esc(hash20("a"))+"&peer_id="+esc(hash20("b"))+"&port=1&left=0&compact=1")
+	f.Add(true, "info_hash="+esc(hash20("a"))+"&peer_id="+esc(hash20("b"))+"&port=1&left=5&numwant=3")
+	f.Add(false, "info_hash="+esc(hash20("a")))
+	f.Add(false, "")
+	f.Add(true, "%%%&&==")
+	s := memory.New(store.Options{PeerLifetime: time.Hour})
+	f.Cleanup(func() { s.Close() })
+	h := NewHandler(tracker.New(tracker.Config{}, s), Options{FullScrape: true})
+	f.Fuzz(func(t *testing.T, announce bool, q string) {
+		path := "/scrape"
+		if announce {
+			path = "/announce"
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.Path, r.URL.RawQuery = path, q
+		r.RemoteAddr = "10.1.2.3:4"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+		v, err := bencode.Decode(w.Body.Bytes())
+		if err != nil {
+			t.Fatalf("reply %q: %v", w.Body.Bytes(), err)
+		}
+		d, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("reply %q is not a dictionary", w.Body.Bytes())
+		}
+		if _, failed := d["failure reason"]; failed && len(d) != 1 {
+			t.Fatalf("failure with other keys: %q", w.Body.Bytes())
+		}
+	})
+}
