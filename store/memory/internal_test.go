@@ -1,0 +1,540 @@
+package memory
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"trackd/bittorrent"
+	"trackd/store"
+)
+
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock() *fakeClock {
+	c := new(fakeClock)
+	c.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func TestRecordSizes(t *testing.T) {
+	if n := unsafe.Sizeof(peer4{}); n != 32 {
+		t.Errorf("peer4 is %d bytes, want 32", n)
+	}
+	if n := unsafe.Sizeof(peer6{}); n != 44 {
+		t.Errorf("peer6 is %d bytes, want 44", n)
+	}
+	if n := unsafe.Sizeof(swarm{}); n != 48 {
+		t.Errorf("swarm is %d bytes, want 48", n)
+	}
+	if n := unsafe.Sizeof(shard{}); n != 64 {
+		t.Errorf("shard is %d bytes, want 64", n)
+	}
+}
+
+// TestSliceOps checks the slice surgery against plain slices operations.
+func TestSliceOps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var s, ref []int
+	for step := range 20000 {
+		switch op := rng.IntN(10); {
+		case op < 5 || len(ref) == 0:
+			i, v := rng.IntN(len(ref)+1), rng.Int()
+			s = insertAt(s, i, v)
+			ref = slices.Insert(ref, i, v)
+		case op < 8:
+			i := rng.IntN(len(ref))
+			s = removeAt(s, i)
+			ref = slices.Delete(ref, i, i+1)
+		case op < 9:
+			from, to := rng.IntN(len(ref)), rng.IntN(len(ref))
+			from, to = max(from, to), min(from, to)
+			moveDown(s, from, to)
+			v := ref[from]
+			ref = slices.Insert(slices.Delete(ref, from, from+1), to, v)
+		default:
+			from, to := rng.IntN(len(ref)), rng.IntN(len(ref))
+			from, to = min(from, to), max(from, to)
+			moveUp(s, from, to)
+			v := ref[from]
+			ref = slices.Insert(slices.Delete(ref, from, from+1), to, v)
+		}
+		if !slices.Equal(s, ref) {
+			t.Fatalf("step %d: %v, want %v", step, s, ref)
+		}
+		if len(s) == 0 && s != nil {
+			t.Fatalf("step %d: empty slice keeps its array", step)
+		}
+		if cap(s) >= 8 && len(s) < cap(s)/4 {
+			t.Fatalf("step %d: len %d of cap %d, not shrunk", step, len(s), cap(s))
+		}
+	}
+	// Growth is by about a quarter, to the allocator's size class.
+	var p []peer4
+	for range 100 {
+		p = insertAt(p, len(p), peer4{})
+		if c := cap(p); c > len(p)+len(p)/2+2 {
+			t.Fatalf("%d records in a capacity of %d", len(p), c)
+		}
+	}
+}
+
+func TestSearch(t *testing.T) {
+	var s4 []peer4
+	var s6 []peer6
+	for i := range 50 {
+		ip := uint32(i/5) << 24
+		port := uint16(i % 5 * 2)
+		s4 = append(s4, peer4{ip: ip, port: port})
+		var ip6 [16]byte
+		ip6[0], ip6[15] = byte(i/10), byte(i/5%2)
+		s6 = append(s6, peer6{ip: ip6, port: port})
+	}
+	// Lengths on both sides of linearMax, so both ways of searching run.
+	for _, n := range []int{0, 1, 2, linearMax - 1, linearMax, linearMax + 1, 50} {
+		s4, s6 := s4[:n], s6[:n]
+		for i, p := range s4 {
+			if j, ok := search4(s4, p.key()); j != i || !ok {
+				t.Errorf("len %d: search4 of record %d = %d, %v", n, i, j, ok)
+			}
+			if j, ok := search4(s4, p.key()+1); j != i+1 || ok {
+				t.Errorf("len %d: search4 after record %d = %d, %v", n, i, j, ok)
+			}
+		}
+		if j, ok := search4(s4, 0); j != 0 || (ok != (n > 0)) {
+			t.Errorf("len %d: search4 of the smallest key = %d, %v", n, j, ok)
+		}
+		for i, p := range s6 {
+			if j, ok := search6(s6, p.key()); j != i || !ok {
+				t.Errorf("len %d: search6 of record %d = %d, %v", n, i, j, ok)
+			}
+			k := p.key()
+			k.port++
+			if j, ok := search6(s6, k); j != i+1 || ok {
+				t.Errorf("len %d: search6 after record %d = %d, %v", n, i, j, ok)
+			}
+		}
+	}
+}
+
+type modelPeer struct {
+	id              bittorrent.PeerID
+	seeder, counted bool
+	exp             time.Time
+}
+
+// checkSwarm checks the layout invariants of sw against the model.
+func checkSwarm(t *testing.T, sw *swarm, model map[netip.AddrPort]*modelPeer, downloaded uint32) {
+	t.Helper()
+	var want store.Stats
+	for _, p := range model {
+		if p.seeder {
+			want.Seeders++
+		} else {
+			want.Leechers++
+		}
+	}
+	want.Downloaded = downloaded
+	var got store.Stats
+	if sw != nil {
+		got = sw.stats()
+	}
+	if got != want {
+		t.Fatalf("stats %+v, want %+v", got, want)
+	}
+	if sw == nil {
+		return
+	}
+	seen := 0
+	check := func(addr netip.AddrPort, id bittorrent.PeerID, seeder bool, flags uint8) {
+		t.Helper()
+		m := model[addr]
+		if m == nil || m.id != id || m.seeder != seeder || m.counted != (flags&flagCompleted != 0) {
+			t.Fatalf("stored %v id %v seeder %v flags %d; model %+v", addr, id, seeder, flags, m)
+		}
+		seen++
+	}
+	ns := int(sw.ns4)
+	for _, part := range [][]peer4{sw.v4[:ns], sw.v4[ns:]} {
+		if !slices.IsSortedFunc(part, func(a, b peer4) int { return compareU64(a.key(), b.key()) }) {
+			t.Fatalf("v4 part not sorted")
+		}
+	}
+	for i := range sw.v4 {
+		p := &sw.v4[i]
+		check(p.peer().Addr, p.id, i < ns, p.flags)
+		if p.exp < sw.minExp {
+			t.Fatalf("v4 peer expires at %d before the swarm's minExp %d", p.exp, sw.minExp)
+		}
+	}
+	if f := sw.v6; f != nil {
+		if len(f.peers) == 0 {
+			t.Fatalf("empty swarm6 kept")
+		}
+		ns := int(f.ns)
+		for _, part := range [][]peer6{f.peers[:ns], f.peers[ns:]} {
+			for i := 1; i < len(part); i++ {
+				if !part[i-1].key().less(part[i].key()) {
+					t.Fatalf("v6 part not strictly sorted")
+				}
+			}
+		}
+		for i := range f.peers {
+			p := &f.peers[i]
+			check(p.peer().Addr, p.id, i < ns, p.flags)
+			if p.exp < sw.minExp {
+				t.Fatalf("v6 peer expires at %d before the swarm's minExp %d", p.exp, sw.minExp)
+			}
+		}
+	}
+	if seen != len(model) {
+		t.Fatalf("%d peers stored, model has %d", seen, len(model))
+	}
+}
+
+// lookup returns the swarm of h, nil if none.
+func lookup(s *Store, h bittorrent.InfoHash) *swarm {
+	sh, tag := s.shardFor(&h)
+	if i, ok := sh.swarms.find(&h, tag); ok {
+		return &sh.swarms.slots[i].sw
+	}
+	return nil
+}
+
+func compareU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// TestModel drives one swarm with random announces from a small pool of
+// addresses (so that sessions collide, move and stop) and checks it, the
+// totals and the returned peers against a model after every step.
+func TestModel(t *testing.T) {
+	clock := newFakeClock()
+	s := NewWithConfig(store.Options{PeerLifetime: time.Minute, Now: clock.Now}, Config{Shards: 1, SweepInterval: -1})
+	defer s.Close()
+	ctx := context.Background()
+	h := bittorrent.InfoHash{1}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var pool []netip.AddrPort
+	for i := range 60 {
+		if i%3 == 0 {
+			pool = append(pool, netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 1, 15: byte(i % 7)}), uint16(i%4)))
+		} else {
+			pool = append(pool, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i % 5), byte(i % 11)}), uint16(i%4)))
+		}
+	}
+	model := make(map[netip.AddrPort]*modelPeer)
+	var downloaded uint32
+	var buf []bittorrent.Peer
+	for step := range 20000 {
+		if rng.IntN(50) == 0 {
+			clock.Advance(time.Duration(rng.IntN(40)) * time.Second)
+		}
+		now := clock.Now()
+		// The clock moves by whole seconds from a whole second, so expiry
+		// (kept in whole seconds) is exact.
+		for addr, p := range model {
+			if !now.Before(p.exp) {
+				delete(model, addr)
+			}
+		}
+		addr := pool[rng.IntN(len(pool))]
+		var id bittorrent.PeerID
+		id[0], id[1] = byte(step), byte(step>>8)
+		a := &store.Announce{InfoHash: h, Peer: bittorrent.Peer{ID: id, Addr: addr}, Seeder: rng.IntN(2) == 0, NumWant: rng.IntN(30)}
+		switch rng.IntN(8) {
+		case 0:
+			a.Event = bittorrent.EventStopped
+		case 1, 2:
+			a.Event = bittorrent.EventCompleted
+		}
+		var st store.Stats
+		var err error
+		buf, st, err = s.Announce(ctx, a, buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Event == bittorrent.EventStopped {
+			delete(model, addr)
+		} else {
+			m := model[addr]
+			if m == nil {
+				m = new(modelPeer)
+				model[addr] = m
+			}
+			m.id, m.seeder, m.exp = id, a.Seeder, now.Add(time.Minute)
+			if a.Event == bittorrent.EventCompleted && !m.counted {
+				m.counted = true
+				downloaded++
+			}
+		}
+		sw := lookup(s, h)
+		checkSwarm(t, sw, model, downloaded)
+		if sw != nil && st != sw.stats() {
+			t.Fatalf("step %d: announce returned %+v, swarm has %+v", step, st, sw.stats())
+		}
+		candidates := 0
+		for other, m := range model {
+			if other != addr && (!a.Seeder || !m.seeder) {
+				candidates++
+			}
+		}
+		if want := min(a.NumWant, candidates); len(buf) != want {
+			t.Fatalf("step %d: %d peers returned, want %d", step, len(buf), want)
+		}
+		seen := make(map[netip.AddrPort]bool)
+		for _, p := range buf {
+			m := model[p.Addr]
+			if m == nil || m.id != p.ID || p.Addr == addr || seen[p.Addr] || (a.Seeder && m.seeder) {
+				t.Fatalf("step %d: returned %v, model %+v", step, p, m)
+			}
+			seen[p.Addr] = true
+		}
+		tot, _ := s.Totals(ctx)
+		if want := uint64(len(model)); tot.Peers() != want {
+			t.Fatalf("step %d: totals %+v, model has %d peers", step, tot, want)
+		}
+	}
+}
+
+// TestPick checks the sampler on its own: counts, no duplicates, never the
+// announcing peer, only leechers for a seeder, and (with a fixed seed, so
+// the test is deterministic) every candidate chosen as often as the others.
+func TestPick(t *testing.T) {
+	rng := rand.NewPCG(5, 6)
+	for _, tc := range []struct {
+		seeders4, leechers4, seeders6, leechers6 int
+	}{
+		{0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {3, 4, 0, 0}, {0, 0, 3, 4},
+		{10, 20, 5, 7}, {7, 0, 0, 9}, {0, 13, 2, 0}, {100, 37, 11, 3},
+	} {
+		sw := &swarm{minExp: noExp}
+		for i := range tc.seeders4 + tc.leechers4 {
+			sw.apply4(&store.Announce{Seeder: i < tc.seeders4}, uint32(i), 1, 100)
+		}
+		for i := range tc.seeders6 + tc.leechers6 {
+			ip := [16]byte{0: 0x20, 15: byte(i)}
+			sw.apply6(&store.Announce{Seeder: i < tc.seeders6}, &ip, 1, 100)
+		}
+		n4, n6 := len(sw.v4), 0
+		if sw.v6 != nil {
+			n6 = len(sw.v6.peers)
+		}
+		type self struct {
+			seeder       bool
+			self4, self6 int
+		}
+		selves := []self{{false, -1, -1}, {true, -1, -1}}
+		if tc.leechers4 > 0 {
+			selves = append(selves, self{false, n4 - 1, -1})
+		}
+		if tc.seeders4 > 0 {
+			selves = append(selves, self{true, 0, -1})
+		}
+		if tc.leechers6 > 0 {
+			selves = append(selves, self{false, -1, n6 - 1})
+		}
+		for _, me := range selves {
+			var cand []bittorrent.Peer
+			for i := range sw.v4 {
+				if i != me.self4 && (!me.seeder || i >= int(sw.ns4)) {
+					cand = append(cand, sw.v4[i].peer())
+				}
+			}
+			for i := 0; i < n6; i++ {
+				if i != me.self6 && (!me.seeder || i >= int(sw.v6.ns)) {
+					cand = append(cand, sw.v6.peers[i].peer())
+				}
+			}
+			for _, want := range []int{0, 1, 2, 5, len(cand) - 1, len(cand), len(cand) + 3} {
+				if want < 0 {
+					continue
+				}
+				name := fmt.Sprintf("%v/self %+v/want %d", tc, me, want)
+				isCand := make(map[bittorrent.Peer]bool, len(cand))
+				for _, p := range cand {
+					isCand[p] = true
+				}
+				counts := make(map[netip.AddrPort]int)
+				const rounds = 2000
+				for range rounds {
+					got := sw.pick(rng, me.seeder, me.self4, me.self6, want, nil)
+					if len(got) != min(want, len(cand)) {
+						t.Fatalf("%s: %d peers, want %d", name, len(got), min(want, len(cand)))
+					}
+					for _, p := range got {
+						if !isCand[p] {
+							t.Fatalf("%s: %v is not a candidate", name, p)
+						}
+						counts[p.Addr]++
+					}
+				}
+				if len(cand) == 0 || want == 0 || want >= len(cand) {
+					continue
+				}
+				// Each candidate is expected exp = rounds*want/len(cand)
+				// times; allow 5 standard deviations (at most sqrt(exp)),
+				// deterministic with the fixed seed. A sampler without the
+				// rotation, whose strata differ in size, is off by more
+				// (e.g. 3 of 7: 667 or 1000 picks instead of 857 ± 145).
+				exp := float64(rounds*min(want, len(cand))) / float64(len(cand))
+				tol := 5*math.Sqrt(exp) + 1
+				total := 0
+				for _, p := range cand {
+					c := counts[p.Addr]
+					total += c
+					if d := float64(c) - exp; d > tol || d < -tol {
+						t.Errorf("%s: %v chosen %d times, expected %.0f", name, p.Addr, c, exp)
+					}
+				}
+				if total != rounds*min(want, len(cand)) {
+					t.Errorf("%s: duplicates: %d picks counted, want %d", name, total, rounds*min(want, len(cand)))
+				}
+			}
+		}
+	}
+}
+
+// TestExpiryRounding checks that expiry is rounded up to whole seconds: a
+// peer never expires before its lifetime, and at most a second after.
+func TestExpiryRounding(t *testing.T) {
+	clock := newFakeClock()
+	s := NewWithConfig(store.Options{PeerLifetime: 10 * time.Second, Now: clock.Now}, Config{SweepInterval: -1})
+	defer s.Close()
+	ctx := context.Background()
+	h := bittorrent.InfoHash{7}
+	clock.Advance(300 * time.Millisecond)
+	p := bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}
+	s.Announce(ctx, &store.Announce{InfoHash: h, Peer: p}, nil)
+	clock.Advance(10*time.Second - time.Nanosecond)
+	if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 1 {
+		t.Errorf("peer expired before its lifetime")
+	}
+	clock.Advance(time.Second + time.Nanosecond)
+	if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 0 {
+		t.Errorf("peer alive a second after its lifetime")
+	}
+}
+
+// TestSweeper checks that the background sweeper frees expired peers and
+// empty swarms without any request, and keeps swarms with downloads.
+func TestSweeper(t *testing.T) {
+	clock := newFakeClock()
+	s := NewWithConfig(store.Options{PeerLifetime: time.Minute, Now: clock.Now}, Config{Shards: 16, SweepInterval: time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 100 {
+		a := &store.Announce{InfoHash: bittorrent.InfoHash{byte(i)}, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}}
+		if i%10 == 0 {
+			a.Event = bittorrent.EventCompleted
+		}
+		s.Announce(ctx, a, nil)
+	}
+	clock.Advance(2 * time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, empty := 0, 0
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			for _, sl := range sh.swarms.slots {
+				if sl.tag != 0 {
+					n++
+					if sl.sw.numPeers() == 0 {
+						empty++
+					}
+				}
+			}
+			sh.mu.Unlock()
+		}
+		if n == 10 && empty == 10 && s.sweptThrough.Load() >= s.nowSec() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeper left %d swarms, %d of them empty; want the 10 with downloads, empty", n, empty)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if tot, _ := s.Totals(ctx); tot != (store.Totals{}) {
+		t.Errorf("totals %+v after the sweep", tot)
+	}
+}
+
+// TestTotalsSweeps checks that Totals drops expired peers itself when no
+// sweeper has, and frees their swarms.
+func TestTotalsSweeps(t *testing.T) {
+	clock := newFakeClock()
+	s := NewWithConfig(store.Options{PeerLifetime: time.Minute, Now: clock.Now}, Config{Shards: 8, SweepInterval: -1})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 1000 {
+		h := bittorrent.InfoHash{byte(i), byte(i >> 8)}
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i % 7)}), 1)
+		s.Announce(ctx, &store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
+	}
+	if tot, _ := s.Totals(ctx); tot != (store.Totals{Torrents: 1000, Seeders: 750, Leechers: 250}) {
+		t.Errorf("totals %+v", tot)
+	}
+	clock.Advance(61 * time.Second)
+	if tot, _ := s.Totals(ctx); tot != (store.Totals{}) {
+		t.Errorf("totals %+v after expiry", tot)
+	}
+	for i := range s.shards {
+		if n := s.shards[i].swarms.n; n != 0 || s.shards[i].swarms.slots != nil {
+			t.Errorf("shard %d keeps %d swarms", i, n)
+		}
+	}
+}
+
+func TestInvalidAddr(t *testing.T) {
+	s := New(store.Options{PeerLifetime: time.Minute})
+	defer s.Close()
+	_, _, err := s.Announce(context.Background(), &store.Announce{}, nil)
+	if err == nil {
+		t.Error("announce without an address succeeded")
+	}
+}
+
+// TestReannounceAllocs checks that a re-announce of a known peer allocates
+// nothing when the caller's slice has room.
+func TestReannounceAllocs(t *testing.T) {
+	s := New(store.Options{PeerLifetime: time.Hour})
+	defer s.Close()
+	ctx := context.Background()
+	h := bittorrent.InfoHash{9}
+	for i := range 200 {
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)
+		if i%5 == 0 {
+			addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 15: byte(i)}), 1)
+		}
+		s.Announce(ctx, &store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
+	}
+	buf := make([]bittorrent.Peer, 0, 50)
+	for _, addr := range []string{"10.0.0.1:1", "10.0.0.4:1", "[2000::5]:1"} {
+		for _, seeder := range []bool{false, true} {
+			a := &store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort(addr)}, Seeder: seeder, NumWant: 50}
+			s.Announce(ctx, a, buf)
+			allocs := testing.AllocsPerRun(1000, func() {
+				buf, _, _ = s.Announce(ctx, a, buf[:0])
+			})
+			if allocs != 0 {
+				t.Errorf("re-announce of %s (seeder %v): %v allocations", addr, seeder, allocs)
+			}
+		}
+	}
+}
