@@ -202,8 +202,8 @@ func BenchmarkMemoryPerPeer(b *testing.B) {
 }
 
 // BenchmarkChurnBigSwarm has peers join and leave one swarm of 100,000
-// (75% seeders), NumWant 0: each join or stop moves, on average, half of a
-// part of the swarm's sorted array by one record.
+// (75% seeders), NumWant 0: what a layout that keeps peers sorted pays a
+// memmove of the array for.
 func BenchmarkChurnBigSwarm(b *testing.B) {
 	const n = 100_000
 	s := New(store.Options{PeerLifetime: time.Hour})

@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,86 +40,145 @@ func TestRecordSizes(t *testing.T) {
 	}
 }
 
-// TestSliceOps checks the slice surgery against plain slices operations.
-func TestSliceOps(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var s, ref []int
-	for step := range 20000 {
-		switch op := rng.IntN(10); {
-		case op < 5 || len(ref) == 0:
-			i, v := rng.IntN(len(ref)+1), rng.Int()
-			s = insertAt(s, i, v)
-			ref = slices.Insert(ref, i, v)
-		case op < 8:
-			i := rng.IntN(len(ref))
-			s = removeAt(s, i)
-			ref = slices.Delete(ref, i, i+1)
-		case op < 9:
-			from, to := rng.IntN(len(ref)), rng.IntN(len(ref))
-			from, to = max(from, to), min(from, to)
-			moveDown(s, from, to)
-			v := ref[from]
-			ref = slices.Insert(slices.Delete(ref, from, from+1), to, v)
-		default:
-			from, to := rng.IntN(len(ref)), rng.IntN(len(ref))
-			from, to = min(from, to), max(from, to)
-			moveUp(s, from, to)
-			v := ref[from]
-			ref = slices.Insert(slices.Delete(ref, from, from+1), to, v)
-		}
-		if !slices.Equal(s, ref) {
-			t.Fatalf("step %d: %v, want %v", step, s, ref)
-		}
-		if len(s) == 0 && s != nil {
-			t.Fatalf("step %d: empty slice keeps its array", step)
-		}
-		if cap(s) >= 8 && len(s) < cap(s)/4 {
-			t.Fatalf("step %d: len %d of cap %d, not shrunk", step, len(s), cap(s))
+// checkIndexed checks that a family of n peers has an index if and only if
+// it should: above indexMin it must, below indexMin/2 it must not, between
+// it may; and that the index is at most 3/4 full.
+func checkIndexed(t *testing.T, what string, n int, ix index) {
+	t.Helper()
+	if (n > indexMin && ix == nil) || (n < indexMin/2 && ix != nil) || (ix != nil && n*4 > len(ix)*3) {
+		t.Fatalf("%s: %d peers, index of %d", what, n, len(ix))
+	}
+	used := 0
+	for _, e := range ix {
+		if e != 0 {
+			used++
 		}
 	}
-	// Growth is by about a quarter, to the allocator's size class.
-	var p []peer4
-	for range 100 {
-		p = insertAt(p, len(p), peer4{})
-		if c := cap(p); c > len(p)+len(p)/2+2 {
-			t.Fatalf("%d records in a capacity of %d", len(p), c)
+	if ix != nil && used != n {
+		t.Fatalf("%s: %d index entries for %d peers", what, used, n)
+	}
+}
+
+// TestFamily drives one family through random joins, leaves and role
+// changes, across the sizes where it gains and loses its index, and checks
+// it against a map after every step.
+func TestFamily(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var v4 []peer4
+	var ns uint32
+	var ix index
+	f := family[peer4]{s: &v4, ns: &ns, idx: &ix, hash: hashPeer4}
+	role := make(map[uint64]bool) // key -> seeder
+	find := func(k uint64) int {
+		sw := swarm{v4: v4, ns4: ns, x: &extra{idx4: ix}}
+		return sw.find4(k)
+	}
+	grow := false
+	for step := range 60000 {
+		if step%5000 == 0 {
+			grow = !grow
+		}
+		k := uint64(rng.IntN(1500))
+		i := find(k)
+		switch {
+		case i < 0 && (grow || rng.IntN(3) == 0):
+			seeder := rng.IntN(2) == 0
+			pos := f.push(peer4{ip: uint32(k >> 16), port: uint16(k)}, seeder)
+			if v4[pos].key() != k {
+				t.Fatalf("step %d: push returned %d, which holds %d, not %d", step, pos, v4[pos].key(), k)
+			}
+			role[k] = seeder
+		case i >= 0 && (!grow || rng.IntN(4) == 0):
+			f.remove(i)
+			delete(role, k)
+		case i >= 0:
+			var pos int
+			if role[k] {
+				pos = f.toLeecher(i)
+			} else {
+				pos = f.toSeeder(i)
+			}
+			role[k] = !role[k]
+			if v4[pos].key() != k {
+				t.Fatalf("step %d: role change returned %d, which holds %d, not %d", step, pos, v4[pos].key(), k)
+			}
+		}
+		if step%50 == 0 || len(role) < 2*indexMin {
+			checkFamily(t, step, v4, ns, ix, role)
 		}
 	}
 }
 
-func TestSearch(t *testing.T) {
-	var s4 []peer4
-	var s6 []peer6
-	for i := range 50 {
-		ip := uint32(i/5) << 24
-		port := uint16(i % 5 * 2)
-		s4 = append(s4, peer4{ip: ip, port: port})
-		var ip6 [16]byte
-		ip6[0], ip6[15] = byte(i/10), byte(i/5%2)
-		s6 = append(s6, peer6{ip: ip6, port: port})
+func checkFamily(t *testing.T, step int, v4 []peer4, ns uint32, ix index, role map[uint64]bool) {
+	t.Helper()
+	if len(v4) != len(role) {
+		t.Fatalf("step %d: %d records, want %d", step, len(v4), len(role))
 	}
-	// Lengths on both sides of linearMax, so both ways of searching run.
-	for _, n := range []int{0, 1, 2, linearMax - 1, linearMax, linearMax + 1, 50} {
-		s4, s6 := s4[:n], s6[:n]
-		for i, p := range s4 {
-			if j, ok := search4(s4, p.key()); j != i || !ok {
-				t.Errorf("len %d: search4 of record %d = %d, %v", n, i, j, ok)
-			}
-			if j, ok := search4(s4, p.key()+1); j != i+1 || ok {
-				t.Errorf("len %d: search4 after record %d = %d, %v", n, i, j, ok)
-			}
+	checkIndexed(t, fmt.Sprintf("step %d", step), len(v4), ix)
+	if len(v4) == 0 && v4 != nil {
+		t.Fatalf("step %d: empty family keeps its array", step)
+	}
+	if cap(v4) >= 8 && len(v4) < cap(v4)/4 {
+		t.Fatalf("step %d: len %d of cap %d, not shrunk", step, len(v4), cap(v4))
+	}
+	sw := swarm{v4: v4, ns4: ns, x: &extra{idx4: ix}}
+	for i := range v4 {
+		k := v4[i].key()
+		seeder, ok := role[k]
+		if !ok || seeder != (i < int(ns)) {
+			t.Fatalf("step %d: record %d (key %d) seeder %v, want %v (known %v)", step, i, k, i < int(ns), seeder, ok)
 		}
-		if j, ok := search4(s4, 0); j != 0 || (ok != (n > 0)) {
-			t.Errorf("len %d: search4 of the smallest key = %d, %v", n, j, ok)
+		if j := sw.find4(k); j != i {
+			t.Fatalf("step %d: find of record %d returned %d", step, i, j)
 		}
-		for i, p := range s6 {
-			if j, ok := search6(s6, p.key()); j != i || !ok {
-				t.Errorf("len %d: search6 of record %d = %d, %v", n, i, j, ok)
+	}
+}
+
+// reachable reports whether a probe for h finds the entry for pos before an
+// empty entry.
+func reachable(ix index, h uint32, pos int) bool {
+	want := uint64(h)<<32 | uint64(pos+1)
+	for e := int(h) & ix.mask(); ix[e] != 0; e = (e + 1) & ix.mask() {
+		if ix[e] == want {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIndexDel checks backward-shift deletion where homes collide and
+// clusters wrap around the end of the table.
+func TestIndexDel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for round := range 2000 {
+		ix := make(index, 16)
+		live := make(map[int]uint32) // pos -> hash
+		for pos := range 12 {
+			h := uint32(rng.IntN(4)) + 13 // homes 13-16: wrap
+			ix.add(h, pos)
+			live[pos] = h
+		}
+		for len(live) > 0 {
+			pos := rng.IntN(12)
+			h, ok := live[pos]
+			if !ok {
+				continue
 			}
-			k := p.key()
-			k.port++
-			if j, ok := search6(s6, k); j != i+1 || ok {
-				t.Errorf("len %d: search6 after record %d = %d, %v", n, i, j, ok)
+			ix.del(ix.entry(h, pos))
+			delete(live, pos)
+			used := 0
+			for _, e := range ix {
+				if e != 0 {
+					used++
+				}
+			}
+			if used != len(live) {
+				t.Fatalf("round %d: %d entries, want %d", round, used, len(live))
+			}
+			for p, h := range live {
+				if !reachable(ix, h, p) {
+					t.Fatalf("round %d: entry for %d unreachable after a deletion", round, p)
+				}
 			}
 		}
 	}
@@ -164,37 +222,35 @@ func checkSwarm(t *testing.T, sw *swarm, model map[netip.AddrPort]*modelPeer, do
 		seen++
 	}
 	ns := int(sw.ns4)
-	for _, part := range [][]peer4{sw.v4[:ns], sw.v4[ns:]} {
-		if !slices.IsSortedFunc(part, func(a, b peer4) int { return compareU64(a.key(), b.key()) }) {
-			t.Fatalf("v4 part not sorted")
-		}
-	}
 	for i := range sw.v4 {
 		p := &sw.v4[i]
 		check(p.peer().Addr, p.id, i < ns, p.flags)
 		if p.exp < sw.minExp {
 			t.Fatalf("v4 peer expires at %d before the swarm's minExp %d", p.exp, sw.minExp)
 		}
+		if j := sw.find4(p.key()); j != i {
+			t.Fatalf("find4 of v4 peer %d returned %d", i, j)
+		}
 	}
-	if f := sw.v6; f != nil {
-		if len(f.peers) == 0 {
-			t.Fatalf("empty swarm6 kept")
+	if x := sw.x; x != nil {
+		if len(x.v6) == 0 && x.idx4 == nil {
+			t.Fatalf("empty extra kept")
 		}
-		ns := int(f.ns)
-		for _, part := range [][]peer6{f.peers[:ns], f.peers[ns:]} {
-			for i := 1; i < len(part); i++ {
-				if !part[i-1].key().less(part[i].key()) {
-					t.Fatalf("v6 part not strictly sorted")
-				}
-			}
-		}
-		for i := range f.peers {
-			p := &f.peers[i]
+		checkIndexed(t, "v4", len(sw.v4), x.idx4)
+		checkIndexed(t, "v6", len(x.v6), x.idx6)
+		ns := int(x.ns6)
+		for i := range x.v6 {
+			p := &x.v6[i]
 			check(p.peer().Addr, p.id, i < ns, p.flags)
 			if p.exp < sw.minExp {
 				t.Fatalf("v6 peer expires at %d before the swarm's minExp %d", p.exp, sw.minExp)
 			}
+			if j := x.find6(p.key()); j != i {
+				t.Fatalf("find6 of v6 peer %d returned %d", i, j)
+			}
 		}
+	} else {
+		checkIndexed(t, "v4", len(sw.v4), nil)
 	}
 	if seen != len(model) {
 		t.Fatalf("%d peers stored, model has %d", seen, len(model))
@@ -210,38 +266,42 @@ func lookup(s *Store, h bittorrent.InfoHash) *swarm {
 	return nil
 }
 
-func compareU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // TestModel drives one swarm with random announces from a small pool of
 // addresses (so that sessions collide, move and stop) and checks it, the
 // totals and the returned peers against a model after every step.
 func TestModel(t *testing.T) {
+	// Small swarms, peers expiring within a hundred steps or so.
+	t.Run("small", func(t *testing.T) { testModel(t, 60, time.Minute, 20000) })
+	// Big swarms that gain and lose their indexes as they grow for a few
+	// thousand steps and then expire.
+	t.Run("big", func(t *testing.T) { testModel(t, 900, 30*time.Minute, 20000) })
+}
+
+func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
 	clock := newFakeClock()
-	s := NewWithConfig(store.Options{PeerLifetime: time.Minute, Now: clock.Now}, Config{Shards: 1, SweepInterval: -1})
+	s := NewWithConfig(store.Options{PeerLifetime: lifetime, Now: clock.Now}, Config{Shards: 1, SweepInterval: -1})
 	defer s.Close()
 	ctx := context.Background()
 	h := bittorrent.InfoHash{1}
-	rng := rand.New(rand.NewPCG(3, 4))
+	rng := rand.New(rand.NewPCG(3, uint64(poolSize)))
 	var pool []netip.AddrPort
-	for i := range 60 {
+	for i := range poolSize {
 		if i%3 == 0 {
-			pool = append(pool, netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 1, 15: byte(i % 7)}), uint16(i%4)))
+			pool = append(pool, netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 1, 14: byte(i >> 8), 15: byte(i)}), uint16(i/7%3)))
 		} else {
-			pool = append(pool, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i % 5), byte(i % 11)}), uint16(i%4)))
+			pool = append(pool, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), uint16(i/5%3)))
 		}
 	}
 	model := make(map[netip.AddrPort]*modelPeer)
 	var downloaded uint32
+	var indexed4, indexed6 int // steps that ended with an index
+	defer func() {
+		if poolSize > 3*indexMin && (indexed4 == 0 || indexed6 == 0) {
+			t.Errorf("IPv4 family indexed after %d steps, IPv6 after %d: the test does not reach the indexes", indexed4, indexed6)
+		}
+	}()
 	var buf []bittorrent.Peer
-	for step := range 20000 {
+	for step := range steps {
 		if rng.IntN(50) == 0 {
 			clock.Advance(time.Duration(rng.IntN(40)) * time.Second)
 		}
@@ -277,17 +337,30 @@ func TestModel(t *testing.T) {
 				m = new(modelPeer)
 				model[addr] = m
 			}
-			m.id, m.seeder, m.exp = id, a.Seeder, now.Add(time.Minute)
+			m.id, m.seeder, m.exp = id, a.Seeder, now.Add(lifetime)
 			if a.Event == bittorrent.EventCompleted && !m.counted {
 				m.counted = true
 				downloaded++
 			}
 		}
 		sw := lookup(s, h)
-		checkSwarm(t, sw, model, downloaded)
+		if sw != nil && sw.x != nil {
+			if sw.x.idx4 != nil {
+				indexed4++
+			}
+			if sw.x.idx6 != nil {
+				indexed6++
+			}
+		}
 		if sw != nil && st != sw.stats() {
 			t.Fatalf("step %d: announce returned %+v, swarm has %+v", step, st, sw.stats())
 		}
+		// A full check costs O(peers): do it on every step near the sizes
+		// where an index comes or goes, on one in five elsewhere.
+		if n := len(model); step%5 != 0 && (n < indexMin/3 || n > 3*indexMin) {
+			continue
+		}
+		checkSwarm(t, sw, model, downloaded)
 		candidates := 0
 		for other, m := range model {
 			if other != addr && (!a.Seeder || !m.seeder) {
@@ -332,8 +405,8 @@ func TestPick(t *testing.T) {
 			sw.apply6(&store.Announce{Seeder: i < tc.seeders6}, &ip, 1, 100)
 		}
 		n4, n6 := len(sw.v4), 0
-		if sw.v6 != nil {
-			n6 = len(sw.v6.peers)
+		if sw.x != nil {
+			n6 = len(sw.x.v6)
 		}
 		type self struct {
 			seeder       bool
@@ -357,8 +430,8 @@ func TestPick(t *testing.T) {
 				}
 			}
 			for i := 0; i < n6; i++ {
-				if i != me.self6 && (!me.seeder || i >= int(sw.v6.ns)) {
-					cand = append(cand, sw.v6.peers[i].peer())
+				if i != me.self6 && (!me.seeder || i >= int(sw.x.ns6)) {
+					cand = append(cand, sw.x.v6[i].peer())
 				}
 			}
 			for _, want := range []int{0, 1, 2, 5, len(cand) - 1, len(cand), len(cand) + 3} {

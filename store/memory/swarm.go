@@ -15,32 +15,54 @@ const noExp = math.MaxUint32
 
 // swarm is one torrent: 48 bytes, plus its peers' arrays.
 type swarm struct {
-	v4         []peer4 // seeders [0, ns4), then leechers; each part sorted
-	v6         *swarm6 // nil while the swarm has no IPv6 peer
-	ns4        uint32  // IPv4 seeders
-	minExp     uint32  // no peer expires before: a lower bound, exact after compact
+	v4         []peer4 // seeders [0, ns4), then leechers
+	x          *extra  // nil while the swarm has neither IPv6 peers nor an IPv4 index
+	ns4        uint32
+	minExp     uint32 // no peer expires before: a lower bound, exact after compact
 	downloaded uint32
 }
 
-// swarm6 holds the IPv6 peers of a swarm, laid out as swarm.v4.
-type swarm6 struct {
-	peers []peer6
-	ns    uint32
+// extra is what most swarms do without: their IPv6 peers, laid out as
+// swarm.v4, and the indexes of big families.
+type extra struct {
+	idx4 index
+	v6   []peer6
+	ns6  uint32
+	idx6 index
+}
+
+func (sw *swarm) fam4() family[peer4] {
+	f := family[peer4]{s: &sw.v4, ns: &sw.ns4, hash: hashPeer4}
+	if sw.x != nil {
+		f.idx = &sw.x.idx4
+	}
+	return f
+}
+
+func (x *extra) fam6() family[peer6] {
+	return family[peer6]{s: &x.v6, ns: &x.ns6, idx: &x.idx6, hash: hashPeer6}
+}
+
+// tidy frees sw.x when it holds nothing.
+func (sw *swarm) tidy() {
+	if x := sw.x; x != nil && len(x.v6) == 0 && x.idx4 == nil {
+		sw.x = nil
+	}
 }
 
 func (sw *swarm) numPeers() int {
 	n := len(sw.v4)
-	if sw.v6 != nil {
-		n += len(sw.v6.peers)
+	if sw.x != nil {
+		n += len(sw.x.v6)
 	}
 	return n
 }
 
 func (sw *swarm) stats() store.Stats {
 	st := store.Stats{Seeders: sw.ns4, Leechers: uint32(len(sw.v4)) - sw.ns4, Downloaded: sw.downloaded}
-	if sw.v6 != nil {
-		st.Seeders += sw.v6.ns
-		st.Leechers += uint32(len(sw.v6.peers)) - sw.v6.ns
+	if x := sw.x; x != nil {
+		st.Seeders += x.ns6
+		st.Leechers += uint32(len(x.v6)) - x.ns6
 	}
 	return st
 }
@@ -56,150 +78,173 @@ func (sw *swarm) countDownload(f *uint8, ev bittorrent.Event) {
 	}
 }
 
-// apply4 applies a, from the IPv4 address ip:port, to the swarm. It returns
-// the peer's index in sw.v4 afterwards (-1 if it stopped) and the changes to
-// the swarm's seeders and leechers.
-func (sw *swarm) apply4(a *store.Announce, ip uint32, port uint16, exp uint32) (idx, dS, dL int) {
-	k := key4(ip, port)
-	s, ns := sw.v4, int(sw.ns4)
-	stop := a.Event == bittorrent.EventStopped
-	ps, isSeeder := search4(s[:ns], k)
-	if isSeeder {
-		if stop {
-			sw.v4 = removeAt(s, ps)
-			sw.ns4--
-			return -1, -1, 0
+// find4 returns the position of the IPv4 session k in sw.v4, -1 if none.
+func (sw *swarm) find4(k uint64) int {
+	s := sw.v4
+	if sw.x == nil || sw.x.idx4 == nil {
+		for i := range s {
+			if s[i].key() == k {
+				return i
+			}
 		}
-		p := &s[ps]
-		p.id, p.exp = a.Peer.ID, exp
-		sw.countDownload(&p.flags, a.Event)
-		if a.Seeder {
-			return ps, 0, 0
+		return -1
+	}
+	ix := sw.x.idx4
+	h, m := hash4(k), ix.mask()
+	for e := int(h) & m; ; e = (e + 1) & m {
+		v := ix[e]
+		if v == 0 {
+			return -1
 		}
-		pl, _ := search4(s[ns:], k)
-		pl += ns
-		moveUp(s, ps, pl-1)
-		sw.ns4--
-		return pl - 1, -1, 1
-	}
-	pl, isLeecher := search4(s[ns:], k)
-	pl += ns
-	if isLeecher {
-		if stop {
-			sw.v4 = removeAt(s, pl)
-			return -1, 0, -1
+		if uint32(v>>32) == h {
+			if p := int(uint32(v)) - 1; s[p].key() == k {
+				return p
+			}
 		}
-		p := &s[pl]
-		p.id, p.exp = a.Peer.ID, exp
-		sw.countDownload(&p.flags, a.Event)
-		if !a.Seeder {
-			return pl, 0, 0
-		}
-		moveDown(s, pl, ps)
-		sw.ns4++
-		return ps, 1, -1
 	}
-	if stop {
-		return -1, 0, 0
-	}
-	r := peer4{ip: ip, port: port, exp: exp, id: a.Peer.ID}
-	sw.countDownload(&r.flags, a.Event)
-	if a.Seeder {
-		sw.v4 = insertAt(s, ps, r)
-		sw.ns4++
-		return ps, 1, 0
-	}
-	sw.v4 = insertAt(s, pl, r)
-	return pl, 0, 1
 }
 
-// apply6 is apply4 for the IPv6 address ip:port; idx is in sw.v6.peers.
-func (sw *swarm) apply6(a *store.Announce, ip *[16]byte, port uint16, exp uint32) (idx, dS, dL int) {
-	stop := a.Event == bittorrent.EventStopped
-	f := sw.v6
-	if f == nil {
-		if stop {
+// find6 returns the position of the IPv6 session k in x.v6, -1 if none.
+func (x *extra) find6(k key6) int {
+	s := x.v6
+	if x.idx6 == nil {
+		for i := range s {
+			if s[i].key() == k {
+				return i
+			}
+		}
+		return -1
+	}
+	ix := x.idx6
+	h, m := hash6(k), ix.mask()
+	for e := int(h) & m; ; e = (e + 1) & m {
+		v := ix[e]
+		if v == 0 {
+			return -1
+		}
+		if uint32(v>>32) == h {
+			if p := int(uint32(v)) - 1; s[p].key() == k {
+				return p
+			}
+		}
+	}
+}
+
+// joined returns what apply4 and apply6 return for a peer that joined at
+// pos.
+func joined(pos int, seeder bool) (idx, dS, dL int) {
+	if seeder {
+		return pos, 1, 0
+	}
+	return pos, 0, 1
+}
+
+// left returns what apply4 and apply6 return for a peer that stopped.
+func left(seeder bool) (idx, dS, dL int) {
+	if seeder {
+		return -1, -1, 0
+	}
+	return -1, 0, -1
+}
+
+// changeRole moves the peer at i of f from seeder (was) to seeder (now) or
+// back, and returns what apply4 and apply6 return.
+func changeRole[R any](f family[R], i int, was, now bool) (idx, dS, dL int) {
+	switch {
+	case was == now:
+		return i, 0, 0
+	case now:
+		return f.toSeeder(i), 1, -1
+	default:
+		return f.toLeecher(i), -1, 1
+	}
+}
+
+// apply4 applies a, from the IPv4 address ip:port, to the swarm. It returns
+// the peer's position in sw.v4 afterwards (-1 if it stopped) and the
+// changes to the swarm's seeders and leechers.
+func (sw *swarm) apply4(a *store.Announce, ip uint32, port uint16, exp uint32) (idx, dS, dL int) {
+	i := sw.find4(key4(ip, port))
+	if i < 0 {
+		if a.Event == bittorrent.EventStopped {
 			return -1, 0, 0
 		}
-		f = new(swarm6)
-		sw.v6 = f
-	}
-	defer func() {
-		if len(f.peers) == 0 {
-			sw.v6 = nil
+		if len(sw.v4) >= indexMin && sw.x == nil {
+			sw.x = new(extra) // to hold the index push is about to build
 		}
-	}()
-	k := makeKey6(ip, port)
-	s, ns := f.peers, int(f.ns)
-	ps, isSeeder := search6(s[:ns], k)
-	if isSeeder {
-		if stop {
-			f.peers = removeAt(s, ps)
-			f.ns--
-			return -1, -1, 0
-		}
-		p := &s[ps]
-		p.id, p.exp = a.Peer.ID, exp
-		sw.countDownload(&p.flags, a.Event)
-		if a.Seeder {
-			return ps, 0, 0
-		}
-		pl, _ := search6(s[ns:], k)
-		pl += ns
-		moveUp(s, ps, pl-1)
-		f.ns--
-		return pl - 1, -1, 1
+		r := peer4{ip: ip, port: port, exp: exp, id: a.Peer.ID}
+		sw.countDownload(&r.flags, a.Event)
+		return joined(sw.fam4().push(r, a.Seeder), a.Seeder)
 	}
-	pl, isLeecher := search6(s[ns:], k)
-	pl += ns
-	if isLeecher {
-		if stop {
-			f.peers = removeAt(s, pl)
-			return -1, 0, -1
-		}
-		p := &s[pl]
-		p.id, p.exp = a.Peer.ID, exp
-		sw.countDownload(&p.flags, a.Event)
-		if !a.Seeder {
-			return pl, 0, 0
-		}
-		moveDown(s, pl, ps)
-		f.ns++
-		return ps, 1, -1
+	seeder := i < int(sw.ns4)
+	if a.Event == bittorrent.EventStopped {
+		sw.fam4().remove(i)
+		sw.tidy()
+		return left(seeder)
 	}
-	if stop {
-		return -1, 0, 0
-	}
-	r := peer6{ip: *ip, port: port, exp: exp, id: a.Peer.ID}
-	sw.countDownload(&r.flags, a.Event)
-	if a.Seeder {
-		f.peers = insertAt(s, ps, r)
-		f.ns++
-		return ps, 1, 0
-	}
-	f.peers = insertAt(s, pl, r)
-	return pl, 0, 1
+	p := &sw.v4[i]
+	p.id, p.exp = a.Peer.ID, exp
+	sw.countDownload(&p.flags, a.Event)
+	return changeRole(sw.fam4(), i, seeder, a.Seeder)
 }
 
-// compact drops the peers expired at now (exp <= now), keeping the order,
-// sets minExp to the earliest expiry left, and returns how many seeders and
-// leechers it dropped.
+// apply6 is apply4 for the IPv6 address ip:port; idx is in sw.x.v6.
+func (sw *swarm) apply6(a *store.Announce, ip *[16]byte, port uint16, exp uint32) (idx, dS, dL int) {
+	k := makeKey6(ip, port)
+	i := -1
+	if sw.x != nil {
+		i = sw.x.find6(k)
+	}
+	if i < 0 {
+		if a.Event == bittorrent.EventStopped {
+			return -1, 0, 0
+		}
+		if sw.x == nil {
+			sw.x = new(extra)
+		}
+		r := peer6{ip: *ip, port: port, exp: exp, id: a.Peer.ID}
+		sw.countDownload(&r.flags, a.Event)
+		return joined(sw.x.fam6().push(r, a.Seeder), a.Seeder)
+	}
+	x := sw.x
+	seeder := i < int(x.ns6)
+	if a.Event == bittorrent.EventStopped {
+		x.fam6().remove(i)
+		sw.tidy()
+		return left(seeder)
+	}
+	p := &x.v6[i]
+	p.id, p.exp = a.Peer.ID, exp
+	sw.countDownload(&p.flags, a.Event)
+	return changeRole(x.fam6(), i, seeder, a.Seeder)
+}
+
+// compact drops the peers expired at now (exp <= now), sets minExp to the
+// earliest expiry left, and returns how many seeders and leechers it
+// dropped.
 func (sw *swarm) compact(now uint32) (rmS, rmL int) {
 	minExp := uint32(noExp)
-	var rs, rl int
-	sw.v4, sw.ns4, rs, rl = compact4(sw.v4, sw.ns4, now, &minExp)
-	rmS, rmL = rs, rl
-	if f := sw.v6; f != nil {
-		f.peers, f.ns, rs, rl = compact6(f.peers, f.ns, now, &minExp)
-		rmS, rmL = rmS+rs, rmL+rl
-		if len(f.peers) == 0 {
-			sw.v6 = nil
+	sw.v4, sw.ns4, rmS, rmL = compact4(sw.v4, sw.ns4, now, &minExp)
+	if rmS+rmL > 0 {
+		sw.fam4().reindex()
+	}
+	if x := sw.x; x != nil {
+		var rs, rl int
+		x.v6, x.ns6, rs, rl = compact6(x.v6, x.ns6, now, &minExp)
+		if rs+rl > 0 {
+			x.fam6().reindex()
 		}
+		rmS, rmL = rmS+rs, rmL+rl
+		sw.tidy()
 	}
 	sw.minExp = minExp
 	return rmS, rmL
 }
 
+// compact4 drops the records of s expired at now, keeping the order (so
+// seeders stay in front), lowers minExp to the earliest expiry left, and
+// returns the records left, the seeders left, and the seeders and leechers
+// dropped.
 func compact4(s []peer4, ns uint32, now uint32, minExp *uint32) ([]peer4, uint32, int, int) {
 	w, rmS := 0, 0
 	for i := range s {
@@ -220,6 +265,7 @@ func compact4(s []peer4, ns uint32, now uint32, minExp *uint32) ([]peer4, uint32
 	return shrink(s[:w]), ns - uint32(rmS), rmS, rmL
 }
 
+// compact6 is compact4 for IPv6 records.
 func compact6(s []peer6, ns uint32, now uint32, minExp *uint32) ([]peer6, uint32, int, int) {
 	w, rmS := 0, 0
 	for i := range s {
@@ -250,10 +296,10 @@ func bounded(x uint64, n int) int {
 // pick appends to peers up to want peers chosen at random among the
 // candidates of an announcing seeder (the leechers) or leecher (everyone),
 // leaving out the announcing peer: index self4 of sw.v4 or self6 of
-// sw.v6.peers (-1 for neither).
+// sw.x.v6 (-1 for neither).
 //
 // The candidates are the concatenation of one range of sw.v4 and one of
-// sw.v6.peers, m peers once the announcing one is skipped. pick rotates
+// sw.x.v6, m peers once the announcing one is skipped. pick rotates
 // them by a random offset, cuts them into want strata of equal size (give
 // or take one) and takes one peer at random in each: no peer twice, no
 // allocation, and since the rotation makes every position equally likely
@@ -263,15 +309,15 @@ func bounded(x uint64, n int) int {
 func (sw *swarm) pick(rng *rand.PCG, seeder bool, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
 	a4 := sw.v4
 	var a6 []peer6
-	if sw.v6 != nil {
-		a6 = sw.v6.peers
+	if sw.x != nil {
+		a6 = sw.x.v6
 	}
 	skip := -1
 	switch {
 	case seeder:
 		a4 = a4[sw.ns4:]
-		if sw.v6 != nil {
-			a6 = a6[sw.v6.ns:]
+		if sw.x != nil {
+			a6 = a6[sw.x.ns6:]
 		}
 	case self4 >= 0:
 		skip = self4
