@@ -59,7 +59,7 @@ type Store interface {
 	// Announce applies a to its swarm, then appends to peers up to
 	// a.NumWant other peers of that swarm chosen at random and returns the
 	// extended slice and the swarm's counts after the announce.
-	Announce(ctx context.Context, a *Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, Stats, error)
+	Announce(ctx context.Context, a Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, Stats, error)
 
 	// Scrape appends to stats the counts of each hash, in order; a torrent
 	// the store does not know has zero counts.

@@ -172,14 +172,17 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 	if req.Addr.Port() == 0 {
 		return ErrPortZero
 	}
+	// An IPv4 peer reached over an IPv6 socket is the same session as
+	// over IPv4: store it as plain IPv4.
+	addr := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
 	a := store.Announce{
 		InfoHash: req.InfoHash,
-		Peer:     bittorrent.Peer{ID: req.PeerID, Addr: req.Addr},
+		Peer:     bittorrent.Peer{ID: req.PeerID, Addr: addr},
 		Event:    req.Event,
 		Seeder:   req.Left == 0,
 		NumWant:  t.numWant(req),
 	}
-	peers, stats, err := t.store.Announce(ctx, &a, resp.Peers[:0])
+	peers, stats, err := t.store.Announce(ctx, a, resp.Peers[:0])
 	if err != nil {
 		return err
 	}

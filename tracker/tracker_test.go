@@ -272,3 +272,26 @@ func BenchmarkAnnounce(b *testing.B) {
 		i++
 	}
 }
+
+func TestV4MappedIsSameSession(t *testing.T) {
+	ctx := context.Background()
+	tr, _ := newTracker(t, tracker.Config{})
+	var resp tracker.AnnounceResponse
+	r := peerReq(1, 1, 1)
+	r.Addr = netip.MustParseAddrPort("[::ffff:10.0.0.1]:6881")
+	if err := tr.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	r.Addr = netip.MustParseAddrPort("10.0.0.1:6881")
+	if err := tr.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Incomplete != 1 {
+		t.Errorf("v4-mapped and plain IPv4 counted as %d sessions", resp.Incomplete)
+	}
+	other := peerReq(1, 2, 1)
+	tr.Announce(ctx, other, &resp)
+	if len(resp.Peers) != 1 || !resp.Peers[0].Addr.Addr().Is4() {
+		t.Errorf("peer handed out as %v, want plain IPv4", resp.Peers)
+	}
+}

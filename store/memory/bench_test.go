@@ -50,7 +50,7 @@ func fill(s *Store, n int) {
 	for i := range n {
 		a := benchAnnounce(i)
 		a.NumWant = 0
-		if _, _, err := s.Announce(ctx, &a, nil); err != nil {
+		if _, _, err := s.Announce(ctx, a, nil); err != nil {
 			panic(err)
 		}
 	}
@@ -87,7 +87,7 @@ func BenchmarkAnnounce(b *testing.B) {
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _, _ = s.Announce(ctx, &anns[i], buf[:0])
+		buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 		returned += len(buf)
 		if i++; i == len(anns) {
 			i = 0
@@ -108,7 +108,7 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 		buf := make([]bittorrent.Peer, 0, 50)
 		i := int(next.Add(1)*7919) % len(anns)
 		for pb.Next() {
-			buf, _, _ = s.Announce(ctx, &anns[i], buf[:0])
+			buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 			if i++; i == len(anns) {
 				i = 0
 			}
@@ -127,13 +127,13 @@ func BenchmarkAnnounceBigSwarm(b *testing.B) {
 	for i := range anns {
 		anns[i] = benchAnnounce(i)
 		anns[i].InfoHash = benchHash(-1)
-		s.Announce(ctx, &anns[i], nil)
+		s.Announce(ctx, anns[i], nil)
 	}
 	buf := make([]bittorrent.Peer, 0, 50)
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _, _ = s.Announce(ctx, &anns[i], buf[:0])
+		buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 		if i++; i == n {
 			i = 0
 		}
@@ -151,7 +151,7 @@ func BenchmarkAnnounceNew(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		a := benchAnnounce(i)
-		buf, _, _ = s.Announce(ctx, &a, buf[:0])
+		buf, _, _ = s.Announce(ctx, a, buf[:0])
 		i++
 	}
 }
@@ -212,7 +212,7 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 	for i := range n {
 		a := benchAnnounce(i)
 		a.InfoHash, a.NumWant = benchHash(-1), 0
-		s.Announce(ctx, &a, nil)
+		s.Announce(ctx, a, nil)
 	}
 	i := 0
 	b.ReportAllocs()
@@ -223,7 +223,7 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 		if i%2 == 1 {
 			a.Event = bittorrent.EventStopped
 		}
-		s.Announce(ctx, &a, nil)
+		s.Announce(ctx, a, nil)
 		i++
 	}
 }

@@ -316,7 +316,7 @@ func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
 		addr := pool[rng.IntN(len(pool))]
 		var id bittorrent.PeerID
 		id[0], id[1] = byte(step), byte(step>>8)
-		a := &store.Announce{InfoHash: h, Peer: bittorrent.Peer{ID: id, Addr: addr}, Seeder: rng.IntN(2) == 0, NumWant: rng.IntN(30)}
+		a := store.Announce{InfoHash: h, Peer: bittorrent.Peer{ID: id, Addr: addr}, Seeder: rng.IntN(2) == 0, NumWant: rng.IntN(30)}
 		switch rng.IntN(8) {
 		case 0:
 			a.Event = bittorrent.EventStopped
@@ -493,7 +493,7 @@ func TestExpiryRounding(t *testing.T) {
 	h := bittorrent.InfoHash{7}
 	clock.Advance(300 * time.Millisecond)
 	p := bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}
-	s.Announce(ctx, &store.Announce{InfoHash: h, Peer: p}, nil)
+	s.Announce(ctx, store.Announce{InfoHash: h, Peer: p}, nil)
 	clock.Advance(10*time.Second - time.Nanosecond)
 	if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 1 {
 		t.Errorf("peer expired before its lifetime")
@@ -512,7 +512,7 @@ func TestSweeper(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	for i := range 100 {
-		a := &store.Announce{InfoHash: bittorrent.InfoHash{byte(i)}, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}}
+		a := store.Announce{InfoHash: bittorrent.InfoHash{byte(i)}, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}}
 		if i%10 == 0 {
 			a.Event = bittorrent.EventCompleted
 		}
@@ -558,7 +558,7 @@ func TestTotalsSweeps(t *testing.T) {
 	for i := range 1000 {
 		h := bittorrent.InfoHash{byte(i), byte(i >> 8)}
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i % 7)}), 1)
-		s.Announce(ctx, &store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
+		s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
 	}
 	if tot, _ := s.Totals(ctx); tot != (store.Totals{Torrents: 1000, Seeders: 750, Leechers: 250}) {
 		t.Errorf("totals %+v", tot)
@@ -577,7 +577,7 @@ func TestTotalsSweeps(t *testing.T) {
 func TestInvalidAddr(t *testing.T) {
 	s := New(store.Options{PeerLifetime: time.Minute})
 	defer s.Close()
-	_, _, err := s.Announce(context.Background(), &store.Announce{}, nil)
+	_, _, err := s.Announce(context.Background(), store.Announce{}, nil)
 	if err == nil {
 		t.Error("announce without an address succeeded")
 	}
@@ -595,12 +595,12 @@ func TestReannounceAllocs(t *testing.T) {
 		if i%5 == 0 {
 			addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 15: byte(i)}), 1)
 		}
-		s.Announce(ctx, &store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
+		s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
 	}
 	buf := make([]bittorrent.Peer, 0, 50)
 	for _, addr := range []string{"10.0.0.1:1", "10.0.0.4:1", "[2000::5]:1"} {
 		for _, seeder := range []bool{false, true} {
-			a := &store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort(addr)}, Seeder: seeder, NumWant: 50}
+			a := store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort(addr)}, Seeder: seeder, NumWant: 50}
 			s.Announce(ctx, a, buf)
 			allocs := testing.AllocsPerRun(1000, func() {
 				buf, _, _ = s.Announce(ctx, a, buf[:0])

@@ -213,7 +213,7 @@ func (s *Store) compact(sw *swarm, now uint32) {
 }
 
 // Announce implements store.Store. It fails only for an invalid address.
-func (s *Store) Announce(_ context.Context, a *store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
 	if !a.Peer.Addr.IsValid() {
 		return peers, store.Stats{}, errNoAddr
 	}
@@ -240,10 +240,10 @@ func (s *Store) Announce(_ context.Context, a *store.Announce, peers []bittorren
 	ip, port := a.Peer.Addr.Addr(), a.Peer.Addr.Port()
 	if ip.Is4() {
 		b := ip.As4()
-		self4, dS, dL = sw.apply4(a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), port, exp)
+		self4, dS, dL = sw.apply4(&a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), port, exp)
 	} else {
 		b := ip.As16()
-		self6, dS, dL = sw.apply6(a, &b, port, exp)
+		self6, dS, dL = sw.apply6(&a, &b, port, exp)
 	}
 	if a.Event != bittorrent.EventStopped {
 		if exp < sw.minExp {

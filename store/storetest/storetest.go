@@ -72,7 +72,7 @@ func Run(t *testing.T, open func(t *testing.T, opts store.Options) store.Store) 
 		c := newClock()
 		s := open(t, store.Options{PeerLifetime: Lifetime, Now: c.Now})
 		ctx := context.Background()
-		a := &store.Announce{InfoHash: hashOf("close"), Peer: peerV4(1, 2, 3, 4, 5, "close"), NumWant: 10}
+		a := store.Announce{InfoHash: hashOf("close"), Peer: peerV4(1, 2, 3, 4, 5, "close"), NumWant: 10}
 		if _, _, err := s.Announce(ctx, a, nil); err != nil {
 			t.Fatalf("Announce: %v", err)
 		}
@@ -161,7 +161,7 @@ var (
 
 func (e *env) announce(h bittorrent.InfoHash, p bittorrent.Peer, o ann) ([]bittorrent.Peer, store.Stats) {
 	e.t.Helper()
-	a := &store.Announce{InfoHash: h, Peer: p, Event: o.event, Seeder: o.seeder, NumWant: o.numWant}
+	a := store.Announce{InfoHash: h, Peer: p, Event: o.event, Seeder: o.seeder, NumWant: o.numWant}
 	peers, st, err := e.s.Announce(e.ctx, a, nil)
 	if err != nil {
 		e.t.Fatalf("Announce(%v, %v): %v", h, p.Addr, err)
@@ -573,7 +573,7 @@ func testSelection(e *env) {
 	// Announce appends to the slice it is given.
 	prefix := []bittorrent.Peer{peerV4(1, 1, 1, 1, 1, "prefix1"), peerV4(2, 2, 2, 2, 2, "prefix2")}
 	buf := append(make([]bittorrent.Peer, 0, 3), prefix...)
-	a := &store.Announce{InfoHash: h, Peer: leechers[4], NumWant: 4}
+	a := store.Announce{InfoHash: h, Peer: leechers[4], NumWant: 4}
 	got, _, err := e.s.Announce(e.ctx, a, buf)
 	if err != nil {
 		e.t.Fatalf("Announce: %v", err)
@@ -954,7 +954,7 @@ func testConcurrency(e *env) {
 						a.Seeder = x%2 == 0
 					}
 					var err error
-					buf, _, err = e.s.Announce(e.ctx, &a, buf[:0])
+					buf, _, err = e.s.Announce(e.ctx, a, buf[:0])
 					if err != nil {
 						report(err)
 						return
