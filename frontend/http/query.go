@@ -3,6 +3,7 @@ package http
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"trackd/bittorrent"
 	"trackd/tracker"
@@ -60,41 +61,64 @@ func validEscapes(s string) bool {
 }
 
 func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	v := hexVal[c]
+	return v, v != 0xff
 }
 
-// unescape20 decodes s, which must be exactly 20 bytes once decoded.
+// hexVal maps a hex digit to its value and any other byte to 0xff.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	for i, c := range "ABCDEF" {
+		t[c] = byte(10 + i)
+	}
+	return t
+}()
+
+// unescape20 decodes s, which must be exactly 20 bytes once decoded. It
+// is unescape specialised for info_hash and peer_id, the longest values of
+// every announce.
 func unescape20(s string) (out [20]byte, ok bool) {
-	var buf [60]byte
-	b, ok := unescape(buf[:0], s)
-	if !ok || len(b) != 20 {
-		return out, false
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if n == len(out) {
+			return out, false
+		}
+		switch c := s[i]; c {
+		case '%':
+			if i+2 >= len(s) {
+				return out, false
+			}
+			hi, lo := hexVal[s[i+1]], hexVal[s[i+2]]
+			if (hi|lo)&0xf0 != 0 {
+				return out, false
+			}
+			out[n] = hi<<4 | lo
+			i += 2
+		case '+':
+			out[n] = ' '
+		default:
+			out[n] = c
+		}
+		n++
 	}
-	copy(out[:], b)
-	return out, true
+	return out, n == len(out)
 }
 
-// nextPair splits the next key=value pair off q.
+// nextPair splits the next key=value pair off q. strings.IndexByte is
+// vectorized, which matters: the long percent-encoded values make a
+// byte-by-byte scan the parser's main cost.
 func nextPair(q string) (key, value, rest string) {
 	pair := q
-	for i := 0; i < len(q); i++ {
-		if q[i] == '&' {
-			pair, rest = q[:i], q[i+1:]
-			break
-		}
+	if i := strings.IndexByte(q, '&'); i >= 0 {
+		pair, rest = q[:i], q[i+1:]
 	}
-	for i := 0; i < len(pair); i++ {
-		if pair[i] == '=' {
-			return pair[:i], pair[i+1:], rest
-		}
+	if i := strings.IndexByte(pair, '='); i >= 0 {
+		return pair[:i], pair[i+1:], rest
 	}
 	return pair, "", rest
 }

@@ -276,3 +276,18 @@ func BenchmarkParseAnnounce(b *testing.B) {
 		}
 	}
 }
+
+// FuzzUnescape20 checks the specialised decoder against the general one.
+func FuzzUnescape20(f *testing.F) {
+	f.Add(esc(hash20("a")))
+	f.Add("0123456789012345++++")
+	f.Add("%zz%00")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := unescape20(s)
+		want, wantOK := unescape(nil, s)
+		wantOK = wantOK && len(want) == 20
+		if ok != wantOK || (ok && string(got[:]) != string(want)) {
+			t.Fatalf("unescape20(%q) = %q, %v; unescape gives %q, %v", s, got, ok, want, wantOK)
+		}
+	})
+}
