@@ -224,13 +224,13 @@ func (sw *swarm) apply6(a *store.Announce, ip *[16]byte, port uint16, exp uint32
 // dropped.
 func (sw *swarm) compact(now uint32) (rmS, rmL int) {
 	minExp := uint32(noExp)
-	sw.v4, sw.ns4, rmS, rmL = compact4(sw.v4, sw.ns4, now, &minExp)
+	sw.v4, sw.ns4, rmS, rmL = compactRecords(sw.v4, sw.ns4, now, &minExp)
 	if rmS+rmL > 0 {
 		sw.fam4().reindex()
 	}
 	if x := sw.x; x != nil {
 		var rs, rl int
-		x.v6, x.ns6, rs, rl = compact6(x.v6, x.ns6, now, &minExp)
+		x.v6, x.ns6, rs, rl = compactRecords(x.v6, x.ns6, now, &minExp)
 		if rs+rl > 0 {
 			x.fam6().reindex()
 		}
@@ -241,35 +241,23 @@ func (sw *swarm) compact(now uint32) (rmS, rmL int) {
 	return rmS, rmL
 }
 
-// compact4 drops the records of s expired at now, keeping the order (so
-// seeders stay in front), lowers minExp to the earliest expiry left, and
-// returns the records left, the seeders left, and the seeders and leechers
-// dropped.
-func compact4(s []peer4, ns uint32, now uint32, minExp *uint32) ([]peer4, uint32, int, int) {
-	w, rmS := 0, 0
-	for i := range s {
-		if e := s[i].exp; e > now {
-			if w != i {
-				s[w] = s[i]
-			}
-			w++
-			*minExp = min(*minExp, e)
-		} else if i < int(ns) {
-			rmS++
-		}
-	}
-	if w == len(s) {
-		return s, ns, 0, 0
-	}
-	rmL := len(s) - w - rmS
-	return shrink(s[:w]), ns - uint32(rmS), rmS, rmL
+// record is what compactRecords needs of a peer record type.
+type record[R any] interface {
+	*R
+	expiry() uint32
 }
 
-// compact6 is compact4 for IPv6 records.
-func compact6(s []peer6, ns uint32, now uint32, minExp *uint32) ([]peer6, uint32, int, int) {
+func (p *peer4) expiry() uint32 { return p.exp }
+func (p *peer6) expiry() uint32 { return p.exp }
+
+// compactRecords drops the records of s expired at now, keeping the order
+// (so seeders stay in front), lowers minExp to the earliest expiry left,
+// and returns the records left, the seeders left, and the seeders and
+// leechers dropped.
+func compactRecords[R any, P record[R]](s []R, ns uint32, now uint32, minExp *uint32) ([]R, uint32, int, int) {
 	w, rmS := 0, 0
 	for i := range s {
-		if e := s[i].exp; e > now {
+		if e := P(&s[i]).expiry(); e > now {
 			if w != i {
 				s[w] = s[i]
 			}
