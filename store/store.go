@@ -31,7 +31,19 @@ type Announce struct {
 	// NumWant is the most peers to return. The announcing peer is never
 	// among them, and a seeder is given only leechers.
 	NumWant int
+	// Family restricts the peers returned to one address family; the
+	// zero value returns both.
+	Family Family
 }
+
+// Family selects the address families of the peers an announce returns.
+type Family uint8
+
+const (
+	AnyFamily Family = iota // IPv4 and IPv6 peers
+	IPv4Only
+	IPv6Only
+)
 
 // Stats are the counts of one swarm, as scrape reports them.
 type Stats struct {

@@ -125,6 +125,13 @@ type AnnounceRequest struct {
 	// whose wire format is always compact (UDP) sets Compact.
 	Compact  bool
 	NoPeerID bool
+	// Family restricts the peers handed out to one address family: a UDP
+	// reply carries only peers of the family the request came over.
+	Family store.Family
+	// Path is the request path: BEP 41 URL data over UDP (e.g.
+	// "/announce?passkey=..."), empty over HTTP. It is valid only during
+	// the call and is not used yet; access lists will be.
+	Path []byte
 }
 
 // AnnounceResponse is what the tracker answers to an announce.
@@ -181,6 +188,7 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 		Event:    req.Event,
 		Seeder:   req.Left == 0,
 		NumWant:  t.numWant(req),
+		Family:   req.Family,
 	}
 	peers, stats, err := t.store.Announce(ctx, a, resp.Peers[:0])
 	if err != nil {

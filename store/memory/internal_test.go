@@ -446,7 +446,7 @@ func TestPick(t *testing.T) {
 				counts := make(map[netip.AddrPort]int)
 				const rounds = 2000
 				for range rounds {
-					got := sw.pick(rng, me.seeder, me.self4, me.self6, want, nil)
+					got := sw.pick(rng, me.seeder, store.AnyFamily, me.self4, me.self6, want, nil)
 					if len(got) != min(want, len(cand)) {
 						t.Fatalf("%s: %d peers, want %d", name, len(got), min(want, len(cand)))
 					}

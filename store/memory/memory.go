@@ -264,7 +264,7 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 
 	st := sw.stats()
 	if a.NumWant > 0 {
-		peers = sw.pick(&sh.rng, a.Seeder, self4, self6, a.NumWant, peers)
+		peers = sw.pick(&sh.rng, a.Seeder, a.Family, self4, self6, a.NumWant, peers)
 	}
 	if after == 0 && sw.downloaded == 0 {
 		sh.swarms.remove(i)

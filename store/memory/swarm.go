@@ -294,19 +294,28 @@ func bounded(x uint64, n int) int {
 // for every peer, each is chosen with probability exactly want/m. Seeders
 // and leechers (and IPv4 and IPv6 peers) come in proportion to their
 // numbers, within one.
-func (sw *swarm) pick(rng *rand.PCG, seeder bool, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
+func (sw *swarm) pick(rng *rand.PCG, seeder bool, fam store.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
 	a4 := sw.v4
 	var a6 []peer6
 	if sw.x != nil {
 		a6 = sw.x.v6
 	}
-	skip := -1
-	switch {
-	case seeder:
+	if seeder {
 		a4 = a4[sw.ns4:]
 		if sw.x != nil {
 			a6 = a6[sw.x.ns6:]
 		}
+	}
+	switch fam {
+	case store.IPv4Only:
+		a6, self6 = nil, -1
+	case store.IPv6Only:
+		a4, self4 = nil, -1
+	}
+	skip := -1
+	switch {
+	case seeder:
+		// The requester is a seeder: not among the candidates.
 	case self4 >= 0:
 		skip = self4
 	case self6 >= 0:

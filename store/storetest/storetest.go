@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T, opts store.Options) store.Store) 
 		{"FirstAnnounce", testFirstAnnounce},
 		{"SessionIdentity", testSessionIdentity},
 		{"IPv4AndIPv6", testIPv4AndIPv6},
+		{"FamilyFilter", testFamilyFilter},
 		{"Stopped", testStopped},
 		{"Completed", testCompleted},
 		{"SeederLeecherMoves", testMoves},
@@ -1055,4 +1056,53 @@ func testConcurrency(e *env) {
 		}
 	}
 	e.wantTotals("after concurrent announces", tot)
+}
+
+// testFamilyFilter: Announce.Family restricts the peers returned to one
+// address family (UDP replies carry one), and the requester is still never
+// among them.
+func testFamilyFilter(e *env) {
+	h := hashOf("family")
+	for i := range 5 {
+		e.announce(h, peerV4(10, 0, 0, byte(i+1), 6881, fmt.Sprintf("v4-%d", i)), leech)
+		e.announce(h, peerAt(fmt.Sprintf("[2001:db8::%d]:6881", i+1), fmt.Sprintf("v6-%d", i)), leech)
+	}
+	tests := []struct {
+		name   string
+		self   bittorrent.Peer
+		family store.Family
+		seeder bool
+		want4  int
+		want6  int
+	}{
+		{"v4 requester, IPv4 only", peerV4(10, 0, 0, 1, 6881, "v4-0"), store.IPv4Only, false, 4, 0},
+		{"v4 requester, IPv6 only", peerV4(10, 0, 0, 1, 6881, "v4-0"), store.IPv6Only, false, 0, 5},
+		{"v6 requester, IPv6 only", peerAt("[2001:db8::1]:6881", "v6-0"), store.IPv6Only, false, 0, 4},
+		{"v6 requester, IPv4 only", peerAt("[2001:db8::1]:6881", "v6-0"), store.IPv4Only, false, 5, 0},
+		{"v6 requester, any", peerAt("[2001:db8::1]:6881", "v6-0"), store.AnyFamily, false, 5, 4},
+		{"new v4 seeder, IPv4 only", peerV4(10, 0, 0, 99, 6881, "s"), store.IPv4Only, true, 5, 0},
+	}
+	for _, tt := range tests {
+		a := store.Announce{InfoHash: h, Peer: tt.self, Seeder: tt.seeder, NumWant: 50, Family: tt.family}
+		peers, _, err := e.s.Announce(e.ctx, a, nil)
+		if err != nil {
+			e.t.Fatalf("%s: %v", tt.name, err)
+		}
+		checkReturned(e.t, tt.self, ann{numWant: 50}, peers)
+		n4, n6 := 0, 0
+		for _, p := range peers {
+			if p.Addr.Addr().Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+		if n4 != tt.want4 || n6 != tt.want6 {
+			e.t.Errorf("%s: got %d IPv4 and %d IPv6 peers, want %d and %d", tt.name, n4, n6, tt.want4, tt.want6)
+		}
+		if tt.seeder {
+			a.Event = bittorrent.EventStopped
+			e.s.Announce(e.ctx, a, nil)
+		}
+	}
 }
