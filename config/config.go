@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -20,6 +21,14 @@ import (
 type Config struct {
 	// Listeners. An empty address turns a listener off.
 	HTTP string `toml:"http"`
+	UDP  string `toml:"udp"`
+
+	// UDPSecret keys the UDP connection ids. Instances behind one address
+	// must share it; empty means a random one made at start.
+	UDPSecret string `toml:"udp_secret"`
+	// UDPSockets is the number of UDP sockets sharing the port
+	// (SO_REUSEPORT), each read by its own goroutine; 0 means one per CPU.
+	UDPSockets int `toml:"udp_sockets"`
 
 	// Store is where swarms live: "memory" (the default).
 	Store string `toml:"store"`
@@ -65,6 +74,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		HTTP:               ":6969",
+		UDP:                ":6969",
 		Store:              "memory",
 		PeerLifetime:       35 * time.Minute,
 		TargetAnnounceRate: 1000,
@@ -129,6 +139,9 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(file, "config", "", "read settings from this TOML `file`")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "serve HTTP announce and scrape on this `address` (empty: off)")
+	fs.StringVar(&c.UDP, "udp", c.UDP, "serve the UDP tracker protocol (BEP 15) on this `address` (empty: off)")
+	fs.StringVar(&c.UDPSecret, "udp-secret", c.UDPSecret, "`key` for UDP connection ids; instances behind one address must share it (empty: random at start)")
+	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU)")
 	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory")
 	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce")
 	fs.Float64Var(&c.TargetAnnounceRate, "target-announce-rate", c.TargetAnnounceRate, "announces per second the interval policy aims at (interval = peers / rate)")
@@ -190,6 +203,8 @@ func (c *Config) Validate() error {
 	check(c.MaxQueryBytes > 0, "max_query_bytes must be positive")
 	check(c.MaxHeaderBytes > c.MaxQueryBytes, "max_header_bytes must be larger than max_query_bytes, so that an oversize query gets a failure reason")
 	check(c.MaxConns >= 0, "max_conns must not be negative")
+	check(c.UDPSockets >= 0 && c.UDPSockets <= maxUDPSockets, "udp_sockets must be between 0 (one per CPU) and %d", maxUDPSockets)
+	check(c.UDP == "" || validListenAddr(c.UDP), "udp %q: want host:port, such as :6969 or 127.0.0.1:6969", c.UDP)
 	for _, p := range [][]string{c.TrustedProxies, c.TrustIPParam} {
 		_, err := ParsePrefixes(p)
 		check(err == nil, "%v", err)
@@ -198,6 +213,20 @@ func (c *Config) Validate() error {
 	check(lvl.UnmarshalText([]byte(c.LogLevel)) == nil, "log_level %q: want debug, info, warn or error", c.LogLevel)
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log_format %q: want text or json", c.LogFormat)
 	return errors.Join(errs...)
+}
+
+// maxUDPSockets bounds udp_sockets: far more than any machine has CPUs.
+const maxUDPSockets = 1024
+
+// validListenAddr reports whether addr has the form host:port, as a
+// listener takes it.
+func validListenAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	_, err = net.LookupPort("udp", port)
+	return err == nil
 }
 
 // ParsePrefixes parses CIDRs; a bare address counts as a single-address

@@ -19,6 +19,11 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.HTTP != ":6969" || cfg.Store != "memory" || !cfg.FullScrape {
 		t.Errorf("defaults: %+v", cfg)
 	}
+	// UDP is on by default, on the same port as HTTP (TCP and UDP ports
+	// are separate), with a random secret and one socket per CPU.
+	if cfg.UDP != ":6969" || cfg.UDPSecret != "" || cfg.UDPSockets != 0 {
+		t.Errorf("UDP defaults: udp %q, udp_secret %q, udp_sockets %d", cfg.UDP, cfg.UDPSecret, cfg.UDPSockets)
+	}
 }
 
 func writeFile(t *testing.T, text string) string {
@@ -61,6 +66,41 @@ func TestLoadEmptyHTTPTurnsItOff(t *testing.T) {
 	if err != nil || cfg.HTTP != "" {
 		t.Fatalf("cfg.HTTP %q, err %v", cfg.HTTP, err)
 	}
+	if cfg.UDP != ":6969" {
+		t.Errorf("-http \"\" changed udp to %q", cfg.UDP)
+	}
+}
+
+func TestLoadEmptyUDPTurnsItOff(t *testing.T) {
+	cfg, err := Load([]string{"-udp", ""}, &bytes.Buffer{})
+	if err != nil || cfg.UDP != "" {
+		t.Fatalf("cfg.UDP %q, err %v", cfg.UDP, err)
+	}
+	if cfg.HTTP != ":6969" {
+		t.Errorf("-udp \"\" changed http to %q", cfg.HTTP)
+	}
+}
+
+func TestLoadUDPSettings(t *testing.T) {
+	p := writeFile(t, `
+udp = "127.0.0.1:7001"
+udp_secret = "from the file"
+udp_sockets = 3
+`)
+	cfg, err := Load([]string{"-config", p}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.UDP != "127.0.0.1:7001" || cfg.UDPSecret != "from the file" || cfg.UDPSockets != 3 {
+		t.Errorf("file: udp %q, udp_secret %q, udp_sockets %d", cfg.UDP, cfg.UDPSecret, cfg.UDPSockets)
+	}
+	cfg, err = Load([]string{"-config", p, "-udp", "[::1]:0", "-udp-secret", "s3cret", "-udp-sockets", "8"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.UDP != "[::1]:0" || cfg.UDPSecret != "s3cret" || cfg.UDPSockets != 8 {
+		t.Errorf("flags over file: udp %q, udp_secret %q, udp_sockets %d", cfg.UDP, cfg.UDPSecret, cfg.UDPSockets)
+	}
 }
 
 func TestLoadErrors(t *testing.T) {
@@ -80,6 +120,11 @@ func TestLoadErrors(t *testing.T) {
 		{"numwant", []string{"-default-numwant", "0"}, "", "default_numwant"},
 		{"stray arg", []string{"extra"}, "", "unexpected argument"},
 		{"header vs query", []string{"-max-query-bytes", "20000"}, "", "max_header_bytes"},
+		{"udp sockets negative", []string{"-udp-sockets", "-1"}, "", "udp_sockets"},
+		{"udp sockets huge", []string{"-udp-sockets", "100000"}, "", "udp_sockets"},
+		{"udp no port", []string{"-udp", "127.0.0.1"}, "", "udp \"127.0.0.1\""},
+		{"udp bad port", []string{"-udp", ":99999"}, "", "udp \":99999\""},
+		{"udp sockets in file", nil, "udp_sockets = -2", "udp_sockets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
