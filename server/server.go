@@ -16,6 +16,7 @@ import (
 
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
+	udpfrontend "trackd/frontend/udp"
 	"trackd/store"
 	"trackd/store/memory"
 	"trackd/tracker"
@@ -30,6 +31,8 @@ type Server struct {
 
 	httpServer *http.Server
 	httpLn     net.Listener
+	udpHandler *udpfrontend.Handler
+	udpServer  *udpfrontend.Server
 	serveErr   chan error
 	ready      chan struct{}
 }
@@ -77,6 +80,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 	}
+	if cfg.UDP != "" {
+		s.udpHandler = udpfrontend.NewHandler(tr, udpfrontend.Options{
+			Secret:       []byte(cfg.UDPSecret),
+			TrustIPParam: trustIPParam,
+			Logger:       log,
+		})
+	}
 	return s, nil
 }
 
@@ -84,7 +94,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 
 // Start binds the listeners and serves in the background. It logs one line
-// per listener once it accepts requests.
+// per listener once it accepts requests. If one listener cannot be bound,
+// none is left open.
 func (s *Server) Start() error {
 	if s.httpServer != nil {
 		ln, err := net.Listen("tcp", s.cfg.HTTP)
@@ -95,6 +106,22 @@ func (s *Server) Start() error {
 			ln = netutil.LimitListener(ln, s.cfg.MaxConns)
 		}
 		s.httpLn = ln
+	}
+	if s.udpHandler != nil {
+		us, err := udpfrontend.Listen(s.cfg.UDP, s.udpHandler, udpfrontend.ServeOptions{
+			Sockets: s.cfg.UDPSockets,
+			Logger:  s.log,
+		})
+		if err != nil {
+			if s.httpLn != nil {
+				s.httpLn.Close()
+				s.httpLn = nil
+			}
+			return fmt.Errorf("udp listener: %w", err)
+		}
+		s.udpServer = us
+	}
+	if ln := s.httpLn; ln != nil {
 		go func() {
 			if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.serveErr <- fmt.Errorf("http: %w", err)
@@ -102,6 +129,11 @@ func (s *Server) Start() error {
 		}()
 		s.log.Info("serving", "protocol", "http", "addr", ln.Addr().String(),
 			"announce", "http://"+ln.Addr().String()+"/announce")
+	}
+	if us := s.udpServer; us != nil {
+		// The Server's readers are already at work.
+		s.log.Info("serving", "protocol", "udp", "addr", us.Addr().String(),
+			"announce", "udp://"+us.Addr().String()+"/announce")
 	}
 	close(s.ready)
 	return nil
@@ -114,6 +146,15 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // serving.
 func (s *Server) Err() <-chan error { return s.serveErr }
 
+// UDPAddr returns the address of the UDP sockets, or nil if UDP is off. It
+// is valid once Start has returned (or Ready is closed).
+func (s *Server) UDPAddr() net.Addr {
+	if s.udpServer == nil {
+		return nil
+	}
+	return s.udpServer.Addr()
+}
+
 // HTTPAddr returns the address of the HTTP listener, or nil if HTTP is off.
 // It is valid once Start has returned (or Ready is closed).
 func (s *Server) HTTPAddr() net.Addr {
@@ -124,9 +165,15 @@ func (s *Server) HTTPAddr() net.Addr {
 }
 
 // Shutdown stops accepting requests, waits for the ones in flight until ctx
-// ends, and closes the store.
+// ends, and closes the store. The UDP sockets close at once: their readers
+// finish the packets they hold, which takes no longer than the handler.
 func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
+	if s.udpServer != nil {
+		if err := s.udpServer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("udp: %w", err))
+		}
+	}
 	if s.httpServer != nil && s.httpLn != nil {
 		if err := s.httpServer.Shutdown(ctx); err != nil {
 			errs = append(errs, err)

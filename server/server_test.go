@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,6 +58,8 @@ func start(t *testing.T, cfg config.Config) (*Server, *syncBuffer) {
 func loopbackConfig() config.Config {
 	cfg := config.Default()
 	cfg.HTTP = "127.0.0.1:0"
+	cfg.UDP = "127.0.0.1:0"
+	cfg.UDPSockets = 2
 	return cfg
 }
 
@@ -78,6 +81,199 @@ func TestServesAndLogsListener(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "protocol=http addr="+srv.HTTPAddr().String()) {
 		t.Errorf("no listener log line in %q", logs.String())
+	}
+}
+
+// udpConn is a BEP 15 client socket for the tests.
+type udpConn struct {
+	t *testing.T
+	c *net.UDPConn
+}
+
+func dialUDP(t *testing.T, addr net.Addr) *udpConn {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, addr.(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &udpConn{t: t, c: c}
+}
+
+// exchange sends req and returns the reply, or nil if none came within d.
+func (u *udpConn) exchange(req []byte, d time.Duration) []byte {
+	u.t.Helper()
+	if _, err := u.c.Write(req); err != nil {
+		u.t.Fatal(err)
+	}
+	u.c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 2048)
+	n, err := u.c.Read(buf)
+	if err != nil {
+		return nil
+	}
+	return buf[:n]
+}
+
+const bep15Magic = 0x41727101980
+
+// connect returns a connection id, failing the test if there is none.
+func (u *udpConn) connect() uint64 {
+	u.t.Helper()
+	req := binary.BigEndian.AppendUint64(nil, bep15Magic)
+	req = binary.BigEndian.AppendUint32(req, 0) // connect
+	req = binary.BigEndian.AppendUint32(req, 0x1234)
+	reply := u.exchange(req, 5*time.Second)
+	if len(reply) != 16 || binary.BigEndian.Uint32(reply) != 0 || binary.BigEndian.Uint32(reply[4:]) != 0x1234 {
+		u.t.Fatalf("connect reply %x", reply)
+	}
+	return binary.BigEndian.Uint64(reply[8:])
+}
+
+// announce sends a started announce of a seeder on port and returns the
+// reply (nil if none).
+func (u *udpConn) announce(id uint64, port uint16) []byte {
+	u.t.Helper()
+	req := binary.BigEndian.AppendUint64(nil, id)
+	req = binary.BigEndian.AppendUint32(req, 1) // announce
+	req = binary.BigEndian.AppendUint32(req, 0x5678)
+	req = append(req, "aaaaaaaaaaaaaaaaaaaa"...) // info_hash
+	req = append(req, "bbbbbbbbbbbbbbbbbbbb"...) // peer_id
+	req = binary.BigEndian.AppendUint64(req, 0)  // downloaded
+	req = binary.BigEndian.AppendUint64(req, 0)  // left
+	req = binary.BigEndian.AppendUint64(req, 0)  // uploaded
+	req = binary.BigEndian.AppendUint32(req, 2)  // started
+	req = binary.BigEndian.AppendUint32(req, 0)  // ip
+	req = binary.BigEndian.AppendUint32(req, 7)  // key
+	req = binary.BigEndian.AppendUint32(req, 50) // num_want
+	req = binary.BigEndian.AppendUint16(req, port)
+	return u.exchange(req, 2*time.Second)
+}
+
+// TestServesUDP: the default configuration (on loopback) serves UDP too,
+// and logs both listeners.
+func TestServesUDP(t *testing.T) {
+	srv, logs := start(t, loopbackConfig())
+	ua := srv.UDPAddr()
+	if ua == nil {
+		t.Fatal("no UDP listener")
+	}
+	if a := ua.(*net.UDPAddr); a.Port == 0 || !a.IP.IsLoopback() {
+		t.Fatalf("UDP on %v", a)
+	}
+	u := dialUDP(t, ua)
+	id := u.connect()
+	reply := u.announce(id, 6881)
+	if len(reply) < 20 || binary.BigEndian.Uint32(reply) != 1 {
+		t.Fatalf("announce reply %x", reply)
+	}
+	if seeders := binary.BigEndian.Uint32(reply[16:]); seeders != 1 {
+		t.Errorf("seeders %d after one seeder announced", seeders)
+	}
+	l := logs.String()
+	for _, want := range []string{
+		"protocol=http addr=" + srv.HTTPAddr().String(),
+		"protocol=udp addr=" + ua.String() + " announce=udp://" + ua.String() + "/announce",
+	} {
+		if !strings.Contains(l, want) {
+			t.Errorf("no %q in the log %q", want, l)
+		}
+	}
+}
+
+func TestUDPOff(t *testing.T) {
+	cfg := loopbackConfig()
+	cfg.UDP = ""
+	srv, logs := start(t, cfg)
+	if srv.UDPAddr() != nil {
+		t.Errorf("UDP listener %v though turned off", srv.UDPAddr())
+	}
+	if strings.Contains(logs.String(), "protocol=udp") {
+		t.Errorf("UDP listener logged though off: %q", logs.String())
+	}
+	if srv.HTTPAddr() == nil {
+		t.Error("HTTP off too")
+	}
+}
+
+// TestUDPPortTaken: Start fails when the UDP port is taken, and leaves no
+// HTTP listener behind.
+func TestUDPPortTaken(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+	cfg := loopbackConfig()
+	cfg.HTTP = httpAddr
+	cfg.UDP = pc.LocalAddr().String()
+	srv, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	if err := srv.Start(); err == nil || !strings.Contains(err.Error(), "udp listener") {
+		t.Fatalf("Start: %v, want a udp listener error", err)
+	}
+	if ln, err := net.Listen("tcp4", httpAddr); err != nil {
+		t.Errorf("HTTP port still held after a failed Start: %v", err)
+	} else {
+		ln.Close()
+	}
+}
+
+// TestUDPSecretShared: instances with one udp_secret accept each other's
+// connection ids; with another secret they do not.
+func TestUDPSecretShared(t *testing.T) {
+	cfg := loopbackConfig()
+	cfg.UDPSecret = "shared between instances"
+	a, _ := start(t, cfg)
+	b, _ := start(t, cfg)
+	cfg.UDPSecret = "another secret"
+	other, _ := start(t, cfg)
+
+	// One client socket talks to all three, so its address is the same.
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := func(srv *Server, req []byte, d time.Duration) []byte {
+		t.Helper()
+		if _, err := c.WriteTo(req, srv.UDPAddr()); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(d))
+		buf := make([]byte, 2048)
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return nil
+		}
+		return buf[:n]
+	}
+	connReq := binary.BigEndian.AppendUint64(nil, bep15Magic)
+	connReq = binary.BigEndian.AppendUint32(connReq, 0)
+	connReq = binary.BigEndian.AppendUint32(connReq, 1)
+	reply := send(a, connReq, 5*time.Second)
+	if len(reply) != 16 {
+		t.Fatalf("connect reply %x", reply)
+	}
+	id := binary.BigEndian.Uint64(reply[8:])
+	scrape := binary.BigEndian.AppendUint64(nil, id)
+	scrape = binary.BigEndian.AppendUint32(scrape, 2)
+	scrape = binary.BigEndian.AppendUint32(scrape, 2)
+	scrape = append(scrape, "aaaaaaaaaaaaaaaaaaaa"...)
+	if r := send(b, scrape, 5*time.Second); len(r) != 8+12 || binary.BigEndian.Uint32(r) != 2 {
+		t.Errorf("the other instance with the same secret: scrape reply %x, want a scrape", r)
+	}
+	if r := send(other, scrape, 500*time.Millisecond); len(r) >= 4 && binary.BigEndian.Uint32(r) == 2 {
+		t.Errorf("an instance with another secret accepted the connection id: %x", r)
 	}
 }
 
@@ -122,8 +318,10 @@ func TestDualStack(t *testing.T) {
 	ln.Close()
 	cfg := loopbackConfig()
 	cfg.HTTP = ":0"
+	cfg.UDP = ":0"
 	srv, _ := start(t, cfg)
 	port := srv.HTTPAddr().(*net.TCPAddr).Port
+	udpPort := srv.UDPAddr().(*net.UDPAddr).Port
 	for _, host := range []string{"127.0.0.1", "[::1]"} {
 		res, err := http.Get(fmt.Sprintf("http://%s:%d%s", host, port, announceQuery))
 		if err != nil {
@@ -133,6 +331,11 @@ func TestDualStack(t *testing.T) {
 		if res.StatusCode != 200 {
 			t.Errorf("%s: status %d", host, res.StatusCode)
 		}
+		ua, err := net.ResolveUDPAddr("udp", fmt.Sprintf("%s:%d", host, udpPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialUDP(t, ua).connect()
 	}
 }
 
@@ -244,6 +447,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("server did not start")
 	}
 	addr := srv.HTTPAddr().String()
+	udpAddr := srv.UDPAddr().String()
 	cancel()
 	select {
 	case err := <-done:
@@ -255,5 +459,10 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Error("listener still open after shutdown")
+	}
+	if pc, err := net.ListenPacket("udp", udpAddr); err != nil {
+		t.Errorf("UDP port still held after shutdown: %v", err)
+	} else {
+		pc.Close()
 	}
 }
