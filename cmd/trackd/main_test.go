@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"net"
 	"net/http"
 	"os"
@@ -31,7 +32,7 @@ func TestHelp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("trackd -h: %v\n%s", err, out)
 	}
-	for _, flag := range []string{"-config", "-http", "-store", "-require-compact", "-target-announce-rate", "-trusted-proxies"} {
+	for _, flag := range []string{"-config", "-http", "-udp", "-udp-secret", "-udp-sockets", "-store", "-require-compact", "-target-announce-rate", "-trusted-proxies"} {
 		if !bytes.Contains(out, []byte(flag)) {
 			t.Errorf("-h does not mention %s", flag)
 		}
@@ -49,7 +50,7 @@ func TestBadFlagExits2(t *testing.T) {
 // listener, answers an announce, and exits cleanly on SIGTERM.
 func TestServeAndStopOnSignal(t *testing.T) {
 	for _, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
-		cmd := exec.Command(build(t), "-http", "127.0.0.1:0")
+		cmd := exec.Command(build(t), "-http", "127.0.0.1:0", "-udp", "127.0.0.1:0")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -67,9 +68,10 @@ func TestServeAndStopOnSignal(t *testing.T) {
 			close(lines)
 		}()
 		addrRE := regexp.MustCompile(`protocol=http addr=(\S+)`)
-		var addr string
+		udpRE := regexp.MustCompile(`protocol=udp addr=(\S+) announce=udp://(\S+)/announce`)
+		var addr, udpAddr string
 		timeout := time.After(10 * time.Second)
-		for addr == "" {
+		for addr == "" || udpAddr == "" {
 			select {
 			case l, ok := <-lines:
 				if !ok {
@@ -78,8 +80,11 @@ func TestServeAndStopOnSignal(t *testing.T) {
 				if m := addrRE.FindStringSubmatch(l); m != nil {
 					addr = m[1]
 				}
+				if m := udpRE.FindStringSubmatch(l); m != nil {
+					udpAddr = m[1]
+				}
 			case <-timeout:
-				t.Fatal("no listener log line within 10s")
+				t.Fatalf("no HTTP and UDP listener log lines within 10s (http %q, udp %q)", addr, udpAddr)
 			}
 		}
 		res, err := http.Get("http://" + addr + "/announce?info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbbbbbbbbbbbbbb&port=1&left=0")
@@ -87,6 +92,7 @@ func TestServeAndStopOnSignal(t *testing.T) {
 			t.Fatal(err)
 		}
 		res.Body.Close()
+		udpConnect(t, udpAddr)
 		cmd.Process.Signal(sig)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -109,4 +115,33 @@ func TestServeAndStopOnSignal(t *testing.T) {
 			t.Errorf("%v: still listening after exit", sig)
 		}
 	}
+}
+
+// udpConnect sends a BEP 15 connect request to addr and fails t unless a
+// connect reply comes back.
+func udpConnect(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := binary.BigEndian.AppendUint64(nil, 0x41727101980)
+	req = binary.BigEndian.AppendUint32(req, 0) // connect
+	req = binary.BigEndian.AppendUint32(req, 42)
+	buf := make([]byte, 64)
+	// UDP may lose a packet even on loopback: try a few times.
+	for try := 0; try < 3; try++ {
+		c.Write(req)
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			continue
+		}
+		if n != 16 || binary.BigEndian.Uint32(buf) != 0 || binary.BigEndian.Uint32(buf[4:]) != 42 {
+			t.Fatalf("UDP connect reply %x", buf[:n])
+		}
+		return
+	}
+	t.Fatalf("no UDP connect reply from %s", addr)
 }
