@@ -6,10 +6,14 @@ package udp
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
+	"trackd/bittorrent"
+	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -37,17 +41,166 @@ type PacketHandler interface {
 }
 
 // Handler answers UDP tracker packets with a tracker.Tracker.
+//
+// Connection ids are stateless (see connIDs): a Handler keeps nothing per
+// client. Nothing it sends to a sender that has not shown a valid
+// connection id is larger than the packet that caused it, so a forged
+// source address cannot use the tracker as an amplifier.
 type Handler struct {
 	tracker *tracker.Tracker
 	opts    Options
+	log     *slog.Logger
+	ids     connIDs
+	pool    sync.Pool // *state
 }
+
+// state is the per-packet scratch space, pooled so that connect, announce
+// and scrape allocate nothing once the pool is warm.
+type state struct {
+	id     idScratch
+	req    tracker.AnnounceRequest
+	resp   tracker.AnnounceResponse
+	path   []byte // BEP 41 URL data
+	hashes []bittorrent.InfoHash
+	scrape tracker.ScrapeResponse
+}
+
+// maxPooledPath is the largest URL data buffer kept in the pool; a bigger
+// one (a packet stuffed with URL data) is dropped after use.
+const maxPooledPath = 4 << 10
 
 // NewHandler returns a Handler that answers with t.
 func NewHandler(t *tracker.Tracker, opts Options) *Handler {
-	return &Handler{tracker: t, opts: opts}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{tracker: t, opts: opts, log: log, ids: newConnIDs(opts.Secret, opts.Now)}
+	h.pool.New = func() any {
+		return &state{
+			path:   make([]byte, 0, 256),
+			hashes: make([]bittorrent.InfoHash, 0, maxScrapeHashes),
+			resp:   tracker.AnnounceResponse{Peers: make([]bittorrent.Peer, 0, 64)},
+			scrape: tracker.ScrapeResponse{Files: make([]store.Stats, 0, maxScrapeHashes)},
+		}
+	}
+	return h
 }
 
 // Handle implements PacketHandler.
+//
+// Packets shorter than the 16-byte header, connects without the protocol
+// magic and packets from an invalid address get no reply. A packet whose
+// connection id is not valid for its sender gets the error "invalid
+// connection id", cut to the packet's own length. Everything else is
+// answered in full.
 func (h *Handler) Handle(ctx context.Context, from netip.AddrPort, req, out []byte) []byte {
-	return out[:0] // TODO: being written
+	out = out[:0]
+	if len(req) < headerLen || !from.Addr().IsValid() {
+		return out
+	}
+	from = canonicalAddrPort(from)
+	be := binary.BigEndian
+	connID := be.Uint64(req[0:8])
+	action := be.Uint32(req[8:12])
+	tid := req[12:16]
+
+	st := h.pool.Get().(*state)
+	defer h.put(st)
+
+	if action == actionConnect {
+		if connID != protocolID {
+			return out
+		}
+		// The reply is as long as the request (16 bytes; a longer
+		// connect is answered the same, the rest ignored): no
+		// amplification.
+		return appendConnect(out, tid, h.ids.issue(&st.id, from))
+	}
+	if !h.ids.valid(&st.id, from, connID) {
+		return appendError(out, tid, errInvalidConnID, len(req))
+	}
+	// From here on the sender has proven it receives at from.
+	switch action {
+	case actionAnnounce:
+		return h.announce(ctx, st, from, req, out)
+	case actionScrape:
+		return h.scrape(ctx, st, req, out)
+	}
+	return h.fail(out, tid, errUnknownAction)
+}
+
+func (h *Handler) put(st *state) {
+	st.req.Path = nil
+	if cap(st.path) > maxPooledPath {
+		st.path = make([]byte, 0, 256)
+	}
+	h.pool.Put(st)
+}
+
+func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, pkt, out []byte) []byte {
+	tid := pkt[12:16]
+	var err error
+	st.path, err = parseAnnounce(pkt, &st.req, st.path)
+	if err != nil {
+		return h.fail(out, tid, err)
+	}
+	client := from.Addr()
+	addr := st.req.Addr.Addr() // the "ip" field, or invalid
+	// The field has room for IPv4 only; from an IPv6 client it would
+	// move the peer to the other family, so it is believed only from a
+	// trusted IPv4 client.
+	if !addr.IsValid() || !client.Is4() || !containsAddr(h.opts.TrustIPParam, client) {
+		addr = client
+	}
+	st.req.Addr = netip.AddrPortFrom(addr, st.req.Addr.Port())
+	st.req.Family = store.IPv6Only
+	if client.Is4() {
+		st.req.Family = store.IPv4Only
+	}
+	if err := h.tracker.Announce(ctx, &st.req, &st.resp); err != nil {
+		return h.fail(out, tid, err)
+	}
+	return appendAnnounce(out, tid, &st.resp, st.req.Family)
+}
+
+func (h *Handler) scrape(ctx context.Context, st *state, pkt, out []byte) []byte {
+	tid := pkt[12:16]
+	var err error
+	st.hashes, err = parseScrape(pkt, st.hashes[:0])
+	if err != nil {
+		return h.fail(out, tid, err)
+	}
+	if err := h.tracker.Scrape(ctx, st.hashes, &st.scrape); err != nil {
+		return h.fail(out, tid, err)
+	}
+	return appendScrape(out, tid, st.scrape.Files)
+}
+
+// fail appends the error reply for err to a sender with a valid connection
+// id. A client error says what the client did wrong; a server error is
+// logged and the client told only that the tracker failed.
+func (h *Handler) fail(out, tid []byte, err error) []byte {
+	var msg string
+	if ce, ok := err.(tracker.ClientError); ok {
+		msg = string(ce)
+	} else if tracker.IsClientError(err) {
+		msg = err.Error()
+	} else {
+		h.log.Error("udp request failed", "err", err)
+		msg = errInternal
+	}
+	return appendError(out, tid, msg, 0)
+}
+
+func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,270 @@
+package udp
+
+import (
+	"encoding/binary"
+	"math"
+	"net/netip"
+	"time"
+
+	"trackd/bittorrent"
+	"trackd/store"
+	"trackd/tracker"
+)
+
+// The wire format of BEP 15. Every number is big-endian.
+const (
+	// protocolID is the magic of a connect request, where the connection
+	// id will later be.
+	protocolID = 0x41727101980
+
+	actionConnect  = 0
+	actionAnnounce = 1
+	actionScrape   = 2
+	actionError    = 3
+
+	// headerLen is the request header: connection id, action,
+	// transaction id. Anything shorter is not a tracker packet.
+	headerLen = 16
+	// replyHeaderLen is the reply header: action, transaction id.
+	replyHeaderLen = 8
+	connectLen     = 16
+	// announceLen is an announce without BEP 41 options.
+	announceLen = 98
+	hashLen     = 20
+	// maxScrapeHashes is the most info hashes one scrape may carry:
+	// BEP 15 puts it at "about 74", what fits a 1500-byte packet.
+	maxScrapeHashes = 74
+)
+
+// The events of a UDP announce. libtorrent also sends 4 for BEP 21's
+// "paused", which HTTP accepts too; anything else is an error.
+const (
+	udpEventNone      = 0
+	udpEventCompleted = 1
+	udpEventStarted   = 2
+	udpEventStopped   = 3
+	udpEventPaused    = 4
+)
+
+// BEP 41 option types.
+const (
+	optEndOfOptions = 0x0
+	optNOP          = 0x1
+	optURLData      = 0x2
+)
+
+// Errors sent to clients. Their texts are part of the protocol's
+// observable behaviour: tests and clients see them. The client errors are
+// held as error values so that returning one does not box a string on
+// every bad packet.
+const (
+	errInvalidConnID = "invalid connection id"
+	errInternal      = "internal tracker error"
+)
+
+var (
+	errUnknownAction  error = tracker.ClientError("unknown action")
+	errShortAnnounce  error = tracker.ClientError("announce packet too short")
+	errBadOption      error = tracker.ClientError("malformed BEP 41 option")
+	errBadEvent       error = tracker.ClientError("invalid event: must be 0 (none), 1 (completed), 2 (started) or 3 (stopped)")
+	errBadDownloaded  error = tracker.ClientError("invalid downloaded: must be from 0 to 2^63-1")
+	errBadLeft        error = tracker.ClientError("invalid left: must be from 0 to 2^63-1")
+	errBadUploaded    error = tracker.ClientError("invalid uploaded: must be from 0 to 2^63-1")
+	errNoScrapeHashes error = tracker.ClientError("scrape without info hashes")
+	errPartialHash    error = tracker.ClientError("scrape packet ends in a partial info hash")
+	errManyHashes     error = tracker.ClientError("too many info hashes: at most 74 per scrape")
+)
+
+// parseAnnounce decodes an announce packet (of any connection id: that is
+// the caller's business) into req. req.Addr gets the "ip" field (the zero
+// Addr when it is 0) and the announced port; the caller decides whether to
+// believe the address. Compact is set, Family is left to the caller.
+//
+// The URL data of BEP 41 options is appended to scratch[:0], and req.Path
+// points into the result, or is nil when the packet has none. The grown
+// scratch is returned for reuse whatever happens, so that the caller's
+// buffer stops allocating once it is big enough.
+func parseAnnounce(pkt []byte, req *tracker.AnnounceRequest, scratch []byte) ([]byte, error) {
+	*req = tracker.AnnounceRequest{}
+	if len(pkt) < announceLen {
+		return scratch, errShortAnnounce
+	}
+	be := binary.BigEndian
+	copy(req.InfoHash[:], pkt[16:36])
+	copy(req.PeerID[:], pkt[36:56])
+	downloaded := int64(be.Uint64(pkt[56:64]))
+	left := int64(be.Uint64(pkt[64:72]))
+	uploaded := int64(be.Uint64(pkt[72:80]))
+	event := be.Uint32(pkt[80:84])
+	ip := be.Uint32(pkt[84:88])
+	// pkt[88:92] is the key. trackd tells sessions apart by address and
+	// port (store.Announce), so it is not needed.
+	numWant := int32(be.Uint32(pkt[92:96]))
+	port := be.Uint16(pkt[96:98])
+
+	switch {
+	case downloaded < 0:
+		return scratch, errBadDownloaded
+	case left < 0:
+		return scratch, errBadLeft
+	case uploaded < 0:
+		return scratch, errBadUploaded
+	}
+	req.Downloaded, req.Left, req.Uploaded = uint64(downloaded), uint64(left), uint64(uploaded)
+	switch event {
+	case udpEventNone, udpEventPaused:
+		// A partial seed (BEP 21) stays in the swarm like a regular
+		// announce, as over HTTP.
+		req.Event = bittorrent.EventNone
+	case udpEventCompleted:
+		req.Event = bittorrent.EventCompleted
+	case udpEventStarted:
+		req.Event = bittorrent.EventStarted
+	case udpEventStopped:
+		req.Event = bittorrent.EventStopped
+	default:
+		return scratch, errBadEvent
+	}
+	req.NumWant = int(numWant)
+	if numWant < 0 {
+		req.NumWant = tracker.NumWantUnset
+	}
+	var addr netip.Addr
+	if ip != 0 {
+		var a [4]byte
+		be.PutUint32(a[:], ip)
+		addr = netip.AddrFrom4(a)
+	}
+	req.Addr = netip.AddrPortFrom(addr, port)
+	req.Compact = true
+
+	path, err := parseOptions(pkt[announceLen:], scratch[:0])
+	if err != nil {
+		return path, err
+	}
+	if len(path) > 0 {
+		req.Path = path
+	}
+	return path, nil
+}
+
+// parseOptions decodes the BEP 41 options that follow an announce and
+// appends their URL data, in order, to path. Several URLData options are
+// one string cut in pieces of at most 255 bytes. Parsing stops at
+// EndOfOptions or at the end of the packet; what follows EndOfOptions is
+// ignored. An unknown option type, or an option whose length runs past the
+// end, is an error: the options cannot be skipped without knowing their
+// layout, and a request path cut short could mean another request.
+func parseOptions(opts, path []byte) ([]byte, error) {
+	for i := 0; i < len(opts); {
+		switch opts[i] {
+		case optEndOfOptions:
+			return path, nil
+		case optNOP:
+			i++
+		case optURLData:
+			if i+1 >= len(opts) {
+				return path, errBadOption
+			}
+			n := int(opts[i+1])
+			start := i + 2
+			if n > len(opts)-start {
+				return path, errBadOption
+			}
+			path = append(path, opts[start:start+n]...)
+			i = start + n
+		default:
+			return path, errBadOption
+		}
+	}
+	return path, nil
+}
+
+// parseScrape appends the info hashes of a scrape packet to hashes.
+func parseScrape(pkt []byte, hashes []bittorrent.InfoHash) ([]bittorrent.InfoHash, error) {
+	body := pkt[headerLen:]
+	switch {
+	case len(body)%hashLen != 0:
+		return hashes, errPartialHash
+	case len(body) == 0:
+		return hashes, errNoScrapeHashes
+	case len(body)/hashLen > maxScrapeHashes:
+		return hashes, errManyHashes
+	}
+	for ; len(body) > 0; body = body[hashLen:] {
+		hashes = append(hashes, bittorrent.InfoHash(body[:hashLen]))
+	}
+	return hashes, nil
+}
+
+// appendHeader appends a reply header: action and the request's
+// transaction id (tid, 4 bytes).
+func appendHeader(b []byte, action uint32, tid []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, action)
+	return append(b, tid[:4]...)
+}
+
+// appendConnect appends a connect reply.
+func appendConnect(b []byte, tid []byte, id uint64) []byte {
+	b = appendHeader(b, actionConnect, tid)
+	return binary.BigEndian.AppendUint64(b, id)
+}
+
+// appendAnnounce appends an announce reply with the peers of one family:
+// 6 bytes per IPv4 peer, or 18 per IPv6 peer. Peers of the other family
+// (which the store does not return when asked for one) are left out.
+func appendAnnounce(b []byte, tid []byte, resp *tracker.AnnounceResponse, fam store.Family) []byte {
+	b = appendHeader(b, actionAnnounce, tid)
+	b = appendInt32(b, uint64(max(resp.Interval/time.Second, 0)))
+	b = appendInt32(b, uint64(resp.Incomplete))
+	b = appendInt32(b, uint64(resp.Complete))
+	v6 := fam == store.IPv6Only
+	for i := range resp.Peers {
+		ap := resp.Peers[i].Addr
+		a := ap.Addr()
+		if a.Is4() == v6 {
+			continue
+		}
+		if v6 {
+			ip := a.As16()
+			b = append(b, ip[:]...)
+		} else {
+			ip := a.As4()
+			b = append(b, ip[:]...)
+		}
+		b = binary.BigEndian.AppendUint16(b, ap.Port())
+	}
+	return b
+}
+
+// appendScrape appends a scrape reply.
+func appendScrape(b []byte, tid []byte, files []store.Stats) []byte {
+	b = appendHeader(b, actionScrape, tid)
+	for _, f := range files {
+		b = appendInt32(b, uint64(f.Seeders))
+		b = appendInt32(b, uint64(f.Downloaded))
+		b = appendInt32(b, uint64(f.Leechers))
+	}
+	return b
+}
+
+// appendError appends an error reply. limit > 0 caps the whole reply at
+// limit bytes, cutting the message short: what is sent to a sender that has not
+// proven it receives at its address must be no larger than what it sent,
+// or the tracker would amplify attacks on forged addresses. limit must be
+// at least replyHeaderLen.
+func appendError(b []byte, tid []byte, msg string, limit int) []byte {
+	b = appendHeader(b, actionError, tid)
+	if limit > 0 && len(msg) > limit-replyHeaderLen {
+		msg = msg[:limit-replyHeaderLen]
+	}
+	return append(b, msg...)
+}
+
+// appendInt32 appends n as a BEP 15 int32, saturating at 2^31-1.
+func appendInt32(b []byte, n uint64) []byte {
+	if n > math.MaxInt32 {
+		n = math.MaxInt32
+	}
+	return binary.BigEndian.AppendUint32(b, uint32(n))
+}
