@@ -158,6 +158,9 @@ func newAnacrolixClient(t *testing.T, dataDir string, seed bool) *torrent.Client
 	// tracker test.
 	cfg.DisableIPv6 = true
 	cfg.DisableUTP = true
+	// UDP tracker requests from a socket on 127.0.0.1, not on every
+	// interface (anacrolix binds ":0" by default).
+	cfg.TrackerListenPacket = loopbackTrackerListenPacket
 	// Keep the connection once both sides are complete, so the test can
 	// see afterwards where the leecher's peer came from.
 	cfg.DropMutuallyCompletePeers = false

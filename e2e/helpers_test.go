@@ -113,13 +113,15 @@ func testLogger(t testing.TB, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: level}))
 }
 
-// startTracker starts an in-process trackd on an ephemeral loopback port
-// (or on cfg.HTTP as mutate leaves it) and shuts it down when the test
-// ends.
+// startTracker starts an in-process trackd on ephemeral loopback ports,
+// HTTP and UDP (or on cfg.HTTP and cfg.UDP as mutate leaves them), and
+// shuts it down when the test ends.
 func startTracker(t testing.TB, mutate func(*config.Config)) *server.Server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.HTTP = "127.0.0.1:0"
+	cfg.UDP = "127.0.0.1:0"
+	cfg.UDPSockets = 2
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -148,6 +150,12 @@ func startTracker(t testing.TB, mutate func(*config.Config)) *server.Server {
 // announceURL is the HTTP announce URL of srv.
 func announceURL(srv *server.Server) string {
 	return "http://" + srv.HTTPAddr().String() + "/announce"
+}
+
+// udpAnnounceURL is the UDP announce URL of srv (BEP 15; the path goes to
+// the tracker as BEP 41 URL data).
+func udpAnnounceURL(srv *server.Server) string {
+	return "udp://" + srv.UDPAddr().String() + "/announce"
 }
 
 // swarmStats asks srv's core tracker (not the wire) for one torrent's
