@@ -1,0 +1,143 @@
+// Command trackd-load is a load generator for BitTorrent trackers: it plays
+// a population of simulated peers against a tracker over UDP (BEP 15) or
+// HTTP, checks every reply, and prints responses per second, latency
+// percentiles and peers per announce. With -canned it is instead a
+// stateless tracker with fixed replies, to measure the generator's own
+// ceiling. Run trackd-load -h for the flags; the package trackd/loadgen
+// documents the model.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"trackd/loadgen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are the flags: a loadgen.Config and what to do with it.
+type options struct {
+	cfg    loadgen.Config
+	canned bool
+	json   bool
+}
+
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{cfg: loadgen.DefaultConfig()}
+	c := &o.cfg
+	fs := flag.NewFlagSet("trackd-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage:
+  trackd-load -udp 127.0.0.1:6969 [flags]      load a UDP tracker (BEP 15)
+  trackd-load -http 127.0.0.1:6969 [flags]     load an HTTP tracker
+  trackd-load -udp ... -http ... [flags]       load both at once
+  trackd-load -fill -udp|-http ADDR [flags]    announce every peer once, then stop
+  trackd-load -canned -udp ADDR -http ADDR     serve fixed replies (the generator's ceiling)
+
+Targets are "host:port" or tracker URLs (udp://host:port/announce,
+http://host:port/announce); they must be loopback addresses unless
+-allow-remote is given. Every run stops by itself after -warmup + -duration
+(or the fill), and in any case after -max-time.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.UDP, "udp", "", "UDP tracker `address` to load (with -canned: to serve)")
+	fs.StringVar(&c.HTTP, "http", "", "HTTP tracker `address` or announce URL to load (with -canned: to serve)")
+	fs.BoolVar(&o.canned, "canned", false, "serve valid fixed replies on -udp and -http instead of loading them")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow addresses that are not loopback (only for trackers you operate)")
+	fs.IntVar(&c.Torrents, "torrents", c.Torrents, "torrents in the workload")
+	fs.IntVar(&c.Peers, "peers", c.Peers, "simulated peers, dealt to torrents by weight(i) = peers/torrents + exp(6.5 − 500·i/torrents)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of every info hash, peer id, port and seeder flag (same seed, same peers)")
+	fs.Float64Var(&c.Seeders, "seeders", c.Seeders, "chance that a peer is a seeder (announces left=0)")
+	fs.IntVar(&c.NumWant, "numwant", c.NumWant, "numwant of every announce; replies with more peers are errors")
+	fs.Float64Var(&c.ScrapeShare, "scrape", c.ScrapeShare, "share of requests that are scrapes")
+	fs.IntVar(&c.ScrapeMaxHashes, "scrape-hashes", c.ScrapeMaxHashes, "a scrape asks for 1 to this many torrents")
+	fs.DurationVar(&c.Duration, "duration", c.Duration, "measured time")
+	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "load before the measurement, not counted (first announces build the swarms)")
+	fs.DurationVar(&c.MaxTime, "max-time", c.MaxTime, "hard cap on the run (0: warmup + duration + timeout + 30s; 30m for -fill; 10m for -canned)")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "a request unanswered this long counts as a timeout (no retransmission)")
+	fs.IntVar(&c.Sockets, "sockets", c.Sockets, "UDP sockets, one goroutine each")
+	fs.IntVar(&c.Conns, "conns", c.Conns, "HTTP connections, one goroutine each (with -http-close: concurrent requests)")
+	fs.IntVar(&c.Window, "window", c.Window, "requests in flight per UDP socket / pipelined per HTTP connection")
+	fs.IntVar(&c.SourceAddrs, "src-addrs", c.SourceAddrs, "distinct source addresses 127.0.0.2, 127.0.0.3, ... (at most -sockets/-conns; IPv4 loopback targets only)")
+	fs.BoolVar(&c.HTTPClose, "http-close", c.HTTPClose, "a new HTTP connection per request, with Connection: close (as opentracker needs)")
+	fs.BoolVar(&c.Fill, "fill", c.Fill, "announce every simulated peer once (started) as fast as possible, print how many and how long, and stop")
+	fs.DurationVar(&c.ConnIDRenew, "renew", c.ConnIDRenew, "renew a UDP connection id at this age (ids live 2m)")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON, one line per target, on stdout (the text goes to stderr)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "trackd-load:", err)
+		return 2
+	}
+	if o.canned {
+		return serveCanned(ctx, o, stderr)
+	}
+	results, err := loadgen.Run(ctx, o.cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "trackd-load:", err)
+		return 1
+	}
+	text := stdout
+	if o.json {
+		text = stderr
+	}
+	code := 0
+	for i := range results {
+		r := &results[i]
+		r.Format(text)
+		if o.json {
+			fmt.Fprintf(stdout, "%s\n", r.JSON())
+		}
+		if r.Responses == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+func serveCanned(ctx context.Context, o *options, stderr io.Writer) int {
+	c, err := loadgen.StartCanned(o.cfg.UDP, o.cfg.HTTP, o.cfg.AllowRemote)
+	if err != nil {
+		fmt.Fprintln(stderr, "trackd-load:", err)
+		return 1
+	}
+	limit := o.cfg.MaxTime
+	if limit <= 0 {
+		limit = 10 * time.Minute
+	}
+	fmt.Fprintf(stderr, "trackd-load: %s; stops after %s or on SIGINT/SIGTERM\n", c, limit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	<-ctx.Done()
+	c.Close()
+	return 0
+}

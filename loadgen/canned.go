@@ -1,0 +1,495 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"trackd/bencode"
+)
+
+// The canned server's fixed answers.
+const (
+	cannedConnID   = 0x74726b64636e6e64 // "trkdcnnd"
+	cannedPeers    = 30                 // most peers in a reply
+	cannedInterval = 1800
+	cannedSeeders  = 20
+	cannedLeechers = 10
+	cannedDone     = 100
+)
+
+// Canned is a stateless tracker that answers every connect, announce and
+// scrape with a valid fixed reply, as cheaply as it can: UDP with the same
+// batched I/O as the generator (one SO_REUSEPORT socket per CPU), HTTP
+// with a minimal hand-written server (keep-alive and pipelining, or close
+// when asked). Loading it measures the generator's own ceiling.
+type Canned struct {
+	udp []*net.UDPConn
+	ln  net.Listener
+
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closed  bool
+	bodies  [cannedPeers + 1][]byte // announce reply with n peers
+	udpPeer [cannedPeers * 18]byte
+}
+
+// StartCanned starts a canned server on the given addresses ("" for
+// none). Like the generator's targets, they must be loopback addresses
+// unless allowRemote is set.
+func StartCanned(udpAddr, httpAddr string, allowRemote bool) (*Canned, error) {
+	if udpAddr == "" && httpAddr == "" {
+		return nil, errors.New("give -udp and/or -http addresses to listen on")
+	}
+	c := &Canned{conns: make(map[net.Conn]struct{})}
+	for i := range cannedPeers {
+		// 127.1.0.x:6881+x, repeated for IPv6 as ::ffff:127.1.0.x.
+		copy(c.udpPeer[6*i:], []byte{127, 1, 0, byte(i + 1), byte((6881 + i) >> 8), byte(6881 + i)})
+	}
+	for n := range c.bodies {
+		b := append([]byte(nil), 'd')
+		b = bencode.AppendString(b, "complete")
+		b = bencode.AppendInt(b, cannedSeeders)
+		b = bencode.AppendString(b, "incomplete")
+		b = bencode.AppendInt(b, cannedLeechers)
+		b = bencode.AppendString(b, "interval")
+		b = bencode.AppendInt(b, cannedInterval)
+		b = bencode.AppendString(b, "min interval")
+		b = bencode.AppendInt(b, cannedInterval/2)
+		b = bencode.AppendString(b, "peers")
+		b = bencode.AppendBytes(b, c.udpPeer[:6*n])
+		c.bodies[n] = append(b, 'e')
+	}
+	if udpAddr != "" {
+		t, err := resolveTarget("udp", udpAddr, allowRemote)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.listenUDP(t); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if httpAddr != "" {
+		t, err := resolveTarget("http", httpAddr, allowRemote)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", t.addr.String())
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.ln = ln
+		c.wg.Go(c.acceptLoop)
+	}
+	return c, nil
+}
+
+func (c *Canned) listenUDP(t target) error {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) { err = setReusePort(fd) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	addr := t.addr.String()
+	for i := range runtime.GOMAXPROCS(0) {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			if i > 0 {
+				break // no SO_REUSEPORT here: one socket will do
+			}
+			// Try again without SO_REUSEPORT.
+			if pc, err = net.ListenPacket("udp", addr); err != nil {
+				return err
+			}
+		}
+		conn := pc.(*net.UDPConn)
+		conn.SetReadBuffer(4 << 20)
+		conn.SetWriteBuffer(4 << 20)
+		c.udp = append(c.udp, conn)
+		addr = conn.LocalAddr().String() // the same port for the next ones
+		peerSize := 6
+		if t.addr.Addr().Is6() {
+			peerSize = 18
+		}
+		c.wg.Go(func() { c.serveUDP(conn, peerSize) })
+	}
+	return nil
+}
+
+// UDPAddr returns the UDP address served, or nil.
+func (c *Canned) UDPAddr() net.Addr {
+	if len(c.udp) == 0 {
+		return nil
+	}
+	return c.udp[0].LocalAddr()
+}
+
+// HTTPAddr returns the HTTP address served, or nil.
+func (c *Canned) HTTPAddr() net.Addr {
+	if c.ln == nil {
+		return nil
+	}
+	return c.ln.Addr()
+}
+
+// Close stops the server and waits for its goroutines.
+func (c *Canned) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	for conn := range c.conns {
+		conn.Close()
+	}
+	c.mu.Unlock()
+	for _, u := range c.udp {
+		u.Close()
+	}
+	if c.ln != nil {
+		c.ln.Close()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+const cannedBatch = 64
+
+func (c *Canned) serveUDP(conn *net.UDPConn, peerSize int) {
+	in := make([][]byte, cannedBatch)
+	out := make([][]byte, cannedBatch)
+	addrs := make([]net.UDPAddr, cannedBatch)
+	msgs := make([]ipv4.Message, cannedBatch)
+	lens := make([]int, cannedBatch)
+	for i := range in {
+		in[i] = make([]byte, 2048)
+		out[i] = make([]byte, 0, 2048)
+		addrs[i].IP = make(net.IP, 0, 16)
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	rd, err := newBatchReader(conn, in)
+	if err != nil {
+		return
+	}
+	pc := ipv4.NewPacketConn(conn)
+	for {
+		n, err := rd.read(lens)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		k := 0
+		for i := range n {
+			reply := c.udpReply(in[i][:lens[i]], out[k][:0], peerSize)
+			if len(reply) == 0 {
+				continue
+			}
+			rd.from(i, &addrs[k])
+			msgs[k].Buffers[0] = reply
+			msgs[k].Addr = &addrs[k]
+			k++
+		}
+		for sent := 0; sent < k; {
+			m, err := pc.WriteBatch(msgs[sent:k], 0)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				m = 1 // skip the datagram that failed
+			}
+			sent += m
+		}
+	}
+}
+
+// udpReply appends the reply to req to out. An empty result means no
+// reply (too short to carry a transaction id).
+func (c *Canned) udpReply(req, out []byte, peerSize int) []byte {
+	if len(req) < 16 {
+		return out[:0]
+	}
+	tx := binary.BigEndian.Uint32(req[12:])
+	id := binary.BigEndian.Uint64(req[0:])
+	action := binary.BigEndian.Uint32(req[8:])
+	fail := func(msg string) []byte {
+		out = binary.BigEndian.AppendUint32(out[:0], actionError)
+		out = binary.BigEndian.AppendUint32(out, tx)
+		return append(out, msg...)
+	}
+	if action == actionConnect {
+		if id != udpProtocolID {
+			return fail("bad protocol id")
+		}
+		out = binary.BigEndian.AppendUint32(out[:0], actionConnect)
+		out = binary.BigEndian.AppendUint32(out, tx)
+		return binary.BigEndian.AppendUint64(out, cannedConnID)
+	}
+	if id != cannedConnID {
+		return fail("bad connection id")
+	}
+	switch action {
+	case actionAnnounce:
+		if len(req) < udpAnnounceLen {
+			return fail("short announce")
+		}
+		n := int(int32(binary.BigEndian.Uint32(req[92:])))
+		if n < 0 || n > cannedPeers {
+			n = cannedPeers
+		}
+		out = binary.BigEndian.AppendUint32(out[:0], actionAnnounce)
+		out = binary.BigEndian.AppendUint32(out, tx)
+		out = binary.BigEndian.AppendUint32(out, cannedInterval)
+		out = binary.BigEndian.AppendUint32(out, cannedLeechers)
+		out = binary.BigEndian.AppendUint32(out, cannedSeeders)
+		if peerSize == 6 {
+			return append(out, c.udpPeer[:6*n]...)
+		}
+		for i := range n {
+			out = append(out, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff)
+			out = append(out, c.udpPeer[6*i:6*i+6]...)
+		}
+		return out
+	case actionScrape:
+		k := (len(req) - udpScrapeHdrLen) / 20
+		if k < 1 || (len(req)-udpScrapeHdrLen)%20 != 0 {
+			return fail("bad scrape length")
+		}
+		out = binary.BigEndian.AppendUint32(out[:0], actionScrape)
+		out = binary.BigEndian.AppendUint32(out, tx)
+		for range k {
+			out = binary.BigEndian.AppendUint32(out, cannedSeeders)
+			out = binary.BigEndian.AppendUint32(out, cannedDone)
+			out = binary.BigEndian.AppendUint32(out, cannedLeechers)
+		}
+		return out
+	}
+	return fail("unknown action")
+}
+
+func (c *Canned) acceptLoop() {
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			conn.Close()
+			return
+		}
+		c.conns[conn] = struct{}{}
+		c.mu.Unlock()
+		c.wg.Go(func() {
+			c.serveHTTP(conn)
+			c.mu.Lock()
+			delete(c.conns, conn)
+			c.mu.Unlock()
+			conn.Close()
+		})
+	}
+}
+
+// serveHTTP answers the requests of one connection: keep-alive and
+// pipelined unless the client asks to close or speaks HTTP/1.0.
+func (c *Canned) serveHTTP(conn net.Conn) {
+	br := bufio.NewReaderSize(conn, 16<<10)
+	bw := bufio.NewWriterSize(conn, 32<<10)
+	var body, hdr []byte
+	for {
+		if br.Buffered() == 0 {
+			conn.SetReadDeadline(time.Now().Add(time.Minute))
+		}
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		// GET target HTTP/1.x
+		line = trimCRLF(line)
+		sp1 := bytes.IndexByte(line, ' ')
+		sp2 := bytes.LastIndexByte(line, ' ')
+		if sp1 < 0 || sp2 <= sp1 || !bytes.HasPrefix(line[sp2+1:], []byte("HTTP/1.")) {
+			bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			bw.Flush()
+			return
+		}
+		closeConn := bytes.Equal(line[sp2+1:], []byte("HTTP/1.0"))
+		var status int
+		status, body = c.httpReply(line[sp1+1:sp2], body[:0])
+		for {
+			h, err := br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			h = trimCRLF(h)
+			if len(h) == 0 {
+				break
+			}
+			if colon := bytes.IndexByte(h, ':'); colon > 0 && asciiEqualFold(h[:colon], "connection") {
+				v := h[colon+1:]
+				if asciiContainsFold(v, "close") {
+					closeConn = true
+				} else if asciiContainsFold(v, "keep-alive") {
+					closeConn = false
+				}
+			}
+		}
+		hdr = append(hdr[:0], "HTTP/1.1 "...)
+		hdr = strconv.AppendInt(hdr, int64(status), 10)
+		if status == 200 {
+			hdr = append(hdr, " OK"...)
+		} else {
+			hdr = append(hdr, " Not Found"...)
+		}
+		hdr = append(hdr, "\r\nContent-Type: text/plain\r\nContent-Length: "...)
+		hdr = strconv.AppendInt(hdr, int64(len(body)), 10)
+		if closeConn {
+			hdr = append(hdr, "\r\nConnection: close"...)
+		}
+		hdr = append(hdr, "\r\n\r\n"...)
+		bw.Write(hdr)
+		bw.Write(body)
+		if closeConn {
+			bw.Flush()
+			return
+		}
+		if br.Buffered() == 0 {
+			if bw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// httpReply returns the status and body for a request target, using body
+// as scratch space for scrapes.
+func (c *Canned) httpReply(tgt, body []byte) (int, []byte) {
+	path, query, _ := bytes.Cut(tgt, []byte("?"))
+	switch {
+	case bytes.HasSuffix(path, []byte("/announce")):
+		n := cannedPeers
+		forEachParam(query, func(k, v []byte) {
+			if string(k) == "numwant" {
+				if w, ok := parseUint(v, 10); ok {
+					n = int(min(w, cannedPeers))
+				}
+			}
+		})
+		return 200, append(body, c.bodies[n]...)
+	case bytes.HasSuffix(path, []byte("/scrape")):
+		var hashes []string
+		bad := false
+		forEachParam(query, func(k, v []byte) {
+			if string(k) != "info_hash" {
+				return
+			}
+			h, ok := unescape(v)
+			if !ok || len(h) != 20 {
+				bad = true
+				return
+			}
+			hashes = append(hashes, string(h))
+		})
+		b := append(body, 'd')
+		if bad || len(hashes) == 0 {
+			b = bencode.AppendString(b, "failure reason")
+			b = bencode.AppendString(b, "give 1 or more 20-byte info_hash values")
+			return 200, append(b, 'e')
+		}
+		slices.Sort(hashes)
+		hashes = slices.Compact(hashes)
+		b = bencode.AppendString(b, "files")
+		b = append(b, 'd')
+		for _, h := range hashes {
+			b = bencode.AppendString(b, h)
+			b = append(b, 'd')
+			b = bencode.AppendString(b, "complete")
+			b = bencode.AppendInt(b, cannedSeeders)
+			b = bencode.AppendString(b, "downloaded")
+			b = bencode.AppendInt(b, cannedDone)
+			b = bencode.AppendString(b, "incomplete")
+			b = bencode.AppendInt(b, cannedLeechers)
+			b = append(b, 'e')
+		}
+		return 200, append(b, 'e', 'e')
+	}
+	return 404, append(body, "not found"...)
+}
+
+// forEachParam calls fn for each key=value of a raw query.
+func forEachParam(q []byte, fn func(k, v []byte)) {
+	for len(q) > 0 {
+		var kv []byte
+		kv, q, _ = bytes.Cut(q, []byte("&"))
+		k, v, _ := bytes.Cut(kv, []byte("="))
+		fn(k, v)
+	}
+}
+
+// unescape percent-decodes a query value ('+' is a space).
+func unescape(v []byte) ([]byte, bool) {
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '%':
+			if i+2 >= len(v) {
+				return nil, false
+			}
+			hi, ok1 := unhex(v[i+1])
+			lo, ok2 := unhex(v[i+2])
+			if !ok1 || !ok2 {
+				return nil, false
+			}
+			out = append(out, hi<<4|lo)
+			i += 2
+		case '+':
+			out = append(out, ' ')
+		default:
+			out = append(out, v[i])
+		}
+	}
+	return out, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= lower(c) && lower(c) <= 'f':
+		return lower(c) - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// String describes the server for a log line.
+func (c *Canned) String() string {
+	s := "canned tracker on"
+	if a := c.UDPAddr(); a != nil {
+		s += fmt.Sprintf(" udp://%s (%d sockets)", a, len(c.udp))
+	}
+	if a := c.HTTPAddr(); a != nil {
+		s += fmt.Sprintf(" http://%s/announce", a)
+	}
+	return s
+}

@@ -1,0 +1,197 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is one run of the generator. DefaultConfig gives the defaults
+// that trackd-load's flags show.
+type Config struct {
+	// UDP and HTTP are the targets: "host:port", or a tracker URL
+	// ("udp://host:port/announce", "http://host:port/announce"). At least
+	// one is needed; with both, both are loaded at once and each gets its
+	// own Result.
+	UDP, HTTP string
+	// AllowRemote permits targets that are not loopback addresses.
+	AllowRemote bool
+
+	Torrents int     // torrents in the workload
+	Peers    int     // simulated peers
+	Seed     uint64  // derives every hash, peer id, port and seeder flag
+	Seeders  float64 // chance that a peer is a seeder (left=0)
+	NumWant  int     // numwant of every announce
+
+	ScrapeShare     float64 // share of requests that are scrapes
+	ScrapeMaxHashes int     // a scrape asks for 1..ScrapeMaxHashes torrents
+
+	Duration time.Duration // measured time
+	Warmup   time.Duration // time before the measurement, not counted
+	// MaxTime is the hard cap on the whole run; 0 picks
+	// Warmup + Duration + Timeout + 30 s, or 30 minutes with Fill.
+	MaxTime time.Duration
+	Timeout time.Duration // a request unanswered this long is a timeout
+
+	Sockets     int // UDP sockets, one goroutine each
+	Conns       int // HTTP connections, one goroutine each
+	Window      int // requests in flight per UDP socket / HTTP connection
+	SourceAddrs int // distinct loopback source addresses (127.0.0.2, ...)
+
+	// HTTPClose opens a new connection for every HTTP request (and sends
+	// "Connection: close"), as opentracker requires.
+	HTTPClose bool
+	// Fill announces every simulated peer once (event=started) as fast as
+	// the window allows, then stops.
+	Fill bool
+	// ConnIDRenew is the age at which a UDP connection id is renewed
+	// (BEP 15 ids live two minutes).
+	ConnIDRenew time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Torrents:        1_000_000,
+		Peers:           2_000_000,
+		Seed:            1,
+		Seeders:         0.75,
+		NumWant:         30,
+		ScrapeShare:     0.01,
+		ScrapeMaxHashes: 10,
+		Duration:        10 * time.Second,
+		Warmup:          5 * time.Second,
+		Timeout:         2 * time.Second,
+		Sockets:         8,
+		Conns:           32,
+		Window:          32,
+		SourceAddrs:     8,
+		ConnIDRenew:     60 * time.Second,
+	}
+}
+
+// target is a resolved target.
+type target struct {
+	proto string // "udp" or "http"
+	addr  netip.AddrPort
+	host  string // Host header
+	path  string // HTTP announce path
+	spath string // HTTP scrape path
+	bind  bool   // bind client sockets to 127.x source addresses
+}
+
+// ErrNotLoopback refuses a target that is not a loopback address.
+var ErrNotLoopback = errors.New("not a loopback address")
+
+// resolveTarget parses s ("host:port" or a URL) and checks it is loopback
+// unless remote targets are allowed. Without allowRemote no name lookup is
+// made: only IP literals and "localhost" are accepted.
+func resolveTarget(proto, s string, allowRemote bool) (target, error) {
+	t := target{proto: proto, path: "/announce", spath: "/scrape"}
+	hostport := s
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return t, fmt.Errorf("-%s %q: %v", proto, s, err)
+		}
+		if u.Scheme != proto {
+			return t, fmt.Errorf("-%s %q: scheme must be %s://", proto, s, proto)
+		}
+		hostport = u.Host
+		if proto == "http" && u.Path != "" && u.Path != "/" {
+			t.path = u.Path
+			i := strings.LastIndex(u.Path, "/")
+			if !strings.HasPrefix(u.Path[i+1:], "announce") {
+				return t, fmt.Errorf("-http %q: the path must end in /announce... to derive the scrape path (BEP 48)", s)
+			}
+			t.spath = u.Path[:i+1] + "scrape" + u.Path[i+1+len("announce"):]
+		}
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return t, fmt.Errorf("-%s %q: %v", proto, s, err)
+	}
+	if host == "localhost" || host == "" {
+		host = "127.0.0.1"
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		if !allowRemote {
+			return t, fmt.Errorf("-%s %q: give an IP address (names are resolved only with -allow-remote)", proto, s)
+		}
+		ua, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, port))
+		if err != nil {
+			return t, fmt.Errorf("-%s %q: %v", proto, s, err)
+		}
+		ap := ua.AddrPort()
+		a = ap.Addr()
+	}
+	a = a.Unmap()
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return t, fmt.Errorf("-%s %q: bad port", proto, s)
+	}
+	if !a.IsLoopback() && !allowRemote {
+		return t, fmt.Errorf("-%s %s: refusing to send load to %s: %w; load a tracker on this machine (127.0.0.1, [::1]), or pass -allow-remote for a tracker you operate", proto, s, a, ErrNotLoopback)
+	}
+	t.addr = netip.AddrPortFrom(a, uint16(p))
+	t.host = net.JoinHostPort(host, port)
+	t.bind = a.Is4() && a.IsLoopback()
+	return t, nil
+}
+
+// check validates c and fills in derived values.
+func (c *Config) check() error {
+	switch {
+	case c.UDP == "" && c.HTTP == "":
+		return errors.New("give a target: -udp and/or -http")
+	case c.Fill && c.UDP != "" && c.HTTP != "":
+		return errors.New("-fill takes one target: -udp or -http")
+	case c.Torrents < 1:
+		return errors.New("-torrents must be at least 1")
+	case c.Peers < 1:
+		return errors.New("-peers must be at least 1")
+	case c.Seeders < 0 || c.Seeders > 1:
+		return errors.New("-seeders must be between 0 and 1")
+	case c.NumWant < 0 || c.NumWant > 10000:
+		return errors.New("-numwant must be between 0 and 10000")
+	case c.ScrapeShare < 0 || c.ScrapeShare > 1:
+		return errors.New("-scrape must be between 0 and 1")
+	case c.ScrapeMaxHashes < 1 || c.ScrapeMaxHashes > MaxScrapeHashes:
+		return fmt.Errorf("-scrape-hashes must be between 1 and %d", MaxScrapeHashes)
+	case c.ScrapeMaxHashes > c.Torrents && c.ScrapeShare > 0:
+		return errors.New("-scrape-hashes exceeds -torrents")
+	case !c.Fill && c.Duration <= 0:
+		return errors.New("-duration must be positive")
+	case c.Warmup < 0 || c.MaxTime < 0:
+		return errors.New("-warmup and -max-time cannot be negative")
+	case c.Timeout <= 0:
+		return errors.New("-timeout must be positive")
+	case c.Sockets < 1 || c.Sockets > 4096:
+		return errors.New("-sockets must be between 1 and 4096")
+	case c.Conns < 1 || c.Conns > 65536:
+		return errors.New("-conns must be between 1 and 65536")
+	case c.Window < 1 || c.Window > 4096:
+		return errors.New("-window must be between 1 and 4096")
+	case c.SourceAddrs < 1 || c.SourceAddrs > MaxSourceAddrs:
+		return fmt.Errorf("-src-addrs must be between 1 and %d", MaxSourceAddrs)
+	case c.ConnIDRenew <= 0 || c.ConnIDRenew >= 2*time.Minute:
+		return errors.New("-renew must be positive and under 2m (the life of a connection id)")
+	}
+	return nil
+}
+
+func (c *Config) maxTime() time.Duration {
+	switch {
+	case c.MaxTime > 0:
+		return c.MaxTime
+	case c.Fill:
+		return 30 * time.Minute
+	}
+	return c.Warmup + c.Duration + c.Timeout + 30*time.Second
+}

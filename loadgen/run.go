@@ -1,0 +1,322 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// runner is what the workers of one target share. Everything but stop is
+// read-only while they run.
+type runner struct {
+	cfg       *Config
+	wl        *Workload
+	tgt       target
+	start     int64 // nanotime of the start
+	measStart int64 // start of the measurement (after the warm-up)
+	end       int64 // end of the measurement
+	stop      atomic.Bool
+	workers   int
+}
+
+// measuring reports whether a reply received at now counts.
+func (r *runner) measuring(now int64) bool { return r.cfg.Fill || now >= r.measStart }
+
+// over reports whether workers should stop sending.
+func (r *runner) over(now int64) bool {
+	return r.stop.Load() || (!r.cfg.Fill && now >= r.end)
+}
+
+// worker is a UDP socket or an HTTP connection with its goroutine.
+type worker interface {
+	run()
+	stats() (warm, meas *Stats)
+	close()
+}
+
+// Run runs the generator as cfg says and returns one Result per target. It
+// stops by itself: after Warmup + Duration, after a Fill, at MaxTime, or
+// when ctx is done (the Results then cover what was measured so far).
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	var tgts []target
+	for _, p := range [...]struct{ proto, s string }{{"udp", cfg.UDP}, {"http", cfg.HTTP}} {
+		if p.s == "" {
+			continue
+		}
+		t, err := resolveTarget(p.proto, p.s, cfg.AllowRemote)
+		if err != nil {
+			return nil, err
+		}
+		if t.addr.Port() == 0 {
+			return nil, fmt.Errorf("-%s %q: port 0", p.proto, p.s)
+		}
+		tgts = append(tgts, t)
+	}
+	// Every worker of a target binds one source address, so there are at
+	// most as many addresses as workers; none when the target is not on
+	// IPv4 loopback.
+	addrs := 0
+	for _, t := range tgts {
+		if t.bind {
+			n := cfg.Sockets
+			if t.proto == "http" {
+				n = cfg.Conns
+			}
+			if addrs == 0 {
+				addrs = cfg.SourceAddrs
+			}
+			addrs = min(addrs, n)
+		}
+	}
+	addrs = max(addrs, 1)
+	wl, err := NewWorkload(cfg.Torrents, cfg.Peers, addrs, cfg.Seed, cfg.Seeders)
+	if err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.maxTime())
+	defer cancel()
+
+	runners := make([]*runner, len(tgts))
+	workers := make([][]worker, len(tgts))
+	closeAll := func() {
+		for _, ws := range workers {
+			for _, w := range ws {
+				w.close()
+			}
+		}
+	}
+	for i, t := range tgts {
+		r := &runner{cfg: &cfg, wl: wl, tgt: t}
+		runners[i] = r
+		n := cfg.Sockets
+		if t.proto == "http" {
+			n = cfg.Conns
+		}
+		n = min(n, wl.peers) // a worker needs a peer to play
+		r.workers = n
+		for s := range n {
+			var w worker
+			if t.proto == "udp" {
+				w, err = newUDPWorker(r, s, n)
+			} else {
+				w = newHTTPWorker(r, s, n)
+			}
+			if err != nil {
+				closeAll()
+				return nil, err
+			}
+			workers[i] = append(workers[i], w)
+		}
+	}
+
+	start := nanotime()
+	for _, r := range runners {
+		r.start = start
+		r.measStart = start + int64(cfg.Warmup)
+		r.end = r.measStart + int64(cfg.Duration)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			for _, r := range runners {
+				r.stop.Store(true)
+			}
+		case <-stopped:
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, ws := range workers {
+		for _, w := range ws {
+			wg.Go(w.run)
+		}
+	}
+	wg.Wait()
+	close(stopped)
+	finish := nanotime()
+	closeAll()
+
+	results := make([]Result, len(runners))
+	for i, r := range runners {
+		var meas Stats
+		for _, w := range workers[i] {
+			_, m := w.stats()
+			meas.Merge(m)
+		}
+		from := r.measStart
+		if cfg.Fill {
+			from = r.start
+		}
+		results[i] = r.result(&meas, time.Duration(max(min(finish, r.end), from)-from))
+		if cfg.Fill {
+			results[i].Seconds = time.Duration(finish - from).Seconds()
+			results[i].ResponsesPerSec = rate(meas.Responses, finish-from)
+		}
+	}
+	return results, nil
+}
+
+func rate(n uint64, d int64) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / time.Duration(d).Seconds()
+}
+
+// Result is the outcome of one target's run.
+type Result struct {
+	Protocol    string  `json:"protocol"`
+	Target      string  `json:"target"`
+	Mode        string  `json:"mode"` // "load" or "fill"
+	HTTPClose   bool    `json:"http_close,omitempty"`
+	Seconds     float64 `json:"seconds"` // measured time
+	Warmup      float64 `json:"warmup_seconds"`
+	Workers     int     `json:"workers"` // sockets or connections
+	Window      int     `json:"window"`
+	SourceAddrs int     `json:"source_addrs"`
+	Torrents    int     `json:"torrents"`
+	Peers       int     `json:"peers"`
+
+	Sent      uint64 `json:"sent"`
+	Responses uint64 `json:"responses"`
+	Announces uint64 `json:"announces"`
+	Scrapes   uint64 `json:"scrapes"`
+	Connects  uint64 `json:"connects"`
+	Errors    uint64 `json:"errors"`
+	Timeouts  uint64 `json:"timeouts"`
+	Late      uint64 `json:"late"`
+
+	ResponsesPerSec float64 `json:"responses_per_sec"`
+	LatencyMeanUS   float64 `json:"latency_mean_us"`
+	LatencyP50US    float64 `json:"latency_p50_us"`
+	LatencyP90US    float64 `json:"latency_p90_us"`
+	LatencyP99US    float64 `json:"latency_p99_us"`
+	LatencyMaxUS    float64 `json:"latency_max_us"`
+	MeanPeers       float64 `json:"mean_peers_per_announce"`
+
+	ErrorMessages map[string]uint64 `json:"error_messages,omitempty"`
+}
+
+func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+func (r *runner) result(s *Stats, d time.Duration) Result {
+	res := Result{
+		Protocol:    r.tgt.proto,
+		Target:      r.tgt.addr.String(),
+		Mode:        "load",
+		HTTPClose:   r.tgt.proto == "http" && r.cfg.HTTPClose,
+		Seconds:     d.Seconds(),
+		Warmup:      r.cfg.Warmup.Seconds(),
+		Workers:     r.workers,
+		Window:      r.cfg.Window,
+		SourceAddrs: r.wl.addrs,
+		Torrents:    r.wl.torrents,
+		Peers:       r.wl.peers,
+		Sent:        s.Sent,
+		Responses:   s.Responses,
+		Announces:   s.Announces,
+		Scrapes:     s.Scrapes,
+		Connects:    s.Connects,
+		Errors:      s.Errors,
+		Timeouts:    s.Timeouts,
+		Late:        s.Late,
+
+		ResponsesPerSec: rate(s.Responses, int64(d)),
+		LatencyMeanUS:   us(s.Latency.Mean()),
+		LatencyP50US:    us(s.Latency.Quantile(0.50)),
+		LatencyP90US:    us(s.Latency.Quantile(0.90)),
+		LatencyP99US:    us(s.Latency.Quantile(0.99)),
+		LatencyMaxUS:    us(s.Latency.Max()),
+		ErrorMessages:   s.ErrorMsgs,
+	}
+	if r.cfg.Fill {
+		res.Mode = "fill"
+		res.Warmup = 0
+	}
+	if r.tgt.proto == "http" && r.cfg.HTTPClose {
+		res.Window = 1
+	}
+	if s.Announces > 0 {
+		res.MeanPeers = float64(s.Peers) / float64(s.Announces)
+	}
+	return res
+}
+
+// JSON returns the result as one line of JSON.
+func (r *Result) JSON() []byte {
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// Format writes the result for people.
+func (r *Result) Format(w io.Writer) {
+	mode := ""
+	if r.HTTPClose {
+		mode = ", a new connection per request"
+	}
+	workers := "sockets"
+	if r.Protocol == "http" {
+		workers = "connections"
+	}
+	fmt.Fprintf(w, "%s %s: %d torrents, %d peers, %d %s × window %d, %d source address(es)%s\n",
+		r.Protocol, r.Target, r.Torrents, r.Peers, r.Workers, workers, r.Window, r.SourceAddrs, mode)
+	if r.Mode == "fill" {
+		fmt.Fprintf(w, "  fill:        %d of %d peers announced (started) in %.2f s, %.0f/s\n",
+			r.Announces, r.Peers, r.Seconds, r.ResponsesPerSec)
+	} else {
+		fmt.Fprintf(w, "  measured:    %.2f s after %.2f s of warm-up\n", r.Seconds, r.Warmup)
+		fmt.Fprintf(w, "  responses:   %d  (%.0f/s)  announces %d, scrapes %d, connects %d\n",
+			r.Responses, r.ResponsesPerSec, r.Announces, r.Scrapes, r.Connects)
+	}
+	fmt.Fprintf(w, "  errors:      %d   timeouts: %d   late replies: %d   (requests sent: %d)\n",
+		r.Errors, r.Timeouts, r.Late, r.Sent)
+	fmt.Fprintf(w, "  latency:     mean %s  p50 %s  p90 %s  p99 %s  max %s\n",
+		fmtUS(r.LatencyMeanUS), fmtUS(r.LatencyP50US), fmtUS(r.LatencyP90US), fmtUS(r.LatencyP99US), fmtUS(r.LatencyMaxUS))
+	fmt.Fprintf(w, "  peers:       %.2f per announce\n", r.MeanPeers)
+	msgs := make([]string, 0, len(r.ErrorMessages))
+	for m := range r.ErrorMessages {
+		msgs = append(msgs, m)
+	}
+	sort.Slice(msgs, func(i, j int) bool {
+		a, b := r.ErrorMessages[msgs[i]], r.ErrorMessages[msgs[j]]
+		return a > b || a == b && msgs[i] < msgs[j]
+	})
+	for i, m := range msgs {
+		if i == 20 {
+			fmt.Fprintf(w, "  ... and %d more error messages\n", len(msgs)-i)
+			break
+		}
+		fmt.Fprintf(w, "  error × %d: %s\n", r.ErrorMessages[m], m)
+	}
+}
+
+func fmtUS(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fs", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2fms", v/1e3)
+	}
+	return fmt.Sprintf("%.0fµs", v)
+}
+
+// errMsg is the message an error is counted under: network errors lose
+// their addresses so that one cause makes one line.
+func errMsg(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + op.Err.Error()
+	}
+	return err.Error()
+}
