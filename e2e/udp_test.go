@@ -308,11 +308,7 @@ func TestAnacrolixSwarmUDP(t *testing.T) {
 	seederAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(seeder.LocalPort()))
 
 	leecher := newAnacrolixClient(t, leechDir, false)
-	lt, err := leecher.AddTorrent(mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lt.DownloadAll()
+	lt := addLeechingTorrent(ctx, t, leecher, mi)
 	waitForAnacrolixDownload(ctx, t, lt, func() string {
 		return fmt.Sprintf("trackd counts %+v", swarmStats(context.Background(), t, srv, tf.InfoHash))
 	})
@@ -325,6 +321,40 @@ func TestAnacrolixSwarmUDP(t *testing.T) {
 	}
 	leecher.Close()
 	checkDownloaded(t, filepath.Join(leechDir, tf.Name), tf)
+}
+
+// addLeechingTorrent adds mi to cl to download all of it, and lets cl
+// announce it only once it wants data. anacrolix v1.59.1 sends its
+// "started" announce as soon as a torrent is added, with numwant=0 unless
+// it wants peers, which it does only once some piece is pending: after
+// DownloadAll and after its first check of the (absent) data. Over
+// loopback UDP trackd answered that announce with no peers in most runs,
+// and the leecher then waited a minute to announce again. So the torrent
+// is added without trackers, and given them when a piece is wanted.
+func addLeechingTorrent(ctx context.Context, t *testing.T, cl *torrent.Client, mi *metainfo.MetaInfo) *torrent.Torrent {
+	t.Helper()
+	spec, err := torrent.TorrentSpecFromMetaInfoErr(mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trackers := spec.Trackers
+	spec.Trackers = nil
+	lt, _, err := cl.AddTorrentSpec(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt.DownloadAll()
+	waitFor(ctx, t, "the leecher to want a piece", func() (bool, string) {
+		runs := lt.PieceStateRuns()
+		for _, r := range runs {
+			if r.Priority != torrent.PiecePriorityNone && !r.Complete {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("piece states %+v", runs)
+	})
+	lt.AddTrackers(trackers)
+	return lt
 }
 
 // aria2UDPArgs are aria2Args for a torrent whose tracker is udp://. aria2
