@@ -339,8 +339,8 @@ func (r *sockReader) process(n int) int {
 			continue // longer than recvBufSize: no valid request is
 		}
 		ua, ok := m.Addr.(*net.UDPAddr)
-		if !ok {
-			continue
+		if !ok || ua.Port == 0 {
+			continue // no reply could reach port 0
 		}
 		ip, ok := netip.AddrFromSlice(ua.IP)
 		if !ok {

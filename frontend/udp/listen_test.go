@@ -505,6 +505,49 @@ func TestListenErrors(t *testing.T) {
 	}
 }
 
+// TestWriteSkipsRefusedDestination: a reply the kernel refuses to send
+// (port 0, an IPv6 address on an IPv4 socket) is dropped, and the replies
+// after it in the batch still go out.
+func TestWriteSkipsRefusedDestination(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", &echoHandler{}, ServeOptions{Sockets: 1})
+	r, err := newSockReader(s, s.conns[0], 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dialServer(t, "udp4", "127.0.0.1", s)
+	b := dialServer(t, "udp4", "127.0.0.1", s)
+	dests := []net.Addr{
+		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0},
+		a.LocalAddr(),
+		&net.UDPAddr{IP: net.IPv6loopback, Port: 9},
+		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0},
+		b.LocalAddr(),
+		&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0},
+	}
+	for i, d := range dests {
+		r.wms[i].Addr = d
+		r.wms[i].Buffers[0] = []byte(fmt.Sprint("reply ", i))
+	}
+	done := make(chan struct{})
+	go func() {
+		r.write(r.wms[:len(dests)])
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("write did not return")
+	}
+	for c, want := range map[*net.UDPConn]string{a: "reply 1", b: "reply 4"} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Errorf("got %q, %v; want %q", buf[:n], err, want)
+		}
+	}
+}
+
 // TestProcessAllocs: the Server's own work per packet (address conversion,
 // the handler call, queuing the reply) allocates nothing; the only
 // allocations per packet are x/net's (see Server).
@@ -544,6 +587,12 @@ func TestProcessAllocs(t *testing.T) {
 	}
 	if r.wms[2].Addr != addrs[2] {
 		t.Errorf("reply address %v, want the sender's %v", r.wms[2].Addr, addrs[2])
+	}
+
+	// A sender at port 0 cannot be answered: its packet is not handled.
+	r.rms[0].Addr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1).To4(), Port: 0}
+	if k := r.process(len(r.rms)); k != len(r.rms)-1 {
+		t.Errorf("%d replies to %d packets of which one from port 0", k, len(r.rms))
 	}
 }
 
