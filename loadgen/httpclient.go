@@ -38,6 +38,7 @@ type httpWorker struct {
 	deadline    int64
 	ring        []httpPending
 	head, count int
+	unflushed   int // requests queued in bw, not yet written
 	window      int
 
 	areq, sreq httpReq
@@ -102,7 +103,7 @@ func (w *httpWorker) drop() {
 		w.conn.Close()
 		w.conn = nil
 	}
-	w.count, w.head = 0, 0
+	w.count, w.head, w.unflushed = 0, 0, 0
 }
 
 func (w *httpWorker) fillPending() bool {
@@ -122,12 +123,17 @@ func (w *httpWorker) run() {
 		}
 		for w.count < w.window && (!cfg.Fill || w.fillPending()) {
 			w.queue(nanotime())
+			w.unflushed++
 		}
-		if w.bw.Buffered() > 0 {
+		// Send the queued requests only when about to wait for a reply:
+		// while replies are already buffered, more requests pile up and
+		// go out in one write.
+		if w.unflushed > 0 && (w.br.Buffered() == 0 || w.unflushed == w.count) {
 			if err := w.bw.Flush(); err != nil {
 				w.lost(nanotime(), errMsg(err))
 				continue
 			}
+			w.unflushed = 0
 		}
 		if w.count == 0 {
 			continue

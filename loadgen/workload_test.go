@@ -138,7 +138,7 @@ func TestWorkloadSeeders(t *testing.T) {
 
 func TestLanesPartitionPeers(t *testing.T) {
 	for _, tc := range []struct{ peers, addrs, workers int }{
-		{1000, 1, 1}, {1000, 4, 4}, {1000, 4, 7}, {1001, 8, 32}, {10, 8, 9}, {50_000, 8, 8},
+		{1000, 1, 1}, {1000, 4, 4}, {1000, 4, 7}, {1001, 8, 32}, {10, 8, 9}, {9, 8, 9}, {10, 8, 10}, {17, 8, 17}, {50_000, 8, 8},
 	} {
 		w, err := NewWorkload(10, tc.peers, tc.addrs, 1, 0.5)
 		if err != nil {
@@ -151,6 +151,9 @@ func TestLanesPartitionPeers(t *testing.T) {
 		var p Peer
 		for s := range tc.workers {
 			l := w.lane(s, tc.workers)
+			if l.n == 0 && tc.workers <= tc.peers {
+				t.Fatalf("%+v: worker %d has no peers", tc, s)
+			}
 			if l.addr != s%tc.addrs {
 				t.Fatalf("%+v: worker %d has address %d", tc, s, l.addr)
 			}

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -30,9 +31,10 @@ func main() {
 
 // options are the flags: a loadgen.Config and what to do with it.
 type options struct {
-	cfg    loadgen.Config
-	canned bool
-	json   bool
+	cfg        loadgen.Config
+	canned     bool
+	json       bool
+	cpuprofile string
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -80,6 +82,7 @@ Flags:
 	fs.BoolVar(&c.Fill, "fill", c.Fill, "announce every simulated peer once (started) as fast as possible, print how many and how long, and stop")
 	fs.DurationVar(&c.ConnIDRenew, "renew", c.ConnIDRenew, "renew a UDP connection id at this age (ids live 2m)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON, one line per target, on stdout (the text goes to stderr)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write the generator's CPU profile to this `file` (to check it is not the bottleneck)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -97,6 +100,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "trackd-load:", err)
 		return 2
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "trackd-load:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "trackd-load:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if o.canned {
 		return serveCanned(ctx, o, stderr)

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"trackd/loadgen"
+)
+
+func TestHelpDocumentsEveryFlag(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"-h"}, &out, &out); code != 0 {
+		t.Fatalf("-h exits %d", code)
+	}
+	for _, name := range []string{
+		"udp", "http", "canned", "allow-remote", "torrents", "peers", "seed", "seeders", "numwant",
+		"scrape", "scrape-hashes", "duration", "warmup", "max-time", "timeout", "sockets", "conns",
+		"window", "src-addrs", "http-close", "fill", "renew", "json", "cpuprofile",
+	} {
+		if !strings.Contains(out.String(), "\n  -"+name+" ") && !strings.Contains(out.String(), "\n  -"+name+"\n") {
+			t.Errorf("-h does not document -%s", name)
+		}
+	}
+}
+
+func TestFlagsMakeConfig(t *testing.T) {
+	var errs bytes.Buffer
+	o, err := parse(strings.Fields("-udp 127.0.0.1:1 -torrents 5 -peers 9 -seed 3 -seeders 0.5 -numwant 7 -scrape 0.2 -scrape-hashes 4 -duration 3s -warmup 1s -max-time 9s -timeout 1s -sockets 2 -conns 3 -window 5 -src-addrs 2 -http-close -fill -renew 30s -json -allow-remote"), &errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loadgen.Config{
+		UDP: "127.0.0.1:1", AllowRemote: true, Torrents: 5, Peers: 9, Seed: 3, Seeders: 0.5, NumWant: 7,
+		ScrapeShare: 0.2, ScrapeMaxHashes: 4, Duration: 3 * time.Second, Warmup: time.Second,
+		MaxTime: 9 * time.Second, Timeout: time.Second, Sockets: 2, Conns: 3, Window: 5, SourceAddrs: 2,
+		HTTPClose: true, Fill: true, ConnIDRenew: 30 * time.Second,
+	}
+	if o.cfg != want || !o.json || o.canned {
+		t.Errorf("got %+v, want %+v", o.cfg, want)
+	}
+}
+
+func TestBadUse(t *testing.T) {
+	for _, args := range []string{
+		"-udp 8.8.8.8:53",
+		"-http http://192.0.2.1/announce",
+		"",
+		"-udp 127.0.0.1:1 extra",
+		"-window 0 -udp 127.0.0.1:1",
+	} {
+		var out, errs bytes.Buffer
+		code := run(context.Background(), strings.Fields(args), &out, &errs)
+		if code == 0 {
+			t.Errorf("%q: exit 0", args)
+		}
+		if strings.Contains(args, "8.8.8.8") && !strings.Contains(errs.String(), "-allow-remote") {
+			t.Errorf("%q: %s", args, errs.String())
+		}
+	}
+}
+
+func TestRunAgainstCannedJSON(t *testing.T) {
+	c, err := loadgen.StartCanned("127.0.0.1:0", "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out, errs bytes.Buffer
+	args := []string{"-udp", c.UDPAddr().String(), "-torrents", "100", "-peers", "1000", "-duration", "300ms", "-warmup", "100ms", "-sockets", "2", "-json"}
+	if code := run(context.Background(), args, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var r loadgen.Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || strings.Count(out.String(), "\n") != 1 {
+		t.Fatalf("stdout is not one JSON line: %q %v", out.String(), err)
+	}
+	if r.Responses == 0 || r.Errors != 0 || !strings.Contains(errs.String(), "responses:") {
+		t.Errorf("result %+v, text %s", r, errs.String())
+	}
+}
+
+func TestCannedStopsByItself(t *testing.T) {
+	var out, errs bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), strings.Fields("-canned -udp 127.0.0.1:0 -http 127.0.0.1:0 -max-time 200ms"), &out, &errs)
+	if code != 0 || time.Since(start) > 3*time.Second {
+		t.Errorf("exit %d after %v: %s", code, time.Since(start), errs.String())
+	}
+	if !strings.Contains(errs.String(), "canned tracker on udp://127.0.0.1:") {
+		t.Errorf("log: %s", errs.String())
+	}
+}
