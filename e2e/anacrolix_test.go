@@ -227,11 +227,7 @@ func TestAnacrolixSwarm(t *testing.T) {
 	seederAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(seeder.LocalPort()))
 
 	leecher := newAnacrolixClient(t, leechDir, false)
-	lt, err := leecher.AddTorrent(mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lt.DownloadAll()
+	lt := addLeechingTorrent(ctx, t, leecher, mi)
 	waitForAnacrolixDownload(ctx, t, lt, func() string {
 		return fmt.Sprintf("trackd counts %+v", swarmStats(context.Background(), t, srv, tf.InfoHash))
 	})

@@ -157,10 +157,15 @@ func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, 
 		addr = client
 	}
 	st.req.Addr = netip.AddrPortFrom(addr, st.req.Addr.Port())
+	maxPeers := maxPeers6
 	st.req.Family = store.IPv6Only
 	if client.Is4() {
-		st.req.Family = store.IPv4Only
+		st.req.Family, maxPeers = store.IPv4Only, maxPeers4
 	}
+	if st.req.NumWant == tracker.NumWantUnset {
+		st.req.NumWant = h.tracker.Config().DefaultNumWant
+	}
+	st.req.NumWant = min(st.req.NumWant, maxPeers)
 	if err := h.tracker.Announce(ctx, &st.req, &st.resp); err != nil {
 		return h.fail(out, tid, err)
 	}

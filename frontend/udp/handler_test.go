@@ -326,6 +326,34 @@ func TestAnnounceNumWant(t *testing.T) {
 	}
 }
 
+// TestAnnounceFitsOneDatagram: however many peers a client asks for and the
+// config allows, a reply fits one unfragmented datagram (1472 bytes of
+// payload over IPv4, 1232 over IPv6).
+func TestAnnounceFitsOneDatagram(t *testing.T) {
+	f := newFixture(t, tracker.Config{MaxNumWant: 1000, DefaultNumWant: 1000}, Options{})
+	for _, tc := range []struct {
+		v6       bool
+		from     string
+		max, lim int
+	}{
+		{false, "192.0.2.1:4000", maxPeers4, 1472},
+		{true, "[2001:db8::1]:4000", maxPeers6, 1232},
+	} {
+		ih := hash20(tc.from)
+		f.fill(t, ih, 300, 0, tc.v6)
+		from := ap(tc.from)
+		id := f.connect(t, from)
+		for _, numWant := range []int32{-1, 1000} {
+			a := announce{id: id, tid: 9, ih: ih, pid: hash20("me"), left: 1, numWant: numWant, port: 6881}
+			reply := f.do(from, a.bytes())
+			r := decodeAnnounce(t, reply, 9, tc.v6)
+			if len(r.peers) != tc.max || len(reply) > tc.lim {
+				t.Errorf("%s num_want %d: %d peers in %d bytes, want %d peers within %d bytes", tc.from, numWant, len(r.peers), len(reply), tc.max, tc.lim)
+			}
+		}
+	}
+}
+
 // TestAnnounceEvents follows one client through started, a re-announce,
 // completed (twice), paused and stopped, checking the counts each step as
 // the HTTP frontend would report them.

@@ -34,6 +34,16 @@ const (
 	// maxScrapeHashes is the most info hashes one scrape may carry:
 	// BEP 15 puts it at "about 74", what fits a 1500-byte packet.
 	maxScrapeHashes = 74
+
+	// announceReplyLen is an announce reply without peers.
+	announceReplyLen = 20
+	// maxPeers4 and maxPeers6 are the most peers an announce reply
+	// carries, so that it fits one unfragmented datagram: a 1500-byte
+	// Ethernet MTU less IPv4 and UDP headers (1472 bytes) for IPv4, the
+	// 1280-byte minimum IPv6 MTU less IPv6 and UDP headers (1232 bytes)
+	// for IPv6, since fragmented replies are often lost.
+	maxPeers4 = (1472 - announceReplyLen) / 6  // 242
+	maxPeers6 = (1232 - announceReplyLen) / 18 // 67
 )
 
 // The events of a UDP announce. libtorrent also sends 4 for BEP 21's
