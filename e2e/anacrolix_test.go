@@ -20,6 +20,7 @@ import (
 	"github.com/anacrolix/torrent/types/infohash"
 
 	"trackd/config"
+	"trackd/server"
 )
 
 // The anacrolix/torrent tests use v1.59.1: v1.62.0 requires
@@ -202,12 +203,23 @@ func TestAnacrolixSwarm(t *testing.T) {
 	srv := startTracker(t, nil)
 	seedDir, leechDir := t.TempDir(), t.TempDir()
 	tf := makeTorrent(t, seedDir, "anacrolix.bin", 3<<20+12345, 256<<10, announceURL(srv))
+	runAnacrolixSwarm(ctx, t, srv, tf, announceURL(srv), seedDir, leechDir)
+}
+
+// runAnacrolixSwarm has one anacrolix client seed tf from seedDir and
+// another download it into leechDir, with url, tf's only announce URL, as
+// the only peer source, and checks the data and trackd's counts.
+func runAnacrolixSwarm(ctx context.Context, t *testing.T, srv *server.Server, tf torrentFile, url, seedDir, leechDir string) {
+	t.Helper()
 	mi, err := metainfo.LoadFromFile(tf.Path)
 	if err != nil {
 		t.Fatalf("anacrolix cannot load the metainfo: %v", err)
 	}
 	if got := mi.HashInfoBytes(); !bytes.Equal(got[:], tf.InfoHash[:]) {
 		t.Fatalf("anacrolix computes info hash %x, trackd's bencode %x", got, tf.InfoHash)
+	}
+	if urls := mi.UpvertedAnnounceList().DistinctValues(); len(urls) != 1 || urls[0] != url {
+		t.Fatalf("announce URLs %v, want only %s", urls, url)
 	}
 
 	seeder := newAnacrolixClient(t, seedDir, true)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -280,47 +279,7 @@ func TestAnacrolixSwarmUDP(t *testing.T) {
 	srv := startTracker(t, udpOnly)
 	seedDir, leechDir := t.TempDir(), t.TempDir()
 	tf := makeTorrent(t, seedDir, "anacrolix-udp.bin", 3<<20+4321, 256<<10, udpAnnounceURL(srv))
-	mi, err := metainfo.LoadFromFile(tf.Path)
-	if err != nil {
-		t.Fatalf("anacrolix cannot load the metainfo: %v", err)
-	}
-	if got := mi.HashInfoBytes(); !bytes.Equal(got[:], tf.InfoHash[:]) {
-		t.Fatalf("anacrolix computes info hash %x, trackd's bencode %x", got, tf.InfoHash)
-	}
-	if urls := mi.UpvertedAnnounceList().DistinctValues(); len(urls) != 1 || urls[0] != udpAnnounceURL(srv) {
-		t.Fatalf("announce URLs %v, want only %s", urls, udpAnnounceURL(srv))
-	}
-
-	seeder := newAnacrolixClient(t, seedDir, true)
-	st, err := seeder.AddTorrent(mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.VerifyDataContext(ctx); err != nil {
-		t.Fatalf("seeder verifying its data: %v", err)
-	}
-	select {
-	case <-st.Complete().On():
-	case <-ctx.Done():
-		t.Fatalf("seeder does not have the whole torrent after verifying: %d bytes missing", st.BytesMissing())
-	}
-	waitForSeeder(ctx, t, srv, tf.InfoHash)
-	seederAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(seeder.LocalPort()))
-
-	leecher := newAnacrolixClient(t, leechDir, false)
-	lt := addLeechingTorrent(ctx, t, leecher, mi)
-	waitForAnacrolixDownload(ctx, t, lt, func() string {
-		return fmt.Sprintf("trackd counts %+v", swarmStats(context.Background(), t, srv, tf.InfoHash))
-	})
-	sources := peerSources(lt)
-	if !slices.Contains(sources, fmt.Sprintf("%s from %s", seederAddr, torrent.PeerSourceTracker)) {
-		t.Errorf("leecher's peers %v: none is the seeder %s found through the tracker", sources, seederAddr)
-	}
-	if s := swarmStats(ctx, t, srv, tf.InfoHash); s.Seeders+s.Leechers != 2 {
-		t.Errorf("trackd counts %+v, want 2 peers in the swarm", s)
-	}
-	leecher.Close()
-	checkDownloaded(t, filepath.Join(leechDir, tf.Name), tf)
+	runAnacrolixSwarm(ctx, t, srv, tf, udpAnnounceURL(srv), seedDir, leechDir)
 }
 
 // addLeechingTorrent adds mi to cl to download all of it, and lets cl
