@@ -1,0 +1,172 @@
+// Package mmsg reads and writes UDP datagrams in batches, without
+// allocating per datagram.
+//
+// On Linux a Conn receives up to a batch of datagrams with one
+// recvmmsg(2) and sends everything queued with one sendmmsg(2) (more when
+// the kernel takes only part of it), through the socket's
+// syscall.RawConn, so that waiting goes through the runtime's poller as
+// for any net.Conn: read and write deadlines apply, and closing the
+// socket wakes a Read or Flush blocked on it with net.ErrClosed. All
+// buffers, message headers and socket addresses are allocated by New and
+// reused; addresses are netip.AddrPort values. golang.org/x/net's
+// ReadBatch does the same system call but allocates a net.IP and a
+// *net.UDPAddr for every datagram it reads.
+//
+// Elsewhere a Conn reads and writes one datagram per system call, with
+// ReadFromUDPAddrPort and WriteToUDPAddrPort (which do not allocate
+// either): the same API, without the batching.
+//
+// Addresses: on an IPv6 socket that also receives IPv4 (a dual-stack
+// socket, as net.ListenPacket("udp", ":port") makes), IPv4 senders are
+// reported as the kernel gives them, as IPv4-mapped IPv6 addresses
+// (::ffff:a.b.c.d); Queue takes either form on such a socket, and the
+// mapped form on an IPv4 socket too. A link-local IPv6 sender's zone is
+// its interface index in decimal ("fe80::1%2"), which Queue takes back,
+// as it does an interface name.
+//
+// A typical server loop:
+//
+//	c, _ := mmsg.New(udpConn, 32, 2048)
+//	for {
+//		n, err := c.Read()
+//		if err != nil { ... }
+//		for i := range n {
+//			req, from := c.Message(i)
+//			c.Queue(reply(req, out[i][:0]), from)
+//		}
+//		c.Flush()
+//	}
+package mmsg
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Conn does batched I/O on one UDP socket. Its read side (Read, Message,
+// Truncated) and its write side (Queue, Flush, Err) each belong to one
+// goroutine at a time, which may be two different ones: the two sides
+// share no state. The socket itself stays the caller's, to set deadlines
+// on and to close.
+type Conn struct {
+	c       *net.UDPConn
+	batch   int
+	bufSize int
+
+	// Read side.
+	bufs []byte // batch slots of slot bytes: the datagrams read
+	slot int    // bufSize, plus one byte where that tells truncation
+	n    int    // datagrams of the last Read
+
+	// Write side.
+	q    int     // datagrams queued
+	errs []error // outcome of each datagram of the last Flush
+
+	sys // the platform's part
+}
+
+// New returns a Conn that reads at most batch datagrams at a time, into
+// buffers of bufSize bytes each (a longer datagram is cut; see
+// Truncated), and queues at most batch datagrams to send. It allocates
+// every buffer it will use now: batch × bufSize bytes and the headers.
+//
+// c may be connected (net.DialUDP) or not. Set its buffer sizes and
+// options before or after New as usual; closing it ends the Conn.
+func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
+	if c == nil {
+		return nil, errors.New("mmsg.New: nil *net.UDPConn")
+	}
+	if batch < 1 || bufSize < 1 {
+		return nil, errors.New("mmsg.New: batch and bufSize must be positive")
+	}
+	m := &Conn{
+		c:       c,
+		batch:   batch,
+		bufSize: bufSize,
+		slot:    bufSize + slotExtra,
+		errs:    make([]error, batch),
+	}
+	m.bufs = make([]byte, batch*m.slot)
+	if err := m.init(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Batch returns the most datagrams one Read returns and Queue holds.
+func (c *Conn) Batch() int { return c.batch }
+
+// Queued returns the number of datagrams queued since the last Flush.
+func (c *Conn) Queued() int { return c.q }
+
+// Queue adds a datagram to send to the next Flush, which sends data as
+// it is then: data must not change until Flush returns. to is the
+// destination; the zero netip.AddrPort means the connected peer, on a
+// connected socket. Queue panics if Batch datagrams are already queued.
+func (c *Conn) Queue(data []byte, to netip.AddrPort) {
+	if c.q == c.batch {
+		panic("mmsg: Queue: the queue is full; Flush first")
+	}
+	c.queue(c.q, data, to)
+	c.q++
+}
+
+// Err returns the outcome of the i-th datagram (in queue order) of the
+// last Flush: nil if it was sent, else the kernel's reason for refusing
+// it, or the error that stopped Flush before it.
+func (c *Conn) Err(i int) error { return wrapSendErr(c.errs[i]) }
+
+// Read waits until at least one datagram can be read, then reads as many
+// as are there, up to Batch, and returns their number. Message and
+// Truncated tell about each; the next Read reuses their buffers.
+//
+// Read honors the socket's read deadline (an error that is
+// os.ErrDeadlineExceeded), and returns an error that is net.ErrClosed
+// once the socket is closed. Any other error is the kernel's (on Linux,
+// an *os.SyscallError "recvmmsg"; on a connected socket, say, the
+// ECONNREFUSED of an ICMP port unreachable): no datagram was read, and
+// the socket can still be read.
+func (c *Conn) Read() (n int, err error) {
+	c.n = 0
+	n, err = c.read()
+	c.n = n
+	return n, err
+}
+
+// Message returns datagram i of the last Read (0 <= i < n): its bytes,
+// which stay valid until the next Read, and its sender. data is at most
+// bufSize bytes long; from is as the kernel reports it (see the package
+// documentation on IPv4-mapped addresses).
+func (c *Conn) Message(i int) (data []byte, from netip.AddrPort) {
+	if i < 0 || i >= c.n {
+		panic("mmsg: Message: index out of range")
+	}
+	return c.message(i)
+}
+
+// Truncated reports whether datagram i of the last Read was longer than
+// bufSize and so was cut to fit.
+func (c *Conn) Truncated(i int) bool {
+	if i < 0 || i >= c.n {
+		panic("mmsg: Truncated: index out of range")
+	}
+	return c.truncated(i)
+}
+
+// Flush sends the datagrams queued, as few system calls as the kernel
+// allows, and empties the queue. It returns how many were sent and, if
+// any was not, an error: the one that stopped Flush, if it stopped before
+// the end (an error that is net.ErrClosed once the socket is closed, or
+// os.ErrDeadlineExceeded past its write deadline), or else the first of
+// the kernel's refusals. A datagram the kernel refuses (EPERM from a
+// firewall, ECONNREFUSED, EMSGSIZE, a destination of the wrong address
+// family...) is dropped, and the datagrams after it still sent; Err(i)
+// tells which were.
+//
+// Flush blocks while the socket's send buffer is full.
+func (c *Conn) Flush() (sent int, err error) {
+	sent, err = c.flush()
+	c.q = 0
+	return sent, err
+}
