@@ -14,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"trackd/mmsg"
 )
 
 // ServeOptions configure a Server. The zero value is a good default.
@@ -86,11 +85,12 @@ func (o ServeOptions) withDefaults() ServeOptions {
 // system call, hands each to the handler, and writes the replies back
 // with one system call.
 //
-// Allocations per packet: none of the Server's own. golang.org/x/net's
-// ReadBatch allocates the sender's address for every packet it reads (a
-// *net.UDPAddr and its 4- or 16-byte net.IP: 2 allocations, about 80
-// bytes), since ipv4.Message carries it as a net.Addr; that address is
-// reused as the destination of the reply, so writing allocates nothing.
+// Allocations per packet: none. The batched I/O is package mmsg's, which
+// reads into buffers and headers allocated once per socket and gives the
+// sender as a netip.AddrPort; the handler writes its reply into a buffer
+// of the socket's, kept from one batch to the next. (golang.org/x/net's
+// ReadBatch, used before, allocated a *net.UDPAddr and its net.IP for
+// every packet.)
 type Server struct {
 	h       PacketHandler
 	log     *slog.Logger
@@ -243,48 +243,26 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common
-// (their Message types are both golang.org/x/net/internal/socket.Message).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // sockReader serves one socket. Its buffers are allocated once.
 type sockReader struct {
-	s    *Server
-	conn batchConn
-	// rms are the messages read: one recvBufSize buffer each.
-	rms []ipv4.Message
-	// out[i] is the reply buffer for rms[i].
+	s *Server
+	c *mmsg.Conn
+	// out[i] is the reply buffer for the i-th message of a batch.
 	out [][]byte
-	// wms are the replies to write: Buffers has one element, the reply;
-	// Addr is the requester's address as ReadBatch returned it.
-	wms []ipv4.Message
+	// to[k] is the destination of the k-th reply queued, for the log.
+	to []netip.AddrPort
 
 	packets atomic.Uint64 // read, for tests
 }
 
 func newSockReader(s *Server, c *net.UDPConn, batch int) (*sockReader, error) {
-	r := &sockReader{s: s}
-	v6, err := isIPv6Socket(c)
+	mc, err := mmsg.New(c, batch, recvBufSize)
 	if err != nil {
 		return nil, err
 	}
-	if v6 {
-		r.conn = ipv6.NewPacketConn(c)
-	} else {
-		r.conn = ipv4.NewPacketConn(c)
-	}
-	r.rms = make([]ipv4.Message, batch)
-	r.wms = make([]ipv4.Message, batch)
-	r.out = make([][]byte, batch)
-	bufs := make([]byte, batch*recvBufSize)
-	wbufs := make([][]byte, batch)
-	for i := range batch {
-		r.rms[i].Buffers = [][]byte{bufs[i*recvBufSize : (i+1)*recvBufSize : (i+1)*recvBufSize]}
+	r := &sockReader{s: s, c: mc, out: make([][]byte, batch), to: make([]netip.AddrPort, batch)}
+	for i := range r.out {
 		r.out[i] = make([]byte, 0, replyBufSize)
-		r.wms[i].Buffers = wbufs[i : i+1 : i+1]
 	}
 	return r, nil
 }
@@ -294,7 +272,7 @@ func (r *sockReader) run() {
 	defer r.s.wg.Done()
 	var backoff time.Duration
 	for {
-		n, err := r.conn.ReadBatch(r.rms, 0)
+		n, err := r.c.Read()
 		if err != nil {
 			if r.s.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -311,8 +289,8 @@ func (r *sockReader) run() {
 		}
 		backoff = 0
 		r.packets.Add(uint64(n))
-		if k := r.process(n); k > 0 {
-			r.write(r.wms[:k])
+		if r.process(n) > 0 {
+			r.write()
 		}
 	}
 }
@@ -329,34 +307,27 @@ func (r *sockReader) sleep(d time.Duration) bool {
 	}
 }
 
-// process hands the n messages read to the handler and fills r.wms with
-// the replies; it returns their number.
+// process hands the n messages read to the handler and queues the
+// replies; it returns their number.
 func (r *sockReader) process(n int) int {
 	k := 0
-	for i := range r.rms[:n] {
-		m := &r.rms[i]
-		if m.Flags&msgTrunc != 0 {
+	for i := range n {
+		if r.c.Truncated(i) {
 			continue // longer than recvBufSize: no valid request is
 		}
-		ua, ok := m.Addr.(*net.UDPAddr)
-		if !ok || ua.Port == 0 {
+		req, from := r.c.Message(i)
+		if !from.IsValid() || from.Port() == 0 {
 			continue // no reply could reach port 0
 		}
-		ip, ok := netip.AddrFromSlice(ua.IP)
-		if !ok {
-			continue
-		}
-		from := netip.AddrPortFrom(ip, uint16(ua.Port))
-		reply := r.handle(from, m.Buffers[0][:m.N], r.out[i][:0])
+		reply := r.handle(from, req, r.out[i][:0])
 		if len(reply) == 0 {
 			continue
 		}
 		if c := cap(reply); c > cap(r.out[i]) && c <= maxReplyKeep {
 			r.out[i] = reply[:0] // the handler grew it: keep the bigger one
 		}
-		w := &r.wms[k]
-		w.Buffers[0] = reply
-		w.Addr = m.Addr
+		r.c.Queue(reply, from)
+		r.to[k] = from
 		k++
 	}
 	return k
@@ -374,22 +345,18 @@ func (r *sockReader) handle(from netip.AddrPort, req, out []byte) (reply []byte)
 	return r.s.h.Handle(r.s.ctx, from, req, out)
 }
 
-// write sends ms, skipping a message the kernel refuses. Each round
-// sends or skips at least one message, so it ends after at most len(ms)
-// rounds.
-func (r *sockReader) write(ms []ipv4.Message) {
-	for len(ms) > 0 {
-		n, err := r.conn.WriteBatch(ms, 0)
-		if err != nil {
-			if r.s.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// sendmmsg fails only when its first message does (a
-			// destination the route refuses, say): drop that one.
-			r.s.log.Debug("udp: write", "to", ms[max(n, 0)].Addr, "err", err)
-			n = max(n, 0) + 1
+// write sends the replies queued. A reply the kernel refuses (a
+// destination the route or a firewall refuses, say) is dropped and
+// logged, and the ones after it still go out.
+func (r *sockReader) write() {
+	k := r.c.Queued()
+	sent, err := r.c.Flush()
+	if err == nil || r.s.closed.Load() || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	for i := range k {
+		if e := r.c.Err(i); e != nil {
+			r.s.log.Debug("udp: write", "to", r.to[i], "err", e, "sent", sent, "of", k)
 		}
-		n = max(n, 1)
-		ms = ms[min(n, len(ms)):]
 	}
 }

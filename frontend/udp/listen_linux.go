@@ -12,9 +12,6 @@ import (
 // share it with SO_REUSEPORT, by a hash of the sender's address.
 const reusePortBalances = true
 
-// msgTrunc is the flag recvmmsg sets on a datagram cut to fit its buffer.
-const msgTrunc = unix.MSG_TRUNC
-
 // control sets the socket options before bind: SO_REUSEPORT, which every
 // socket of the group needs, and the buffer sizes (best effort).
 func (o ServeOptions) control(network, address string, c syscall.RawConn) error {
@@ -65,24 +62,4 @@ func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
 		err = serr
 	}
 	return rcv, snd, err
-}
-
-// isIPv6Socket reports whether c is an AF_INET6 socket (dual-stack or
-// not), as opposed to AF_INET.
-func isIPv6Socket(c *net.UDPConn) (bool, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false, err
-	}
-	var domain int
-	var derr error
-	if err := rc.Control(func(fd uintptr) {
-		domain, derr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
-	}); err != nil {
-		return false, err
-	}
-	if derr != nil {
-		return false, derr
-	}
-	return domain == unix.AF_INET6, nil
 }
