@@ -15,9 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"trackd/bencode"
+	"trackd/mmsg"
 )
 
 // The canned server's fixed answers.
@@ -171,50 +170,33 @@ func (c *Canned) Close() error {
 const cannedBatch = 64
 
 func (c *Canned) serveUDP(conn *net.UDPConn, peerSize int) {
-	in := make([][]byte, cannedBatch)
-	out := make([][]byte, cannedBatch)
-	addrs := make([]net.UDPAddr, cannedBatch)
-	msgs := make([]ipv4.Message, cannedBatch)
-	lens := make([]int, cannedBatch)
-	for i := range in {
-		in[i] = make([]byte, 2048)
-		out[i] = make([]byte, 0, 2048)
-		addrs[i].IP = make(net.IP, 0, 16)
-		msgs[i].Buffers = make([][]byte, 1)
-	}
-	rd, err := newBatchReader(conn, in)
+	mc, err := mmsg.New(conn, cannedBatch, 2048)
 	if err != nil {
 		return
 	}
-	pc := ipv4.NewPacketConn(conn)
+	out := make([][]byte, cannedBatch)
+	for i := range out {
+		out[i] = make([]byte, 0, 2048)
+	}
 	for {
-		n, err := rd.read(lens)
+		n, err := mc.Read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		k := 0
 		for i := range n {
-			reply := c.udpReply(in[i][:lens[i]], out[k][:0], peerSize)
+			req, from := mc.Message(i)
+			reply := c.udpReply(req, out[i][:0], peerSize)
 			if len(reply) == 0 {
 				continue
 			}
-			rd.from(i, &addrs[k])
-			msgs[k].Buffers[0] = reply
-			msgs[k].Addr = &addrs[k]
-			k++
+			mc.Queue(reply, from)
 		}
-		for sent := 0; sent < k; {
-			m, err := pc.WriteBatch(msgs[sent:k], 0)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				m = 1 // skip the datagram that failed
-			}
-			sent += m
+		// A datagram the kernel refuses is skipped, the rest sent.
+		if _, err := mc.Flush(); errors.Is(err, net.ErrClosed) {
+			return
 		}
 	}
 }

@@ -8,9 +8,8 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"trackd/bittorrent"
+	"trackd/mmsg"
 )
 
 // Slot kinds.
@@ -51,8 +50,7 @@ type fillPeer struct {
 type udpWorker struct {
 	r    *runner
 	conn *net.UDPConn
-	pc   *ipv4.PacketConn
-	rd   *batchReader
+	mc   *mmsg.Conn // batched I/O on conn: Window datagrams each way
 	lane lane
 	cyc  cycle
 	rng  rng
@@ -60,10 +58,7 @@ type udpWorker struct {
 	slots    []udpSlot
 	free     []int
 	inflight int
-	out      []ipv4.Message
-	outSlot  []int
-	recv     [][]byte
-	lens     []int
+	outSlot  []int // slot of each datagram queued on mc
 
 	connID      uint64
 	haveID      bool
@@ -104,16 +99,12 @@ func newUDPWorker(r *runner, s, count int) (*udpWorker, error) {
 	w := &udpWorker{
 		r:          r,
 		conn:       conn,
-		pc:         ipv4.NewPacketConn(conn),
 		lane:       l,
 		cyc:        newCycle(l.n, cfg.Seed^uint64(s)<<32^0x75647063),
 		rng:        newRNG(cfg.Seed ^ uint64(s)<<40 ^ 0x7564702d726e67),
 		slots:      make([]udpSlot, cfg.Window),
 		free:       make([]int, 0, cfg.Window),
-		out:        make([]ipv4.Message, cfg.Window),
 		outSlot:    make([]int, cfg.Window),
-		recv:       make([][]byte, cfg.Window),
-		lens:       make([]int, cfg.Window),
 		connecting: -1,
 		peerSize:   6,
 		hashes:     make([]bittorrent.InfoHash, 0, MaxScrapeHashes),
@@ -125,14 +116,11 @@ func newUDPWorker(r *runner, s, count int) (*udpWorker, error) {
 	reqLen := max(udpAnnounceLen, udpScrapeHdrLen+20*cfg.ScrapeMaxHashes)
 	replyLen := max(2048, udpAnnounceHdrLen+w.peerSize*cfg.NumWant+64)
 	reqs := make([]byte, reqLen*cfg.Window)
-	replies := make([]byte, replyLen*cfg.Window)
 	for i := range w.slots {
 		w.slots[i].buf = reqs[i*reqLen : (i+1)*reqLen : (i+1)*reqLen]
 		w.free = append(w.free, cfg.Window-1-i)
-		w.out[i].Buffers = make([][]byte, 1)
-		w.recv[i] = replies[i*replyLen : (i+1)*replyLen : (i+1)*replyLen]
 	}
-	w.rd, err = newBatchReader(conn, w.recv)
+	w.mc, err = mmsg.New(conn, cfg.Window, replyLen)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -178,7 +166,7 @@ func (w *udpWorker) step() bool {
 		w.deadline = now + readWait
 		w.conn.SetReadDeadline(epoch.Add(time.Duration(w.deadline)))
 	}
-	n, err := w.rd.read(w.lens)
+	n, err := w.mc.Read()
 	now = nanotime()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -194,7 +182,8 @@ func (w *udpWorker) step() bool {
 		return true
 	}
 	for i := range n {
-		w.handle(w.recv[i][:w.lens[i]], now)
+		reply, _ := w.mc.Message(i)
+		w.handle(reply, now)
 	}
 	return true
 }
@@ -253,7 +242,7 @@ func (w *udpWorker) send(now int64) {
 		}
 		i, s := w.take()
 		s.kind, s.sent, s.tmpl = kindConnect, now, false
-		w.out[n].Buffers[0] = putConnect(s.buf, w.tx(i))
+		w.mc.Queue(putConnect(s.buf, w.tx(i)), netip.AddrPort{})
 		w.outSlot[n] = i
 		w.connecting = i
 		w.renewAt = 0
@@ -288,32 +277,38 @@ func (w *udpWorker) send(now int64) {
 			local, first := w.cyc.next()
 			msg = w.announce(i, s, local, first)
 		}
-		w.out[n].Buffers[0] = msg
+		w.mc.Queue(msg, netip.AddrPort{}) // the connected target
 		w.outSlot[n] = i
 		n++
 	}
-	msgs := w.out[:n]
-	for len(msgs) > 0 {
-		k, err := w.pc.WriteBatch(msgs, 0)
-		if err != nil {
-			// The datagrams were not sent: give their slots back.
-			w.st(now).addError(errMsg(err))
-			for j := n - len(msgs); j < n; j++ {
-				i := w.outSlot[j]
-				if i == w.connecting {
-					w.connecting = -1
-				}
-				if cfg.Fill && w.slots[i].kind == kindAnnounce {
-					w.retry = append(w.retry, w.slots[i].fill)
-				}
-				w.release(i)
-			}
-			time.Sleep(errBackoff)
-			break
-		}
-		w.st(now).Sent += uint64(k)
-		msgs = msgs[k:]
+	if n == 0 {
+		return
 	}
+	sent, err := w.mc.Flush()
+	st := w.st(now)
+	st.Sent += uint64(sent)
+	if err == nil {
+		return
+	}
+	// Give back the slots of the datagrams not sent (typically the one
+	// that met the ECONNREFUSED of an ICMP port unreachable; the others
+	// went out).
+	for j := range n {
+		e := w.mc.Err(j)
+		if e == nil {
+			continue
+		}
+		st.addError(errMsg(e))
+		i := w.outSlot[j]
+		if i == w.connecting {
+			w.connecting = -1
+		}
+		if cfg.Fill && w.slots[i].kind == kindAnnounce {
+			w.retry = append(w.retry, w.slots[i].fill)
+		}
+		w.release(i)
+	}
+	time.Sleep(errBackoff)
 }
 
 // announce builds an announce for the lane's peer local in slot i.
