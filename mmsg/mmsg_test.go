@@ -412,6 +412,55 @@ func TestClose(t *testing.T) {
 	}
 }
 
+// TestReadWhileFlushing: one goroutine may read while another queues and
+// flushes on the same Conn (run with -race).
+func TestReadWhileFlushing(t *testing.T) {
+	const count = 200
+	s := listen(t, "udp4", "127.0.0.1:0")
+	s.SetReadBuffer(1 << 20)
+	m := newConn(t, s, 8, 2048)
+	peer := listen(t, "udp4", "127.0.0.1:0")
+	peer.SetReadBuffer(1 << 20)
+	c := dial(t, "udp4", "127.0.0.1", port(s))
+	done := make(chan error, 1)
+	go func() {
+		msg := []byte("out")
+		for sent := 0; sent < count; {
+			for range min(8, count-sent) {
+				m.Queue(msg, addrPort(peer))
+			}
+			n, err := m.Flush()
+			if err != nil {
+				done <- err
+				return
+			}
+			sent += n
+		}
+		done <- nil
+	}()
+	for i := range count {
+		c.Write([]byte(fmt.Sprint(i)))
+	}
+	for got := 0; got < count; {
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := m.Read()
+		if err != nil {
+			t.Fatalf("Read after %d: %v", got, err)
+		}
+		got += n
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	buf := make([]byte, 64)
+	for i := range count {
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := peer.Read(buf); err != nil {
+			t.Fatalf("peer got %d of %d: %v", i, count, err)
+		}
+	}
+}
+
 func TestNewAndQueueMisuse(t *testing.T) {
 	s := listen(t, "udp4", "127.0.0.1:0")
 	for _, args := range [][2]int{{0, 10}, {10, 0}, {-1, 10}} {

@@ -85,10 +85,12 @@ func (o ServeOptions) withDefaults() ServeOptions {
 // system call, hands each to the handler, and writes the replies back
 // with one system call.
 //
-// Allocations per packet: none. The batched I/O is package mmsg's, which
-// reads into buffers and headers allocated once per socket and gives the
-// sender as a netip.AddrPort; the handler writes its reply into a buffer
-// of the socket's, kept from one batch to the next. (golang.org/x/net's
+// Allocations per packet: none but the handler's own, and trackd's
+// Handler makes none (TestSocketLoopAllocs counts the whole path, socket
+// to socket). The batched I/O is package mmsg's, which reads into buffers
+// and headers allocated once per socket and gives the sender as a
+// netip.AddrPort; the handler writes its reply into a buffer of the
+// socket's, kept from one batch to the next. (golang.org/x/net's
 // ReadBatch, used before, allocated a *net.UDPAddr and its net.IP for
 // every packet.)
 type Server struct {
