@@ -73,9 +73,19 @@ func (c *Conn) init() error {
 		s.wh[i].Hdr.Iov = &s.wiov[i]
 		s.wh[i].Hdr.SetIovlen(1)
 	}
+	c.resetRecv(c.batch)
 	s.rfn = c.recv
 	s.wfn = c.send
 	return nil
+}
+
+// resetRecv readies the first n receive headers for recvmmsg.
+func (c *Conn) resetRecv(n int) {
+	for i := range n {
+		h := &c.rh[i].Hdr
+		h.Namelen = uint32(unsafe.Sizeof(c.rname[i]))
+		h.Flags = 0
+	}
 }
 
 // recv is the RawConn.Read callback: one recvmmsg that does not wait.
@@ -95,16 +105,15 @@ func (c *Conn) recv(fd uintptr) bool {
 }
 
 func (c *Conn) read() (int, error) {
-	for i := range c.rh {
-		h := &c.rh[i].Hdr
-		h.Namelen = uint32(unsafe.Sizeof(c.rname[i]))
-		h.Flags = 0
-	}
+	// The kernel changed the headers of the datagrams it gave last time
+	// (and only those): reset them.
+	c.resetRecv(c.rn)
 	c.rn, c.rerr = 0, 0
 	if err := c.rc.Read(c.rfn); err != nil {
 		return 0, err
 	}
 	if c.rerr != 0 {
+		c.rn = 0
 		return 0, os.NewSyscallError("recvmmsg", c.rerr)
 	}
 	return c.rn, nil
