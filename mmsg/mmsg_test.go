@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -338,6 +339,45 @@ func TestConnected(t *testing.T) {
 			}
 		}
 		got += n
+	}
+}
+
+// TestConnectionRefused: on a connected socket whose peer has no
+// socket, the ICMP port unreachable a datagram brings back makes the
+// next call fail with ECONNREFUSED: a Flush drops that one datagram and
+// sends the rest; a Read reads nothing, and the socket reads on.
+func TestConnectionRefused(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("ICMP errors on connected UDP sockets are reported differently elsewhere")
+	}
+	gone := listen(t, "udp4", "127.0.0.1:0")
+	c := dial(t, "udp4", "127.0.0.1", port(gone))
+	gone.Close()
+	m := newConn(t, c, 4, 2048)
+	refused := func() {
+		t.Helper()
+		m.Queue([]byte("probe"), netip.AddrPort{})
+		if n, err := m.Flush(); n != 1 || err != nil {
+			t.Fatalf("Flush: %d, %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond) // the ICMP error comes back
+	}
+	refused()
+	for range 3 {
+		m.Queue([]byte("x"), netip.AddrPort{})
+	}
+	n, err := m.Flush()
+	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(m.Err(0), syscall.ECONNREFUSED) || m.Err(1) != nil || n < 1 {
+		t.Errorf("Flush with an error pending: %d, %v; Err(0) = %v, Err(1) = %v", n, err, m.Err(0), m.Err(1))
+	}
+	time.Sleep(50 * time.Millisecond) // the x sent bring errors back too
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := m.Read(); n != 0 || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("Read with an error pending: %d, %v", n, err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := m.Read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read after the error: %v", err)
 	}
 }
 
