@@ -20,9 +20,10 @@
 // socket, as net.ListenPacket("udp", ":port") makes), IPv4 senders are
 // reported as the kernel gives them, as IPv4-mapped IPv6 addresses
 // (::ffff:a.b.c.d); Queue takes either form on such a socket, and the
-// mapped form on an IPv4 socket too. A link-local IPv6 sender's zone is
-// its interface index in decimal ("fe80::1%2"), which Queue takes back,
-// as it does an interface name.
+// mapped form on an IPv4 socket too. On Linux a link-local IPv6
+// sender's zone is its interface index in decimal ("fe80::1%2"), which
+// Queue takes back, as it does an interface name (elsewhere the zone is
+// the name, as package net gives it).
 //
 // A typical server loop:
 //
