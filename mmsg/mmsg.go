@@ -113,9 +113,9 @@ func (c *Conn) Queue(data []byte, to netip.AddrPort) {
 	c.q++
 }
 
-// Err returns the outcome of the i-th datagram (in queue order) of the
-// last Flush: nil if it was sent, else the kernel's reason for refusing
-// it, or the error that stopped Flush before it.
+// Err returns the outcome of the i-th datagram (in queue order, from 0)
+// of the last Flush: nil if it was sent, else the kernel's reason for
+// refusing it, or the error that stopped Flush before it.
 func (c *Conn) Err(i int) error { return wrapSendErr(c.errs[i]) }
 
 // Read waits until at least one datagram can be read, then reads as many
@@ -155,7 +155,7 @@ func (c *Conn) Truncated(i int) bool {
 	return c.truncated(i)
 }
 
-// Flush sends the datagrams queued, as few system calls as the kernel
+// Flush sends the datagrams queued, in as few system calls as the kernel
 // allows, and empties the queue. It returns how many were sent and, if
 // any was not, an error: the one that stopped Flush, if it stopped before
 // the end (an error that is net.ErrClosed once the socket is closed, or
