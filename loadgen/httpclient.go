@@ -46,8 +46,7 @@ type httpWorker struct {
 	peer       Peer
 	hashes     []bittorrent.InfoHash
 
-	fillNext   int
-	retry      []fillPeer
+	fills      fillQueue
 	dialFails  int
 	dialAt     int64
 	everConn   bool
@@ -73,7 +72,7 @@ func newHTTPWorker(r *runner, s, count int) *httpWorker {
 		buf:    make([]byte, 0, 2048),
 		body:   make([]byte, 0, 4096),
 		hashes: make([]bittorrent.InfoHash, 0, MaxScrapeHashes),
-		retry:  make([]fillPeer, 0, 2*cfg.Window),
+		fills:  fillQueue{retry: make([]fillPeer, 0, 2*cfg.Window)},
 	}
 	if cfg.HTTPClose {
 		w.window = 1
@@ -107,7 +106,7 @@ func (w *httpWorker) drop() {
 }
 
 func (w *httpWorker) fillPending() bool {
-	return w.fillNext < w.lane.n || len(w.retry) > 0
+	return w.fills.fillNext < w.lane.n || len(w.fills.retry) > 0
 }
 
 func (w *httpWorker) run() {
@@ -224,7 +223,7 @@ func (w *httpWorker) requeue() {
 	for k := range w.count {
 		p := &w.ring[(w.head+k)%len(w.ring)]
 		if p.kind == kindAnnounce && p.fill.tries < fillTries {
-			w.retry = append(w.retry, p.fill)
+			w.fills.retry = append(w.fills.retry, p.fill)
 		}
 	}
 }
@@ -241,15 +240,7 @@ func (w *httpWorker) queue(now int64) {
 	b := w.buf[:0]
 	switch {
 	case cfg.Fill:
-		var f fillPeer
-		if len(w.retry) > 0 {
-			f = w.retry[len(w.retry)-1]
-			w.retry = w.retry[:len(w.retry)-1]
-		} else {
-			f = fillPeer{local: int32(w.fillNext)}
-			w.fillNext++
-		}
-		f.tries++
+		f := w.fills.next()
 		p.kind, p.fill = kindAnnounce, f
 		w.r.wl.Peer(w.lane.peer(int(f.local), w.r.wl.addrs), &w.peer)
 		b = appendAnnounceRequest(b, &w.areq, &w.peer, true, cfg.NumWant)

@@ -45,6 +45,26 @@ type fillPeer struct {
 	tries int32
 }
 
+// fillQueue hands out the peers of a lane for -fill: the ones to try again
+// first, then the ones not yet announced.
+type fillQueue struct {
+	fillNext int
+	retry    []fillPeer
+}
+
+// next returns the next peer to announce, with its try counted.
+func (q *fillQueue) next() fillPeer {
+	var f fillPeer
+	if n := len(q.retry); n > 0 {
+		f, q.retry = q.retry[n-1], q.retry[:n-1]
+	} else {
+		f = fillPeer{local: int32(q.fillNext)}
+		q.fillNext++
+	}
+	f.tries++
+	return f
+}
+
 // udpWorker is one UDP socket, bound to one source address, playing one
 // lane of peers with a window of requests in flight.
 type udpWorker struct {
@@ -72,8 +92,7 @@ type udpWorker struct {
 	peerSize    int
 	peer        Peer
 	hashes      []bittorrent.InfoHash
-	fillNext    int
-	retry       []fillPeer
+	fills       fillQueue
 	warm, meas  Stats
 	gaveUp      bool
 	lastErrNano int64
@@ -108,7 +127,7 @@ func newUDPWorker(r *runner, s, count int) (*udpWorker, error) {
 		connecting: -1,
 		peerSize:   6,
 		hashes:     make([]bittorrent.InfoHash, 0, MaxScrapeHashes),
-		retry:      make([]fillPeer, 0, 2*cfg.Window),
+		fills:      fillQueue{retry: make([]fillPeer, 0, 2*cfg.Window)},
 	}
 	if r.tgt.addr.Addr().Is6() {
 		w.peerSize = 18
@@ -190,7 +209,7 @@ func (w *udpWorker) step() bool {
 
 // fillDone reports whether the fill of this lane is over.
 func (w *udpWorker) fillDone() bool {
-	return w.fillNext >= w.lane.n && len(w.retry) == 0 && (w.inflight == 0 || w.inflight == 1 && w.connecting >= 0)
+	return w.fills.fillNext >= w.lane.n && len(w.fills.retry) == 0 && (w.inflight == 0 || w.inflight == 1 && w.connecting >= 0)
 }
 
 // needConnect reports whether a connect should be sent now.
@@ -252,7 +271,7 @@ func (w *udpWorker) send(now int64) {
 		n++
 	}
 	for w.haveID && len(w.free) > 0 {
-		if cfg.Fill && w.fillNext >= w.lane.n && len(w.retry) == 0 {
+		if cfg.Fill && w.fills.fillNext >= w.lane.n && len(w.fills.retry) == 0 {
 			break
 		}
 		var msg []byte
@@ -260,15 +279,7 @@ func (w *udpWorker) send(now int64) {
 		s.sent = now
 		switch {
 		case cfg.Fill:
-			var f fillPeer
-			if len(w.retry) > 0 {
-				f = w.retry[len(w.retry)-1]
-				w.retry = w.retry[:len(w.retry)-1]
-			} else {
-				f = fillPeer{local: int32(w.fillNext)}
-				w.fillNext++
-			}
-			f.tries++
+			f := w.fills.next()
 			s.fill = f
 			msg = w.announce(i, s, int(f.local), true)
 		case cfg.ScrapeShare > 0 && w.rng.chance(cfg.ScrapeShare):
@@ -304,7 +315,7 @@ func (w *udpWorker) send(now int64) {
 			w.connecting = -1
 		}
 		if cfg.Fill && w.slots[i].kind == kindAnnounce {
-			w.retry = append(w.retry, w.slots[i].fill)
+			w.fills.retry = append(w.fills.retry, w.slots[i].fill)
 		}
 		w.release(i)
 	}
@@ -430,7 +441,7 @@ func (w *udpWorker) scanTimeouts(now int64) {
 			w.connecting = -1
 		}
 		if w.r.cfg.Fill && s.kind == kindAnnounce && s.fill.tries < fillTries {
-			w.retry = append(w.retry, s.fill)
+			w.fills.retry = append(w.fills.retry, s.fill)
 		}
 		w.release(i)
 	}
