@@ -106,7 +106,7 @@ func (w *httpWorker) drop() {
 }
 
 func (w *httpWorker) fillPending() bool {
-	return w.fills.fillNext < w.lane.n || len(w.fills.retry) > 0
+	return !w.fills.done(w.lane.n)
 }
 
 func (w *httpWorker) run() {

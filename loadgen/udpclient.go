@@ -52,6 +52,10 @@ type fillQueue struct {
 	retry    []fillPeer
 }
 
+// done reports whether every one of the lane's n peers has been handed out
+// and none waits to be tried again.
+func (q *fillQueue) done(n int) bool { return q.fillNext >= n && len(q.retry) == 0 }
+
 // next returns the next peer to announce, with its try counted.
 func (q *fillQueue) next() fillPeer {
 	var f fillPeer
@@ -209,7 +213,7 @@ func (w *udpWorker) step() bool {
 
 // fillDone reports whether the fill of this lane is over.
 func (w *udpWorker) fillDone() bool {
-	return w.fills.fillNext >= w.lane.n && len(w.fills.retry) == 0 && (w.inflight == 0 || w.inflight == 1 && w.connecting >= 0)
+	return w.fills.done(w.lane.n) && (w.inflight == 0 || w.inflight == 1 && w.connecting >= 0)
 }
 
 // needConnect reports whether a connect should be sent now.
@@ -271,7 +275,7 @@ func (w *udpWorker) send(now int64) {
 		n++
 	}
 	for w.haveID && len(w.free) > 0 {
-		if cfg.Fill && w.fills.fillNext >= w.lane.n && len(w.fills.retry) == 0 {
+		if cfg.Fill && w.fills.done(w.lane.n) {
 			break
 		}
 		var msg []byte
