@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"trackd/config"
 	"trackd/server"
 )
 
@@ -16,7 +17,7 @@ import (
 // aria2) and libtorrent through its Python binding (python3-libtorrent,
 // driven by testdata/lt_client.py). Each pair is one seeder and one
 // downloader on 127.0.0.1, each on its own port, finding each other only
-// through trackd's HTTP announce URL: DHT, peer exchange and local peer
+// through trackd's announce URL (HTTP or UDP): DHT, peer exchange and local peer
 // discovery are off in both.
 
 // externalTimeout bounds one external-client test from start to end.
@@ -45,19 +46,6 @@ func aria2Args(dir string, port int) []string {
 		// Exit if the test binary dies without killing us.
 		"--stop-with-process=" + strconv.Itoa(os.Getpid()),
 	}
-}
-
-// startAria2Seeder starts aria2c seeding tf from dir (after checking the data
-// against the torrent's hashes) until the test ends.
-func startAria2Seeder(ctx context.Context, t *testing.T, aria2 string, tf torrentFile, dir string) *proc {
-	args := append(aria2Args(dir, freePort(t)),
-		"--check-integrity=true",
-		"--bt-hash-check-seed=true",
-		// Seed for ever: the test kills it.
-		"--seed-ratio=0.0",
-		tf.Path,
-	)
-	return startProcess(ctx, t, aria2, args...)
 }
 
 // startLibtorrent starts testdata/lt_client.py in mode "seed" or "download".
@@ -91,16 +79,47 @@ func waitForCompletedCount(ctx context.Context, t *testing.T, srv *server.Server
 	})
 }
 
+// announceOver is the tracker protocol that the clients of a test announce
+// over.
+type announceOver struct {
+	config    func(*config.Config)                              // the tracker's listeners
+	url       func(*server.Server) string                       // the torrent's only announce URL
+	aria2Args func(t *testing.T, dir string, port int) []string // aria2c's options for it
+}
+
+var (
+	overHTTP = announceOver{
+		url:       announceURL,
+		aria2Args: func(_ *testing.T, dir string, port int) []string { return aria2Args(dir, port) },
+	}
+	overUDP = announceOver{config: udpOnly, url: udpAnnounceURL, aria2Args: aria2UDPArgs}
+)
+
 // TestAria2SeedsLibtorrentDownloads: aria2c seeds, libtorrent downloads.
 func TestAria2SeedsLibtorrentDownloads(t *testing.T) {
+	aria2SeedsLibtorrentDownloads(t, overHTTP, "aria2-to-libtorrent.bin", 4<<20+777)
+}
+
+// TestLibtorrentSeedsAria2Downloads: libtorrent seeds, aria2c downloads.
+func TestLibtorrentSeedsAria2Downloads(t *testing.T) {
+	libtorrentSeedsAria2Downloads(t, overHTTP, "libtorrent-to-aria2.bin", 4<<20+555)
+}
+
+func aria2SeedsLibtorrentDownloads(t *testing.T, over announceOver, name string, size int) {
 	aria2 := requireProgram(t, "aria2c")
 	python := requireLibtorrentPython(t)
 	ctx := deadline(t, externalTimeout)
-	srv := startTracker(t, nil)
+	srv := startTracker(t, over.config)
 	seedDir, dlDir := t.TempDir(), t.TempDir()
-	tf := makeTorrent(t, seedDir, "aria2-to-libtorrent.bin", 4<<20+777, 256<<10, announceURL(srv))
+	tf := makeTorrent(t, seedDir, name, size, 256<<10, over.url(srv))
 
-	seeder := startAria2Seeder(ctx, t, aria2, tf, seedDir)
+	seeder := startProcess(ctx, t, aria2, append(over.aria2Args(t, seedDir, freePort(t)),
+		"--check-integrity=true",
+		"--bt-hash-check-seed=true",
+		// Seed for ever: the test kills it.
+		"--seed-ratio=0.0",
+		tf.Path,
+	)...)
 	waitForSeeder(ctx, t, srv, tf.InfoHash)
 	dl := startLibtorrent(ctx, t, python, "download", tf, dlDir)
 	dl.wait(ctx, t)
@@ -111,18 +130,17 @@ func TestAria2SeedsLibtorrentDownloads(t *testing.T) {
 	waitForCompletedCount(ctx, t, srv, tf, 1)
 }
 
-// TestLibtorrentSeedsAria2Downloads: libtorrent seeds, aria2c downloads.
-func TestLibtorrentSeedsAria2Downloads(t *testing.T) {
+func libtorrentSeedsAria2Downloads(t *testing.T, over announceOver, name string, size int) {
 	aria2 := requireProgram(t, "aria2c")
 	python := requireLibtorrentPython(t)
 	ctx := deadline(t, externalTimeout)
-	srv := startTracker(t, nil)
+	srv := startTracker(t, over.config)
 	seedDir, dlDir := t.TempDir(), t.TempDir()
-	tf := makeTorrent(t, seedDir, "libtorrent-to-aria2.bin", 4<<20+555, 256<<10, announceURL(srv))
+	tf := makeTorrent(t, seedDir, name, size, 256<<10, over.url(srv))
 
 	seeder := startLibtorrent(ctx, t, python, "seed", tf, seedDir)
 	waitForSeeder(ctx, t, srv, tf.InfoHash)
-	args := append(aria2Args(dlDir, freePort(t)),
+	dl := startProcess(ctx, t, aria2, append(over.aria2Args(t, dlDir, freePort(t)),
 		// Seed for 3 s after the download, then exit. With
 		// --seed-time=0 aria2 stops at once and sends only "stopped",
 		// never "completed", so trackd would count no download.
@@ -132,8 +150,7 @@ func TestLibtorrentSeedsAria2Downloads(t *testing.T) {
 		// seeder's.
 		"--bt-tracker-interval=3",
 		tf.Path,
-	)
-	dl := startProcess(ctx, t, aria2, args...)
+	)...)
 	dl.wait(ctx, t)
 	if done, err := seeder.exited(); done {
 		t.Fatalf("libtorrent seeder exited during the test: %v", err)

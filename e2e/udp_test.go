@@ -341,52 +341,11 @@ func aria2UDPArgs(t *testing.T, dir string, port int) []string {
 // TestAria2SeedsLibtorrentDownloadsUDP: aria2c seeds, libtorrent downloads,
 // both announcing to a udp:// URL only.
 func TestAria2SeedsLibtorrentDownloadsUDP(t *testing.T) {
-	aria2 := requireProgram(t, "aria2c")
-	python := requireLibtorrentPython(t)
-	ctx := deadline(t, externalTimeout)
-	srv := startTracker(t, udpOnly)
-	seedDir, dlDir := t.TempDir(), t.TempDir()
-	tf := makeTorrent(t, seedDir, "aria2-to-libtorrent-udp.bin", 4<<20+999, 256<<10, udpAnnounceURL(srv))
-
-	seeder := startProcess(ctx, t, aria2, append(aria2UDPArgs(t, seedDir, freePort(t)),
-		"--check-integrity=true",
-		"--bt-hash-check-seed=true",
-		"--seed-ratio=0.0",
-		tf.Path,
-	)...)
-	waitForSeeder(ctx, t, srv, tf.InfoHash)
-	dl := startLibtorrent(ctx, t, python, "download", tf, dlDir)
-	dl.wait(ctx, t)
-	if done, err := seeder.exited(); done {
-		t.Fatalf("aria2c seeder exited during the test: %v", err)
-	}
-	checkDownloaded(t, filepath.Join(dlDir, tf.Name), tf)
-	waitForCompletedCount(ctx, t, srv, tf, 1)
+	aria2SeedsLibtorrentDownloads(t, overUDP, "aria2-to-libtorrent-udp.bin", 4<<20+999)
 }
 
 // TestLibtorrentSeedsAria2DownloadsUDP: libtorrent seeds, aria2c downloads,
 // both announcing to a udp:// URL only.
 func TestLibtorrentSeedsAria2DownloadsUDP(t *testing.T) {
-	aria2 := requireProgram(t, "aria2c")
-	python := requireLibtorrentPython(t)
-	ctx := deadline(t, externalTimeout)
-	srv := startTracker(t, udpOnly)
-	seedDir, dlDir := t.TempDir(), t.TempDir()
-	tf := makeTorrent(t, seedDir, "libtorrent-to-aria2-udp.bin", 4<<20+333, 256<<10, udpAnnounceURL(srv))
-
-	seeder := startLibtorrent(ctx, t, python, "seed", tf, seedDir)
-	waitForSeeder(ctx, t, srv, tf.InfoHash)
-	dl := startProcess(ctx, t, aria2, append(aria2UDPArgs(t, dlDir, freePort(t)),
-		// As in TestLibtorrentSeedsAria2Downloads: seed 3 s so that
-		// aria2 sends "completed", and re-announce every few seconds.
-		"--seed-time=0.05",
-		"--bt-tracker-interval=3",
-		tf.Path,
-	)...)
-	dl.wait(ctx, t)
-	if done, err := seeder.exited(); done {
-		t.Fatalf("libtorrent seeder exited during the test: %v", err)
-	}
-	checkDownloaded(t, filepath.Join(dlDir, tf.Name), tf)
-	waitForCompletedCount(ctx, t, srv, tf, 1)
+	libtorrentSeedsAria2Downloads(t, overUDP, "libtorrent-to-aria2-udp.bin", 4<<20+333)
 }
