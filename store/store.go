@@ -66,7 +66,7 @@ func (t Totals) Peers() uint64 { return t.Seeders + t.Leechers }
 //
 // A peer that has not announced for the store's peer lifetime is expired: it
 // is never returned, counted or scraped again, whether or not a background
-// sweep has yet freed its memory.
+// sweep has yet freed its memory (Totals excepted, for a few seconds).
 type Store interface {
 	// Announce applies a to its swarm, then appends to peers up to
 	// a.NumWant other peers of that swarm chosen at random and returns the
@@ -83,7 +83,10 @@ type Store interface {
 	ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, Stats) error) error
 
 	// Totals returns the counts over all swarms. It is cheap: callers may
-	// ask on every request.
+	// ask on every request. Unlike the other methods it may count peers
+	// expired in the last few seconds, so that a backend can drop them in
+	// the background rather than on a request; the core uses it for the
+	// interval policy, where that does not matter.
 	Totals(ctx context.Context) (Totals, error)
 
 	// Close stops background work and releases resources.

@@ -611,3 +611,50 @@ func TestReannounceAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestTotalsLeavesSweepingToSweeper checks that Totals, asked on every
+// announce, does not sweep the store on the request path while the
+// background sweeper keeps up, and that the sweeper then brings it to the
+// exact counts.
+func TestTotalsLeavesSweepingToSweeper(t *testing.T) {
+	clock := newFakeClock()
+	s := NewWithConfig(store.Options{PeerLifetime: time.Minute, Now: clock.Now}, Config{Shards: 8, SweepInterval: 50 * time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 1000 {
+		h := bittorrent.InfoHash{byte(i), byte(i >> 8)}
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i % 7)}), 1)
+		s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
+	}
+	clock.Advance(59 * time.Second)
+	s.Totals(ctx) // far behind: Totals catches up itself
+	swept := s.sweptThrough.Load()
+	if swept != s.nowSec() {
+		t.Fatalf("Totals 59 s behind did not sweep: swept through %d, now %d", swept, s.nowSec())
+	}
+	// The sweeper must not run between the jump and Totals for this check;
+	// a Totals that sweeps would wait for the lock: that is a failure too.
+	s.sweepMu.Lock()
+	clock.Advance(2 * time.Second) // every peer expired, sweeper 2 s behind
+	got := make(chan store.Totals, 1)
+	go func() { tot, _ := s.Totals(ctx); got <- tot }()
+	var tot store.Totals
+	select {
+	case tot = <-got:
+	case <-time.After(5 * time.Second):
+		s.sweepMu.Unlock()
+		t.Fatal("Totals waited to sweep while the sweeper was 2 s behind")
+	}
+	s.sweepMu.Unlock()
+	if tot.Torrents != 1000 {
+		t.Errorf("Totals swept on the request path while the sweeper was %d s behind: %+v", s.nowSec()-swept, tot)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tot != (store.Totals{}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeper did not bring Totals to zero: %+v", tot)
+		}
+		time.Sleep(10 * time.Millisecond)
+		tot, _ = s.Totals(ctx)
+	}
+}

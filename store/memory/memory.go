@@ -49,10 +49,12 @@
 // their memory (about 110 bytes each) is not bounded yet.
 //
 // Totals is three atomic counters, changed only when a count changes. They
-// are exact once every shard has been swept up to the current second; if
-// the sweeper has not yet done so (it runs once a second, and a fake clock
-// may jump), Totals sweeps the shards that need it itself, so the first
-// caller in a second may pay for part of a sweep.
+// are exact once every shard has been swept up to the current second. The
+// background sweeper keeps them within a few seconds of that, and Totals,
+// which the core asks on every announce, leaves the sweeping to it: a
+// request never pays for a sweep of the whole store. Only when the sweeper
+// has fallen further behind (a stalled process, a fake clock that jumped)
+// or there is none does Totals sweep first.
 package memory
 
 import (
@@ -97,7 +99,11 @@ type Store struct {
 	torrents, seeders, leechers atomic.Int64
 	// Every peer that expired at or before sweptThrough has been dropped.
 	sweptThrough atomic.Uint32
-	sweepMu      sync.Mutex // serializes full sweeps
+	// totalsLag is how many seconds Totals lets sweptThrough lag the
+	// clock before it sweeps itself: a little more than the sweeper's
+	// period, 0 without a sweeper.
+	totalsLag uint32
+	sweepMu   sync.Mutex // serializes full sweeps
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -156,6 +162,7 @@ func NewWithConfig(opts store.Options, cfg Config) *Store {
 		interval = time.Second
 	}
 	if interval > 0 {
+		s.totalsLag = uint32((2*interval+time.Second-1)/time.Second) + 1
 		go s.sweeper(interval)
 	} else {
 		close(s.done)
@@ -329,9 +336,11 @@ func (s *Store) ScrapeAll(_ context.Context, fn func(bittorrent.InfoHash, store.
 	return nil
 }
 
-// Totals implements store.Store. It never fails.
+// Totals implements store.Store. It never fails. The counts may include
+// peers expired in the last few seconds that the background sweeper has not
+// dropped yet (see the package comment).
 func (s *Store) Totals(context.Context) (store.Totals, error) {
-	if now := s.nowSec(); s.sweptThrough.Load() < now {
+	if now := s.nowSec(); s.sweptThrough.Load()+s.totalsLag < now {
 		s.sweep(now, false)
 	}
 	return store.Totals{
