@@ -1,0 +1,227 @@
+// Package metrics counts what trackd does, for Prometheus: requests by
+// protocol, action and result, their latency, the swarms' totals by address
+// family, full scrapes, dropped packets and the Go runtime.
+//
+// Every label value comes from a fixed set (never an info hash or an
+// address), so the number of series is bounded. The counters a request
+// touches are resolved once, at New, into arrays indexed by small enums:
+// recording a request costs two atomic updates and no lookup.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"trackd/tracker"
+)
+
+// Protocol is the frontend a request came through.
+type Protocol uint8
+
+const (
+	HTTP Protocol = iota
+	UDP
+	WS
+	numProtocols
+)
+
+var protocolNames = [numProtocols]string{"http", "udp", "ws"}
+
+func (p Protocol) String() string { return protocolNames[p] }
+
+// Action is what a request asked for.
+type Action uint8
+
+const (
+	Announce Action = iota
+	Scrape
+	Connect // UDP's connect
+	numActions
+)
+
+var actionNames = [numActions]string{"announce", "scrape", "connect"}
+
+func (a Action) String() string { return actionNames[a] }
+
+// Result is how a request ended.
+type Result uint8
+
+const (
+	OK          Result = iota
+	ClientError        // refused for what the client sent: a failure reason or an error packet
+	ServerError        // the tracker failed (storage unreachable, overload)
+	numResults
+)
+
+var resultNames = [numResults]string{"ok", "client_error", "server_error"}
+
+func (r Result) String() string { return resultNames[r] }
+
+// ResultOf classifies the error a request ended with.
+func ResultOf(err error) Result {
+	switch {
+	case err == nil:
+		return OK
+	case tracker.IsClientError(err):
+		return ClientError
+	}
+	return ServerError
+}
+
+// Totals are the swarm counts the gauges show.
+type Totals struct {
+	Torrents             uint64
+	Seeders4, Leechers4  uint64
+	Seeders6, Leechers6  uint64
+	PeersExpired         uint64 // cumulative
+	PeersExpiredObserved bool   // false: the store does not count expiries
+}
+
+// Metrics holds the collectors. A nil *Metrics records nothing, so a
+// frontend can call it unconditionally.
+type Metrics struct {
+	reg         *prometheus.Registry
+	requests    [numProtocols][numActions][numResults]prometheus.Counter
+	latency     [numProtocols][numActions]prometheus.Observer
+	fullScrapes prometheus.Counter
+	// perProtocol counts every request by protocol, for the stats page's
+	// rates without reading Prometheus' own state back.
+	perProtocol [numProtocols]atomic.Uint64
+}
+
+// Options are what New needs beyond the defaults.
+type Options struct {
+	// Totals reads the store's counts at each scrape of /metrics; nil
+	// leaves the swarm gauges out.
+	Totals func(ctx context.Context) (Totals, error)
+	// UDPDropped reads how many datagrams the UDP sockets dropped because
+	// their receive buffers were full (a cumulative count); nil leaves the
+	// counter out.
+	UDPDropped func() uint64
+}
+
+// New builds the collectors and registers them, with the Go runtime and
+// process collectors, in a registry of its own (no global state).
+func New(opts Options) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "trackd", Name: "requests_total",
+		Help: "Requests answered, by protocol, action and result (ok, client_error: refused for what the client sent, server_error: the tracker failed).",
+	}, []string{"protocol", "action", "result"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "trackd", Name: "request_duration_seconds",
+		Help: "Time from a request's arrival (parsed) to its reply being ready, by protocol and action.",
+		// 10 µs to 0.65 s
+		Buckets: prometheus.ExponentialBuckets(10e-6, 4, 9),
+	}, []string{"protocol", "action"})
+	m.fullScrapes = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "trackd", Name: "full_scrapes_total",
+		Help: "Full (all torrents) scrapes served.",
+	})
+	for p := range numProtocols {
+		for a := range numActions {
+			if a == Connect && p != UDP {
+				continue // only UDP connects; no empty series for the others
+			}
+			m.latency[p][a] = latency.WithLabelValues(p.String(), a.String())
+			for r := range numResults {
+				m.requests[p][a][r] = requests.WithLabelValues(p.String(), a.String(), r.String())
+			}
+		}
+	}
+	m.reg.MustRegister(requests, latency, m.fullScrapes,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if opts.Totals != nil {
+		m.reg.MustRegister(&totalsCollector{read: opts.Totals})
+	}
+	if opts.UDPDropped != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "trackd", Name: "udp_packets_dropped_total",
+			Help: "UDP datagrams the kernel dropped at trackd's sockets because their receive buffers were full: load shed.",
+		}, func() float64 { return float64(opts.UDPDropped()) }))
+	}
+	return m
+}
+
+// Request records one request: its protocol, action, result and how long
+// it took.
+func (m *Metrics) Request(p Protocol, a Action, r Result, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.perProtocol[p].Add(1)
+	if c := m.requests[p][a][r]; c != nil {
+		c.Inc()
+		m.latency[p][a].Observe(d.Seconds())
+	}
+}
+
+// FullScrape records a full scrape served.
+func (m *Metrics) FullScrape() {
+	if m != nil {
+		m.fullScrapes.Inc()
+	}
+}
+
+// Requests returns the requests recorded for p since start.
+func (m *Metrics) Requests(p Protocol) uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.perProtocol[p].Load()
+}
+
+// Registry returns the registry, for more collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// totalsCollector reads the store's totals once per scrape of /metrics.
+type totalsCollector struct {
+	read func(ctx context.Context) (Totals, error)
+}
+
+var (
+	torrentsDesc = prometheus.NewDesc("trackd_torrents", "Torrents with at least one peer.", nil, nil)
+	seedersDesc  = prometheus.NewDesc("trackd_seeders", "Peers with the whole torrent, by address family.", []string{"family"}, nil)
+	leechersDesc = prometheus.NewDesc("trackd_leechers", "Peers still downloading, by address family.", []string{"family"}, nil)
+	expiredDesc  = prometheus.NewDesc("trackd_peers_expired_total", "Peers dropped because they did not announce within the peer lifetime.", nil, nil)
+	upDesc       = prometheus.NewDesc("trackd_store_up", "1 when the store answered the last read of its totals, else 0.", nil, nil)
+)
+
+func (c *totalsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- torrentsDesc
+	ch <- seedersDesc
+	ch <- leechersDesc
+	ch <- expiredDesc
+	ch <- upDesc
+}
+
+func (c *totalsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, err := c.read(ctx)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(torrentsDesc, prometheus.GaugeValue, float64(t.Torrents))
+	ch <- prometheus.MustNewConstMetric(seedersDesc, prometheus.GaugeValue, float64(t.Seeders4), "ipv4")
+	ch <- prometheus.MustNewConstMetric(seedersDesc, prometheus.GaugeValue, float64(t.Seeders6), "ipv6")
+	ch <- prometheus.MustNewConstMetric(leechersDesc, prometheus.GaugeValue, float64(t.Leechers4), "ipv4")
+	ch <- prometheus.MustNewConstMetric(leechersDesc, prometheus.GaugeValue, float64(t.Leechers6), "ipv6")
+	if t.PeersExpiredObserved {
+		ch <- prometheus.MustNewConstMetric(expiredDesc, prometheus.CounterValue, float64(t.PeersExpired))
+	}
+}
