@@ -65,10 +65,11 @@ func (r Result) String() string { return resultNames[r] }
 
 // ResultOf classifies the error a request ended with.
 func ResultOf(err error) Result {
-	switch {
-	case err == nil:
+	if err == nil {
 		return OK
-	case tracker.IsClientError(err):
+	}
+	// the common case first: errors.As in IsClientError allocates
+	if _, ok := err.(tracker.ClientError); ok || tracker.IsClientError(err) {
 		return ClientError
 	}
 	return ServerError

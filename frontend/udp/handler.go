@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
 )
@@ -29,6 +30,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts requests by action and result; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // PacketHandler answers UDP tracker packets. *Handler is the real one; the
@@ -118,19 +121,35 @@ func (h *Handler) Handle(ctx context.Context, from netip.AddrPort, req, out []by
 		// The reply is as long as the request (16 bytes; a longer
 		// connect is answered the same, the rest ignored): no
 		// amplification.
-		return appendConnect(out, tid, h.ids.issue(&st.id, from))
+		start := time.Now()
+		out = appendConnect(out, tid, h.ids.issue(&st.id, from))
+		h.opts.Metrics.Request(metrics.UDP, metrics.Connect, metrics.OK, time.Since(start))
+		return out
 	}
-	if !h.ids.valid(&st.id, from, connID) {
-		return appendError(out, tid, errInvalidConnID, len(req))
-	}
-	// From here on the sender has proven it receives at from.
+	var m metrics.Action
 	switch action {
 	case actionAnnounce:
-		return h.announce(ctx, st, from, req, out)
+		m = metrics.Announce
 	case actionScrape:
-		return h.scrape(ctx, st, req, out)
+		m = metrics.Scrape
+	default:
+		if !h.ids.valid(&st.id, from, connID) {
+			return appendError(out, tid, errInvalidConnID, len(req))
+		}
+		return h.fail(out, tid, errUnknownAction)
 	}
-	return h.fail(out, tid, errUnknownAction)
+	start := time.Now()
+	var err error
+	if !h.ids.valid(&st.id, from, connID) {
+		out, err = appendError(out, tid, errInvalidConnID, len(req)), tracker.ClientError(errInvalidConnID)
+	} else if m == metrics.Announce {
+		// From here on the sender has proven it receives at from.
+		out, err = h.announce(ctx, st, from, req, out)
+	} else {
+		out, err = h.scrape(ctx, st, req, out)
+	}
+	h.opts.Metrics.Request(metrics.UDP, m, metrics.ResultOf(err), time.Since(start))
+	return out
 }
 
 func (h *Handler) put(st *state) {
@@ -141,12 +160,13 @@ func (h *Handler) put(st *state) {
 	h.pool.Put(st)
 }
 
-func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, pkt, out []byte) []byte {
+// announce answers an announce; err is what the reply reports, if anything.
+func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, pkt, out []byte) ([]byte, error) {
 	tid := pkt[12:16]
 	var err error
 	st.path, err = parseAnnounce(pkt, &st.req, st.path)
 	if err != nil {
-		return h.fail(out, tid, err)
+		return h.fail(out, tid, err), err
 	}
 	client := from.Addr()
 	addr := st.req.Addr.Addr() // the "ip" field, or invalid
@@ -167,22 +187,23 @@ func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, 
 	}
 	st.req.NumWant = min(st.req.NumWant, maxPeers)
 	if err := h.tracker.Announce(ctx, &st.req, &st.resp); err != nil {
-		return h.fail(out, tid, err)
+		return h.fail(out, tid, err), err
 	}
-	return appendAnnounce(out, tid, &st.resp, st.req.Family)
+	return appendAnnounce(out, tid, &st.resp, st.req.Family), nil
 }
 
-func (h *Handler) scrape(ctx context.Context, st *state, pkt, out []byte) []byte {
+// scrape answers a scrape; err is what the reply reports, if anything.
+func (h *Handler) scrape(ctx context.Context, st *state, pkt, out []byte) ([]byte, error) {
 	tid := pkt[12:16]
 	var err error
 	st.hashes, err = parseScrape(pkt, st.hashes[:0])
 	if err != nil {
-		return h.fail(out, tid, err)
+		return h.fail(out, tid, err), err
 	}
 	if err := h.tracker.Scrape(ctx, st.hashes, &st.scrape); err != nil {
-		return h.fail(out, tid, err)
+		return h.fail(out, tid, err), err
 	}
-	return appendScrape(out, tid, st.scrape.Files)
+	return appendScrape(out, tid, st.scrape.Files), nil
 }
 
 // fail appends the error reply for err to a sender with a valid connection

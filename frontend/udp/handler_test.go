@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
 )
@@ -654,7 +655,8 @@ func TestAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
-	f := newFixture(t, tracker.Config{}, Options{})
+	// with metrics on: counting a request allocates nothing either
+	f := newFixture(t, tracker.Config{}, Options{Metrics: metrics.New(metrics.Options{})})
 	ih := hash20("allocs")
 	f.fill(t, ih, 100, 20, false)
 	f.fill(t, ih, 100, 20, true)

@@ -362,3 +362,18 @@ func (r *sockReader) write() {
 		}
 	}
 }
+
+// Dropped returns how many datagrams the kernel has dropped at the
+// Server's sockets because their receive buffers were full: the load the
+// Server shed when requests came faster than it answered. Zero where the
+// system does not tell.
+func (s *Server) Dropped() uint64 {
+	var n uint64
+	for _, c := range s.conns {
+		d, err := socketDrops(c)
+		if err == nil {
+			n += d
+		}
+	}
+	return n
+}

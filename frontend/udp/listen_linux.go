@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,4 +63,27 @@ func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
 		err = serr
 	}
 	return rcv, snd, err
+}
+
+// socketDrops returns how many datagrams the kernel dropped at c because
+// its receive buffer was full (SO_MEMINFO's SK_MEMINFO_DROPS).
+func socketDrops(c *net.UDPConn) (uint64, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var info [unix.SK_MEMINFO_VARS]uint32
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		n := uint32(unsafe.Sizeof(info))
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)
+		if e != 0 {
+			serr = e
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	return uint64(info[unix.SK_MEMINFO_DROPS]), err
 }

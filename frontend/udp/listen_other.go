@@ -19,3 +19,6 @@ func (o ServeOptions) control(network, address string, c syscall.RawConn) error 
 func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
 	return 0, 0, errors.New("not on this system")
 }
+
+// socketDrops is not known on this system.
+func socketDrops(c *net.UDPConn) (uint64, error) { return 0, nil }
