@@ -1,0 +1,143 @@
+package tlscert
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// writeCert writes a fresh self-signed certificate for 127.0.0.1 with the
+// given serial number to dir/cert.pem and dir/key.pem.
+func writeCert(t *testing.T, dir string, serial int64) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "trackd test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+}
+
+// dial makes a TLS connection and returns it with the serial number of the
+// certificate the server showed.
+func dial(t *testing.T, addr string) (*tls.Conn, int64) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// echo answers each line with itself, until the connection closes.
+func echo(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		c.Write([]byte(line))
+	}
+}
+
+func roundTrip(t *testing.T, c *tls.Conn, msg string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || got != msg+"\n" {
+		t.Fatalf("echo %q: %q %v", msg, got, err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	writeCert(t, dir, 1)
+	l, err := Load(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", l.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go echo(c)
+		}
+	}()
+	addr := ln.Addr().String()
+
+	old, serial := dial(t, addr)
+	defer old.Close()
+	if serial != 1 {
+		t.Fatalf("serial %d, want 1", serial)
+	}
+	roundTrip(t, old, "before")
+
+	writeCert(t, dir, 2)
+	if err := l.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, serial := dial(t, addr)
+	c.Close()
+	if serial != 2 {
+		t.Fatalf("after reload: serial %d, want 2", serial)
+	}
+	roundTrip(t, old, "after") // the open connection was not dropped
+
+	// a broken pair: the error says so, and the certificate in use stays
+	os.WriteFile(filepath.Join(dir, "key.pem"), []byte("not a key"), 0o600)
+	if err := l.Reload(); err == nil {
+		t.Fatal("bad key: no error")
+	}
+	c, serial = dial(t, addr)
+	c.Close()
+	if serial != 2 {
+		t.Fatalf("after a failed reload: serial %d, want 2", serial)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(filepath.Join(dir, "none.pem"), filepath.Join(dir, "none.key")); err == nil {
+		t.Error("missing files: no error")
+	}
+}
