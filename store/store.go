@@ -20,7 +20,8 @@ type Announce struct {
 	InfoHash bittorrent.InfoHash
 	// Peer is the announcing peer. Its Addr (ip, port) identifies the
 	// download session within the torrent: an announce from a known Addr
-	// with another ID replaces the stored peer's ID.
+	// with another ID replaces the stored peer's ID (if the store keeps
+	// ids: Options.PeerIDs).
 	Peer bittorrent.Peer
 	// Event: EventStopped removes the session; EventCompleted counts one
 	// download (Stats.Downloaded) the first time a session reports it.
@@ -98,6 +99,11 @@ type Options struct {
 	// PeerLifetime is how long a peer stays in its swarm after its last
 	// announce.
 	PeerLifetime time.Duration
+	// PeerIDs makes the store keep each peer's peer_id so that returned
+	// peers carry it; when false the store keeps none and returned peers
+	// have a zero ID — 20 bytes less per peer. Only non-compact HTTP
+	// replies without no_peer_id show peer ids.
+	PeerIDs bool
 	// Now returns the current time; nil means time.Now. Tests set it to
 	// move time forward.
 	Now func() time.Time

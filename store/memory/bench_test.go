@@ -3,9 +3,13 @@ package memory
 import (
 	"context"
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,32 +177,127 @@ func BenchmarkScrape(b *testing.B) {
 	}
 }
 
-// BenchmarkMemoryPerPeer fills a new store with 1,000,000 IPv4 peers over
-// 100,000 torrents (75% seeders) and reports the heap it takes per peer:
-// bytes/peer from HeapAlloc (live objects), heapinuse-bytes/peer from
-// HeapInuse (spans in use, including the free slots of partly used spans).
+// BenchmarkMemoryPerPeer fills a new store and reports the memory it takes
+// per peer, in three populations: 1,000,000 IPv4 peers (75% seeders) over
+// 100,000 torrents at random (uniform: about ten a torrent, Poisson), and
+// the two of bench/compare.sh, where torrent popularity is skewed as
+// trackd-load makes it (a hot head and a long tail, see loadgen.Weight):
+// 1,000,000 peers over 100,000 torrents and 2,000,000 over 1,000,000.
+//
+// It reports, per peer:
+//   - bytes/peer: the live data: the Go heap's (HeapAlloc, after two GCs)
+//     and the store's blocks in use;
+//   - held-bytes/peer: what the store and the Go heap hold: HeapInuse (which
+//     counts the free slots of spans in use) and the store's free blocks;
+//   - rss-bytes/peer (Linux): the growth of the process's resident set
+//     (VmRSS), what bench/compare.sh measures from outside.
+//
+// Each is the difference between the filled store and before it was made.
 // Run it with -benchtime=1x.
 func BenchmarkMemoryPerPeer(b *testing.B) {
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		s := New(store.Options{PeerLifetime: time.Hour})
-		fill(s, benchPeers)
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		tot, _ := s.Totals(context.Background())
-		if tot.Peers() != benchPeers {
-			b.Fatalf("store holds %d peers, want %d (address collision?)", tot.Peers(), benchPeers)
-		}
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/benchPeers, "bytes/peer")
-		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/benchPeers, "heapinuse-bytes/peer")
-		b.ReportMetric(float64(tot.Torrents), "torrents")
-		runtime.KeepAlive(s)
-		s.Close()
+	for _, pop := range []struct {
+		name            string
+		peers, torrents int
+		skewed          bool
+	}{
+		{"uniform-1M-100k", benchPeers, benchTorrents, false},
+		{"skewed-1M-100k", 1_000_000, 100_000, true},
+		{"skewed-2M-1M", 2_000_000, 1_000_000, true},
+	} {
+		b.Run(pop.name, func(b *testing.B) {
+			var anns []store.Announce
+			if pop.skewed {
+				anns = skewedAnnounces(pop.peers, pop.torrents)
+			}
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				rss0 := vmRSS()
+				s := New(store.Options{PeerLifetime: time.Hour})
+				if pop.skewed {
+					ctx := context.Background()
+					for _, a := range anns {
+						if _, _, err := s.Announce(ctx, a, nil); err != nil {
+							b.Fatal(err)
+						}
+					}
+				} else {
+					fill(s, pop.peers)
+				}
+				runtime.GC()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				rss1 := vmRSS()
+				inUse, held := s.memoryUsage()
+				tot, _ := s.Totals(context.Background())
+				if tot.Peers() != uint64(pop.peers) {
+					b.Fatalf("store holds %d peers, want %d (address collision?)", tot.Peers(), pop.peers)
+				}
+				n := float64(pop.peers)
+				b.ReportMetric((float64(after.HeapAlloc)-float64(before.HeapAlloc)+float64(inUse))/n, "bytes/peer")
+				b.ReportMetric((float64(after.HeapInuse)-float64(before.HeapInuse)+float64(held))/n, "held-bytes/peer")
+				if rss0 > 0 && rss1 > 0 {
+					b.ReportMetric(float64(rss1-rss0)/n, "rss-bytes/peer")
+				}
+				b.ReportMetric(float64(tot.Torrents), "torrents")
+				runtime.KeepAlive(s)
+				s.Close()
+			}
+		})
 	}
+}
+
+// skewedAnnounces returns the announces that fill a store with peers over
+// torrents as trackd-load's fill does: torrent i gets peers in proportion
+// to peers/torrents + exp(6.5 - 500*i/torrents) (loadgen.Weight), dealt by
+// systematic sampling; each peer has its own IPv4 address and port, 75%
+// are seeders, no peer ids are needed by the store.
+func skewedAnnounces(peers, torrents int) []store.Announce {
+	weight := func(i int) float64 {
+		return float64(peers)/float64(torrents) + math.Exp(6.5-500*float64(i)/float64(torrents))
+	}
+	total := 0.0
+	for i := range torrents {
+		total += weight(i)
+	}
+	anns := make([]store.Announce, 0, peers)
+	r := rand.New(rand.NewPCG(3, 4))
+	t, cum := 0, weight(0)
+	for j := range peers {
+		for x := (float64(j) + 0.5) * total / float64(peers); cum < x && t < torrents-1; {
+			t++
+			cum += weight(t)
+		}
+		ip := [4]byte{10 + byte(j>>24), byte(j >> 16), byte(j >> 8), byte(j)}
+		anns = append(anns, store.Announce{
+			InfoHash: benchHash(t),
+			Peer:     bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(1024+r.IntN(60000)))},
+			Seeder:   r.IntN(4) != 0,
+		})
+	}
+	r.Shuffle(len(anns), func(i, j int) { anns[i], anns[j] = anns[j], anns[i] })
+	return anns
+}
+
+// vmRSS returns the resident set of the process in bytes, 0 where
+// /proc/self/status cannot tell.
+func vmRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // BenchmarkChurnBigSwarm has peers join and leave one swarm of 100,000

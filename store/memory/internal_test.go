@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -26,26 +27,114 @@ func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) 
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func TestRecordSizes(t *testing.T) {
-	if n := unsafe.Sizeof(peer4{}); n != 32 {
-		t.Errorf("peer4 is %d bytes, want 32", n)
+	for _, tt := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"peer4", unsafe.Sizeof(peer4{}), 8},
+		{"peer6", unsafe.Sizeof(peer6{}), 20},
+		{"swarm (table slot)", unsafe.Sizeof(swarm{}), 48},
+		{"extra", unsafe.Sizeof(extra{}), 32},
+		{"fam", unsafe.Sizeof(fam{}), 16},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s is %d bytes, want %d", tt.name, tt.got, tt.want)
+		}
 	}
-	if n := unsafe.Sizeof(peer6{}); n != 44 {
-		t.Errorf("peer6 is %d bytes, want 44", n)
-	}
-	if n := unsafe.Sizeof(swarm{}); n != 48 {
-		t.Errorf("swarm is %d bytes, want 48", n)
-	}
-	if n := unsafe.Sizeof(shard{}); n != 64 {
-		t.Errorf("shard is %d bytes, want 64", n)
+	if n := unsafe.Sizeof(shard{}); n%64 != 0 {
+		t.Errorf("shard is %d bytes, not a whole number of cache lines", n)
 	}
 }
 
+// TestClasses checks the size classes: multiples of 8, increasing, each
+// the smallest that fits, at most 12.5% apart above 128 bytes.
+func TestClasses(t *testing.T) {
+	if got := classSize(numClasses - 1); got != maxSmall {
+		t.Fatalf("largest class %d, want %d", got, maxSmall)
+	}
+	prev := 0
+	for c := range numClasses {
+		size := classSize(c)
+		if size%8 != 0 || size <= prev || (prev >= 128 && size*8 > prev*9) {
+			t.Fatalf("class %d: %d bytes after %d", c, size, prev)
+		}
+		prev = size
+	}
+	for n := 1; n <= maxSmall; n++ {
+		c := classOf(n)
+		if classSize(c) < n || (c > 0 && classSize(c-1) >= n) {
+			t.Fatalf("classOf(%d) = %d (%d bytes)", n, c, classSize(c))
+		}
+	}
+}
+
+// TestExpiryEncoding checks that a record's 15-bit expiry reads back whole
+// anywhere in the window the swarm's minExp opens, across wraps.
+func TestExpiryEncoding(t *testing.T) {
+	for _, m := range []uint32{1, 1000, expMask, expMask + 1, 1<<16 - 3, 1 << 20, noExp - 1<<15 - 5} {
+		for _, d := range []uint32{0, 1, 2, 1000, expMask - 1, expMask} {
+			exp := m + d
+			for _, flag := range []uint16{0, flagCompleted} {
+				e := encodeExp(exp, flag)
+				if got := expiryOf(e, m); got != exp {
+					t.Errorf("expiry %d (minExp %d) reads back as %d", exp, m, got)
+				}
+				if e&flagCompleted != flag {
+					t.Errorf("expiry %d lost the flag %x", exp, flag)
+				}
+				if e2 := encodeExp(exp+5, e); e2&flagCompleted != flag {
+					t.Errorf("re-encoding lost the flag %x", flag)
+				}
+			}
+		}
+	}
+	if MaxPeerLifetime/time.Second+2 > 1<<expBits {
+		t.Errorf("MaxPeerLifetime %v does not fit the %d-bit expiry window", MaxPeerLifetime, expBits)
+	}
+}
+
+// newShard returns a shard of its own, for tests that drive swarms
+// directly; release frees its memory.
+func newShard(ids bool) (sh *shard, release func()) {
+	sh = &shard{heap: new(heap), ids: ids}
+	sh.rng.Seed(5, 6)
+	return sh, func() {
+		sh.mem.release()
+		sh.heap.release()
+	}
+}
+
+// addSwarm adds a swarm to the table of sh and returns a function that
+// finds it (its slot moves when the table grows or the shard compacts its
+// memory).
+func addSwarm(sh *shard) func() *swarm {
+	seed := maphash.MakeSeed()
+	h := bittorrent.InfoHash{1}
+	hash := maphash.Bytes(seed, h[:])
+	i, _ := sh.swarms.find(sh, &h, hash)
+	sh.swarms.insert(sh, seed, &h, hash, i)
+	return func() *swarm {
+		i, ok := sh.swarms.find(sh, &h, hash)
+		if !ok {
+			panic("swarm lost")
+		}
+		return &sh.swarms.slots(sh)[i]
+	}
+}
+
+// testID is the peer id the tests give the session k.
+func testID(k uint64, gen int) bittorrent.PeerID {
+	var id bittorrent.PeerID
+	copy(id[:], fmt.Sprintf("%x/%d", k, gen))
+	return id
+}
+
 // checkIndexed checks that a family of n peers has an index if and only if
-// it should: above indexMin it must, below indexMin/2 it must not, between
-// it may; and that the index is at most 3/4 full.
-func checkIndexed(t *testing.T, what string, n int, ix index) {
+// it should: above min it must, below min/2 it must not, between it may;
+// and that the index is at most 3/4 full.
+func checkIndexed(t *testing.T, what string, n, min int, ix index) {
 	t.Helper()
-	if (n > indexMin && ix == nil) || (n < indexMin/2 && ix != nil) || (ix != nil && n*4 > len(ix)*3) {
+	if (n > min && ix == nil) || (n < min/2 && ix != nil) || (ix != nil && n*4 > len(ix)*3) {
 		t.Fatalf("%s: %d peers, index of %d", what, n, len(ix))
 	}
 	used := 0
@@ -59,79 +148,115 @@ func checkIndexed(t *testing.T, what string, n int, ix index) {
 	}
 }
 
-// TestFamily drives one family through random joins, leaves and role
-// changes, across the sizes where it gains and loses its index, and checks
-// it against a map after every step.
+// TestFamily drives one IPv4 family through random joins, leaves and role
+// changes, across the sizes where it gains and loses its index and moves
+// between blocks, and checks it against a map after every step, with and
+// without peer ids.
 func TestFamily(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var v4 []peer4
-	var ns uint32
-	var ix index
-	f := family[peer4]{s: &v4, ns: &ns, idx: &ix, hash: hashPeer4}
-	role := make(map[uint64]bool) // key -> seeder
-	find := func(k uint64) int {
-		sw := swarm{v4: v4, ns4: ns, x: &extra{idx4: ix}}
-		return sw.find4(k)
+	for _, ids := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ids=%v", ids), func(t *testing.T) { testFamily(t, ids) })
 	}
+}
+
+func testFamily(t *testing.T, ids bool) {
+	sh, release := newShard(ids)
+	defer release()
+	get := addSwarm(sh)
+	sh.addExtra(get()) // so that the family may have an index
+	rng := rand.New(rand.NewPCG(1, 2))
+	type state struct {
+		seeder bool
+		gen    int
+	}
+	model := make(map[uint64]state) // key -> role and id generation
 	grow := false
-	for step := range 60000 {
+	steps := 60000
+	if raceEnabled {
+		steps /= 4
+	}
+	for step := range steps {
 		if step%5000 == 0 {
 			grow = !grow
 		}
+		sh.tidyMemory() // between operations, as the store does
+		sw := get()
+		f := open4(sh, sw)
 		k := uint64(rng.IntN(1500))
-		i := find(k)
+		ip, port := uint32(k>>16), uint16(k)
+		i := find4(&f, ip, port)
 		switch {
 		case i < 0 && (grow || rng.IntN(3) == 0):
 			seeder := rng.IntN(2) == 0
-			pos := f.push(peer4{ip: uint32(k >> 16), port: uint16(k)}, seeder)
-			if v4[pos].key() != k {
-				t.Fatalf("step %d: push returned %d, which holds %d, not %d", step, pos, v4[pos].key(), k)
+			id := testID(k, step)
+			pos := f.push(peer4{ip: ip, port: port}, &id, seeder)
+			if f.recs[pos].key() != k {
+				t.Fatalf("step %d: push returned %d, which holds %d, not %d", step, pos, f.recs[pos].key(), k)
 			}
-			role[k] = seeder
+			model[k] = state{seeder, step}
 		case i >= 0 && (!grow || rng.IntN(4) == 0):
 			f.remove(i)
-			delete(role, k)
+			delete(model, k)
 		case i >= 0:
 			var pos int
-			if role[k] {
+			m := model[k]
+			if m.seeder {
 				pos = f.toLeecher(i)
 			} else {
 				pos = f.toSeeder(i)
 			}
-			role[k] = !role[k]
-			if v4[pos].key() != k {
-				t.Fatalf("step %d: role change returned %d, which holds %d, not %d", step, pos, v4[pos].key(), k)
+			m.seeder = !m.seeder
+			model[k] = m
+			if f.recs[pos].key() != k {
+				t.Fatalf("step %d: role change returned %d, which holds %d, not %d", step, pos, f.recs[pos].key(), k)
 			}
 		}
-		if step%50 == 0 || len(role) < 2*indexMin {
-			checkFamily(t, step, v4, ns, ix, role)
+		if step%50 == 0 || len(model) < 16 || nearIndexSize(len(model)) {
+			f = open4(sh, sw)
+			if len(f.recs) != len(model) || int(sw.v4.n) != len(model) {
+				t.Fatalf("step %d: %d records (header %d), want %d", step, len(f.recs), sw.v4.n, len(model))
+			}
+			checkIndexed(t, fmt.Sprintf("step %d", step), len(f.recs), indexMin4, f.index())
+			if len(f.recs) == 0 && sw.v4.h != 0 {
+				t.Fatalf("step %d: empty family keeps its block", step)
+			}
+			if n := len(f.recs); n > 0 && n < cap(f.recs)/2 {
+				t.Fatalf("step %d: %d records in a block of %d, not shrunk", step, n, cap(f.recs))
+			}
+			for i := range f.recs {
+				k := f.recs[i].key()
+				m, ok := model[k]
+				if !ok || m.seeder != (i < int(sw.v4.ns)) {
+					t.Fatalf("step %d: record %d (key %d) seeder %v, want %v (known %v)", step, i, k, i < int(sw.v4.ns), m.seeder, ok)
+				}
+				if want := testID(k, m.gen); ids && f.ids[i] != want || !ids && f.ids != nil {
+					t.Fatalf("step %d: record %d (key %d) has id %q, want %q", step, i, k, f.id(i), want)
+				}
+				if j := find4(&f, f.recs[i].ip, f.recs[i].port); j != i {
+					t.Fatalf("step %d: find of record %d returned %d", step, i, j)
+				}
+			}
+			checkMemory(t, sh)
 		}
+	}
+	sw := get()
+	sh.freeSwarm(sw)
+	if sw.v4.h != 0 || sw.x != 0 {
+		t.Fatalf("freeSwarm left blocks: %+v", sw)
+	}
+	if live := sh.mem.carved - sh.mem.freed; live != sh.swarms.size.bytes() || sh.heap.bytes != 0 {
+		t.Errorf("%d small (table: %d) and %d large bytes still in use after freeing the swarm", live, sh.swarms.size.bytes(), sh.heap.bytes)
 	}
 }
 
-func checkFamily(t *testing.T, step int, v4 []peer4, ns uint32, ix index, role map[uint64]bool) {
-	t.Helper()
-	if len(v4) != len(role) {
-		t.Fatalf("step %d: %d records, want %d", step, len(v4), len(role))
-	}
-	checkIndexed(t, fmt.Sprintf("step %d", step), len(v4), ix)
-	if len(v4) == 0 && v4 != nil {
-		t.Fatalf("step %d: empty family keeps its array", step)
-	}
-	if cap(v4) >= 8 && len(v4) < cap(v4)/4 {
-		t.Fatalf("step %d: len %d of cap %d, not shrunk", step, len(v4), cap(v4))
-	}
-	sw := swarm{v4: v4, ns4: ns, x: &extra{idx4: ix}}
-	for i := range v4 {
-		k := v4[i].key()
-		seeder, ok := role[k]
-		if !ok || seeder != (i < int(ns)) {
-			t.Fatalf("step %d: record %d (key %d) seeder %v, want %v (known %v)", step, i, k, i < int(ns), seeder, ok)
-		}
-		if j := sw.find4(k); j != i {
-			t.Fatalf("step %d: find of record %d returned %d", step, i, j)
+// nearIndexSize reports whether a family of n peers is within a few peers
+// of a size where it gains or loses its index.
+func nearIndexSize(n int) bool {
+	for _, m := range []int{indexMin4 / 2, indexMin4, indexMin6 / 2, indexMin6} {
+		if n >= m-4 && n <= m+4 {
+			return true
 		}
 	}
+	return false
 }
 
 // reachable reports whether a probe for h finds the entry for pos before an
@@ -190,8 +315,54 @@ type modelPeer struct {
 	exp             time.Time
 }
 
+// liveBytes returns the bytes of the small blocks the shard's swarms and
+// table own, walking them as compaction does.
+func liveBytes(sh *shard) int {
+	n := 0
+	small := func(h handle, size blockSize) {
+		if h != 0 && h&largeBit == 0 {
+			n += size.bytes()
+		}
+	}
+	t := &sh.swarms
+	small(t.h, t.size)
+	for i := range t.slots(sh) {
+		sw := &t.slots(sh)[i]
+		if sw.minExp == 0 {
+			continue
+		}
+		small(sw.v4.h, sw.v4.size)
+		if sw.x != 0 {
+			small(sw.x, extraSize)
+			x := sh.extra(sw)
+			small(x.v6.h, x.v6.size)
+			small(x.idx4.h, blockSize(x.idx4.n))
+			small(x.idx6.h, blockSize(x.idx6.n))
+		}
+	}
+	return n
+}
+
+// checkMemory checks that the shard's region accounts for exactly the
+// blocks its swarms own: no block leaked, none freed twice.
+func checkMemory(t *testing.T, sh *shard) {
+	t.Helper()
+	if got, want := sh.mem.carved-sh.mem.freed, liveBytes(sh); got != want {
+		t.Fatalf("region: %d bytes carved, %d free, so %d in use; the swarms own %d", sh.mem.carved, sh.mem.freed, got, want)
+	}
+	free := 0
+	for c, h := range sh.mem.frees {
+		for ; h != 0; h = *(*handle)(sh.mem.ptr(h)) {
+			free += classSize(c)
+		}
+	}
+	if free != sh.mem.freed {
+		t.Fatalf("free lists hold %d bytes, region counts %d", free, sh.mem.freed)
+	}
+}
+
 // checkSwarm checks the layout invariants of sw against the model.
-func checkSwarm(t *testing.T, sw *swarm, model map[netip.AddrPort]*modelPeer, downloaded uint32) {
+func checkSwarm(t *testing.T, sh *shard, sw *swarm, model map[netip.AddrPort]*modelPeer, downloaded uint32, now time.Time, base time.Time) {
 	t.Helper()
 	var want store.Stats
 	for _, p := range model {
@@ -204,7 +375,7 @@ func checkSwarm(t *testing.T, sw *swarm, model map[netip.AddrPort]*modelPeer, do
 	want.Downloaded = downloaded
 	var got store.Stats
 	if sw != nil {
-		got = sw.stats()
+		got = sh.stats(sw)
 	}
 	if got != want {
 		t.Fatalf("stats %+v, want %+v", got, want)
@@ -213,73 +384,83 @@ func checkSwarm(t *testing.T, sw *swarm, model map[netip.AddrPort]*modelPeer, do
 		return
 	}
 	seen := 0
-	check := func(addr netip.AddrPort, id bittorrent.PeerID, seeder bool, flags uint8) {
+	check := func(addr netip.AddrPort, id bittorrent.PeerID, seeder bool, e uint16) {
 		t.Helper()
 		m := model[addr]
-		if m == nil || m.id != id || m.seeder != seeder || m.counted != (flags&flagCompleted != 0) {
-			t.Fatalf("stored %v id %v seeder %v flags %d; model %+v", addr, id, seeder, flags, m)
+		if m == nil || (sh.ids && m.id != id) || (!sh.ids && id != bittorrent.PeerID{}) || m.seeder != seeder || m.counted != (e&flagCompleted != 0) {
+			t.Fatalf("stored %v id %q seeder %v flags %x; model %+v", addr, id, seeder, e, m)
+		}
+		// The record's expiry, read back through the swarm's minExp, is
+		// the model's, rounded up to a whole second.
+		exp := expiryOf(e, sw.minExp)
+		if wantExp := uint32((m.exp.Sub(base) + time.Second - 1) / time.Second); exp != wantExp {
+			t.Fatalf("%v expires at second %d, want %d (minExp %d)", addr, exp, wantExp, sw.minExp)
 		}
 		seen++
 	}
-	ns := int(sw.ns4)
-	for i := range sw.v4 {
-		p := &sw.v4[i]
-		check(p.peer().Addr, p.id, i < ns, p.flags)
-		if p.exp < sw.minExp {
-			t.Fatalf("v4 peer expires at %d before the swarm's minExp %d", p.exp, sw.minExp)
-		}
-		if j := sw.find4(p.key()); j != i {
+	f4 := open4(sh, sw)
+	ns := int(sw.v4.ns)
+	for i := range f4.recs {
+		p := &f4.recs[i]
+		check(p.addr(), f4.id(i), i < ns, p.e)
+		if j := find4(&f4, p.ip, p.port); j != i {
 			t.Fatalf("find4 of v4 peer %d returned %d", i, j)
 		}
 	}
-	if x := sw.x; x != nil {
-		if len(x.v6) == 0 && x.idx4 == nil {
+	if sw.x != 0 {
+		x := sh.extra(sw)
+		if x.v6.n == 0 && x.idx4.n == 0 {
 			t.Fatalf("empty extra kept")
 		}
-		checkIndexed(t, "v4", len(sw.v4), x.idx4)
-		checkIndexed(t, "v6", len(x.v6), x.idx6)
-		ns := int(x.ns6)
-		for i := range x.v6 {
-			p := &x.v6[i]
-			check(p.peer().Addr, p.id, i < ns, p.flags)
-			if p.exp < sw.minExp {
-				t.Fatalf("v6 peer expires at %d before the swarm's minExp %d", p.exp, sw.minExp)
-			}
-			if j := x.find6(p.key()); j != i {
+		checkIndexed(t, "v4", len(f4.recs), indexMin4, f4.index())
+		f6 := open6(sh, x)
+		checkIndexed(t, "v6", len(f6.recs), indexMin6, f6.index())
+		ns := int(x.v6.ns)
+		for i := range f6.recs {
+			p := &f6.recs[i]
+			check(p.addr(), f6.id(i), i < ns, p.e)
+			if j := find6(&f6, p.key()); j != i {
 				t.Fatalf("find6 of v6 peer %d returned %d", i, j)
 			}
 		}
 	} else {
-		checkIndexed(t, "v4", len(sw.v4), nil)
+		checkIndexed(t, "v4", len(f4.recs), indexMin4, nil)
 	}
 	if seen != len(model) {
 		t.Fatalf("%d peers stored, model has %d", seen, len(model))
 	}
 }
 
-// lookup returns the swarm of h, nil if none.
-func lookup(s *Store, h bittorrent.InfoHash) *swarm {
-	sh, tag := s.shardFor(&h)
-	if i, ok := sh.swarms.find(&h, tag); ok {
-		return &sh.swarms.slots[i].sw
+// lookup returns the shard of h and its swarm, nil if none.
+func lookup(s *Store, h bittorrent.InfoHash) (*shard, *swarm) {
+	sh, hash := s.shardFor(&h)
+	if i, ok := sh.swarms.find(sh, &h, hash); ok {
+		return sh, &sh.swarms.slots(sh)[i]
 	}
-	return nil
+	return sh, nil
 }
 
 // TestModel drives one swarm with random announces from a small pool of
 // addresses (so that sessions collide, move and stop) and checks it, the
-// totals and the returned peers against a model after every step.
+// totals, the returned peers and the shard's memory against a model after
+// every step, with and without peer ids.
 func TestModel(t *testing.T) {
-	// Small swarms, peers expiring within a hundred steps or so.
-	t.Run("small", func(t *testing.T) { testModel(t, 60, time.Minute, 20000) })
-	// Big swarms that gain and lose their indexes as they grow for a few
-	// thousand steps and then expire.
-	t.Run("big", func(t *testing.T) { testModel(t, 900, 30*time.Minute, 20000) })
+	for _, ids := range []bool{false, true} {
+		// Small swarms, peers expiring within a hundred steps or so.
+		t.Run(fmt.Sprintf("small/ids=%v", ids), func(t *testing.T) { testModel(t, 60, time.Minute, 40*time.Second, 20000, ids) })
+		// Big swarms that gain and lose their indexes as they grow for a
+		// few thousand steps and then expire.
+		t.Run(fmt.Sprintf("big/ids=%v", ids), func(t *testing.T) { testModel(t, 1800, 30*time.Minute, 40*time.Second, 20000, ids) })
+		// The longest lifetime, with jumps of hours between announces: the
+		// 15-bit expiries wrap many times over, and a swarm is left alone
+		// for longer than their window (no sweeper).
+		t.Run(fmt.Sprintf("long/ids=%v", ids), func(t *testing.T) { testModel(t, 200, MaxPeerLifetime, 5*time.Hour, 20000, ids) })
+	}
 }
 
-func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
+func testModel(t *testing.T, poolSize int, lifetime, maxJump time.Duration, steps int, ids bool) {
 	clock := newFakeClock()
-	s := NewWithConfig(store.Options{PeerLifetime: lifetime, Now: clock.Now}, Config{Shards: 1, SweepInterval: -1})
+	s := NewWithConfig(store.Options{PeerLifetime: lifetime, PeerIDs: ids, Now: clock.Now}, Config{Shards: 1, SweepInterval: -1})
 	defer s.Close()
 	ctx := context.Background()
 	h := bittorrent.InfoHash{1}
@@ -296,14 +477,17 @@ func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
 	var downloaded uint32
 	var indexed4, indexed6 int // steps that ended with an index
 	defer func() {
-		if poolSize > 3*indexMin && (indexed4 == 0 || indexed6 == 0) {
+		if poolSize > 3*indexMin4 && (indexed4 == 0 || indexed6 == 0) {
 			t.Errorf("IPv4 family indexed after %d steps, IPv6 after %d: the test does not reach the indexes", indexed4, indexed6)
 		}
 	}()
+	if raceEnabled {
+		steps /= 4
+	}
 	var buf []bittorrent.Peer
 	for step := range steps {
 		if rng.IntN(50) == 0 {
-			clock.Advance(time.Duration(rng.IntN(40)) * time.Second)
+			clock.Advance(time.Duration(rng.Int64N(int64(maxJump/time.Second))) * time.Second)
 		}
 		now := clock.Now()
 		// The clock moves by whole seconds from a whole second, so expiry
@@ -343,24 +527,38 @@ func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
 				downloaded++
 			}
 		}
-		sw := lookup(s, h)
-		if sw != nil && sw.x != nil {
-			if sw.x.idx4 != nil {
+		sh, sw := lookup(s, h)
+		if sw != nil && sw.x != 0 {
+			if x := sh.extra(sw); x.idx4.n != 0 {
 				indexed4++
 			}
-			if sw.x.idx6 != nil {
+			if x := sh.extra(sw); x.idx6.n != 0 {
 				indexed6++
 			}
 		}
-		if sw != nil && st != sw.stats() {
-			t.Fatalf("step %d: announce returned %+v, swarm has %+v", step, st, sw.stats())
+		if sw != nil && st != sh.stats(sw) {
+			t.Fatalf("step %d: announce returned %+v, swarm has %+v", step, st, sh.stats(sw))
 		}
-		// A full check costs O(peers): do it on every step near the sizes
-		// where an index comes or goes, on one in five elsewhere.
-		if n := len(model); step%5 != 0 && (n < indexMin/3 || n > 3*indexMin) {
+		if sh.mem.needsCompaction() {
+			t.Fatalf("step %d: region left needing compaction: %d chunks, %d of %d bytes free", step, sh.mem.n, sh.mem.freed, sh.mem.carved)
+		}
+		// A full check costs O(peers), or O(peers²) without an index: do
+		// it on every step near the sizes where an index comes or goes
+		// and in small swarms, on one in twenty elsewhere.
+		if n := len(model); step%20 != 0 && n >= 16 && !nearIndexSize(n) {
 			continue
 		}
-		checkSwarm(t, sw, model, downloaded)
+		if step%100 == 0 {
+			// Compact the region now and then, whether it needs it or not:
+			// every block must survive the move.
+			checkMemory(t, sh)
+			if moved, live := sh.compactMemory(), liveBytes(sh); moved != live {
+				t.Fatalf("step %d: compaction moved %d bytes, the swarms own %d", step, moved, live)
+			}
+			sh, sw = lookup(s, h)
+		}
+		checkSwarm(t, sh, sw, model, downloaded, now, s.base)
+		checkMemory(t, sh)
 		candidates := 0
 		for other, m := range model {
 			if other != addr && (!a.Seeder || !m.seeder) {
@@ -373,7 +571,7 @@ func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
 		seen := make(map[netip.AddrPort]bool)
 		for _, p := range buf {
 			m := model[p.Addr]
-			if m == nil || m.id != p.ID || p.Addr == addr || seen[p.Addr] || (a.Seeder && m.seeder) {
+			if m == nil || (ids && m.id != p.ID) || (!ids && p.ID != bittorrent.PeerID{}) || p.Addr == addr || seen[p.Addr] || (a.Seeder && m.seeder) {
 				t.Fatalf("step %d: returned %v, model %+v", step, p, m)
 			}
 			seen[p.Addr] = true
@@ -386,28 +584,49 @@ func testModel(t *testing.T, poolSize int, lifetime time.Duration, steps int) {
 }
 
 // TestPick checks the sampler on its own: counts, no duplicates, never the
-// announcing peer, only leechers for a seeder, and (with a fixed seed, so
-// the test is deterministic) every candidate chosen as often as the others.
+// announcing peer, only leechers for a seeder, ids with their peers, and
+// (with a fixed seed, so the test is deterministic) every candidate chosen
+// as often as the others.
 func TestPick(t *testing.T) {
-	rng := rand.NewPCG(5, 6)
+	for _, ids := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ids=%v", ids), func(t *testing.T) { testPick(t, ids) })
+	}
+}
+
+func testPick(t *testing.T, ids bool) {
 	for _, tc := range []struct {
 		seeders4, leechers4, seeders6, leechers6 int
 	}{
 		{0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {3, 4, 0, 0}, {0, 0, 3, 4},
 		{10, 20, 5, 7}, {7, 0, 0, 9}, {0, 13, 2, 0}, {100, 37, 11, 3},
 	} {
-		sw := &swarm{minExp: noExp}
+		sh, release := newShard(ids)
+		get := addSwarm(sh)
+		sw := get()
+		idOf := func(addr netip.AddrPort) bittorrent.PeerID {
+			var id bittorrent.PeerID
+			copy(id[:], addr.String())
+			return id
+		}
 		for i := range tc.seeders4 + tc.leechers4 {
-			sw.apply4(&store.Announce{Seeder: i < tc.seeders4}, uint32(i), 1, 100)
+			a := store.Announce{Seeder: i < tc.seeders4}
+			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{0, 0, 0, byte(i)}), 1))
+			sh.apply4(sw, &a, uint32(i), 1, 100)
 		}
 		for i := range tc.seeders6 + tc.leechers6 {
 			ip := [16]byte{0: 0x20, 15: byte(i)}
-			sw.apply6(&store.Announce{Seeder: i < tc.seeders6}, &ip, 1, 100)
+			a := store.Announce{Seeder: i < tc.seeders6}
+			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom16(ip), 1))
+			sh.apply6(sw, &a, &ip, 1, 100)
 		}
-		n4, n6 := len(sw.v4), 0
-		if sw.x != nil {
-			n6 = len(sw.x.v6)
+		sh.tidyMemory()
+		sw = get()
+		f4 := open4(sh, sw)
+		var f6 family[peer6, *peer6]
+		if sw.x != 0 {
+			f6 = open6(sh, sh.extra(sw))
 		}
+		n4, n6 := len(f4.recs), len(f6.recs)
 		type self struct {
 			seeder       bool
 			self4, self6 int
@@ -424,14 +643,14 @@ func TestPick(t *testing.T) {
 		}
 		for _, me := range selves {
 			var cand []bittorrent.Peer
-			for i := range sw.v4 {
-				if i != me.self4 && (!me.seeder || i >= int(sw.ns4)) {
-					cand = append(cand, sw.v4[i].peer())
+			for i := range f4.recs {
+				if i != me.self4 && (!me.seeder || i >= int(sw.v4.ns)) {
+					cand = append(cand, bittorrent.Peer{ID: f4.id(i), Addr: f4.recs[i].addr()})
 				}
 			}
-			for i := 0; i < n6; i++ {
-				if i != me.self6 && (!me.seeder || i >= int(sw.x.ns6)) {
-					cand = append(cand, sw.x.v6[i].peer())
+			for i := range f6.recs {
+				if i != me.self6 && (!me.seeder || i >= int(f6.f.ns)) {
+					cand = append(cand, bittorrent.Peer{ID: f6.id(i), Addr: f6.recs[i].addr()})
 				}
 			}
 			for _, want := range []int{0, 1, 2, 5, len(cand) - 1, len(cand), len(cand) + 3} {
@@ -442,11 +661,17 @@ func TestPick(t *testing.T) {
 				isCand := make(map[bittorrent.Peer]bool, len(cand))
 				for _, p := range cand {
 					isCand[p] = true
+					if ids && p.ID != idOf(p.Addr) || !ids && p.ID != (bittorrent.PeerID{}) {
+						t.Fatalf("%s: %v stored with id %q", name, p.Addr, p.ID)
+					}
 				}
 				counts := make(map[netip.AddrPort]int)
-				const rounds = 2000
+				rounds := 2000
+				if raceEnabled {
+					rounds = 500
+				}
 				for range rounds {
-					got := sw.pick(rng, me.seeder, store.AnyFamily, me.self4, me.self6, want, nil)
+					got := sh.pick(sw, me.seeder, store.AnyFamily, me.self4, me.self6, want, nil)
 					if len(got) != min(want, len(cand)) {
 						t.Fatalf("%s: %d peers, want %d", name, len(got), min(want, len(cand)))
 					}
@@ -480,27 +705,51 @@ func TestPick(t *testing.T) {
 				}
 			}
 		}
+		release()
 	}
 }
 
 // TestExpiryRounding checks that expiry is rounded up to whole seconds: a
 // peer never expires before its lifetime, and at most a second after.
 func TestExpiryRounding(t *testing.T) {
-	clock := newFakeClock()
-	s := NewWithConfig(store.Options{PeerLifetime: 10 * time.Second, Now: clock.Now}, Config{SweepInterval: -1})
-	defer s.Close()
-	ctx := context.Background()
-	h := bittorrent.InfoHash{7}
-	clock.Advance(300 * time.Millisecond)
-	p := bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}
-	s.Announce(ctx, store.Announce{InfoHash: h, Peer: p}, nil)
-	clock.Advance(10*time.Second - time.Nanosecond)
-	if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 1 {
-		t.Errorf("peer expired before its lifetime")
+	for _, lifetime := range []time.Duration{10 * time.Second, MaxPeerLifetime} {
+		clock := newFakeClock()
+		s := NewWithConfig(store.Options{PeerLifetime: lifetime, Now: clock.Now}, Config{SweepInterval: -1})
+		ctx := context.Background()
+		h := bittorrent.InfoHash{7}
+		clock.Advance(300 * time.Millisecond)
+		p := bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}
+		s.Announce(ctx, store.Announce{InfoHash: h, Peer: p}, nil)
+		clock.Advance(lifetime - time.Nanosecond)
+		if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 1 {
+			t.Errorf("lifetime %v: peer expired before its lifetime", lifetime)
+		}
+		clock.Advance(time.Second + time.Nanosecond)
+		if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 0 {
+			t.Errorf("lifetime %v: peer alive a second after its lifetime", lifetime)
+		}
+		s.Close()
 	}
-	clock.Advance(time.Second + time.Nanosecond)
-	if st, _ := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); st[0].Leechers != 0 {
-		t.Errorf("peer alive a second after its lifetime")
+}
+
+// TestLifetimeBounds checks that New takes lifetimes up to MaxPeerLifetime
+// and no more.
+func TestLifetimeBounds(t *testing.T) {
+	for _, tt := range []struct {
+		lifetime time.Duration
+		ok       bool
+	}{
+		{time.Nanosecond, true}, {35 * time.Minute, true}, {MaxPeerLifetime, true},
+		{0, false}, {-time.Second, false}, {MaxPeerLifetime + time.Nanosecond, false},
+	} {
+		func() {
+			defer func() {
+				if r := recover(); (r == nil) != tt.ok {
+					t.Errorf("New with PeerLifetime %v: panic %v", tt.lifetime, r)
+				}
+			}()
+			New(store.Options{PeerLifetime: tt.lifetime}).Close()
+		}()
 	}
 }
 
@@ -525,10 +774,10 @@ func TestSweeper(t *testing.T) {
 		for i := range s.shards {
 			sh := &s.shards[i]
 			sh.mu.Lock()
-			for _, sl := range sh.swarms.slots {
-				if sl.tag != 0 {
+			for j := range sh.swarms.slots(sh) {
+				if sw := &sh.swarms.slots(sh)[j]; sw.minExp != 0 {
 					n++
-					if sl.sw.numPeers() == 0 {
+					if sh.numPeers(sw) == 0 {
 						empty++
 					}
 				}
@@ -549,7 +798,7 @@ func TestSweeper(t *testing.T) {
 }
 
 // TestTotalsSweeps checks that Totals drops expired peers itself when no
-// sweeper has, and frees their swarms.
+// sweeper has, and frees their swarms and memory.
 func TestTotalsSweeps(t *testing.T) {
 	clock := newFakeClock()
 	s := NewWithConfig(store.Options{PeerLifetime: time.Minute, Now: clock.Now}, Config{Shards: 8, SweepInterval: -1})
@@ -568,9 +817,104 @@ func TestTotalsSweeps(t *testing.T) {
 		t.Errorf("totals %+v after expiry", tot)
 	}
 	for i := range s.shards {
-		if n := s.shards[i].swarms.n; n != 0 || s.shards[i].swarms.slots != nil {
-			t.Errorf("shard %d keeps %d swarms", i, n)
+		sh := &s.shards[i]
+		if sh.swarms.n != 0 || sh.swarms.h != 0 {
+			t.Errorf("shard %d keeps %d swarms", i, sh.swarms.n)
 		}
+	}
+	if inUse, _ := s.memoryUsage(); inUse != 0 {
+		t.Errorf("%d bytes in use in an empty store", inUse)
+	}
+}
+
+// TestMemoryBounded has peers come and go for a long time and checks that
+// the store's memory follows its population, and goes back to nothing when
+// it is empty: free blocks are reused, regions compacted, large blocks
+// unmapped.
+func TestMemoryBounded(t *testing.T) {
+	for _, ids := range []bool{false, true} {
+		clock := newFakeClock()
+		s := NewWithConfig(store.Options{PeerLifetime: 10 * time.Minute, PeerIDs: ids, Now: clock.Now}, Config{Shards: 4, SweepInterval: -1})
+		ctx := context.Background()
+		rng := rand.New(rand.NewPCG(1, 1))
+		announce := func(n int, event bittorrent.Event) {
+			// Torrent 0 is big (a few large blocks), the others small.
+			torrent := 0
+			if n%3 != 0 {
+				torrent = 1 + n%500
+			}
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}), 1)
+			if n%7 == 0 {
+				addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 13: byte(n >> 16), 14: byte(n >> 8), 15: byte(n)}), 1)
+			}
+			a := store.Announce{InfoHash: bittorrent.InfoHash{byte(torrent), byte(torrent >> 8)}, Peer: bittorrent.Peer{Addr: addr}, Event: event, Seeder: n%4 != 0}
+			if _, _, err := s.Announce(ctx, a, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// 30,000 peers, then churn: each round a random tenth leaves and as
+		// many new ones join.
+		const pop = 30000
+		live := make([]int, pop)
+		for i := range live {
+			live[i] = i
+			announce(i, bittorrent.EventStarted)
+		}
+		_, held0 := s.memoryUsage()
+		next := pop
+		for round := range 30 {
+			for range pop / 10 {
+				j := rng.IntN(pop)
+				announce(live[j], bittorrent.EventStopped)
+				live[j] = next
+				announce(next, bittorrent.EventStarted)
+				next++
+			}
+			inUse, held := s.memoryUsage()
+			if tot, _ := s.Totals(ctx); tot.Peers() != pop {
+				t.Fatalf("ids %v, round %d: %d peers, want %d", ids, round, tot.Peers(), pop)
+			}
+			if held > held0*5/4+int64(len(s.shards))*pageSize || held > inUse*3/2 {
+				t.Fatalf("ids %v, round %d: %d bytes held for %d in use (%d after the fill)", ids, round, held, inUse, held0)
+			}
+		}
+		clock.Advance(11 * time.Minute)
+		if tot, _ := s.Totals(ctx); tot != (store.Totals{}) {
+			t.Errorf("ids %v: totals %+v after everyone expired", ids, tot)
+		}
+		if inUse, held := s.memoryUsage(); inUse != 0 || held != 0 {
+			t.Errorf("ids %v: %d bytes in use, %d held after everyone expired", ids, inUse, held)
+		}
+		s.Close()
+	}
+}
+
+// TestClose checks that a closed store refuses requests rather than touch
+// the memory it gave back, and that Close may be called twice.
+func TestClose(t *testing.T) {
+	s := New(store.Options{PeerLifetime: time.Minute})
+	ctx := context.Background()
+	a := store.Announce{InfoHash: bittorrent.InfoHash{1}, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort("192.0.2.1:1")}, NumWant: 10}
+	if _, _, err := s.Announce(ctx, a, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Announce(ctx, a, nil); err == nil {
+		t.Error("Announce after Close succeeded")
+	}
+	if _, err := s.Scrape(ctx, []bittorrent.InfoHash{{1}}, nil); err == nil {
+		t.Error("Scrape after Close succeeded")
+	}
+	if err := s.ScrapeAll(ctx, func(bittorrent.InfoHash, store.Stats) error { return nil }); err == nil {
+		t.Error("ScrapeAll after Close succeeded")
+	}
+	if _, err := s.Totals(ctx); err != nil {
+		t.Errorf("Totals after Close: %v", err)
 	}
 }
 
@@ -584,31 +928,33 @@ func TestInvalidAddr(t *testing.T) {
 }
 
 // TestReannounceAllocs checks that a re-announce of a known peer allocates
-// nothing when the caller's slice has room.
+// nothing when the caller's slice has room, with and without ids.
 func TestReannounceAllocs(t *testing.T) {
-	s := New(store.Options{PeerLifetime: time.Hour})
-	defer s.Close()
-	ctx := context.Background()
-	h := bittorrent.InfoHash{9}
-	for i := range 200 {
-		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)
-		if i%5 == 0 {
-			addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 15: byte(i)}), 1)
+	for _, ids := range []bool{false, true} {
+		s := New(store.Options{PeerLifetime: time.Hour, PeerIDs: ids})
+		ctx := context.Background()
+		h := bittorrent.InfoHash{9}
+		for i := range 200 {
+			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)
+			if i%5 == 0 {
+				addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 15: byte(i)}), 1)
+			}
+			s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
 		}
-		s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
-	}
-	buf := make([]bittorrent.Peer, 0, 50)
-	for _, addr := range []string{"10.0.0.1:1", "10.0.0.4:1", "[2000::5]:1"} {
-		for _, seeder := range []bool{false, true} {
-			a := store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort(addr)}, Seeder: seeder, NumWant: 50}
-			s.Announce(ctx, a, buf)
-			allocs := testing.AllocsPerRun(1000, func() {
-				buf, _, _ = s.Announce(ctx, a, buf[:0])
-			})
-			if allocs != 0 {
-				t.Errorf("re-announce of %s (seeder %v): %v allocations", addr, seeder, allocs)
+		buf := make([]bittorrent.Peer, 0, 50)
+		for _, addr := range []string{"10.0.0.1:1", "10.0.0.4:1", "[2000::5]:1"} {
+			for _, seeder := range []bool{false, true} {
+				a := store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: netip.MustParseAddrPort(addr)}, Seeder: seeder, NumWant: 50}
+				s.Announce(ctx, a, buf)
+				allocs := testing.AllocsPerRun(1000, func() {
+					buf, _, _ = s.Announce(ctx, a, buf[:0])
+				})
+				if allocs != 0 {
+					t.Errorf("ids %v: re-announce of %s (seeder %v): %v allocations", ids, addr, seeder, allocs)
+				}
 			}
 		}
+		s.Close()
 	}
 }
 

@@ -3,50 +3,63 @@
 // # Layout
 //
 // Swarms are spread by a keyed hash of their info hash over shards (1024 by
-// default), each a mutex and an open-addressing table whose 72-byte slots
-// hold the info hash and the swarm itself, so requests on different cores
-// rarely wait on each other, and finding a swarm costs one cache miss (a
-// Go map of *swarm costs three or four; see table).
+// default), each a mutex and an open-addressing table whose 48-byte slots
+// hold the info hash, the counts and the IPv4 peers' header, so requests on
+// different cores rarely wait on each other, and finding a swarm costs one
+// cache miss (a Go map of *swarm costs three or four; see table).
 //
-// A swarm (48 bytes) holds its IPv4 peers in one slice of fixed-size 32-byte
-// records (ip, port, flags, expiry, peer id) and, behind a pointer that is
-// nil for most swarms, its IPv6 peers in another of 44-byte records. Each
-// slice has the seeders first and the leechers after, so the candidates for
-// an announce are one or two contiguous ranges, and the garbage collector
-// has no pointer to scan in any peer. Within each part the order is free: a
-// peer joins, leaves or changes role by swapping at most two records, in
-// O(1). A family of up to 128 peers (the case of most swarms) finds a
-// session by scanning its records (at that size no dearer than the cache
-// miss an index lookup adds);
-// a bigger one also keeps an index, an open-addressing table of 8-byte
-// entries from the hash of (ip, port) to the record's position (8 to 21
-// more bytes per peer, for the peers of big swarms only). There is no Go
-// map of peers and no allocation per peer.
+// A swarm holds its IPv4 peers in one block of fixed-size 8-byte records
+// (address, port, expiry and a flag) and, behind a handle that is 0 for
+// most swarms, its IPv6 peers in another of 20-byte records. A store that
+// keeps peer ids (store.Options.PeerIDs) keeps each peer's 20 bytes beside
+// its record, in the same block; by default it keeps none. Each block has
+// the seeders first and the leechers after, so the candidates for an
+// announce are one or two contiguous ranges. Within each part the order is
+// free: a peer joins, leaves or changes role by swapping at most two
+// records, in O(1). A family of up to 512 IPv4 or 128 IPv6 peers (the case
+// of most swarms) finds a session by scanning its records (at that size no
+// dearer than the cache misses an index lookup adds); a bigger one also
+// keeps an index, an open-addressing table of 8-byte entries from the hash
+// of (ip, port) to the record's position. Keeping each part sorted by (ip,
+// port) and binary searching, the other layout tried, costs an O(n) memmove
+// per join, leave or role change: about 330µs in a swarm of 100,000 peers,
+// against under 1µs now (BenchmarkChurnBigSwarm).
 //
-// A slice grows by a quarter when full (rounded up to the allocator's size
-// class) and shrinks when a quarter full, which keeps the slack small in
-// the small swarms where most peers are. Measured with 1,000,000 IPv4 peers
-// over 100,000 swarms (BenchmarkMemoryPerPeer): 46 bytes of live heap per
-// peer in all (59 when slices double instead, 51 at 1.5x); a re-announce of
-// a known peer allocates nothing. Keeping each part sorted by (ip, port)
-// and binary searching, the other layout tried, has the same memory but
-// costs an O(n) memmove per join, leave or role change: about 330µs in a
-// swarm of 100,000 peers, against under 1µs now (BenchmarkChurnBigSwarm).
+// # Memory
 //
-// Expiry is kept in whole seconds since the store was made, rounded up, in
-// a uint32: a peer is alive while the current second is below its expiry
-// (so it may outlive its lifetime by less than a second, never fall short).
+// Tables, records and indexes live outside the Go heap, in blocks the store
+// maps, carves and frees itself (see heap): no pointer in them for the
+// garbage collector to scan, no garbage-collector headroom on them (the Go
+// heap is kept at about twice its live data, which would double the
+// resident size of the peers), and a block dies exactly when its swarm no
+// longer needs it. Blocks come in size classes 12.5% apart at most (every
+// multiple of 8 bytes up to 128), and a family grows to the next class when
+// full and shrinks when half empty, so a block is about 6% larger than its
+// records on average and the small swarms, where most peers are, waste
+// nothing. Close gives the memory back to the system.
+//
+// Measured with 1,000,000 IPv4 peers over 100,000 swarms
+// (BenchmarkMemoryPerPeer), the store takes about 17 bytes per peer in
+// use and 21 resident (46 and 78 when its blocks were Go slices of 32-byte
+// records with ids); a re-announce of a known peer allocates nothing.
 //
 // # Expiry
 //
-// Each swarm knows a lower bound of its peers' expiries. An announce or a
-// scrape that finds it passed compacts the swarm first (O(n); afterwards the
-// bound is exact and in the future, so this happens at most once per second
-// per swarm), so expired peers are never returned nor counted. A background
-// sweeper walks the shards once a second, one at a time, dropping expired
-// peers and deleting swarms that are left with no peer and no download.
-// Swarms with no peer but a download count are kept so the count survives:
-// their memory (about 110 bytes each) is not bounded yet.
+// Expiry is kept in whole seconds since the store was made, rounded up: a
+// peer is alive while the current second is below its expiry (so it may
+// outlive its lifetime by less than a second, never fall short). A record
+// keeps only the low 15 bits of its expiry, which the swarm's minExp makes
+// whole again (see expiryOf); hence MaxPeerLifetime.
+//
+// Each swarm knows a lower bound of its peers' expiries (minExp). An
+// announce or a scrape that finds it passed compacts the swarm first (O(n);
+// afterwards the bound is exact and in the future, so this happens at most
+// once per second per swarm), so expired peers are never returned nor
+// counted. A background sweeper walks the shards once a second, one at a
+// time, dropping expired peers and deleting swarms that are left with no
+// peer and no download. Swarms with no peer but a download count are kept
+// so the count survives: their memory (about 70 bytes each) is not bounded
+// yet.
 //
 // Totals is three atomic counters, changed only when a count changes. They
 // are exact once every shard has been swept up to the current second. The
@@ -85,11 +98,18 @@ type Config struct {
 // DefaultShards is the number of shards of a Config with Shards 0.
 const DefaultShards = 1024
 
-// Store is the in-memory store. Make one with New.
+// MaxPeerLifetime is the longest store.Options.PeerLifetime the store
+// takes: a record keeps its expiry in 15 bits of seconds, and every expiry
+// of a swarm must lie within 2^15 seconds of its earliest (see expiryOf).
+const MaxPeerLifetime = 9 * time.Hour
+
+// Store is the in-memory store. Make one with New; Close gives its memory
+// back.
 type Store struct {
 	shards   []shard
 	mask     uint64
 	seed     maphash.Seed
+	heap     *heap
 	now      func() time.Time
 	base     time.Time
 	lifetime time.Duration
@@ -110,29 +130,37 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-// shard is one lock's worth of swarms, padded to a cache line of its own.
+// shard is one lock's worth of swarms, padded to whole cache lines.
 type shard struct {
 	mu     sync.Mutex
 	swarms table
+	closed bool // the store is closed: its memory is gone
+	ids    bool // keep peer ids (store.Options.PeerIDs)
 	rng    rand.PCG
 	// A lower bound of the expiry of every peer in the shard. Written with
 	// mu held, read without by Totals.
 	minExp atomic.Uint32
-	_      [64 - 8 - 32 - 16 - 4]byte
+	heap   *heap    // the store's large blocks
+	mem    region   // the shard's small blocks
+	_      [40]byte // to a whole number of cache lines
 }
 
 var _ store.Store = (*Store)(nil)
 
-var errNoAddr = errors.New("memory: announce without a valid peer address")
+var (
+	errNoAddr = errors.New("memory: announce without a valid peer address")
+	errClosed = errors.New("memory: store closed")
+)
 
 // New returns a store with the default Config. It starts a background
-// sweeper, which Close stops. opts.PeerLifetime must be positive.
+// sweeper, which Close stops. opts.PeerLifetime must be positive and at
+// most MaxPeerLifetime.
 func New(opts store.Options) *Store { return NewWithConfig(opts, Config{}) }
 
 // NewWithConfig returns a store configured by opts and cfg.
 func NewWithConfig(opts store.Options, cfg Config) *Store {
-	if opts.PeerLifetime <= 0 {
-		panic("memory: store.Options.PeerLifetime must be positive")
+	if opts.PeerLifetime <= 0 || opts.PeerLifetime > MaxPeerLifetime {
+		panic("memory: store.Options.PeerLifetime must be positive and at most memory.MaxPeerLifetime")
 	}
 	n := 1
 	for n < cfg.Shards || (cfg.Shards <= 0 && n < DefaultShards) {
@@ -146,6 +174,7 @@ func NewWithConfig(opts store.Options, cfg Config) *Store {
 		shards:   make([]shard, n),
 		mask:     uint64(n - 1),
 		seed:     maphash.MakeSeed(),
+		heap:     new(heap),
 		now:      now,
 		base:     now(),
 		lifetime: opts.PeerLifetime,
@@ -156,6 +185,8 @@ func NewWithConfig(opts store.Options, cfg Config) *Store {
 		sh := &s.shards[i]
 		sh.rng.Seed(rand.Uint64(), rand.Uint64())
 		sh.minExp.Store(noExp)
+		sh.ids = opts.PeerIDs
+		sh.heap = s.heap
 	}
 	interval := cfg.SweepInterval
 	if interval == 0 {
@@ -187,12 +218,12 @@ func (s *Store) nowSec() uint32 {
 	return now
 }
 
-// shardFor returns the shard of h and h's tag in the shard's table: the
-// shard is picked by the high half of a keyed hash (so that info hashes
-// chosen to collide cannot pile up in one shard), the slot by the low.
-func (s *Store) shardFor(h *bittorrent.InfoHash) (*shard, uint32) {
+// shardFor returns the shard of h and h's keyed hash: the shard is picked
+// by the high half of the hash (so that info hashes chosen to collide
+// cannot pile up in one shard), the slot by the low.
+func (s *Store) shardFor(h *bittorrent.InfoHash) (*shard, uint64) {
 	hash := maphash.Bytes(s.seed, h[:])
-	return &s.shards[(hash>>32)&s.mask], tagOf(hash)
+	return &s.shards[(hash>>32)&s.mask], hash
 }
 
 // count applies changes of seeders, leechers and torrents to the totals.
@@ -209,48 +240,63 @@ func (s *Store) count(dS, dL, dT int) {
 }
 
 // compact drops the expired peers of sw and counts them out.
-func (s *Store) compact(sw *swarm, now uint32) {
-	had := sw.numPeers() > 0
-	rmS, rmL := sw.compact(now)
+func (s *Store) compact(sh *shard, sw *swarm, now uint32) {
+	had := sh.numPeers(sw) > 0
+	rmS, rmL := sh.compact(sw, now)
 	dT := 0
-	if had && sw.numPeers() == 0 {
+	if had && sh.numPeers(sw) == 0 {
 		dT = -1
 	}
 	s.count(-rmS, -rmL, dT)
 }
 
-// Announce implements store.Store. It fails only for an invalid address.
+// removeIfEmpty deletes the swarm in slot i of sh if it has no peer and no
+// download, and reports whether it did.
+func (s *Store) removeIfEmpty(sh *shard, sw *swarm, i int) bool {
+	if sh.numPeers(sw) != 0 || sw.downloaded != 0 {
+		return false
+	}
+	sh.freeSwarm(sw)
+	sh.swarms.remove(sh, s.seed, i)
+	return true
+}
+
+// Announce implements store.Store. It fails only for an invalid address or
+// a closed store.
 func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
 	if !a.Peer.Addr.IsValid() {
 		return peers, store.Stats{}, errNoAddr
 	}
 	now, exp := s.clock()
-	sh, tag := s.shardFor(&a.InfoHash)
+	sh, hash := s.shardFor(&a.InfoHash)
 	sh.mu.Lock()
-	i, found := sh.swarms.find(&a.InfoHash, tag)
-	var sw *swarm
+	if sh.closed {
+		sh.mu.Unlock()
+		return peers, store.Stats{}, errClosed
+	}
+	i, found := sh.swarms.find(sh, &a.InfoHash, hash)
 	if !found {
 		if a.Event == bittorrent.EventStopped {
 			sh.mu.Unlock()
 			return peers, store.Stats{}, nil
 		}
-		i = sh.swarms.insert(&a.InfoHash, tag, i)
-		sw = &sh.swarms.slots[i].sw
-		sw.minExp = noExp
-	} else if sw = &sh.swarms.slots[i].sw; sw.minExp <= now {
-		s.compact(sw, now)
+		i = sh.swarms.insert(sh, s.seed, &a.InfoHash, hash, i)
 	}
-	before := sw.numPeers()
+	sw := &sh.swarms.slots(sh)[i]
+	if sw.minExp <= now {
+		s.compact(sh, sw, now)
+	}
+	before := sh.numPeers(sw)
 
 	self4, self6 := -1, -1
 	var dS, dL int
 	ip, port := a.Peer.Addr.Addr(), a.Peer.Addr.Port()
 	if ip.Is4() {
 		b := ip.As4()
-		self4, dS, dL = sw.apply4(&a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), port, exp)
+		self4, dS, dL = sh.apply4(sw, &a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), port, exp)
 	} else {
 		b := ip.As16()
-		self6, dS, dL = sw.apply6(&a, &b, port, exp)
+		self6, dS, dL = sh.apply6(sw, &a, &b, port, exp)
 	}
 	if a.Event != bittorrent.EventStopped {
 		if exp < sw.minExp {
@@ -260,7 +306,7 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 			sh.minExp.Store(exp)
 		}
 	}
-	after := sw.numPeers()
+	after := sh.numPeers(sw)
 	dT := 0
 	if before == 0 && after > 0 {
 		dT = 1
@@ -269,36 +315,40 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 	}
 	s.count(dS, dL, dT)
 
-	st := sw.stats()
+	st := sh.stats(sw)
 	if a.NumWant > 0 {
-		peers = sw.pick(&sh.rng, a.Seeder, a.Family, self4, self6, a.NumWant, peers)
+		peers = sh.pick(sw, a.Seeder, a.Family, self4, self6, a.NumWant, peers)
 	}
-	if after == 0 && sw.downloaded == 0 {
-		sh.swarms.remove(i)
-		sh.swarms.shrink()
+	if s.removeIfEmpty(sh, sw, i) {
+		sh.swarms.shrink(sh, s.seed)
 	}
+	sh.tidyMemory()
 	sh.mu.Unlock()
 	return peers, st, nil
 }
 
-// Scrape implements store.Store. It never fails.
+// Scrape implements store.Store. It fails only for a closed store.
 func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, stats []store.Stats) ([]store.Stats, error) {
 	now := s.nowSec()
 	for i := range hashes {
 		h := &hashes[i]
-		sh, tag := s.shardFor(h)
+		sh, hash := s.shardFor(h)
 		var st store.Stats
 		sh.mu.Lock()
-		if j, ok := sh.swarms.find(h, tag); ok {
-			sw := &sh.swarms.slots[j].sw
+		if sh.closed {
+			sh.mu.Unlock()
+			return stats, errClosed
+		}
+		if j, ok := sh.swarms.find(sh, h, hash); ok {
+			sw := &sh.swarms.slots(sh)[j]
 			if sw.minExp <= now {
-				s.compact(sw, now)
+				s.compact(sh, sw, now)
 			}
-			st = sw.stats()
-			if sw.numPeers() == 0 && sw.downloaded == 0 {
-				sh.swarms.remove(j)
-				sh.swarms.shrink()
+			st = sh.stats(sw)
+			if s.removeIfEmpty(sh, sw, j) {
+				sh.swarms.shrink(sh, s.seed)
 			}
+			sh.tidyMemory()
 		}
 		sh.mu.Unlock()
 		stats = append(stats, st)
@@ -313,17 +363,22 @@ type scraped struct {
 
 // ScrapeAll implements store.Store. It sweeps each shard, copies its swarms'
 // counts and unlocks it before calling fn, so fn never runs with a lock held.
+// It fails only for a closed store, or with fn's error.
 func (s *Store) ScrapeAll(_ context.Context, fn func(bittorrent.InfoHash, store.Stats) error) error {
 	var buf []scraped
 	for i := range s.shards {
 		sh := &s.shards[i]
 		now := s.nowSec()
 		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return errClosed
+		}
 		s.sweepShard(sh, now)
 		buf = buf[:0]
-		for j := range sh.swarms.slots {
-			if sl := &sh.swarms.slots[j]; sl.tag != 0 {
-				buf = append(buf, scraped{sl.hash, sl.sw.stats()})
+		for j := range sh.swarms.slots(sh) {
+			if sw := &sh.swarms.slots(sh)[j]; sw.minExp != 0 {
+				buf = append(buf, scraped{sw.hash, sh.stats(sw)})
 			}
 		}
 		sh.mu.Unlock()
@@ -354,9 +409,24 @@ func (s *Store) Totals(context.Context) (store.Totals, error) {
 // another.
 func nonNegative(n int64) uint64 { return uint64(max(n, 0)) }
 
-// Close stops the background sweeper. It always returns nil.
+// Close stops the background sweeper and gives the store's memory back to
+// the system. Calls after it fail (Totals returns the last counts). It
+// always returns nil.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { close(s.stop) })
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		for i := range s.shards {
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			sh.closed = true
+			sh.swarms = table{}
+			sh.mem.release()
+			sh.mu.Unlock()
+		}
+		// No shard can reach a large block now.
+		s.heap.release()
+	})
 	<-s.done
 	return nil
 }
@@ -397,7 +467,9 @@ func (s *Store) sweep(now uint32, yield bool) {
 			}
 		}
 		sh.mu.Lock()
-		s.sweepShard(sh, now)
+		if !sh.closed {
+			s.sweepShard(sh, now)
+		}
 		sh.mu.Unlock()
 		if yield {
 			runtime.Gosched()
@@ -408,27 +480,26 @@ func (s *Store) sweep(now uint32, yield bool) {
 
 // sweepShard compacts the swarms of sh with peers expired at now, deletes
 // those left with no peer and no download, and makes sh.minExp exact. sh.mu
-// must be held.
+// must be held and the store open.
 func (s *Store) sweepShard(sh *shard, now uint32) {
 	minExp := uint32(noExp)
 	t := &sh.swarms
-	for i := 0; i < len(t.slots); {
-		sl := &t.slots[i]
-		if sl.tag == 0 {
+	for i := 0; i < len(t.slots(sh)); {
+		sw := &t.slots(sh)[i]
+		if sw.minExp == 0 {
 			i++
 			continue
 		}
-		sw := &sl.sw
 		if sw.minExp <= now {
-			s.compact(sw, now)
+			s.compact(sh, sw, now)
 		}
-		if sw.numPeers() == 0 && sw.downloaded == 0 {
-			t.remove(i) // and look at slot i again: another may have moved in
-			continue
+		if s.removeIfEmpty(sh, sw, i) {
+			continue // and look at slot i again: another may have moved in
 		}
 		minExp = min(minExp, sw.minExp)
 		i++
 	}
-	t.shrink()
+	t.shrink(sh, s.seed)
+	sh.tidyMemory()
 	sh.minExp.Store(minExp)
 }

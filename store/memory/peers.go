@@ -5,40 +5,65 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"net/netip"
+	"unsafe"
 
 	"trackd/bittorrent"
 )
 
-// Peer records, and the arrays that hold them.
+// Peer records, and the blocks that hold them.
 //
-// A swarm keeps its IPv4 peers in one slice of peer4 and its IPv6 peers in
-// another of peer6: a family. Each family is split in two parts, in no
-// particular order within each:
+// A swarm keeps its IPv4 peers in one block of peer4 records and its IPv6
+// peers in another of peer6: a family. Each family is split in two parts,
+// in no particular order within each:
 //
 //	[0, ns)        seeders
-//	[ns, len)      leechers
+//	[ns, n)        leechers
 //
 // so the candidates for a seeder (leechers only) and for a leecher
 // (everyone) are each one contiguous range, and a peer joins, leaves or
 // changes role by swapping at most two records: O(1) whatever the size of
-// the swarm. A family of up to indexMin peers (most of them) is searched
-// by a scan, which for so few records costs about what one cache miss does;
-// a bigger one also has an index, an open-addressing table from the hash
-// of (ip, port) to the record's position. Records hold no pointers, so the
-// garbage collector never scans them.
+// the swarm. A store that keeps peer ids (store.Options.PeerIDs) keeps them
+// in the same block, after room for every record: the id of record i is
+// ids[i], and every move of a record moves its id. A family small enough
+// (indexMin4, indexMin6) is searched by a scan, which for so few records
+// costs about what one cache miss does; a bigger one also has an index, an
+// open-addressing table from the hash of (ip, port) to the record's
+// position.
 
-// flagCompleted marks a session whose completed event has been counted in
-// the swarm's Downloaded.
-const flagCompleted = 1
+// A record's e field holds its expiry, in seconds since the store's base
+// time, modulo 2^15 (expBits), and the flag flagCompleted.
+//
+// The swarm's minExp m makes the expiry whole again: every record of a
+// swarm expires in [m, m+2^15), so a record's expiry is the one number of
+// that window equal to e modulo 2^15 (see expiryOf). The window holds
+// because a swarm whose m has passed is compacted before anything is added
+// to it (after which m is exact and in the future), and a peer announcing
+// at second t expires at most at t+1+lifetime: so every expiry lies in
+// (t, t+1+lifetime] for the last compaction or announce t, a window of at
+// most lifetime+1 seconds, which MaxPeerLifetime keeps below 2^15. No
+// sweep is needed for it: a swarm nobody touches for days is still read
+// right.
+const (
+	expBits       = 15
+	expMask       = 1<<expBits - 1
+	flagCompleted = 1 << expBits // the session's completed event has been counted in the swarm's Downloaded
+)
 
-// peer4 is an IPv4 peer: 32 bytes.
+// encodeExp makes the e field of a record expiring at exp, with the flags
+// of old.
+func encodeExp(exp uint32, old uint16) uint16 {
+	return uint16(exp)&expMask | old&flagCompleted
+}
+
+// expiryOf returns the expiry of a record whose e field is e, in a swarm
+// whose minExp is m.
+func expiryOf(e uint16, m uint32) uint32 { return m + uint32((e-uint16(m))&expMask) }
+
+// peer4 is an IPv4 peer: 8 bytes.
 type peer4 struct {
-	ip    uint32 // the address, big-endian: a.b.c.d is a<<24|b<<16|c<<8|d
-	port  uint16
-	flags uint8
-	_     uint8
-	exp   uint32 // expiry, in seconds since the store's base time
-	id    bittorrent.PeerID
+	ip   uint32 // the address, big-endian: a.b.c.d is a<<24|b<<16|c<<8|d
+	port uint16
+	e    uint16 // expiry and flags
 }
 
 // key4 identifies an IPv4 session: (ip, port).
@@ -46,20 +71,17 @@ func key4(ip uint32, port uint16) uint64 { return uint64(ip)<<16 | uint64(port) 
 
 func (p *peer4) key() uint64 { return key4(p.ip, p.port) }
 
-func (p *peer4) peer() bittorrent.Peer {
+func (p *peer4) addr() netip.AddrPort {
 	var a [4]byte
 	binary.BigEndian.PutUint32(a[:], p.ip)
-	return bittorrent.Peer{ID: p.id, Addr: netip.AddrPortFrom(netip.AddrFrom4(a), p.port)}
+	return netip.AddrPortFrom(netip.AddrFrom4(a), p.port)
 }
 
-// peer6 is an IPv6 peer: 44 bytes. A zone is not kept.
+// peer6 is an IPv6 peer: 20 bytes. A zone is not kept.
 type peer6 struct {
-	ip    [16]byte
-	port  uint16
-	flags uint8
-	_     uint8
-	exp   uint32
-	id    bittorrent.PeerID
+	ip   [16]byte
+	port uint16
+	e    uint16
 }
 
 // key6 identifies an IPv6 session: hi and lo are the address's halves read
@@ -75,9 +97,18 @@ func makeKey6(ip *[16]byte, port uint16) key6 {
 
 func (p *peer6) key() key6 { return makeKey6(&p.ip, p.port) }
 
-func (p *peer6) peer() bittorrent.Peer {
-	return bittorrent.Peer{ID: p.id, Addr: netip.AddrPortFrom(netip.AddrFrom16(p.ip), p.port)}
+func (p *peer6) addr() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(p.ip), p.port)
 }
+
+// record is what the code common to both families needs of a record.
+type record[R any] interface {
+	*R
+	flags() *uint16
+}
+
+func (p *peer4) flags() *uint16 { return &p.e }
+func (p *peer6) flags() *uint16 { return &p.e }
 
 // keySeed keys the hashes of the indexes, so that no one can choose
 // addresses that collide in them.
@@ -104,9 +135,13 @@ func hash6(k key6) uint32 {
 func hashPeer4(p *peer4) uint32 { return hash4(p.key()) }
 func hashPeer6(p *peer6) uint32 { return hash6(p.key()) }
 
-// indexMin is the size above which a family has an index; it loses it
-// below indexMin/2.
-const indexMin = 128
+// indexMin4 and indexMin6 are the sizes above which a family has an index
+// (it loses it below half that): a scan of 512 IPv4 records (4 KiB) or of
+// 128 IPv6 records (2.5 KiB) costs about what the index's cache misses do.
+const (
+	indexMin4 = 512
+	indexMin6 = 128
+)
 
 // index maps the 32-bit key hash of each record of a family to its
 // position: a power-of-two table of hash<<32 | position+1, 0 for an empty
@@ -156,150 +191,285 @@ func (ix index) del(e int) {
 	ix[e] = 0
 }
 
-// family is the operations common to both record types on one family of a
-// swarm: the records, the number of seeders at their front, and the index
-// (idx is nil for a family that may not have one: an IPv4 family whose
-// swarm has no extra yet, see swarm.apply4).
-type family[R any] struct {
-	s    *[]R
-	ns   *uint32
-	idx  *index
-	hash func(*R) uint32
+// fam is the header of a family, in its swarm: where its block is and how
+// many records it holds. 16 bytes.
+type fam struct {
+	h    handle    // 0 when the family is empty
+	size blockSize // of the block
+	n    uint32    // records
+	ns   uint32    // seeders, at the front
 }
 
-// push adds r, as a seeder or a leecher, and returns its position.
-func (f family[R]) push(r R, seeder bool) int {
-	s := *f.s
-	if len(s) == cap(s) {
-		s = realloc(s, newCap(len(s)))
+// idxRef is the header of an index: its block and its number of entries (a
+// power of two, which is the block's size in 8-byte units). 8 bytes.
+type idxRef struct {
+	h handle
+	n uint32 // 0 for no index
+}
+
+// family is one family of a swarm, opened for reading and changing it: the
+// header, the records and ids it points to, and the index.
+type family[R any, P record[R]] struct {
+	sh   *shard
+	f    *fam
+	ix   *idxRef // nil for a family that may not have an index: an IPv4 family whose swarm has no extra yet (see swarm.apply4)
+	recs []R     // the records, len f.n, cap the block's capacity
+	ids  []bittorrent.PeerID
+	hash func(*R) uint32
+	min  int // indexMin4 or indexMin6
+}
+
+func open4(sh *shard, sw *swarm) family[peer4, *peer4] {
+	fm := family[peer4, *peer4]{sh: sh, f: &sw.v4, hash: hashPeer4, min: indexMin4}
+	if sw.x != 0 {
+		fm.ix = &sh.extra(sw).idx4
 	}
-	pos := len(s)
-	s = append(s, r)
-	*f.s = s
-	if f.idx != nil {
-		switch ix := *f.idx; {
-		case ix != nil && len(s)*4 <= len(ix)*3:
-			ix.add(f.hash(&s[pos]), pos)
-		case ix != nil || len(s) > indexMin:
-			f.reindex()
+	fm.load()
+	return fm
+}
+
+func open6(sh *shard, x *extra) family[peer6, *peer6] {
+	fm := family[peer6, *peer6]{sh: sh, f: &x.v6, ix: &x.idx6, hash: hashPeer6, min: indexMin6}
+	fm.load()
+	return fm
+}
+
+// stride returns the bytes a record and its id take in a block.
+func (fm *family[R, P]) stride() uintptr {
+	var r R
+	if fm.sh.ids {
+		return unsafe.Sizeof(r) + unsafe.Sizeof(bittorrent.PeerID{})
+	}
+	return unsafe.Sizeof(r)
+}
+
+// load points recs and ids at the block of the header.
+func (fm *family[R, P]) load() {
+	f := fm.f
+	if f.h == 0 {
+		fm.recs, fm.ids = nil, nil
+		return
+	}
+	var r R
+	c := uintptr(f.size.bytes()) / fm.stride()
+	p := fm.sh.ptr(f.h)
+	fm.recs = unsafe.Slice((*R)(p), c)[:f.n]
+	if fm.sh.ids {
+		fm.ids = unsafe.Slice((*bittorrent.PeerID)(unsafe.Add(p, c*unsafe.Sizeof(r))), c)[:f.n]
+	}
+}
+
+// index returns the family's index, nil if none.
+func (fm *family[R, P]) index() index {
+	if fm.ix == nil || fm.ix.n == 0 {
+		return nil
+	}
+	return view[uint64](fm.sh, fm.ix.h, blockSize(fm.ix.n))
+}
+
+// id returns the id of the record at i: zero if the store keeps none.
+func (fm *family[R, P]) id(i int) bittorrent.PeerID {
+	if fm.ids == nil {
+		return bittorrent.PeerID{}
+	}
+	return fm.ids[i]
+}
+
+// setID sets the id of the record at i, if the store keeps ids.
+func (fm *family[R, P]) setID(i int, id *bittorrent.PeerID) {
+	if fm.ids != nil {
+		fm.ids[i] = *id
+	}
+}
+
+// resize moves the records and ids to a block with room for at least c of
+// them (c >= f.n), or frees the block for c = 0.
+func (fm *family[R, P]) resize(c int) {
+	sh, f := fm.sh, fm.f
+	old, oldSize := f.h, f.size
+	recs, ids := fm.recs, fm.ids
+	if c == 0 {
+		f.h, f.size = 0, 0
+		fm.recs, fm.ids = nil, nil
+	} else {
+		f.h, f.size = sh.alloc(c*int(fm.stride()), false)
+		fm.load()
+		copy(fm.recs, recs)
+		copy(fm.ids, ids)
+	}
+	if old != 0 {
+		sh.free(old, oldSize)
+	}
+}
+
+// push adds r with its id, as a seeder or a leecher, and returns its
+// position.
+func (fm *family[R, P]) push(r R, id *bittorrent.PeerID, seeder bool) int {
+	pos := len(fm.recs)
+	if pos == cap(fm.recs) {
+		fm.resize(pos + 1 + pos/8)
+	}
+	fm.recs = append(fm.recs, r)
+	if fm.ids != nil {
+		fm.ids = append(fm.ids, *id)
+	}
+	fm.f.n++
+	n := pos + 1
+	if fm.ix != nil {
+		switch ix := fm.index(); {
+		case ix != nil && n*4 <= len(ix)*3:
+			ix.add(fm.hash(&fm.recs[pos]), pos)
+		case ix != nil || n > fm.min:
+			fm.reindex()
 		}
 	}
 	if seeder {
-		ns := int(*f.ns)
-		f.swap(pos, ns)
-		*f.ns++
+		ns := int(fm.f.ns)
+		fm.swap(pos, ns)
+		fm.f.ns++
 		return ns
 	}
 	return pos
 }
 
-// swap swaps the records at i and j.
-func (f family[R]) swap(i, j int) {
+// swap swaps the records (and ids) at i and j.
+func (fm *family[R, P]) swap(i, j int) {
 	if i == j {
 		return
 	}
-	s := *f.s
-	if f.idx != nil {
-		if ix := *f.idx; ix != nil {
-			ei, ej := ix.entry(f.hash(&s[i]), i), ix.entry(f.hash(&s[j]), j)
-			ix.setPos(ei, j)
-			ix.setPos(ej, i)
-		}
+	s := fm.recs
+	if ix := fm.index(); ix != nil {
+		ei, ej := ix.entry(fm.hash(&s[i]), i), ix.entry(fm.hash(&s[j]), j)
+		ix.setPos(ei, j)
+		ix.setPos(ej, i)
 	}
 	s[i], s[j] = s[j], s[i]
+	if fm.ids != nil {
+		fm.ids[i], fm.ids[j] = fm.ids[j], fm.ids[i]
+	}
 }
 
 // remove removes the record at i.
-func (f family[R]) remove(i int) {
-	if ns := int(*f.ns); i < ns {
+func (fm *family[R, P]) remove(i int) {
+	if ns := int(fm.f.ns); i < ns {
 		// Move the last seeder into i, and the leaver to the
 		// boundary, which becomes the leechers' part.
-		f.swap(i, ns-1)
+		fm.swap(i, ns-1)
 		i = ns - 1
-		*f.ns--
+		fm.f.ns--
 	}
-	s := *f.s
-	last := len(s) - 1
-	f.swap(i, last)
-	var ix index
-	if f.idx != nil {
-		ix = *f.idx
-	}
+	last := len(fm.recs) - 1
+	fm.swap(i, last)
+	ix := fm.index()
 	if ix != nil {
-		ix.del(ix.entry(f.hash(&s[last]), last))
+		ix.del(ix.entry(fm.hash(&fm.recs[last]), last))
 	}
-	*f.s = shrink(s[:last])
-	if ix != nil && (last < indexMin/2 || last*8 < len(ix)) {
-		f.reindex() // drops it, or makes it smaller
+	fm.recs = fm.recs[:last]
+	if fm.ids != nil {
+		fm.ids = fm.ids[:last]
+	}
+	fm.f.n--
+	fm.shrink()
+	if ix != nil && (last < fm.min/2 || last*8 < len(ix)) {
+		fm.reindex() // drops it, or makes it smaller
+	}
+}
+
+// shrink moves the records to a smaller block when they use half of
+// theirs or less (the hysteresis between growing at full and shrinking at
+// half keeps a swarm that gains and loses one peer from moving each time),
+// and frees the block of an empty family.
+func (fm *family[R, P]) shrink() {
+	switch n := len(fm.recs); {
+	case n == 0:
+		fm.resize(0)
+	case n <= cap(fm.recs)/2:
+		fm.resize(n + n/8)
 	}
 }
 
 // toSeeder makes the leecher at i a seeder and returns its new position.
-func (f family[R]) toSeeder(i int) int {
-	ns := int(*f.ns)
-	f.swap(i, ns)
-	*f.ns++
+func (fm *family[R, P]) toSeeder(i int) int {
+	ns := int(fm.f.ns)
+	fm.swap(i, ns)
+	fm.f.ns++
 	return ns
 }
 
 // toLeecher makes the seeder at i a leecher and returns its new position.
-func (f family[R]) toLeecher(i int) int {
-	ns := int(*f.ns) - 1
-	f.swap(i, ns)
-	*f.ns--
+func (fm *family[R, P]) toLeecher(i int) int {
+	ns := int(fm.f.ns) - 1
+	fm.swap(i, ns)
+	fm.f.ns--
 	return ns
 }
 
 // reindex builds the index anew, at most half full, or drops it for a
 // small family.
-func (f family[R]) reindex() {
-	if f.idx == nil {
+func (fm *family[R, P]) reindex() {
+	if fm.ix == nil {
 		return
 	}
-	s := *f.s
-	if len(s) < indexMin/2 {
-		*f.idx = nil
+	sh, r := fm.sh, fm.ix
+	if r.n != 0 {
+		sh.free(r.h, blockSize(r.n))
+		*r = idxRef{}
+	}
+	s := fm.recs
+	if len(s) < fm.min/2 {
 		return
 	}
 	n := 16
 	for n < 2*len(s) {
 		n *= 2
 	}
-	ix := make(index, n)
+	r.h, _ = sh.alloc(n*8, true)
+	r.n = uint32(n)
+	ix := fm.index()
 	for i := range s {
-		ix.add(f.hash(&s[i]), i)
+		ix.add(fm.hash(&s[i]), i)
 	}
-	*f.idx = ix
 }
 
-// Slice growth shared by both record types.
-
-// newCap returns the capacity a full slice of n records grows to: about
-// 1.25n (the allocator then rounds up to its size class). Growing by a
-// quarter instead of append's doubling keeps the slack of small swarms,
-// where most peers live, near 12% instead of 25-50%, for a few more copies
-// when peers join.
-func newCap(n int) int { return n + n/4 + 1 }
-
-// realloc returns a copy of s in a new array of capacity at least c, rounded
-// up to the allocator's size class so that no byte of it is wasted.
-func realloc[T any](s []T, c int) []T {
-	// append to a nil slice sizes the array by the size class of c
-	// records, without allocating the make.
-	t := append([]T(nil), make([]T, c)...)
-	return t[:copy(t, s)]
+// compact drops the records expired at now (the swarm's minExp is m),
+// keeping the order (so seeders stay in front), lowers minExp to the
+// earliest expiry left, and returns the seeders and leechers dropped.
+func (fm *family[R, P]) compact(now, m uint32, minExp *uint32) (rmS, rmL int) {
+	s, ids := fm.recs, fm.ids
+	w := 0
+	for i := range s {
+		if e := expiryOf(*P(&s[i]).flags(), m); e > now {
+			if w != i {
+				s[w] = s[i]
+				if ids != nil {
+					ids[w] = ids[i]
+				}
+			}
+			w++
+			*minExp = min(*minExp, e)
+		} else if i < int(fm.f.ns) {
+			rmS++
+		}
+	}
+	if w == len(s) {
+		return 0, 0
+	}
+	rmL = len(s) - w - rmS
+	fm.recs = s[:w]
+	if ids != nil {
+		fm.ids = ids[:w]
+	}
+	fm.f.n = uint32(w)
+	fm.f.ns -= uint32(rmS)
+	fm.shrink()
+	fm.reindex()
+	return rmS, rmL
 }
 
-// shrink moves s to a smaller array when it uses a quarter of its capacity
-// or less (the hysteresis between growing at full and shrinking at a
-// quarter keeps a swarm that gains and loses one peer from copying each
-// time), and returns nil for an empty s.
-func shrink[T any](s []T) []T {
-	if len(s) == 0 {
-		return nil
-	}
-	if cap(s) >= 8 && len(s) <= cap(s)/4 {
-		return realloc(s, newCap(len(s)))
-	}
-	return s
+// free frees the family's block and index.
+func (fm *family[R, P]) free() {
+	fm.recs, fm.ids = fm.recs[:0], nil
+	fm.f.n, fm.f.ns = 0, 0
+	fm.resize(0)
+	fm.reindex()
 }

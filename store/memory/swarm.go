@@ -3,8 +3,8 @@ package memory
 import (
 	"math"
 	"math/bits"
-	"math/rand/v2"
 	"slices"
+	"unsafe"
 
 	"trackd/bittorrent"
 	"trackd/store"
@@ -13,63 +13,87 @@ import (
 // noExp is the expiry of nothing: the minExp of a swarm without peers.
 const noExp = math.MaxUint32
 
-// swarm is one torrent: 48 bytes, plus its peers' arrays.
+// swarm is one torrent: its slot in its shard's table, 48 bytes. The
+// IPv4 family's header is here; the rest, which most swarms do without,
+// is in an extra block.
 type swarm struct {
-	v4         []peer4 // seeders [0, ns4), then leechers
-	x          *extra  // nil while the swarm has neither IPv6 peers nor an IPv4 index
-	ns4        uint32
-	minExp     uint32 // no peer expires before: a lower bound, exact after compact
+	hash       bittorrent.InfoHash
+	minExp     uint32 // no peer expires before: a lower bound, exact after compact; 0 marks an empty slot
 	downloaded uint32
+	v4         fam
+	x          handle // the extra block; 0 while the swarm has neither IPv6 peers nor an IPv4 index
 }
 
-// extra is what most swarms do without: their IPv6 peers, laid out as
-// swarm.v4, and the indexes of big families.
+// swarmSize is the size of a slot.
+const swarmSize = unsafe.Sizeof(swarm{})
+
+// extra is what most swarms do without: their IPv6 peers, and the indexes
+// of big families. 32 bytes.
 type extra struct {
-	idx4 index
-	v6   []peer6
-	ns6  uint32
-	idx6 index
+	v6   fam
+	idx4 idxRef
+	idx6 idxRef
 }
 
-func (sw *swarm) fam4() family[peer4] {
-	f := family[peer4]{s: &sw.v4, ns: &sw.ns4, hash: hashPeer4}
-	if sw.x != nil {
-		f.idx = &sw.x.idx4
+// extraSize is the size of an extra block.
+var extraSize = blockSize(roundSize(32) >> 3)
+
+// extra returns the extra block of sw, which must have one.
+func (sh *shard) extra(sw *swarm) *extra {
+	return (*extra)(sh.ptr(sw.x))
+}
+
+// addExtra gives sw an empty extra block if it has none.
+func (sh *shard) addExtra(sw *swarm) *extra {
+	if sw.x == 0 {
+		sw.x, _ = sh.alloc(32, true)
 	}
-	return f
+	return sh.extra(sw)
 }
 
-func (x *extra) fam6() family[peer6] {
-	return family[peer6]{s: &x.v6, ns: &x.ns6, idx: &x.idx6, hash: hashPeer6}
-}
-
-// tidy frees sw.x when it holds nothing.
-func (sw *swarm) tidy() {
-	if x := sw.x; x != nil && len(x.v6) == 0 && x.idx4 == nil {
-		sw.x = nil
+// tidy frees the extra block of sw when it holds nothing.
+func (sh *shard) tidy(sw *swarm) {
+	if sw.x == 0 {
+		return
+	}
+	if x := sh.extra(sw); x.v6.n == 0 && x.idx4.n == 0 {
+		sh.free(sw.x, extraSize)
+		sw.x = 0
 	}
 }
 
-func (sw *swarm) numPeers() int {
-	n := len(sw.v4)
-	if sw.x != nil {
-		n += len(sw.x.v6)
+func (sh *shard) numPeers(sw *swarm) int {
+	n := int(sw.v4.n)
+	if sw.x != 0 {
+		n += int(sh.extra(sw).v6.n)
 	}
 	return n
 }
 
-func (sw *swarm) stats() store.Stats {
-	st := store.Stats{Seeders: sw.ns4, Leechers: uint32(len(sw.v4)) - sw.ns4, Downloaded: sw.downloaded}
-	if x := sw.x; x != nil {
-		st.Seeders += x.ns6
-		st.Leechers += uint32(len(x.v6)) - x.ns6
+func (sh *shard) stats(sw *swarm) store.Stats {
+	st := store.Stats{Seeders: sw.v4.ns, Leechers: sw.v4.n - sw.v4.ns, Downloaded: sw.downloaded}
+	if sw.x != 0 {
+		x := sh.extra(sw)
+		st.Seeders += x.v6.ns
+		st.Leechers += x.v6.n - x.v6.ns
 	}
 	return st
 }
 
+// freeSwarm frees every block of sw.
+func (sh *shard) freeSwarm(sw *swarm) {
+	f4 := open4(sh, sw)
+	f4.free()
+	if sw.x != 0 {
+		f6 := open6(sh, sh.extra(sw))
+		f6.free()
+		sh.tidy(sw)
+	}
+}
+
 // countDownload counts a completed event of the session whose flags are f,
 // once per session.
-func (sw *swarm) countDownload(f *uint8, ev bittorrent.Event) {
+func (sw *swarm) countDownload(f *uint16, ev bittorrent.Event) {
 	if ev == bittorrent.EventCompleted && *f&flagCompleted == 0 {
 		*f |= flagCompleted
 		if sw.downloaded != math.MaxUint32 {
@@ -78,36 +102,38 @@ func (sw *swarm) countDownload(f *uint8, ev bittorrent.Event) {
 	}
 }
 
-// find4 returns the position of the IPv4 session k in sw.v4, -1 if none.
-func (sw *swarm) find4(k uint64) int {
-	s := sw.v4
-	if sw.x == nil || sw.x.idx4 == nil {
+// find4 returns the position of the IPv4 session (ip, port) in f, -1 if
+// none.
+func find4(f *family[peer4, *peer4], ip uint32, port uint16) int {
+	s := f.recs
+	ix := f.index()
+	if ix == nil {
 		for i := range s {
-			if s[i].key() == k {
+			if s[i].ip == ip && s[i].port == port {
 				return i
 			}
 		}
 		return -1
 	}
-	ix := sw.x.idx4
-	h, m := hash4(k), ix.mask()
+	h, m := hash4(key4(ip, port)), ix.mask()
 	for e := int(h) & m; ; e = (e + 1) & m {
 		v := ix[e]
 		if v == 0 {
 			return -1
 		}
 		if uint32(v>>32) == h {
-			if p := int(uint32(v)) - 1; s[p].key() == k {
+			if p := int(uint32(v)) - 1; s[p].ip == ip && s[p].port == port {
 				return p
 			}
 		}
 	}
 }
 
-// find6 returns the position of the IPv6 session k in x.v6, -1 if none.
-func (x *extra) find6(k key6) int {
-	s := x.v6
-	if x.idx6 == nil {
+// find6 returns the position of the IPv6 session k in f, -1 if none.
+func find6(f *family[peer6, *peer6], k key6) int {
+	s := f.recs
+	ix := f.index()
+	if ix == nil {
 		for i := range s {
 			if s[i].key() == k {
 				return i
@@ -115,7 +141,6 @@ func (x *extra) find6(k key6) int {
 		}
 		return -1
 	}
-	ix := x.idx6
 	h, m := hash6(k), ix.mask()
 	for e := int(h) & m; ; e = (e + 1) & m {
 		v := ix[e]
@@ -149,7 +174,7 @@ func left(seeder bool) (idx, dS, dL int) {
 
 // changeRole moves the peer at i of f from seeder (was) to seeder (now) or
 // back, and returns what apply4 and apply6 return.
-func changeRole[R any](f family[R], i int, was, now bool) (idx, dS, dL int) {
+func changeRole[R any, P record[R]](f *family[R, P], i int, was, now bool) (idx, dS, dL int) {
 	switch {
 	case was == now:
 		return i, 0, 0
@@ -161,117 +186,85 @@ func changeRole[R any](f family[R], i int, was, now bool) (idx, dS, dL int) {
 }
 
 // apply4 applies a, from the IPv4 address ip:port, to the swarm. It returns
-// the peer's position in sw.v4 afterwards (-1 if it stopped) and the
-// changes to the swarm's seeders and leechers.
-func (sw *swarm) apply4(a *store.Announce, ip uint32, port uint16, exp uint32) (idx, dS, dL int) {
-	i := sw.find4(key4(ip, port))
+// the peer's position in the IPv4 family afterwards (-1 if it stopped) and
+// the changes to the swarm's seeders and leechers.
+func (sh *shard) apply4(sw *swarm, a *store.Announce, ip uint32, port uint16, exp uint32) (idx, dS, dL int) {
+	f := open4(sh, sw)
+	i := find4(&f, ip, port)
 	if i < 0 {
 		if a.Event == bittorrent.EventStopped {
 			return -1, 0, 0
 		}
-		if len(sw.v4) >= indexMin && sw.x == nil {
-			sw.x = new(extra) // to hold the index push is about to build
+		if len(f.recs) >= indexMin4 && f.ix == nil {
+			// push is about to build an index: it needs the extra.
+			f.ix = &sh.addExtra(sw).idx4
 		}
-		r := peer4{ip: ip, port: port, exp: exp, id: a.Peer.ID}
-		sw.countDownload(&r.flags, a.Event)
-		return joined(sw.fam4().push(r, a.Seeder), a.Seeder)
+		r := peer4{ip: ip, port: port, e: encodeExp(exp, 0)}
+		sw.countDownload(&r.e, a.Event)
+		return joined(f.push(r, &a.Peer.ID, a.Seeder), a.Seeder)
 	}
-	seeder := i < int(sw.ns4)
+	seeder := i < int(sw.v4.ns)
 	if a.Event == bittorrent.EventStopped {
-		sw.fam4().remove(i)
-		sw.tidy()
+		f.remove(i)
+		sh.tidy(sw)
 		return left(seeder)
 	}
-	p := &sw.v4[i]
-	p.id, p.exp = a.Peer.ID, exp
-	sw.countDownload(&p.flags, a.Event)
-	return changeRole(sw.fam4(), i, seeder, a.Seeder)
+	p := &f.recs[i]
+	p.e = encodeExp(exp, p.e)
+	f.setID(i, &a.Peer.ID)
+	sw.countDownload(&p.e, a.Event)
+	return changeRole(&f, i, seeder, a.Seeder)
 }
 
-// apply6 is apply4 for the IPv6 address ip:port; idx is in sw.x.v6.
-func (sw *swarm) apply6(a *store.Announce, ip *[16]byte, port uint16, exp uint32) (idx, dS, dL int) {
+// apply6 is apply4 for the IPv6 address ip:port; idx is in the IPv6
+// family.
+func (sh *shard) apply6(sw *swarm, a *store.Announce, ip *[16]byte, port uint16, exp uint32) (idx, dS, dL int) {
 	k := makeKey6(ip, port)
 	i := -1
-	if sw.x != nil {
-		i = sw.x.find6(k)
+	var f family[peer6, *peer6]
+	if sw.x != 0 {
+		f = open6(sh, sh.extra(sw))
+		i = find6(&f, k)
 	}
 	if i < 0 {
 		if a.Event == bittorrent.EventStopped {
 			return -1, 0, 0
 		}
-		if sw.x == nil {
-			sw.x = new(extra)
+		if sw.x == 0 {
+			f = open6(sh, sh.addExtra(sw))
 		}
-		r := peer6{ip: *ip, port: port, exp: exp, id: a.Peer.ID}
-		sw.countDownload(&r.flags, a.Event)
-		return joined(sw.x.fam6().push(r, a.Seeder), a.Seeder)
+		r := peer6{ip: *ip, port: port, e: encodeExp(exp, 0)}
+		sw.countDownload(&r.e, a.Event)
+		return joined(f.push(r, &a.Peer.ID, a.Seeder), a.Seeder)
 	}
-	x := sw.x
-	seeder := i < int(x.ns6)
+	seeder := i < int(f.f.ns)
 	if a.Event == bittorrent.EventStopped {
-		x.fam6().remove(i)
-		sw.tidy()
+		f.remove(i)
+		sh.tidy(sw)
 		return left(seeder)
 	}
-	p := &x.v6[i]
-	p.id, p.exp = a.Peer.ID, exp
-	sw.countDownload(&p.flags, a.Event)
-	return changeRole(x.fam6(), i, seeder, a.Seeder)
+	p := &f.recs[i]
+	p.e = encodeExp(exp, p.e)
+	f.setID(i, &a.Peer.ID)
+	sw.countDownload(&p.e, a.Event)
+	return changeRole(&f, i, seeder, a.Seeder)
 }
 
-// compact drops the peers expired at now (exp <= now), sets minExp to the
-// earliest expiry left, and returns how many seeders and leechers it
+// compact drops the peers expired at now (expiry <= now), sets minExp to
+// the earliest expiry left, and returns how many seeders and leechers it
 // dropped.
-func (sw *swarm) compact(now uint32) (rmS, rmL int) {
-	minExp := uint32(noExp)
-	sw.v4, sw.ns4, rmS, rmL = compactRecords(sw.v4, sw.ns4, now, &minExp)
-	if rmS+rmL > 0 {
-		sw.fam4().reindex()
-	}
-	if x := sw.x; x != nil {
-		var rs, rl int
-		x.v6, x.ns6, rs, rl = compactRecords(x.v6, x.ns6, now, &minExp)
-		if rs+rl > 0 {
-			x.fam6().reindex()
-		}
+func (sh *shard) compact(sw *swarm, now uint32) (rmS, rmL int) {
+	m, minExp := sw.minExp, uint32(noExp)
+	f4 := open4(sh, sw)
+	rmS, rmL = f4.compact(now, m, &minExp)
+	if sw.x != 0 {
+		f6 := open6(sh, sh.extra(sw))
+		rs, rl := f6.compact(now, m, &minExp)
 		rmS, rmL = rmS+rs, rmL+rl
-		sw.tidy()
+		sh.tidy(sw)
 	}
 	sw.minExp = minExp
 	return rmS, rmL
-}
-
-// record is what compactRecords needs of a peer record type.
-type record[R any] interface {
-	*R
-	expiry() uint32
-}
-
-func (p *peer4) expiry() uint32 { return p.exp }
-func (p *peer6) expiry() uint32 { return p.exp }
-
-// compactRecords drops the records of s expired at now, keeping the order
-// (so seeders stay in front), lowers minExp to the earliest expiry left,
-// and returns the records left, the seeders left, and the seeders and
-// leechers dropped.
-func compactRecords[R any, P record[R]](s []R, ns uint32, now uint32, minExp *uint32) ([]R, uint32, int, int) {
-	w, rmS := 0, 0
-	for i := range s {
-		if e := P(&s[i]).expiry(); e > now {
-			if w != i {
-				s[w] = s[i]
-			}
-			w++
-			*minExp = min(*minExp, e)
-		} else if i < int(ns) {
-			rmS++
-		}
-	}
-	if w == len(s) {
-		return s, ns, 0, 0
-	}
-	rmL := len(s) - w - rmS
-	return shrink(s[:w]), ns - uint32(rmS), rmS, rmL
 }
 
 // bounded maps the random x to [0, n) (Lemire's multiply-shift; the bias,
@@ -281,48 +274,67 @@ func bounded(x uint64, n int) int {
 	return int(hi)
 }
 
+// candidates are the peers an announce may be given: a range of each
+// family, with their ids (nil when the store keeps none).
+type candidates struct {
+	a4   []peer4
+	id4  []bittorrent.PeerID
+	a6   []peer6
+	id6  []bittorrent.PeerID
+	skip int // the announcing peer's position among them, -1 if it is not one
+}
+
 // pick appends to peers up to want peers chosen at random among the
 // candidates of an announcing seeder (the leechers) or leecher (everyone),
-// leaving out the announcing peer: index self4 of sw.v4 or self6 of
-// sw.x.v6 (-1 for neither).
+// leaving out the announcing peer: index self4 of the IPv4 family or self6
+// of the IPv6 family (-1 for neither).
 //
-// The candidates are the concatenation of one range of sw.v4 and one of
-// sw.x.v6, m peers once the announcing one is skipped. pick rotates
-// them by a random offset, cuts them into want strata of equal size (give
-// or take one) and takes one peer at random in each: no peer twice, no
-// allocation, and since the rotation makes every position equally likely
-// for every peer, each is chosen with probability exactly want/m. Seeders
-// and leechers (and IPv4 and IPv6 peers) come in proportion to their
-// numbers, within one.
-func (sw *swarm) pick(rng *rand.PCG, seeder bool, fam store.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
-	a4 := sw.v4
-	var a6 []peer6
-	if sw.x != nil {
-		a6 = sw.x.v6
-	}
-	if seeder {
-		a4 = a4[sw.ns4:]
-		if sw.x != nil {
-			a6 = a6[sw.x.ns6:]
+// The candidates are the concatenation of one range of the IPv4 family and
+// one of the IPv6 family, m peers once the announcing one is skipped. pick
+// rotates them by a random offset, cuts them into want strata of equal
+// size (give or take one) and takes one peer at random in each: no peer
+// twice, no allocation, and since the rotation makes every position equally
+// likely for every peer, each is chosen with probability exactly want/m.
+// Seeders and leechers (and IPv4 and IPv6 peers) come in proportion to
+// their numbers, within one.
+func (sh *shard) pick(sw *swarm, seeder bool, fam store.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
+	var c candidates
+	if fam != store.IPv6Only {
+		f := open4(sh, sw)
+		c.a4, c.id4 = f.recs, f.ids
+		if seeder {
+			c.a4 = c.a4[sw.v4.ns:]
+			if c.id4 != nil {
+				c.id4 = c.id4[sw.v4.ns:]
+			}
 		}
+	} else {
+		self4 = -1
 	}
-	switch fam {
-	case store.IPv4Only:
-		a6, self6 = nil, -1
-	case store.IPv6Only:
-		a4, self4 = nil, -1
+	if fam != store.IPv4Only && sw.x != 0 {
+		x := sh.extra(sw)
+		f := open6(sh, x)
+		c.a6, c.id6 = f.recs, f.ids
+		if seeder {
+			c.a6 = c.a6[x.v6.ns:]
+			if c.id6 != nil {
+				c.id6 = c.id6[x.v6.ns:]
+			}
+		}
+	} else {
+		self6 = -1
 	}
-	skip := -1
+	c.skip = -1
 	switch {
 	case seeder:
 		// The requester is a seeder: not among the candidates.
 	case self4 >= 0:
-		skip = self4
+		c.skip = self4
 	case self6 >= 0:
-		skip = len(a4) + self6
+		c.skip = len(c.a4) + self6
 	}
-	m := len(a4) + len(a6)
-	if skip >= 0 {
+	m := len(c.a4) + len(c.a6)
+	if c.skip >= 0 {
 		m--
 	}
 	want = min(want, m)
@@ -330,10 +342,10 @@ func (sw *swarm) pick(rng *rand.PCG, seeder bool, fam store.Family, self4, self6
 		return peers
 	}
 	peers = slices.Grow(peers, want)
-	r := bounded(rng.Uint64(), m)
+	r := bounded(sh.rng.Uint64(), m)
 	if want == m {
 		for i := range m {
-			peers = appendCandidate(peers, a4, a6, skip, rotate(r+i, m))
+			peers = c.append(peers, rotate(r+i, m))
 		}
 		return peers
 	}
@@ -345,9 +357,9 @@ func (sw *swarm) pick(rng *rand.PCG, seeder bool, fam store.Family, self4, self6
 			acc -= want
 			size++
 		}
-		k := lo + bounded(rng.Uint64(), size)
+		k := lo + bounded(sh.rng.Uint64(), size)
 		lo += size
-		peers = appendCandidate(peers, a4, a6, skip, rotate(k+r, m))
+		peers = c.append(peers, rotate(k+r, m))
 	}
 	return peers
 }
@@ -360,13 +372,23 @@ func rotate(k, m int) int {
 	return k
 }
 
-// appendCandidate appends candidate k, counted without the skipped one.
-func appendCandidate(peers []bittorrent.Peer, a4 []peer4, a6 []peer6, skip, k int) []bittorrent.Peer {
-	if skip >= 0 && k >= skip {
+// append appends candidate k, counted without the skipped one.
+func (c *candidates) append(peers []bittorrent.Peer, k int) []bittorrent.Peer {
+	if c.skip >= 0 && k >= c.skip {
 		k++
 	}
-	if k < len(a4) {
-		return append(peers, a4[k].peer())
+	var p bittorrent.Peer
+	if k < len(c.a4) {
+		p.Addr = c.a4[k].addr()
+		if c.id4 != nil {
+			p.ID = c.id4[k]
+		}
+	} else {
+		k -= len(c.a4)
+		p.Addr = c.a6[k].addr()
+		if c.id6 != nil {
+			p.ID = c.id6[k]
+		}
 	}
-	return append(peers, a6[k-len(a4)].peer())
+	return append(peers, p)
 }

@@ -1,52 +1,55 @@
 package memory
 
-import "trackd/bittorrent"
+import (
+	"hash/maphash"
+
+	"trackd/bittorrent"
+)
 
 // table is a shard's swarms: an open-addressing hash table (linear probing,
-// backward-shift deletion, no tombstones) whose slots hold the swarm itself,
-// so finding a swarm and reading its counts and peer slices costs one cache
-// miss, where a Go map of *swarm costs three or four (control word, slot,
-// and the swarm behind the pointer) in a store too big for the caches.
+// backward-shift deletion, no tombstones) whose 48-byte slots hold the
+// swarm itself, in a block of the store's heap, so finding a swarm and
+// reading its counts and IPv4 family's header costs one cache miss, where a
+// Go map of *swarm costs three or four (control word, slot, and the swarm
+// behind the pointer) in a store too big for the caches.
 //
-// A table grows by a quarter when more than 3/4 full (to the allocator's
-// size class) and slots are placed by multiply-shift rather than by a power
-// of two mask, so the table stays 60-75% full: about 110 bytes a swarm,
-// what a Go map of pointers costs counting the swarms behind them.
+// A slot is placed by the low 32 bits of the keyed hash of its info hash
+// (the shard's number comes from the high bits), by multiply-shift, so the
+// table may have any number of slots: it grows by a quarter when more than
+// 3/4 full (to the size of its block), staying 60-75% full: about 70 bytes
+// a swarm. A slot keeps no hash of its own: moving one (deletion, growth)
+// hashes its info hash again.
 type table struct {
-	slots []slot // at most 3/4 used; nil when empty
-	n     int
-}
-
-// slot is 72 bytes.
-type slot struct {
-	hash bittorrent.InfoHash
-	tag  uint32 // 0 for an empty slot, else 1<<31 | the low 31 bits of the hash
-	sw   swarm
+	h    handle    // the block of slots; 0 when the table is empty
+	size blockSize // of the block
+	n    uint32    // swarms
 }
 
 // minSlots is the smallest table that is allocated.
 const minSlots = 8
 
-// tagOf makes the tag of a 64-bit hash.
-func tagOf(hash uint64) uint32 { return uint32(hash) | 1<<31 }
+// slots returns the table's slots.
+func (t *table) slots(sh *shard) []swarm { return view[swarm](sh, t.h, t.size) }
 
-// home returns the slot where a probe for tag starts in a table of n slots.
-func home(tag uint32, n int) int { return int(uint64(tag&(1<<31-1)) * uint64(n) >> 31) }
+// home returns the slot where a probe for a key of hash hash starts in a
+// table of n slots.
+func home(hash uint64, n int) int { return int(uint64(uint32(hash)) * uint64(n) >> 32) }
 
-// find returns the index of the slot of h, whose tag is tag, and whether it
-// is there; if it is not, the index is where it would go.
-func (t *table) find(h *bittorrent.InfoHash, tag uint32) (int, bool) {
-	if t.slots == nil {
+// find returns the index of the slot of h, whose keyed hash is hash, and
+// whether it is there; if it is not, the index is where it would go.
+func (t *table) find(sh *shard, h *bittorrent.InfoHash, hash uint64) (int, bool) {
+	slots := t.slots(sh)
+	n := len(slots)
+	if n == 0 {
 		return -1, false
 	}
-	n := len(t.slots)
-	for i := home(tag, n); ; {
-		s := &t.slots[i]
-		if s.tag == tag && s.hash == *h {
-			return i, true
-		}
-		if s.tag == 0 {
+	for i := home(hash, n); ; {
+		s := &slots[i]
+		if s.minExp == 0 {
 			return i, false
+		}
+		if s.hash == *h {
+			return i, true
 		}
 		if i++; i == n {
 			i = 0
@@ -55,13 +58,13 @@ func (t *table) find(h *bittorrent.InfoHash, tag uint32) (int, bool) {
 }
 
 // insert adds h, which must not be there, at index i returned by find, and
-// returns the index of its slot, which holds a zero swarm.
-func (t *table) insert(h *bittorrent.InfoHash, tag uint32, i int) int {
-	if t.slots == nil || (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(max(minSlots, newCap(len(t.slots))))
-		i, _ = t.find(h, tag)
+// returns the index of its slot, which holds a swarm with no peer.
+func (t *table) insert(sh *shard, seed maphash.Seed, h *bittorrent.InfoHash, hash uint64, i int) int {
+	if n := len(t.slots(sh)); n == 0 || (int(t.n)+1)*4 > n*3 {
+		t.resize(sh, seed, max(minSlots, n+n/4+1))
+		i, _ = t.find(sh, h, hash)
 	}
-	t.slots[i] = slot{hash: *h, tag: tag}
+	t.slots(sh)[i] = swarm{hash: *h, minExp: noExp}
 	t.n++
 	return i
 }
@@ -71,57 +74,63 @@ func (t *table) insert(h *bittorrent.InfoHash, tag uint32, i int) int {
 // into a slot before i but by wrapping around from the start of the table,
 // so a scan by increasing index that removes the slot it is on and looks at
 // the same index again visits every slot at least once. remove never
-// resizes the table: call shrink when done.
-func (t *table) remove(i int) {
-	n := len(t.slots)
+// resizes the table: call shrink when done. The swarm's blocks must have
+// been freed.
+func (t *table) remove(sh *shard, seed maphash.Seed, i int) {
+	slots := t.slots(sh)
+	n := len(slots)
 	for j := i; ; {
 		if j++; j == n {
 			j = 0
 		}
-		if t.slots[j].tag == 0 {
+		if slots[j].minExp == 0 {
 			break
 		}
 		// Slot j may fill the hole at i unless its home lies cyclically in
 		// (i, j].
-		h := home(t.slots[j].tag, n)
+		h := home(maphash.Bytes(seed, slots[j].hash[:]), n)
 		if (i < j && i < h && h <= j) || (i > j && (i < h || h <= j)) {
 			continue
 		}
-		t.slots[i] = t.slots[j]
+		slots[i] = slots[j]
 		i = j
 	}
-	t.slots[i] = slot{}
+	slots[i] = swarm{}
 	t.n--
 }
 
-// shrink frees the array of an empty table and halves one at most 1/4
+// shrink frees the block of an empty table and halves one at most 1/4
 // used.
-func (t *table) shrink() {
-	switch {
-	case t.n == 0:
-		t.slots = nil
-	case len(t.slots) > minSlots && t.n*4 < len(t.slots):
-		t.resize(max(minSlots, len(t.slots)/2))
+func (t *table) shrink(sh *shard, seed maphash.Seed) {
+	switch n := len(t.slots(sh)); {
+	case t.n == 0 && t.h != 0:
+		sh.free(t.h, t.size)
+		*t = table{}
+	case n > minSlots && int(t.n)*4 < n:
+		t.resize(sh, seed, max(minSlots, n/2))
 	}
 }
 
-// resize moves every slot into a new array of at least n slots (as many as
-// fit the allocator's size class).
-func (t *table) resize(n int) {
-	old := t.slots
-	t.slots = append([]slot(nil), make([]slot, n)...)
-	t.slots = t.slots[:cap(t.slots)]
-	n = len(t.slots)
+// resize moves every slot into a new block of at least n slots (as many as
+// fit the block).
+func (t *table) resize(sh *shard, seed maphash.Seed, n int) {
+	old, oldH, oldSize := t.slots(sh), t.h, t.size
+	t.h, t.size = sh.alloc(n*int(swarmSize), true)
+	slots := t.slots(sh)
+	n = len(slots)
 	for k := range old {
-		if old[k].tag == 0 {
+		if old[k].minExp == 0 {
 			continue
 		}
-		i := home(old[k].tag, n)
-		for t.slots[i].tag != 0 {
+		i := home(maphash.Bytes(seed, old[k].hash[:]), n)
+		for slots[i].minExp != 0 {
 			if i++; i == n {
 				i = 0
 			}
 		}
-		t.slots[i] = old[k]
+		slots[i] = old[k]
+	}
+	if oldH != 0 {
+		sh.free(oldH, oldSize)
 	}
 }
