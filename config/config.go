@@ -33,8 +33,13 @@ type Config struct {
 	// Store is where swarms live: "memory" (the default).
 	Store string `toml:"store"`
 	// PeerLifetime is how long a peer that stopped announcing stays in
-	// its swarm.
+	// its swarm: at most 9h (memory.MaxPeerLifetime).
 	PeerLifetime time.Duration `toml:"peer_lifetime"`
+	// PeerIDs keeps each peer's peer_id so that non-compact HTTP replies
+	// carry it (store.Options.PeerIDs). Off, the store keeps none, 20 bytes
+	// less per peer, and those replies leave "peer id" out, as they do for
+	// a client that sent no_peer_id=1.
+	PeerIDs bool `toml:"peer_ids"`
 
 	// Interval policy and replies (see tracker.Config).
 	TargetAnnounceRate  float64       `toml:"target_announce_rate"`
@@ -143,7 +148,8 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.UDPSecret, "udp-secret", c.UDPSecret, "`key` for UDP connection ids; instances behind one address must share it (empty: random at start)")
 	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU)")
 	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory")
-	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce")
+	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce (at most 9h)")
+	fs.BoolVar(&c.PeerIDs, "peer-ids", c.PeerIDs, "keep peer ids and send them in non-compact HTTP replies (20 bytes more per peer)")
 	fs.Float64Var(&c.TargetAnnounceRate, "target-announce-rate", c.TargetAnnounceRate, "announces per second the interval policy aims at (interval = peers / rate)")
 	fs.DurationVar(&c.MinInterval, "min-interval", c.MinInterval, "shortest announce interval handed out")
 	fs.DurationVar(&c.MaxInterval, "max-interval", c.MaxInterval, "longest announce interval handed out")
@@ -191,7 +197,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	check(c.Store == "memory", "store %q: only \"memory\" is supported", c.Store)
-	check(c.PeerLifetime > 0, "peer_lifetime must be positive")
+	check(c.PeerLifetime > 0 && c.PeerLifetime <= MaxPeerLifetime, "peer_lifetime must be positive and at most %v", MaxPeerLifetime)
 	check(c.TargetAnnounceRate > 0, "target_announce_rate must be positive")
 	check(c.MinInterval >= time.Second, "min_interval must be at least 1s")
 	check(c.MaxInterval >= c.MinInterval, "max_interval must be at least min_interval")
@@ -214,6 +220,11 @@ func (c *Config) Validate() error {
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log_format %q: want text or json", c.LogFormat)
 	return errors.Join(errs...)
 }
+
+// MaxPeerLifetime bounds peer_lifetime: the in-memory store keeps expiries
+// in 15 bits of seconds (memory.MaxPeerLifetime, which a test checks is the
+// same).
+const MaxPeerLifetime = 9 * time.Hour
 
 // maxUDPSockets bounds udp_sockets: far more than any machine has CPUs.
 const maxUDPSockets = 1024

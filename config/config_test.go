@@ -9,7 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"trackd/store/memory"
 )
+
+// TestMaxPeerLifetime checks that validation bounds peer_lifetime by what
+// the in-memory store takes.
+func TestMaxPeerLifetime(t *testing.T) {
+	if MaxPeerLifetime != memory.MaxPeerLifetime {
+		t.Errorf("config.MaxPeerLifetime %v, memory.MaxPeerLifetime %v", MaxPeerLifetime, memory.MaxPeerLifetime)
+	}
+}
 
 func TestLoadDefaults(t *testing.T) {
 	cfg, err := Load(nil, &bytes.Buffer{})
@@ -81,6 +91,36 @@ func TestLoadEmptyUDPTurnsItOff(t *testing.T) {
 	}
 }
 
+func TestLoadPeerIDsAndLifetime(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		file     string
+		ids      bool
+		lifetime time.Duration
+	}{
+		{"defaults", nil, "", false, 35 * time.Minute},
+		{"flag", []string{"-peer-ids"}, "", true, 35 * time.Minute},
+		{"file", nil, "peer_ids = true\npeer_lifetime = \"9h\"", true, MaxPeerLifetime},
+		{"flag over file", []string{"-peer-ids=false", "-peer-lifetime", "1h"}, "peer_ids = true", false, time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"-config", writeFile(t, tt.file)}, args...)
+			}
+			cfg, err := Load(args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.PeerIDs != tt.ids || cfg.PeerLifetime != tt.lifetime {
+				t.Errorf("peer_ids %v, peer_lifetime %v; want %v, %v", cfg.PeerIDs, cfg.PeerLifetime, tt.ids, tt.lifetime)
+			}
+		})
+	}
+}
+
 func TestLoadUDPSettings(t *testing.T) {
 	p := writeFile(t, `
 udp = "127.0.0.1:7001"
@@ -125,6 +165,9 @@ func TestLoadErrors(t *testing.T) {
 		{"udp no port", []string{"-udp", "127.0.0.1"}, "", "udp \"127.0.0.1\""},
 		{"udp bad port", []string{"-udp", ":99999"}, "", "udp \":99999\""},
 		{"udp sockets in file", nil, "udp_sockets = -2", "udp_sockets"},
+		{"peer lifetime zero", []string{"-peer-lifetime", "0s"}, "", "peer_lifetime"},
+		{"peer lifetime too long", []string{"-peer-lifetime", "9h0m1s"}, "", "peer_lifetime"},
+		{"peer lifetime too long in file", nil, `peer_lifetime = "24h"`, "peer_lifetime"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

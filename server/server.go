@@ -48,7 +48,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	trustedProxies, _ := config.ParsePrefixes(cfg.TrustedProxies)
 	trustIPParam, _ := config.ParsePrefixes(cfg.TrustIPParam)
 
-	st := memory.New(store.Options{PeerLifetime: cfg.PeerLifetime})
+	st := memory.New(store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs})
 	tr := tracker.New(tracker.Config{
 		TargetAnnounceRate:  cfg.TargetAnnounceRate,
 		MinInterval:         cfg.MinInterval,
@@ -58,6 +58,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		MaxNumWant:          cfg.MaxNumWant,
 		RequireCompact:      cfg.RequireCompact,
 		MaxScrapeHashes:     cfg.MaxScrapeHashes,
+		PeerIDs:             cfg.PeerIDs,
 	}, st)
 	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, serveErr: make(chan error, 1), ready: make(chan struct{})}
 	if cfg.HTTP != "" {

@@ -42,6 +42,11 @@ type Config struct {
 	RequireCompact bool
 	// MaxScrapeHashes caps the info hashes in one scrape.
 	MaxScrapeHashes int
+	// PeerIDs says that the store keeps peer ids (store.Options.PeerIDs)
+	// and replies may carry them. When false, the store's peers have zero
+	// ids, so Announce sets AnnounceRequest.NoPeerID: a non-compact reply
+	// then leaves "peer id" out, as for a client that sent no_peer_id=1.
+	PeerIDs bool
 }
 
 // DefaultConfig returns the defaults: a target of 1000 announces per second,
@@ -122,7 +127,9 @@ type AnnounceRequest struct {
 	// NumWant is the number of peers asked for, or NumWantUnset.
 	NumWant int
 	// Compact and NoPeerID are the client's reply-format wishes. A frontend
-	// whose wire format is always compact (UDP) sets Compact.
+	// whose wire format is always compact (UDP) sets Compact. Announce sets
+	// NoPeerID when the tracker keeps no peer ids (Config.PeerIDs): the
+	// frontend reads it back for the reply.
 	Compact  bool
 	NoPeerID bool
 	// Family restricts the peers handed out to one address family: a UDP
@@ -171,10 +178,14 @@ func (t *Tracker) Config() Config { return t.cfg }
 
 // Announce applies req and fills resp. resp.Peers is reused (truncated and
 // appended to) so a caller that keeps resp between requests allocates
-// nothing. A ClientError says the request was refused.
+// nothing. A ClientError says the request was refused. Without
+// Config.PeerIDs it sets req.NoPeerID.
 func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *AnnounceResponse) error {
 	if t.cfg.RequireCompact && !req.Compact && !req.NoPeerID {
 		return ErrCompactRequired
+	}
+	if !t.cfg.PeerIDs {
+		req.NoPeerID = true
 	}
 	if req.Addr.Port() == 0 {
 		return ErrPortZero

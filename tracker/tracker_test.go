@@ -38,11 +38,11 @@ func TestIntervalFor(t *testing.T) {
 }
 
 // newTracker returns a tracker over a fresh in-memory store whose clock the
-// test controls.
+// test controls, keeping peer ids if cfg says so.
 func newTracker(t *testing.T, cfg tracker.Config) (*tracker.Tracker, *time.Time) {
 	t.Helper()
 	now := time.Unix(1_700_000_000, 0)
-	s := memory.New(store.Options{PeerLifetime: time.Hour, Now: func() time.Time { return now }})
+	s := memory.New(store.Options{PeerLifetime: time.Hour, PeerIDs: cfg.PeerIDs, Now: func() time.Time { return now }})
 	t.Cleanup(func() { s.Close() })
 	return tracker.New(cfg, s), &now
 }
@@ -205,6 +205,63 @@ func TestAnnounceCountsAndSeederRules(t *testing.T) {
 	}
 	if resp.Complete != 3 || resp.Incomplete != 1 {
 		t.Errorf("after stop: %d %d, want 3 1", resp.Complete, resp.Incomplete)
+	}
+}
+
+// TestPeerIDs checks that a tracker without peer ids marks every announce
+// NoPeerID (so that a non-compact reply leaves them out) and hands out
+// peers with zero ids, and that one with ids hands them out and leaves the
+// client's choice alone; RequireCompact still looks at what the client
+// sent.
+func TestPeerIDs(t *testing.T) {
+	tests := []struct {
+		name                 string
+		peerIDs, requireComp bool
+		compact, noPeerID    bool
+		wantErr              error
+		wantNoPeerID         bool
+	}{
+		{"no ids, dict", false, false, false, false, nil, true},
+		{"no ids, compact", false, false, true, false, nil, true},
+		{"no ids, no_peer_id", false, false, false, true, nil, true},
+		{"no ids, require compact, dict", false, true, false, false, tracker.ErrCompactRequired, false},
+		{"no ids, require compact, no_peer_id", false, true, false, true, nil, true},
+		{"ids, dict", true, false, false, false, nil, false},
+		{"ids, no_peer_id", true, false, false, true, nil, true},
+		{"ids, compact", true, false, true, false, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, _ := newTracker(t, tracker.Config{PeerIDs: tt.peerIDs, RequireCompact: tt.requireComp})
+			ctx := context.Background()
+			var resp tracker.AnnounceResponse
+			other := peerReq(1, 1, 0)
+			if err := tr.Announce(ctx, other, &resp); err != nil {
+				t.Fatal(err)
+			}
+			r := peerReq(1, 2, 1)
+			r.Compact, r.NoPeerID = tt.compact, tt.noPeerID
+			err := tr.Announce(ctx, r, &resp)
+			if err != tt.wantErr {
+				t.Fatalf("Announce = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if r.NoPeerID != tt.wantNoPeerID {
+				t.Errorf("NoPeerID after Announce = %v, want %v", r.NoPeerID, tt.wantNoPeerID)
+			}
+			if len(resp.Peers) != 1 {
+				t.Fatalf("%d peers returned, want 1", len(resp.Peers))
+			}
+			want := other.PeerID
+			if !tt.peerIDs {
+				want = bittorrent.PeerID{}
+			}
+			if resp.Peers[0].ID != want {
+				t.Errorf("peer returned with id %q, want %q", resp.Peers[0].ID, want)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package http
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,7 +27,7 @@ func newFixture(t *testing.T, cfg tracker.Config, opts Options) *fixture {
 	t.Helper()
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	s := memory.New(store.Options{PeerLifetime: time.Hour, Now: clock})
+	s := memory.New(store.Options{PeerLifetime: time.Hour, PeerIDs: cfg.PeerIDs, Now: clock})
 	t.Cleanup(func() { s.Close() })
 	opts.Now = clock
 	return &fixture{h: NewHandler(tracker.New(cfg, s), opts), now: &now}
@@ -113,8 +114,17 @@ func TestAnnounceCompactBothFamilies(t *testing.T) {
 	}
 }
 
+// TestAnnounceDictPeers checks non-compact replies: with peer ids kept
+// (peer_ids), each peer's id unless the client sent no_peer_id=1; without,
+// never an id.
 func TestAnnounceDictPeers(t *testing.T) {
-	f := newFixture(t, tracker.Config{}, Options{})
+	for _, ids := range []bool{true, false} {
+		t.Run(fmt.Sprintf("peer_ids=%v", ids), func(t *testing.T) { testAnnounceDictPeers(t, ids) })
+	}
+}
+
+func testAnnounceDictPeers(t *testing.T, ids bool) {
+	f := newFixture(t, tracker.Config{PeerIDs: ids}, Options{})
 	ih := hash20("dict")
 	f.get(t, "10.0.0.1:1", announceURL(ih, hash20("\x00seed "), "6881", "0"))
 	f.get(t, "[::1]:1", announceURL(ih, hash20("v6"), "7000", "0"))
@@ -127,9 +137,13 @@ func TestAnnounceDictPeers(t *testing.T) {
 	for _, p := range peers {
 		pd := p.(map[string]any)
 		seen[pd["ip"].(string)] = true
+		id, hasID := pd["peer id"]
+		if hasID != ids {
+			t.Errorf("peer_ids %v, but peer %v", ids, pd)
+		}
 		switch pd["ip"] {
 		case "10.0.0.1":
-			if pd["port"] != int64(6881) || pd["peer id"] != string(func() []byte { h := hash20("\x00seed "); return h[:] }()) {
+			if pd["port"] != int64(6881) || hasID && id != string(func() []byte { h := hash20("\x00seed "); return h[:] }()) {
 				t.Errorf("peer %v", pd)
 			}
 		case "::1":
