@@ -380,3 +380,62 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestScriptFlush: a Redis that lost its scripts (a restart, SCRIPT FLUSH)
+// gets them again, for announces (EVAL after NOSCRIPT) and for the
+// sweeper's pipelines alike.
+func TestScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	ctx := context.Background()
+	clock := newFakeClock()
+	s := open(t, srv.URL(), store.Options{PeerLifetime: testLifetime, Now: clock.Now}, Options{Interval: time.Hour})
+	for i := range 20 {
+		mustAnnounce(t, s, store.Announce{InfoHash: hashN(i), Peer: peerN(i, false)})
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, st := mustAnnounce(t, s, store.Announce{InfoHash: hashN(0), Peer: peerN(100, false)}); st.Leechers != 2 {
+		t.Errorf("announce after SCRIPT FLUSH: %+v", st)
+	}
+	clock.Advance(testLifetime + time.Second)
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx); err != nil {
+		t.Fatalf("Settle after SCRIPT FLUSH: %v", err)
+	}
+	if tot, _ := s.Totals(ctx); tot != (store.Totals{}) {
+		t.Errorf("after expiry and sweep: Totals %+v", tot)
+	}
+}
+
+// TestScrapeAllBigBucket: ScrapeAll visits every torrent of a bucket too
+// big for one HSCAN step once, and only once.
+func TestScrapeAllBigBucket(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv.URL(), store.Options{PeerLifetime: testLifetime}, Options{Interval: time.Hour})
+	const n = 3000
+	anns := make([]store.Announce, n)
+	for i := range anns {
+		h := hashN(i)
+		h[0], h[1] = 0x12, 0x34 // one bucket
+		anns[i] = store.Announce{InfoHash: h, Peer: peerN(i, false), Seeder: i%3 == 0}
+	}
+	fillAnnounces(t, s, anns)
+	got := scrapeAll(t, s)
+	if len(got) != n {
+		t.Errorf("ScrapeAll visited %d torrents, want %d", len(got), n)
+	}
+	for _, a := range anns {
+		want := store.Stats{Leechers: 1}
+		if a.Seeder {
+			want = store.Stats{Seeders: 1}
+		}
+		if got[a.InfoHash] != want {
+			t.Errorf("ScrapeAll: %v = %+v, want %+v", a.InfoHash, got[a.InfoHash], want)
+			break
+		}
+	}
+}
