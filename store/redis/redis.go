@@ -190,8 +190,8 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 		now:      opts.Now,
 		lifetime: opts.PeerLifetime,
 		ids:      opts.PeerIDs,
-		timeout:  cmp(ro.Timeout, DefaultTimeout),
-		interval: cmp(ro.Interval, DefaultInterval),
+		timeout:  orDefault(ro.Timeout, DefaultTimeout),
+		interval: orDefault(ro.Interval, DefaultInterval),
 		log:      ro.Logger,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -210,14 +210,14 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 	if o := cfg.single; o != nil {
 		o.ContextTimeoutEnabled = true
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = s.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		o.PoolTimeout = cmp(o.PoolTimeout, s.timeout)
+		o.PoolTimeout = orDefault(o.PoolTimeout, s.timeout)
 		o.DialerRetries = max(o.DialerRetries, 1)
 		s.rdb = goredis.NewClient(o)
 	} else {
 		o := cfg.cluster
 		o.ContextTimeoutEnabled = true
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = s.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		o.PoolTimeout = cmp(o.PoolTimeout, s.timeout)
+		o.PoolTimeout = orDefault(o.PoolTimeout, s.timeout)
 		o.DialerRetries = max(o.DialerRetries, 1)
 		s.cluster = goredis.NewClusterClient(o)
 		s.rdb = s.cluster
@@ -247,11 +247,11 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 // ioTimeouts returns the dial, read and write timeouts: those the URL set,
 // or else the store's timeout.
 func (s *Store) ioTimeouts(dial, read, write time.Duration) (time.Duration, time.Duration, time.Duration) {
-	return cmp(dial, s.timeout), cmp(read, s.timeout), cmp(write, s.timeout)
+	return orDefault(dial, s.timeout), orDefault(read, s.timeout), orDefault(write, s.timeout)
 }
 
-// cmp returns d, or def when d is not positive.
-func cmp(d, def time.Duration) time.Duration {
+// orDefault returns d, or def when d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def
 	}
