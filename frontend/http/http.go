@@ -62,6 +62,8 @@ type state struct {
 	buf    []byte
 }
 
+func newState() *state { return &state{buf: make([]byte, 0, 1024)} }
+
 // NewHandler returns a Handler that answers with t.
 func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.MaxQueryBytes <= 0 {
@@ -75,49 +77,119 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{tracker: t, opts: opts, log: log}
-	h.pool.New = func() any { return &state{buf: make([]byte, 0, 1024)} }
+	h.pool.New = func() any { return newState() }
 	return h
 }
 
-// ServeHTTP routes a request.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/announce":
-		h.announce(w, r)
-	case "/scrape":
-		h.scrape(w, r)
-	default:
-		http.NotFound(w, r)
-	}
+// request is an announce or scrape as the frontend needs it, whichever
+// server read it off the connection: net/http (ServeHTTP) or this
+// package's Server. Its strings may point into a read buffer that is
+// reused once serve returns; nothing keeps them.
+type request struct {
+	// path is the decoded path ("/announce"), query the raw query
+	// without its '?'.
+	path, query string
+	// remote is the connection's peer; invalid if unknown.
+	remote netip.AddrPort
+	// realIP is the first X-Real-IP field; forwardedFor and
+	// acceptEncoding are every X-Forwarded-For and Accept-Encoding field,
+	// in the order received.
+	realIP         string
+	forwardedFor   []string
+	acceptEncoding []string
 }
 
-func (h *Handler) announce(w http.ResponseWriter, r *http.Request) {
+// reply is the answer to a request.
+type reply struct {
+	status int    // http.StatusOK or http.StatusNotFound
+	body   []byte // the state's buffer, unless shared
+	// shared reports that body is not the state's buffer but a slice
+	// that is never modified (the cached full scrape, fixed texts): a
+	// server may hold on to it past the next request, to finish writing
+	// it, without a copy.
+	shared bool
+	gzip   bool // body is gzip-compressed: Content-Encoding: gzip
+	vary   bool // body depends on Accept-Encoding: Vary: Accept-Encoding
+}
+
+var notFound = []byte("404 page not found\n")
+
+// ServeHTTP routes a request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.pool.Get().(*state)
 	defer h.pool.Put(st)
+	// An address net/http did not fill in stays invalid, and an announce
+	// fails with "cannot tell the client's address".
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	// The keys are canonical, so that the lookups allocate nothing.
+	req := request{
+		path:           r.URL.Path,
+		query:          r.URL.RawQuery,
+		remote:         remote,
+		forwardedFor:   r.Header["X-Forwarded-For"],
+		acceptEncoding: r.Header["Accept-Encoding"],
+	}
+	if v := r.Header["X-Real-Ip"]; len(v) > 0 {
+		req.realIP = v[0]
+	}
+	rep := h.serve(r.Context(), st, &req)
+	if rep.status == http.StatusNotFound {
+		http.NotFound(w, r)
+		return
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = contentType
+	if rep.gzip {
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	if rep.vary {
+		hdr.Add("Vary", "Accept-Encoding")
+	}
+	// net/http computes Content-Length by itself for replies of up to
+	// 2 KiB written in one go (nearly all announces), so it is set here
+	// only for larger ones, where it saves the chunked encoding; that
+	// keeps two allocations off the hot path.
+	if len(rep.body) > 2048 {
+		hdr.Set("Content-Length", strconv.Itoa(len(rep.body)))
+	}
+	w.Write(rep.body)
+}
+
+var contentType = []string{"text/plain"}
+
+// serve answers one request, using st as scratch space: /announce and
+// /scrape; anything else is 404.
+func (h *Handler) serve(ctx context.Context, st *state, r *request) reply {
+	switch r.path {
+	case "/announce":
+		return h.announce(ctx, st, r)
+	case "/scrape":
+		return h.scrape(ctx, st, r)
+	}
+	return reply{status: http.StatusNotFound, body: notFound, shared: true}
+}
+
+func (h *Handler) announce(ctx context.Context, st *state, r *request) reply {
 	client, ok := h.clientAddr(r)
 	if !ok {
-		h.fail(w, st, tracker.ClientError("cannot tell the client's address"))
-		return
+		return h.fail(st, tracker.ClientError("cannot tell the client's address"))
 	}
-	if len(r.URL.RawQuery) > h.opts.MaxQueryBytes {
-		h.fail(w, st, tracker.ClientError("query too long"))
-		return
+	if len(r.query) > h.opts.MaxQueryBytes {
+		return h.fail(st, tracker.ClientError("query too long"))
 	}
-	if err := parseAnnounce(r.URL.RawQuery, &st.q); err != nil {
-		h.fail(w, st, err)
-		return
+	if err := parseAnnounce(r.query, &st.q); err != nil {
+		return h.fail(st, err)
 	}
 	addr := client
 	if st.q.ip.IsValid() && containsAddr(h.opts.TrustIPParam, client) {
 		addr = st.q.ip
 	}
 	st.q.req.Addr = netip.AddrPortFrom(addr, st.q.port)
-	if err := h.tracker.Announce(r.Context(), &st.q.req, &st.resp); err != nil {
-		h.fail(w, st, err)
-		return
+	if err := h.tracker.Announce(ctx, &st.q.req, &st.resp); err != nil {
+		return h.fail(st, err)
 	}
 	st.buf = appendAnnounce(st.buf[:0], &st.q.req, &st.resp, client)
-	write(w, st.buf)
+	return reply{status: http.StatusOK, body: st.buf}
 }
 
 // appendAnnounce encodes an announce reply. Keys are in sorted order, as
@@ -216,29 +288,23 @@ func appendAddrString(b []byte, a netip.Addr) []byte {
 	return bencode.AppendBytes(b, s)
 }
 
-func (h *Handler) scrape(w http.ResponseWriter, r *http.Request) {
-	st := h.pool.Get().(*state)
-	defer h.pool.Put(st)
-	if len(r.URL.RawQuery) > h.opts.MaxQueryBytes {
-		h.fail(w, st, tracker.ClientError("query too long"))
-		return
+func (h *Handler) scrape(ctx context.Context, st *state, r *request) reply {
+	if len(r.query) > h.opts.MaxQueryBytes {
+		return h.fail(st, tracker.ClientError("query too long"))
 	}
 	var err error
-	st.hashes, err = parseScrape(r.URL.RawQuery, st.hashes[:0], h.tracker.Config().MaxScrapeHashes)
+	st.hashes, err = parseScrape(r.query, st.hashes[:0], h.tracker.Config().MaxScrapeHashes)
 	if err != nil {
-		h.fail(w, st, err)
-		return
+		return h.fail(st, err)
 	}
 	if len(st.hashes) == 0 {
-		h.fullScrape(w, r, st)
-		return
+		return h.fullScrape(ctx, st, r)
 	}
 	// A bencoded dictionary has each key once, in order.
 	slices.SortFunc(st.hashes, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
 	st.hashes = slices.Compact(st.hashes)
-	if err := h.tracker.Scrape(r.Context(), st.hashes, &st.scrape); err != nil {
-		h.fail(w, st, err)
-		return
+	if err := h.tracker.Scrape(ctx, st.hashes, &st.scrape); err != nil {
+		return h.fail(st, err)
 	}
 	b := append(st.buf[:0], 'd')
 	b = bencode.AppendString(b, "files")
@@ -249,7 +315,7 @@ func (h *Handler) scrape(w http.ResponseWriter, r *http.Request) {
 	b = append(b, 'e')
 	b = appendFlags(b, st.scrape.MinRequestInterval)
 	st.buf = append(b, 'e')
-	write(w, st.buf)
+	return reply{status: http.StatusOK, body: st.buf}
 }
 
 func appendScrapeEntry(b []byte, ih bittorrent.InfoHash, s store.Stats) []byte {
@@ -280,23 +346,20 @@ type fullScrape struct {
 	gzipped []byte
 }
 
-func (h *Handler) fullScrape(w http.ResponseWriter, r *http.Request, st *state) {
+func (h *Handler) fullScrape(ctx context.Context, st *state, r *request) reply {
 	if !h.opts.FullScrape {
-		h.fail(w, st, tracker.ClientError("full scrape is disabled on this tracker: give info_hash"))
-		return
+		return h.fail(st, tracker.ClientError("full scrape is disabled on this tracker: give info_hash"))
 	}
-	plain, gz, err := h.full.get(r.Context(), h)
+	plain, gz, err := h.full.get(ctx, h)
 	if err != nil {
-		h.fail(w, st, err)
-		return
+		return h.fail(st, err)
 	}
-	body := plain
-	if acceptsGzip(r) {
-		body = gz
-		w.Header().Set("Content-Encoding", "gzip")
+	// A rebuild of the cache replaces both bodies; it never modifies them.
+	rep := reply{status: http.StatusOK, body: plain, shared: true, vary: true}
+	if acceptsGzip(r.acceptEncoding) {
+		rep.body, rep.gzip = gz, true
 	}
-	w.Header().Add("Vary", "Accept-Encoding")
-	write(w, body)
+	return rep
 }
 
 // get returns the full scrape, building it if the cached one is older than
@@ -339,9 +402,13 @@ func (f *fullScrape) get(ctx context.Context, h *Handler) (plain, gz []byte, err
 	return f.plain, f.gzipped, nil
 }
 
-func acceptsGzip(r *http.Request) bool {
-	for _, v := range r.Header.Values("Accept-Encoding") {
-		for _, part := range strings.Split(v, ",") {
+// acceptsGzip reports whether Accept-Encoding fields accept gzip: one of
+// their comma-separated codings is "gzip", without "q=0".
+func acceptsGzip(fields []string) bool {
+	for _, v := range fields {
+		for v != "" {
+			var part string
+			part, v, _ = strings.Cut(v, ",")
 			coding, q, _ := strings.Cut(strings.TrimSpace(part), ";")
 			if strings.TrimSpace(coding) == "gzip" && strings.ReplaceAll(q, " ", "") != "q=0" {
 				return true
@@ -354,7 +421,7 @@ func acceptsGzip(r *http.Request) bool {
 // fail answers with a bencoded failure reason. A client error says what the
 // client did wrong; a server error is logged and the client told only that
 // the tracker failed.
-func (h *Handler) fail(w http.ResponseWriter, st *state, err error) {
+func (h *Handler) fail(st *state, err error) reply {
 	msg := err.Error()
 	if !tracker.IsClientError(err) {
 		h.log.Error("request failed", "err", err)
@@ -364,46 +431,32 @@ func (h *Handler) fail(w http.ResponseWriter, st *state, err error) {
 	b = bencode.AppendString(b, "failure reason")
 	b = bencode.AppendString(b, msg)
 	st.buf = append(b, 'e')
-	write(w, st.buf)
+	return reply{status: http.StatusOK, body: st.buf}
 }
-
-// write sends body as the whole reply. net/http computes Content-Length by
-// itself for replies of up to 2 KiB written in one go (nearly all
-// announces), so it is set here only for larger ones, where it saves the
-// chunked encoding; that keeps two allocations off the hot path.
-func write(w http.ResponseWriter, body []byte) {
-	hdr := w.Header()
-	hdr["Content-Type"] = contentType
-	if len(body) > 2048 {
-		hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	}
-	w.Write(body)
-}
-
-var contentType = []string{"text/plain"}
 
 // clientAddr returns the address of the client: the connection's peer, or,
 // when that peer is a trusted proxy, the address the proxy forwards in
 // X-Real-IP or, failing that, the nearest untrusted hop of X-Forwarded-For.
-func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
+func (h *Handler) clientAddr(r *request) (netip.Addr, bool) {
+	if !r.remote.IsValid() {
 		return netip.Addr{}, false
 	}
-	peer := ap.Addr().Unmap()
+	peer := r.remote.Addr().Unmap()
 	if len(h.opts.TrustedProxies) == 0 || !containsAddr(h.opts.TrustedProxies, peer) {
 		return peer, true
 	}
-	if v := r.Header.Get("X-Real-IP"); v != "" {
+	if v := r.realIP; v != "" {
 		if a, err := netip.ParseAddr(strings.TrimSpace(v)); err == nil {
 			return a.Unmap(), true
 		}
 	}
-	hops := r.Header.Values("X-Forwarded-For")
-	for i := len(hops) - 1; i >= 0; i-- {
-		parts := strings.Split(hops[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+	// The hops from the nearest (the last) to the farthest, over the
+	// X-Forwarded-For fields from the last.
+	for i := len(r.forwardedFor) - 1; i >= 0; i-- {
+		v := r.forwardedFor[i]
+		for {
+			j := strings.LastIndexByte(v, ',') // -1: v is the first hop
+			a, err := netip.ParseAddr(strings.TrimSpace(v[j+1:]))
 			if err != nil {
 				return peer, true
 			}
@@ -412,6 +465,10 @@ func (h *Handler) clientAddr(r *http.Request) (netip.Addr, bool) {
 				return a, true
 			}
 			peer = a
+			if j < 0 {
+				break
+			}
+			v = v[:j]
 		}
 	}
 	return peer, true
