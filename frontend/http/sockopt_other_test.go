@@ -1,0 +1,5 @@
+//go:build !unix
+
+package http
+
+func setRcvBuf(fd uintptr, n int) {}
