@@ -26,6 +26,7 @@ func listenPortable(addr string, h *Handler, opts ServerOptions) (*Server, error
 		log:    opts.Logger,
 		cancel: cancel,
 		done:   make(chan struct{}),
+		errc:   make(chan error, 1),
 	}
 	b := &portableBackend{
 		s:       s,
@@ -44,7 +45,7 @@ func listenPortable(addr string, h *Handler, opts ServerOptions) (*Server, error
 	b.wg.Go(b.acceptLoop)
 	go func() {
 		b.wg.Wait()
-		close(s.done)
+		s.stopped()
 	}()
 	return s, nil
 }

@@ -86,8 +86,9 @@ type Server struct {
 	be     backend
 	cancel context.CancelFunc
 	// done is closed once every loop (or connection goroutine) has
-	// returned.
+	// returned; errc then too.
 	done chan struct{}
+	errc chan error
 
 	drainOnce, killOnce sync.Once
 }
@@ -105,6 +106,26 @@ type backend interface {
 // serves h on it until Shutdown or Close.
 func Listen(addr string, h *Handler, opts ServerOptions) (*Server, error) {
 	return listen(addr, h, opts.withDefaults())
+}
+
+// Err returns a channel that receives an error if the Server stops
+// serving by itself: an event loop failed (which takes a bug, in trackd
+// or the system). It is closed once the Server has stopped.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// failed reports a loop's failure on errc, unless one is reported already.
+func (s *Server) failed(err error) {
+	s.log.Error("http: serving failed", "err", err)
+	select {
+	case s.errc <- err:
+	default:
+	}
+}
+
+// stopped closes done and errc: every goroutine has returned.
+func (s *Server) stopped() {
+	close(s.done)
+	close(s.errc)
 }
 
 // Addr returns the address the Server listens on, with the port the

@@ -59,6 +59,7 @@ func listen(addr string, h *Handler, opts ServerOptions) (*Server, error) {
 		limit:  connLimit{max: int64(opts.MaxConns)},
 		cancel: cancel,
 		done:   make(chan struct{}),
+		errc:   make(chan error, 1),
 	}
 	be := &epollBackend{}
 	for i, fd := range fds {
@@ -82,7 +83,7 @@ func listen(addr string, h *Handler, opts ServerOptions) (*Server, error) {
 	}
 	go func() {
 		wg.Wait()
-		close(s.done)
+		s.stopped()
 	}()
 	return s, nil
 }
@@ -401,9 +402,7 @@ func (l *loop) run() {
 	for {
 		n, err := l.wait()
 		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
-				l.log.Error("http: event loop failed", "err", err)
-			}
+			l.srv.failed(fmt.Errorf("event loop: %w", err))
 			return
 		}
 		l.clock()

@@ -541,6 +541,9 @@ func TestServerShutdown(t *testing.T) {
 			c.Close()
 			t.Error("still listening after Shutdown")
 		}
+		if err, ok := <-s.Err(); ok {
+			t.Errorf("Err after Shutdown: %v, want closed", err)
+		}
 	})
 }
 
