@@ -9,10 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
-
-	"golang.org/x/net/netutil"
 
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
@@ -29,12 +26,12 @@ type Server struct {
 	store   store.Store
 	tracker *tracker.Tracker
 
-	httpServer *http.Server
-	httpLn     net.Listener
-	udpHandler *udpfrontend.Handler
-	udpServer  *udpfrontend.Server
-	serveErr   chan error
-	ready      chan struct{}
+	httpHandler *httpfrontend.Handler
+	httpServer  *httpfrontend.Server
+	udpHandler  *udpfrontend.Handler
+	udpServer   *udpfrontend.Server
+	serveErr    chan error
+	ready       chan struct{}
 }
 
 // New builds a Server from cfg. It opens the store but binds no listener.
@@ -62,7 +59,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}, st)
 	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, serveErr: make(chan error, 1), ready: make(chan struct{})}
 	if cfg.HTTP != "" {
-		h := httpfrontend.NewHandler(tr, httpfrontend.Options{
+		s.httpHandler = httpfrontend.NewHandler(tr, httpfrontend.Options{
 			FullScrape:         cfg.FullScrape,
 			FullScrapeInterval: cfg.FullScrapeInterval,
 			MaxQueryBytes:      cfg.MaxQueryBytes,
@@ -70,16 +67,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			TrustIPParam:       trustIPParam,
 			Logger:             log,
 		})
-		s.httpServer = &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			ReadTimeout:       cfg.ReadHeaderTimeout + cfg.WriteTimeout,
-			WriteTimeout:      cfg.WriteTimeout,
-			IdleTimeout:       cfg.IdleTimeout,
-			// net/http adds 4 KiB of slack to this.
-			MaxHeaderBytes: cfg.MaxHeaderBytes,
-			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
 	}
 	if cfg.UDP != "" {
 		s.udpHandler = udpfrontend.NewHandler(tr, udpfrontend.Options{
@@ -98,15 +85,19 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // per listener once it accepts requests. If one listener cannot be bound,
 // none is left open.
 func (s *Server) Start() error {
-	if s.httpServer != nil {
-		ln, err := net.Listen("tcp", s.cfg.HTTP)
+	if s.httpHandler != nil {
+		hs, err := httpfrontend.Listen(s.cfg.HTTP, s.httpHandler, httpfrontend.ServerOptions{
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+			IdleTimeout:       s.cfg.IdleTimeout,
+			WriteTimeout:      s.cfg.WriteTimeout,
+			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+			MaxConns:          s.cfg.MaxConns,
+			Logger:            s.log,
+		})
 		if err != nil {
 			return fmt.Errorf("http listener: %w", err)
 		}
-		if s.cfg.MaxConns > 0 {
-			ln = netutil.LimitListener(ln, s.cfg.MaxConns)
-		}
-		s.httpLn = ln
+		s.httpServer = hs
 	}
 	if s.udpHandler != nil {
 		us, err := udpfrontend.Listen(s.cfg.UDP, s.udpHandler, udpfrontend.ServeOptions{
@@ -114,22 +105,26 @@ func (s *Server) Start() error {
 			Logger:  s.log,
 		})
 		if err != nil {
-			if s.httpLn != nil {
-				s.httpLn.Close()
-				s.httpLn = nil
+			if s.httpServer != nil {
+				s.httpServer.Close()
+				s.httpServer = nil
 			}
 			return fmt.Errorf("udp listener: %w", err)
 		}
 		s.udpServer = us
 	}
-	if ln := s.httpLn; ln != nil {
+	if hs := s.httpServer; hs != nil {
+		// Its loops are already at work.
 		go func() {
-			if err := s.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.serveErr <- fmt.Errorf("http: %w", err)
+			for err := range hs.Err() {
+				select {
+				case s.serveErr <- fmt.Errorf("http: %w", err):
+				default:
+				}
 			}
 		}()
-		s.log.Info("serving", "protocol", "http", "addr", ln.Addr().String(),
-			"announce", "http://"+ln.Addr().String()+"/announce")
+		s.log.Info("serving", "protocol", "http", "addr", hs.Addr().String(),
+			"announce", "http://"+hs.Addr().String()+"/announce")
 	}
 	if us := s.udpServer; us != nil {
 		// The Server's readers are already at work.
@@ -159,10 +154,10 @@ func (s *Server) UDPAddr() net.Addr {
 // HTTPAddr returns the address of the HTTP listener, or nil if HTTP is off.
 // It is valid once Start has returned (or Ready is closed).
 func (s *Server) HTTPAddr() net.Addr {
-	if s.httpLn == nil {
+	if s.httpServer == nil {
 		return nil
 	}
-	return s.httpLn.Addr()
+	return s.httpServer.Addr()
 }
 
 // Shutdown stops accepting requests, waits for the ones in flight until ctx
@@ -175,9 +170,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("udp: %w", err))
 		}
 	}
-	if s.httpServer != nil && s.httpLn != nil {
+	if s.httpServer != nil {
 		if err := s.httpServer.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
 	}
 	errs = append(errs, s.store.Close())
