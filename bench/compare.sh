@@ -17,6 +17,8 @@ Environment (defaults in brackets):
   TORRENTS [100000]  PEERS [1000000]   workload of the throughput mode
   DURATION [10s]     WARMUP [5s]       measured time and warm-up of each run
   RUNS [3]                             runs per protocol/mode and server
+  PROTOCOLS ["udp http"]               throughput mode: which protocols to measure
+                                       (the fills are over UDP whatever this says)
   MEM_POPS ["1000000:100000 2000000:1000000"]  memory mode: peers:torrents ...
   SETTLE [5]                           memory mode: seconds between fill and reading
   SEED [1]  PORT [16969]  TRACKER_CPU [0]  LOAD_CPU [1]
@@ -42,6 +44,7 @@ PEERS=${PEERS:-1000000}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-5s}
 RUNS=${RUNS:-3}
+PROTOCOLS=${PROTOCOLS:-udp http}
 MEM_POPS=${MEM_POPS:-"1000000:100000 2000000:1000000"}
 SETTLE=${SETTLE:-5}
 SEED=${SEED:-1}
@@ -81,6 +84,12 @@ for v in TORRENTS PEERS RUNS SETTLE SEED PORT TRACKER_CPU LOAD_CPU; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, not '${!v}'"
 done
 ((RUNS >= 1)) || die "RUNS must be at least 1"
+for p in $PROTOCOLS; do
+	[[ $p == udp || $p == http ]] || die "PROTOCOLS: '$p' is neither udp nor http"
+done
+[[ -n ${PROTOCOLS// /} ]] || die "PROTOCOLS is empty"
+# proto P: whether protocol P is measured.
+proto() { [[ " $PROTOCOLS " == *" $1 "* ]]; }
 
 # --- what the script needs; it installs nothing
 missing=()
@@ -106,7 +115,8 @@ if [[ -z ${_COMPARE_CAPPED:-} ]]; then
 	if [[ -z ${MAX_TIME:-} ]]; then
 		if [[ $MODE == throughput ]]; then
 			# 8 measured runs per round (canned 3, trackd 3, opentracker 2),
-			# 7 check runs, 2 fills, and slack
+			# 7 check runs, 2 fills, and slack (fewer runs with PROTOCOLS
+			# limited; the estimate stays an upper bound)
 			est=$((8 * RUNS * (WARM_S + DUR_S + 3) + 7 * 5 + 2 * 120 + 120))
 		else
 			npops=$(wc -w <<<"$MEM_POPS")
@@ -416,15 +426,19 @@ EOF
 		echo "# trackd vs opentracker, $(date -u +%Y-%m-%dT%H:%MZ)"
 		echo
 		machine
-		echo "- workload: $TORRENTS torrents, $PEERS peers (seed $SEED), trackd-load defaults otherwise${LOAD_FLAGS:+ and $LOAD_FLAGS}; $RUNS runs of $WARMUP warm-up + $DURATION measured per row; each tracker filled first over UDP (trackd-load -fill $FILL_FLAGS)"
+		echo "- workload: $TORRENTS torrents, $PEERS peers (seed $SEED), trackd-load defaults otherwise${LOAD_FLAGS:+ and $LOAD_FLAGS}; $RUNS runs of $WARMUP warm-up + $DURATION measured per row; each tracker filled first over UDP (trackd-load -fill $FILL_FLAGS); protocols measured: $PROTOCOLS"
 		echo "- load average at the start: $LA_START"
 	} >"$RESULTS/header.md"
 
 	# --- 1. the generator's ceiling: canned replies, no tracker work
 	start_server canned "$BIN" "$BIN/trackd-load" -canned -udp "$ADDR" -http "$ADDR" -max-time "${MAX_TIME}s"
-	for i in $(seq "$RUNS"); do measure canned udp "$i" -udp "$ADDR"; done
-	for i in $(seq "$RUNS"); do measure canned "http keep-alive" "$i" -http "$ADDR"; done
-	for i in $(seq "$RUNS"); do measure canned "http close" "$i" -http "$ADDR" -http-close; done
+	if proto udp; then
+		for i in $(seq "$RUNS"); do measure canned udp "$i" -udp "$ADDR"; done
+	fi
+	if proto http; then
+		for i in $(seq "$RUNS"); do measure canned "http keep-alive" "$i" -http "$ADDR"; done
+		for i in $(seq "$RUNS"); do measure canned "http close" "$i" -http "$ADDR" -http-close; done
+	fi
 	stop_server
 
 	# --- 2. trackd
@@ -432,12 +446,20 @@ EOF
 	wait_ready trackd "$TORRENTS"
 	fill trackd
 	held trackd
-	check trackd udp -udp "$ADDR" || true
-	check trackd "http keep-alive" -http "$ADDR" || true
-	check trackd "http close" -http "$ADDR" -http-close || true
-	for i in $(seq "$RUNS"); do measure trackd udp "$i" -udp "$ADDR"; done
-	for i in $(seq "$RUNS"); do measure trackd "http keep-alive" "$i" -http "$ADDR"; done
-	for i in $(seq "$RUNS"); do measure trackd "http close" "$i" -http "$ADDR" -http-close; done
+	if proto udp; then
+		check trackd udp -udp "$ADDR" || true
+	fi
+	if proto http; then
+		check trackd "http keep-alive" -http "$ADDR" || true
+		check trackd "http close" -http "$ADDR" -http-close || true
+	fi
+	if proto udp; then
+		for i in $(seq "$RUNS"); do measure trackd udp "$i" -udp "$ADDR"; done
+	fi
+	if proto http; then
+		for i in $(seq "$RUNS"); do measure trackd "http keep-alive" "$i" -http "$ADDR"; done
+		for i in $(seq "$RUNS"); do measure trackd "http close" "$i" -http "$ADDR" -http-close; done
+	fi
 	stop_server
 
 	# --- 3. opentracker (HTTP only with a new connection per request: it
@@ -454,10 +476,14 @@ EOF
 	log "opentracker: hashes NOT on the whitelist, HTTP: $(errsummary neg-opentracker-http)"
 	fill opentracker
 	held opentracker
-	check opentracker udp -udp "$ADDR" || true
-	check opentracker "http close" -http "$ADDR" -http-close || true
-	for i in $(seq "$RUNS"); do measure opentracker udp "$i" -udp "$ADDR"; done
-	for i in $(seq "$RUNS"); do measure opentracker "http close" "$i" -http "$ADDR" -http-close; done
+	if proto udp; then
+		check opentracker udp -udp "$ADDR" || true
+		for i in $(seq "$RUNS"); do measure opentracker udp "$i" -udp "$ADDR"; done
+	fi
+	if proto http; then
+		check opentracker "http close" -http "$ADDR" -http-close || true
+		for i in $(seq "$RUNS"); do measure opentracker "http close" "$i" -http "$ADDR" -http-close; done
+	fi
 	stop_server
 
 	LA_END=$(loadavg)

@@ -173,6 +173,7 @@ def cmd_table(args):
             "per_cpu0": statistics.median(r["responses_per_cpu0_second"] for r in rs),
             "util": statistics.median(r["cpu_seconds"] / r["window_seconds"] for r in rs),
             "cpu0": statistics.median(r["cpu0_busy_seconds"] / r["window_seconds"] for r in rs),
+            "p50": statistics.median(x["latency_p50_us"] for x in res),
             "p99": statistics.median(x["latency_p99_us"] for x in res),
             "errors": sum(x["errors"] for x in res),
             "timeouts": sum(x["timeouts"] for x in res),
@@ -185,14 +186,14 @@ def cmd_table(args):
                 rows[(mode, tracker)]["msgs"][k] = rows[(mode, tracker)]["msgs"].get(k, 0) + n
 
     out = []
-    out.append("| protocol / mode | server | runs | responses/s | responses per server CPU-second | responses per CPU-0 busy second | server CPU | CPU 0 busy | p99 latency | errors | timeouts |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| protocol / mode | server | runs | responses/s | responses per server CPU-second | responses per CPU-0 busy second | server CPU | CPU 0 busy | p50 latency | p99 latency | errors | timeouts |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in sorted(rows, key=lambda k: (MODE_ORDER.get(k[0], 9), TRACKER_ORDER.get(k[1], 9))):
         v = rows[key]
         name = key[1] + (" (generator ceiling)" if key[1] == "canned" else "")
-        out.append("| %s | %s | %d | %s | %s | %s | %.0f %% | %.0f %% | %s | %s | %s |" % (
+        out.append("| %s | %s | %d | %s | %s | %s | %.0f %% | %.0f %% | %s | %s | %s | %s |" % (
             key[0], name, v["n"], fmt_int(v["rps"]), fmt_int(v["per_cpu"]), fmt_int(v["per_cpu0"]),
-            100 * v["util"], 100 * v["cpu0"], fmt_us(v["p99"]), fmt_int(v["errors"]), fmt_int(v["timeouts"])))
+            100 * v["util"], 100 * v["cpu0"], fmt_us(v["p50"]), fmt_us(v["p99"]), fmt_int(v["errors"]), fmt_int(v["timeouts"])))
     out.append("")
     out.append("Ratios trackd / opentracker (medians):")
     out.append("")
