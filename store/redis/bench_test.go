@@ -82,18 +82,30 @@ func benchStore(b *testing.B, ids bool) (*Store, *goredis.Client, []store.Announ
 	return s, srv.Client(), anns
 }
 
+// startCommands returns what reportCommands needs: the servers' command
+// stats and CPU time now.
+func startCommands(b *testing.B, rdb *goredis.Client) map[string]int64 {
+	m := commandStats(b, rdb)
+	m["cpu"] = int64(redisCPU(b, rdb))
+	return m
+}
+
 // reportCommands reports the Redis commands run per op since before:
 // scripts/op (EVALSHA and EVAL: round trips for an announce), commands/op
 // (every command, those the scripts run included), and redis-µs/op, the
-// time the server spent on them: in the scripts if scripts, else in every
-// command. The background rounds' few commands a second are counted too.
+// time the server spent on them (wall clock: on a loaded machine, with its
+// waits for a CPU) in the scripts if scripts, else in every command; and
+// redis-cpu-µs/op, the CPU time of the server's main thread (all it did,
+// network included). The background rounds' few commands a second are
+// counted too.
 func reportCommands(b *testing.B, rdb *goredis.Client, before map[string]int64, scripts bool) {
 	after := commandStats(b, rdb)
+	b.ReportMetric((redisCPU(b, rdb)-float64(before["cpu"]))/float64(b.N), "redis-cpu-µs/op")
 	var nScripts, all, usec int64
 	for name, n := range after {
 		d := n - before[name]
 		switch {
-		case name == "info" || name == "usec:info":
+		case name == "info" || name == "usec:info" || name == "cpu":
 		case name == "evalsha" || name == "eval":
 			nScripts += d
 			all += d
@@ -131,7 +143,7 @@ func BenchmarkRedis(b *testing.B) {
 	b.Run("Announce", func(b *testing.B) {
 		buf := make([]bittorrent.Peer, 0, 50)
 		returned, i := 0, 0
-		before := commandStats(b, rdb)
+		before := startCommands(b, rdb)
 		b.ReportAllocs()
 		for b.Loop() {
 			var err error
@@ -149,7 +161,7 @@ func BenchmarkRedis(b *testing.B) {
 
 	b.Run("AnnounceParallel", func(b *testing.B) {
 		var next atomic.Int64
-		before := commandStats(b, rdb)
+		before := startCommands(b, rdb)
 		b.ReportAllocs()
 		b.SetParallelism(16) // 32 goroutines on 2 CPUs: enough to keep Redis busy
 		b.ResetTimer()
@@ -174,7 +186,7 @@ func BenchmarkRedis(b *testing.B) {
 			hashes := make([]bittorrent.InfoHash, n)
 			stats := make([]store.Stats, 0, n)
 			i := 0
-			before := commandStats(b, rdb)
+			before := startCommands(b, rdb)
 			b.ReportAllocs()
 			for b.Loop() {
 				for j := range hashes {
@@ -209,7 +221,7 @@ func BenchmarkAnnounceBigSwarm(b *testing.B) {
 	ctx := context.Background()
 	buf := make([]bittorrent.Peer, 0, 50)
 	i := 0
-	before := commandStats(b, rdb)
+	before := startCommands(b, rdb)
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error

@@ -132,3 +132,25 @@ func usedMemory(t testing.TB, clients ...*goredis.Client) int64 {
 	}
 	return sum
 }
+
+// redisCPU returns the CPU time, in µs, that the servers' main threads have
+// used (INFO cpu): unlike commandstats' usec, a loaded machine's waits for
+// a CPU are not in it.
+func redisCPU(t testing.TB, clients ...*goredis.Client) float64 {
+	t.Helper()
+	var sum float64
+	for _, c := range clients {
+		info, err := c.Info(context.Background(), "cpu").Result()
+		if err != nil {
+			t.Fatalf("INFO cpu: %v", err)
+		}
+		for line := range strings.SplitSeq(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_sys_main_thread" || k == "used_cpu_user_main_thread" {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f * 1e6
+			}
+		}
+	}
+	return sum
+}
