@@ -42,6 +42,11 @@ type Config struct {
 	RequireCompact bool
 	// MaxScrapeHashes caps the info hashes in one scrape.
 	MaxScrapeHashes int
+	// Access decides which info hashes are tracked; nil tracks every one
+	// (the tracker is open). An announce for a refused hash gets
+	// ErrNotAllowed; a scrape reports zero counts for it and the full
+	// scrape leaves it out.
+	Access Access
 	// PeerIDs says that the store keeps peer ids (store.Options.PeerIDs)
 	// and replies may carry them. When false, the store's peers have zero
 	// ids, so Announce sets AnnounceRequest.NoPeerID: a non-compact reply
@@ -91,6 +96,12 @@ func (c *Config) fill() {
 	}
 }
 
+// Access is an access list: Allowed reports whether an info hash is
+// tracked. *accesslist.Source is one. It must be safe for concurrent use.
+type Access interface {
+	Allowed(bittorrent.InfoHash) bool
+}
+
 // ClientError is a request the tracker refuses because of what the client
 // sent. Its text is meant for the client (an HTTP "failure reason" or a UDP
 // error packet); any other error from the tracker is the server's fault.
@@ -102,6 +113,7 @@ func (e ClientError) Error() string { return string(e) }
 var (
 	ErrCompactRequired = ClientError("this tracker requires compact=1 or no_peer_id=1")
 	ErrPortZero        = ClientError("port must be between 1 and 65535")
+	ErrNotAllowed      = ClientError("this torrent is not tracked here (access list)")
 )
 
 // IsClientError reports whether err is the client's fault.
@@ -190,6 +202,9 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 	if req.Addr.Port() == 0 {
 		return ErrPortZero
 	}
+	if t.cfg.Access != nil && !t.cfg.Access.Allowed(req.InfoHash) {
+		return ErrNotAllowed
+	}
 	// An IPv4 peer reached over an IPv6 socket is the same session as
 	// over IPv4: store it as plain IPv4.
 	addr := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
@@ -268,6 +283,15 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 	if err != nil {
 		return err
 	}
+	if t.cfg.Access != nil {
+		// A hash refused now may still have peers from before the list
+		// changed; they are not reported.
+		for i, h := range hashes {
+			if !t.cfg.Access.Allowed(h) {
+				files[i] = store.Stats{}
+			}
+		}
+	}
 	resp.Files = files
 	resp.MinRequestInterval, _, err = t.Intervals(ctx)
 	return err
@@ -276,6 +300,15 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 // ScrapeAll calls fn for every torrent the tracker knows (the "full" or
 // "global" scrape) and returns the min_request_interval to send with it.
 func (t *Tracker) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, store.Stats) error) (time.Duration, error) {
+	if acc := t.cfg.Access; acc != nil {
+		all := fn
+		fn = func(h bittorrent.InfoHash, s store.Stats) error {
+			if !acc.Allowed(h) {
+				return nil
+			}
+			return all(h, s)
+		}
+	}
 	if err := t.store.ScrapeAll(ctx, fn); err != nil {
 		return 0, err
 	}

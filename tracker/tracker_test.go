@@ -352,3 +352,45 @@ func TestV4MappedIsSameSession(t *testing.T) {
 		t.Errorf("peer handed out as %v, want plain IPv4", resp.Peers)
 	}
 }
+
+// hashSet is an Access that refuses the hashes in it.
+type hashSet map[bittorrent.InfoHash]bool
+
+func (s hashSet) Allowed(h bittorrent.InfoHash) bool { return !s[h] }
+
+// TestAccess: an access list refuses announces for a hash with
+// ErrNotAllowed, and hides the hash from scrapes and the full scrape, also
+// when it was refused only after its peers joined.
+func TestAccess(t *testing.T) {
+	ctx := context.Background()
+	refused := hashSet{}
+	tr, _ := newTracker(t, tracker.Config{Access: refused})
+	var resp tracker.AnnounceResponse
+	for _, ih := range []byte{1, 2} {
+		if err := tr.Announce(ctx, peerReq(ih, 1, 0), &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused[bittorrent.InfoHash{2}] = true
+	if err := tr.Announce(ctx, peerReq(2, 2, 0), &resp); err != tracker.ErrNotAllowed {
+		t.Fatalf("refused hash: err %v, want ErrNotAllowed", err)
+	}
+	if !tracker.IsClientError(tracker.ErrNotAllowed) {
+		t.Error("ErrNotAllowed is not a client error")
+	}
+	if err := tr.Announce(ctx, peerReq(1, 2, 0), &resp); err != nil {
+		t.Fatalf("allowed hash: %v", err)
+	}
+	var sr tracker.ScrapeResponse
+	if err := tr.Scrape(ctx, []bittorrent.InfoHash{{1}, {2}}, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if sr.Files[0].Seeders != 2 || sr.Files[1] != (store.Stats{}) {
+		t.Errorf("scrape %+v: want the allowed hash counted and the refused one zero", sr.Files)
+	}
+	var seen []bittorrent.InfoHash
+	tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, _ store.Stats) error { seen = append(seen, h); return nil })
+	if len(seen) != 1 || seen[0] != (bittorrent.InfoHash{1}) {
+		t.Errorf("full scrape lists %v, want only the allowed hash", seen)
+	}
+}
