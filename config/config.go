@@ -12,6 +12,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"trackd/accesslist"
+	"trackd/store/redis"
 
 	"github.com/BurntSushi/toml"
 )
@@ -30,8 +32,18 @@ type Config struct {
 	// (SO_REUSEPORT), each read by its own goroutine; 0 means one per CPU.
 	UDPSockets int `toml:"udp_sockets"`
 
-	// Store is where swarms live: "memory" (the default).
+	// Store is where swarms live: "memory" (the default), or a Redis URL
+	// (redis://, rediss://, redis+cluster://; see store/redis) that several
+	// trackd instances share.
 	Store string `toml:"store"`
+	// RedisTimeout bounds one round trip to Redis; a request that waits
+	// longer gets an error reply.
+	RedisTimeout time.Duration `toml:"redis_timeout"`
+	// State is the file the in-memory store's swarms are written to
+	// periodically and on shutdown, and read from at start (empty: none).
+	State string `toml:"state"`
+	// StateInterval is the period of the periodic snapshot.
+	StateInterval time.Duration `toml:"state_interval"`
 	// PeerLifetime is how long a peer that stopped announcing stays in
 	// its swarm: at most 9h (memory.MaxPeerLifetime).
 	PeerLifetime time.Duration `toml:"peer_lifetime"`
@@ -70,6 +82,24 @@ type Config struct {
 	// parameter is believed.
 	TrustIPParam []string `toml:"trust_ip_param"`
 
+	// HTTPS serves announce and scrape over TLS on this address (empty:
+	// off) with the certificate and key in TLSCert and TLSKey, PEM files
+	// re-read on SIGHUP.
+	HTTPS   string `toml:"https"`
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+
+	// AccessList is "off" (the default: every info hash is tracked),
+	// "allow" (only the hashes in AccessListFile) or "deny" (all but
+	// those). The file is re-read on SIGHUP and when it changes.
+	AccessList     string `toml:"access_list"`
+	AccessListFile string `toml:"access_list_file"`
+
+	// Admin is the operator endpoint's address: /metrics, /stats,
+	// /healthz, /readyz (empty: off). Pprof adds /debug/pprof/ there.
+	Admin string `toml:"admin"`
+	Pprof bool   `toml:"pprof"`
+
 	// Logging.
 	LogLevel  string `toml:"log_level"`  // debug, info, warn, error
 	LogFormat string `toml:"log_format"` // text or json
@@ -81,6 +111,10 @@ func Default() Config {
 		HTTP:               ":6969",
 		UDP:                ":6969",
 		Store:              "memory",
+		RedisTimeout:       time.Second,
+		StateInterval:      5 * time.Minute,
+		AccessList:         "off",
+		Admin:              "127.0.0.1:6970",
 		PeerLifetime:       35 * time.Minute,
 		TargetAnnounceRate: 1000,
 		MinInterval:        time.Minute,
@@ -101,6 +135,10 @@ func Default() Config {
 	}
 }
 
+// ErrVersion is what Load returns for -version: the caller prints its
+// version and exits.
+var ErrVersion = errors.New("version requested")
+
 // Load builds the configuration from command-line arguments: defaults, then
 // the TOML file named by -config, then every flag given. Usage and errors go
 // to out. It returns flag.ErrHelp for -h.
@@ -108,8 +146,12 @@ func Load(args []string, out io.Writer) (Config, error) {
 	cfg := Default()
 	var file string
 	fs := cfg.flagSet(&file, out)
+	version := fs.Bool("version", false, "print trackd's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if *version {
+		return cfg, ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -125,6 +167,7 @@ func Load(args []string, out io.Writer) (Config, error) {
 		}
 		// Flags given on the command line override the file.
 		fs = cfg.flagSet(&file, io.Discard)
+		fs.Bool("version", false, "")
 		if err := fs.Parse(args); err != nil {
 			return cfg, err
 		}
@@ -147,7 +190,10 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.UDP, "udp", c.UDP, "serve the UDP tracker protocol (BEP 15) on this `address` (empty: off)")
 	fs.StringVar(&c.UDPSecret, "udp-secret", c.UDPSecret, "`key` for UDP connection ids; instances behind one address must share it (empty: random at start)")
 	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU)")
-	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory")
+	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory, or a Redis `URL` shared by several instances (redis://host:port/db, rediss://..., redis+cluster://host1:port1,host2:port2)")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", c.RedisTimeout, "longest wait for one Redis round trip before a request gets an error")
+	fs.StringVar(&c.State, "state", c.State, "keep the in-memory swarms in this `file` across restarts: written periodically and on shutdown, read at start (empty: off)")
+	fs.DurationVar(&c.StateInterval, "state-interval", c.StateInterval, "period of the snapshot written to -state")
 	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce (at most 9h)")
 	fs.BoolVar(&c.PeerIDs, "peer-ids", c.PeerIDs, "keep peer ids and send them in non-compact HTTP replies (20 bytes more per peer)")
 	fs.Float64Var(&c.TargetAnnounceRate, "target-announce-rate", c.TargetAnnounceRate, "announces per second the interval policy aims at (interval = peers / rate)")
@@ -168,6 +214,13 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close keep-alive connections idle this long")
 	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated `CIDRs` of reverse proxies whose X-Forwarded-For/X-Real-IP are believed")
 	fs.Var((*listFlag)(&c.TrustIPParam), "trust-ip-param", "comma-separated `CIDRs` of clients whose announce ip parameter is believed")
+	fs.StringVar(&c.HTTPS, "https", c.HTTPS, "serve HTTP announce and scrape over TLS on this `address` (empty: off); needs -tls-cert and -tls-key")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate chain `file` for -https (re-read on SIGHUP)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` for -https (re-read on SIGHUP)")
+	fs.StringVar(&c.AccessList, "access-list", c.AccessList, "off (track every info hash), allow (only those in -access-list-file) or deny (all but those)")
+	fs.StringVar(&c.AccessListFile, "access-list-file", c.AccessListFile, "`file` of info hashes, hex or base32, one a line, # comments; re-read on SIGHUP and when it changes")
+	fs.StringVar(&c.Admin, "admin", c.Admin, "serve /metrics, /stats, /healthz and /readyz on this `address` (empty: off)")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "also serve the Go profiler under /debug/pprof/ on the admin address")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	return fs
@@ -196,8 +249,19 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf(format, a...))
 		}
 	}
-	check(c.Store == "memory", "store %q: only \"memory\" is supported", c.Store)
-	check(c.PeerLifetime > 0 && c.PeerLifetime <= MaxPeerLifetime, "peer_lifetime must be positive and at most %v", MaxPeerLifetime)
+	memoryStore := c.Store == "memory"
+	check(memoryStore || redis.IsURL(c.Store), "store %q: want memory or a Redis URL (redis://, rediss://, redis+cluster://)", c.Store)
+	check(c.PeerLifetime > 0, "peer_lifetime must be positive")
+	check(!memoryStore || c.PeerLifetime <= MaxPeerLifetime, "peer_lifetime must be at most %v with the memory store", MaxPeerLifetime)
+	check(c.RedisTimeout > 0, "redis_timeout must be positive")
+	check(c.State == "" || memoryStore, "state: only the memory store needs a state file (Redis keeps its own)")
+	check(c.StateInterval > 0, "state_interval must be positive")
+	check(c.HTTPS == "" || (c.TLSCert != "" && c.TLSKey != ""), "https needs tls_cert and tls_key")
+	check(c.HTTPS == "" || validListenAddr(c.HTTPS), "https %q: want host:port, such as :443", c.HTTPS)
+	check(c.Admin == "" || validListenAddr(c.Admin), "admin %q: want host:port, such as 127.0.0.1:6970", c.Admin)
+	mode, err := accesslist.ParseMode(c.AccessList)
+	check(err == nil, "access_list: %v", err)
+	check(mode == accesslist.Off || c.AccessListFile != "", "access_list %s needs access_list_file", c.AccessList)
 	check(c.TargetAnnounceRate > 0, "target_announce_rate must be positive")
 	check(c.MinInterval >= time.Second, "min_interval must be at least 1s")
 	check(c.MaxInterval >= c.MinInterval, "max_interval must be at least min_interval")

@@ -143,6 +143,41 @@ udp_sockets = 3
 	}
 }
 
+func TestLoadOperatorSettings(t *testing.T) {
+	p := writeFile(t, `
+store = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+redis_timeout = "250ms"
+peer_lifetime = "24h"
+https = ":8443"
+tls_cert = "/etc/trackd/cert.pem"
+tls_key = "/etc/trackd/key.pem"
+access_list = "deny"
+access_list_file = "/etc/trackd/deny.txt"
+admin = ""
+pprof = true
+`)
+	cfg, err := Load([]string{"-config", p}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store != "redis+cluster://127.0.0.1:7000,127.0.0.1:7001" || cfg.RedisTimeout != 250*time.Millisecond ||
+		cfg.PeerLifetime != 24*time.Hour || cfg.HTTPS != ":8443" || cfg.TLSCert == "" || cfg.TLSKey == "" ||
+		cfg.AccessList != "deny" || cfg.AccessListFile != "/etc/trackd/deny.txt" || cfg.Admin != "" || !cfg.Pprof {
+		t.Errorf("loaded %+v", cfg)
+	}
+	cfg, err = Load([]string{"-state", "/var/lib/trackd/state.snap", "-state-interval", "1m"}, &bytes.Buffer{})
+	if err != nil || cfg.State != "/var/lib/trackd/state.snap" || cfg.StateInterval != time.Minute || cfg.Admin != "127.0.0.1:6970" {
+		t.Errorf("state flags: %+v %v", cfg, err)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	_, err := Load([]string{"-version"}, &bytes.Buffer{})
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("-version: %v", err)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -153,7 +188,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown key", nil, "bogus = 1", `unknown key "bogus"`},
 		{"bad toml", nil, "http = ", "config file"},
 		{"missing file", []string{"-config", "/nonexistent/trackd.toml"}, "", "no such file"},
-		{"bad store", []string{"-store", "mysql://"}, "", "only \"memory\""},
+		{"bad store", []string{"-store", "mysql://"}, "", "want memory or a Redis URL"},
 		{"bad interval", []string{"-min-interval", "10m", "-max-interval", "1m"}, "", "max_interval"},
 		{"bad cidr", []string{"-trusted-proxies", "10.0.0.0/99"}, "", "bad CIDR"},
 		{"bad level", []string{"-log-level", "loud"}, "", "log_level"},
@@ -168,6 +203,12 @@ func TestLoadErrors(t *testing.T) {
 		{"peer lifetime zero", []string{"-peer-lifetime", "0s"}, "", "peer_lifetime"},
 		{"peer lifetime too long", []string{"-peer-lifetime", "9h0m1s"}, "", "peer_lifetime"},
 		{"peer lifetime too long in file", nil, `peer_lifetime = "24h"`, "peer_lifetime"},
+		{"redis timeout", []string{"-store", "redis://127.0.0.1:6379/0", "-redis-timeout", "0s"}, "", "redis_timeout"},
+		{"state with redis", []string{"-store", "redis://127.0.0.1:6379/0", "-state", "/tmp/x"}, "", "state: only the memory store"},
+		{"https without cert", []string{"-https", ":8443"}, "", "https needs tls_cert and tls_key"},
+		{"admin bad", []string{"-admin", "nowhere"}, "", "admin \"nowhere\""},
+		{"access list mode", []string{"-access-list", "maybe"}, "", "access_list"},
+		{"access list without file", []string{"-access-list", "allow"}, "", "needs access_list_file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

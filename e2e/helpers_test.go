@@ -122,6 +122,7 @@ func startTracker(t testing.TB, mutate func(*config.Config)) *server.Server {
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.UDP = "127.0.0.1:0"
 	cfg.UDPSockets = 2
+	cfg.Admin = "127.0.0.1:0"
 	if mutate != nil {
 		mutate(&cfg)
 	}

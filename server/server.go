@@ -9,13 +9,21 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
 	"time"
 
+	"trackd/accesslist"
+	"trackd/admin"
+	"trackd/bittorrent"
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
+	"trackd/metrics"
+	"trackd/stats"
 	"trackd/store"
-	"trackd/store/memory"
+	"trackd/tlscert"
 	"trackd/tracker"
 )
 
@@ -26,16 +34,45 @@ type Server struct {
 	store   store.Store
 	tracker *tracker.Tracker
 
+	access  *accesslist.Source
+	metrics *metrics.Metrics
+	stats   *stats.Recorder
+	cert    *tlscert.Loader
+
 	httpHandler *httpfrontend.Handler
 	httpServer  *httpfrontend.Server
+	httpsServer *http.Server
+	httpsLn     net.Listener
 	udpHandler  *udpfrontend.Handler
 	udpServer   *udpfrontend.Server
+	adminServer *http.Server
+	adminLn     net.Listener
 	serveErr    chan error
 	ready       chan struct{}
+
+	// background work (access list watch, stats samples, snapshots) runs
+	// under bgCtx until Shutdown
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // New builds a Server from cfg. It opens the store but binds no listener.
+// A Redis store that cannot be reached is an error at once; Open waits for
+// it instead.
 func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	return build(context.Background(), cfg, log, openStore)
+}
+
+// Open is New for a long-running process: when the store cannot be
+// reached (Redis down), it logs why and tries again every few seconds until
+// ctx ends, rather than failing (and being restarted in a loop).
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	return build(ctx, cfg, log, openStoreRetry)
+}
+
+func build(ctx context.Context, cfg config.Config, log *slog.Logger,
+	open func(context.Context, config.Config, *slog.Logger) (store.Store, error)) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -44,9 +81,23 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	trustedProxies, _ := config.ParsePrefixes(cfg.TrustedProxies)
 	trustIPParam, _ := config.ParsePrefixes(cfg.TrustIPParam)
+	mode, _ := accesslist.ParseMode(cfg.AccessList)
+	access, err := accesslist.Open(mode, cfg.AccessListFile, log)
+	if err != nil {
+		return nil, err
+	}
+	var cert *tlscert.Loader
+	if cfg.HTTPS != "" {
+		if cert, err = tlscert.Load(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, err
+		}
+	}
 
-	st := memory.New(store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs})
-	tr := tracker.New(tracker.Config{
+	st, err := open(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	tcfg := tracker.Config{
 		TargetAnnounceRate:  cfg.TargetAnnounceRate,
 		MinInterval:         cfg.MinInterval,
 		MaxInterval:         cfg.MaxInterval,
@@ -56,9 +107,23 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		RequireCompact:      cfg.RequireCompact,
 		MaxScrapeHashes:     cfg.MaxScrapeHashes,
 		PeerIDs:             cfg.PeerIDs,
-	}, st)
-	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, serveErr: make(chan error, 1), ready: make(chan struct{})}
-	if cfg.HTTP != "" {
+	}
+	if mode != accesslist.Off {
+		tcfg.Access = access
+	}
+	tr := tracker.New(tcfg, st)
+	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, access: access, cert: cert,
+		serveErr: make(chan error, 1), ready: make(chan struct{})}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.metrics = metrics.New(metrics.Options{
+		Totals:     s.metricTotals,
+		UDPDropped: s.udpDropped,
+	})
+	s.stats = stats.New(s.statCounts, stats.TopFromScrape(func(ctx context.Context, fn func(bittorrent.InfoHash, uint32, uint32) error) error {
+		_, err := tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, c store.Stats) error { return fn(h, c.Seeders, c.Leechers) })
+		return err
+	}), stats.Options{Logger: log, Version: BuildVersion()})
+	if cfg.HTTP != "" || cfg.HTTPS != "" {
 		s.httpHandler = httpfrontend.NewHandler(tr, httpfrontend.Options{
 			FullScrape:         cfg.FullScrape,
 			FullScrapeInterval: cfg.FullScrapeInterval,
@@ -73,9 +138,46 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			Secret:       []byte(cfg.UDPSecret),
 			TrustIPParam: trustIPParam,
 			Logger:       log,
+			Metrics:      s.metrics,
 		})
 	}
 	return s, nil
+}
+
+// Version is trackd's version, set at build time with
+// -ldflags "-X trackd/server.Version=v1.2.3"; empty otherwise, and then
+// BuildVersion reads what the Go toolchain recorded.
+var Version string
+
+// BuildVersion returns Version or, when it was not set, the module version
+// and VCS revision the binary was built from.
+func BuildVersion() string {
+	if Version != "" {
+		return Version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	if v == "(devel)" || v == "" {
+		v = "dev"
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev[:min(12, len(rev))] + dirty
+	}
+	return v
 }
 
 // Tracker returns the server's core tracker.
@@ -105,14 +207,48 @@ func (s *Server) Start() error {
 			Logger:  s.log,
 		})
 		if err != nil {
-			if s.httpServer != nil {
-				s.httpServer.Close()
-				s.httpServer = nil
-			}
+			s.closeListeners()
 			return fmt.Errorf("udp listener: %w", err)
 		}
 		s.udpServer = us
 	}
+	if s.cfg.HTTPS != "" {
+		ln, err := net.Listen("tcp", s.cfg.HTTPS)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("https listener: %w", err)
+		}
+		s.httpsLn = ln
+		s.httpsServer = &http.Server{
+			Handler:           s.httpHandler,
+			TLSConfig:         s.cert.Config(),
+			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+			WriteTimeout:      s.cfg.WriteTimeout,
+			IdleTimeout:       s.cfg.IdleTimeout,
+			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+	}
+	if s.cfg.Admin != "" {
+		ln, err := net.Listen("tcp", s.cfg.Admin)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		s.adminLn = ln
+		s.adminServer = &http.Server{
+			Handler: admin.NewHandler(admin.Options{
+				Metrics: s.metrics.Handler(),
+				Stats:   s.stats,
+				Ready:   ready(s.store),
+				Pprof:   s.cfg.Pprof,
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+	}
+	s.serve(s.httpsServer, s.httpsLn, "https", func(srv *http.Server, ln net.Listener) error { return srv.ServeTLS(ln, "", "") })
+	s.serve(s.adminServer, s.adminLn, "admin", (*http.Server).Serve)
+	s.background()
 	if hs := s.httpServer; hs != nil {
 		// Its loops are already at work.
 		go func() {
@@ -131,8 +267,138 @@ func (s *Server) Start() error {
 		s.log.Info("serving", "protocol", "udp", "addr", us.Addr().String(),
 			"announce", "udp://"+us.Addr().String()+"/announce")
 	}
+	if ln := s.httpsLn; ln != nil {
+		s.log.Info("serving", "protocol", "https", "addr", ln.Addr().String(),
+			"announce", "https://"+ln.Addr().String()+"/announce")
+	}
+	if ln := s.adminLn; ln != nil {
+		s.log.Info("serving", "protocol", "admin", "addr", ln.Addr().String(),
+			"stats", "http://"+ln.Addr().String()+"/stats", "metrics", "http://"+ln.Addr().String()+"/metrics")
+	}
 	close(s.ready)
 	return nil
+}
+
+// closeListeners closes what Start has bound so far, when a later listener
+// fails.
+func (s *Server) closeListeners() {
+	if s.httpServer != nil {
+		s.httpServer.Close()
+		s.httpServer = nil
+	}
+	if s.udpServer != nil {
+		s.udpServer.Close()
+		s.udpServer = nil
+	}
+	if s.httpsLn != nil {
+		s.httpsLn.Close()
+		s.httpsLn, s.httpsServer = nil, nil
+	}
+}
+
+// serve runs srv on ln in the background (both nil: nothing); a failure
+// reaches Err.
+func (s *Server) serve(srv *http.Server, ln net.Listener, name string, run func(*http.Server, net.Listener) error) {
+	if srv == nil {
+		return
+	}
+	go func() {
+		if err := run(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case s.serveErr <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+		}
+	}()
+}
+
+// background starts the work that runs beside the listeners until
+// Shutdown: watching the access list file and sampling the stats.
+func (s *Server) background() {
+	s.bg.Add(2)
+	go func() { defer s.bg.Done(); s.access.Watch(s.bgCtx, accessListPoll) }()
+	go func() { defer s.bg.Done(); s.stats.Run(s.bgCtx) }()
+}
+
+// accessListPoll is how often the access list file is checked for changes.
+const accessListPoll = 2 * time.Second
+
+// Reload re-reads what an operator may change without a restart: the
+// access list and the TLS certificate. cmd/trackd calls it on SIGHUP. A
+// file that cannot be read is reported and the old one stays in force.
+func (s *Server) Reload() error {
+	var errs []error
+	if err := s.access.Reload(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.cert != nil {
+		if err := s.cert.Reload(); err != nil {
+			s.log.Error("tls certificate not reloaded; the previous one stays in use", "err", err)
+			errs = append(errs, err)
+		} else {
+			s.log.Info("tls certificate reloaded", "cert", s.cfg.TLSCert)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// AdminAddr returns the address of the admin listener, or nil if it is off.
+func (s *Server) AdminAddr() net.Addr {
+	if s.adminLn == nil {
+		return nil
+	}
+	return s.adminLn.Addr()
+}
+
+// HTTPSAddr returns the address of the HTTPS listener, or nil if it is off.
+func (s *Server) HTTPSAddr() net.Addr {
+	if s.httpsLn == nil {
+		return nil
+	}
+	return s.httpsLn.Addr()
+}
+
+// metricTotals reads the store's totals for the gauges.
+func (s *Server) metricTotals(ctx context.Context) (metrics.Totals, error) {
+	t, err := s.store.Totals(ctx)
+	if err != nil {
+		return metrics.Totals{}, err
+	}
+	return metrics.Totals{
+		Torrents:  t.Torrents,
+		Seeders4:  t.Seeders - t.Seeders6,
+		Leechers4: t.Leechers - t.Leechers6,
+		Seeders6:  t.Seeders6,
+		Leechers6: t.Leechers6,
+	}, nil
+}
+
+func (s *Server) udpDropped() uint64 {
+	if s.udpServer == nil {
+		return 0
+	}
+	return s.udpServer.Dropped()
+}
+
+// statCounts reads what the stats page samples.
+func (s *Server) statCounts(ctx context.Context) (stats.Counts, error) {
+	t, err := s.store.Totals(ctx)
+	if err != nil {
+		return stats.Counts{}, err
+	}
+	return stats.Counts{
+		Torrents:     t.Torrents,
+		Seeders:      t.Seeders,
+		Leechers:     t.Leechers,
+		Seeders6:     t.Seeders6,
+		Leechers6:    t.Leechers6,
+		HTTPRequests: s.metrics.Requests(metrics.HTTP),
+		UDPRequests:  s.metrics.Requests(metrics.UDP),
+		WSRequests:   s.metrics.Requests(metrics.WS),
+	}, nil
 }
 
 // Ready is closed once Start has bound every listener.
@@ -175,6 +441,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
 	}
+	if s.httpsServer != nil {
+		if err := s.httpsServer.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("https: %w", err))
+		}
+	}
+	if s.adminServer != nil {
+		if err := s.adminServer.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("admin: %w", err))
+		}
+	}
+	s.bgCancel()
+	s.bg.Wait()
 	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
 }

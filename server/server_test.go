@@ -60,6 +60,7 @@ func loopbackConfig() config.Config {
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.UDP = "127.0.0.1:0"
 	cfg.UDPSockets = 2
+	cfg.Admin = "127.0.0.1:0"
 	return cfg
 }
 

@@ -58,6 +58,10 @@ type Totals struct {
 	Torrents uint64 // swarms with at least one peer
 	Seeders  uint64
 	Leechers uint64
+	// Seeders6 and Leechers6 are the IPv6 peers among Seeders and
+	// Leechers.
+	Seeders6  uint64
+	Leechers6 uint64
 }
 
 // Peers returns Seeders+Leechers.

@@ -50,7 +50,7 @@ func TestBadFlagExits2(t *testing.T) {
 // listener, answers an announce, and exits cleanly on SIGTERM.
 func TestServeAndStopOnSignal(t *testing.T) {
 	for _, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
-		cmd := exec.Command(build(t), "-http", "127.0.0.1:0", "-udp", "127.0.0.1:0")
+		cmd := exec.Command(build(t), "-http", "127.0.0.1:0", "-udp", "127.0.0.1:0", "-admin", "127.0.0.1:0")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)

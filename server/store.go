@@ -1,0 +1,79 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"trackd/config"
+	"trackd/store"
+	"trackd/store/memory"
+	redisstore "trackd/store/redis"
+)
+
+// openStore opens the store cfg names: the in-memory store, or Redis. It
+// tries Redis once; Open's retry loop is in openStoreRetry.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	opts := store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs}
+	if cfg.Store == "memory" {
+		return memory.New(opts), nil
+	}
+	st, err := redisstore.Open(ctx, cfg.Store, opts, redisstore.Options{
+		Timeout: cfg.RedisTimeout,
+		Logger:  log.With("store", "redis"),
+	})
+	if err != nil {
+		return nil, &storeError{err}
+	}
+	return st, nil
+}
+
+// storeError is a store that could not be opened: worth another try (Redis
+// may come up), unlike a configuration error.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// retryEvery is how long Open waits between attempts to reach the store.
+const retryEvery = 2 * time.Second
+
+// openStoreRetry is openStore that, when the store cannot be reached, logs
+// why and tries again every retryEvery until ctx ends.
+func openStoreRetry(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := openStore(ctx, cfg, log)
+		var se *storeError
+		if err == nil || !errors.As(err, &se) {
+			if err == nil && attempt > 1 {
+				log.Info("store reachable", "attempts", attempt)
+			}
+			return st, err
+		}
+		log.Error("cannot open the store; retrying", "err", err, "attempt", attempt, "retry_in", retryEvery)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: %w (gave up: %v)", err, context.Cause(ctx))
+		case <-time.After(retryEvery):
+		}
+	}
+}
+
+// pinger is a store that can say whether it is reachable (Redis).
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// ready reports whether the store answers: Ping where the store has it,
+// else a Totals read.
+func ready(st store.Store) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if p, ok := st.(pinger); ok {
+			return p.Ping(ctx)
+		}
+		_, err := st.Totals(ctx)
+		return err
+	}
+}
