@@ -117,6 +117,7 @@ type Store struct {
 	_ [64]byte // keep the counters away from the read-mostly fields
 	// The counts behind Totals.
 	torrents, seeders, leechers atomic.Int64
+	seeders6, leechers6         atomic.Int64 // of seeders and leechers
 	// Every peer that expired at or before sweptThrough has been dropped.
 	sweptThrough atomic.Uint32
 	// totalsLag is how many seconds Totals lets sweptThrough lag the
@@ -226,13 +227,20 @@ func (s *Store) shardFor(h *bittorrent.InfoHash) (*shard, uint64) {
 	return &s.shards[(hash>>32)&s.mask], hash
 }
 
-// count applies changes of seeders, leechers and torrents to the totals.
-func (s *Store) count(dS, dL, dT int) {
+// count applies changes of seeders, leechers and torrents to the totals;
+// dS6 and dL6 are the IPv6 part of dS and dL.
+func (s *Store) count(dS, dL, dS6, dL6, dT int) {
 	if dS != 0 {
 		s.seeders.Add(int64(dS))
 	}
 	if dL != 0 {
 		s.leechers.Add(int64(dL))
+	}
+	if dS6 != 0 {
+		s.seeders6.Add(int64(dS6))
+	}
+	if dL6 != 0 {
+		s.leechers6.Add(int64(dL6))
 	}
 	if dT != 0 {
 		s.torrents.Add(int64(dT))
@@ -242,12 +250,12 @@ func (s *Store) count(dS, dL, dT int) {
 // compact drops the expired peers of sw and counts them out.
 func (s *Store) compact(sh *shard, sw *swarm, now uint32) {
 	had := sh.numPeers(sw) > 0
-	rmS, rmL := sh.compact(sw, now)
+	rmS, rmL, rmS6, rmL6 := sh.compact(sw, now)
 	dT := 0
 	if had && sh.numPeers(sw) == 0 {
 		dT = -1
 	}
-	s.count(-rmS, -rmL, dT)
+	s.count(-rmS, -rmL, -rmS6, -rmL6, dT)
 }
 
 // removeIfEmpty deletes the swarm in slot i of sh if it has no peer and no
@@ -313,7 +321,11 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 	} else if before > 0 && after == 0 {
 		dT = -1
 	}
-	s.count(dS, dL, dT)
+	if self6 >= 0 || !ip.Is4() {
+		s.count(dS, dL, dS, dL, dT)
+	} else {
+		s.count(dS, dL, 0, 0, dT)
+	}
 
 	st := sh.stats(sw)
 	if a.NumWant > 0 {
@@ -398,11 +410,16 @@ func (s *Store) Totals(context.Context) (store.Totals, error) {
 	if now := s.nowSec(); s.sweptThrough.Load()+s.totalsLag < now {
 		s.sweep(now, false)
 	}
-	return store.Totals{
+	t := store.Totals{
 		Torrents: nonNegative(s.torrents.Load()),
 		Seeders:  nonNegative(s.seeders.Load()),
 		Leechers: nonNegative(s.leechers.Load()),
-	}, nil
+	}
+	// never more IPv6 peers than peers, when a reader sees one counter
+	// updated before the other
+	t.Seeders6 = min(nonNegative(s.seeders6.Load()), t.Seeders)
+	t.Leechers6 = min(nonNegative(s.leechers6.Load()), t.Leechers)
+	return t, nil
 }
 
 // nonNegative guards against a reader seeing one counter changed before

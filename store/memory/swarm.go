@@ -252,19 +252,19 @@ func (sh *shard) apply6(sw *swarm, a *store.Announce, ip *[16]byte, port uint16,
 
 // compact drops the peers expired at now (expiry <= now), sets minExp to
 // the earliest expiry left, and returns how many seeders and leechers it
-// dropped.
-func (sh *shard) compact(sw *swarm, now uint32) (rmS, rmL int) {
+// dropped, and how many of them were IPv6.
+func (sh *shard) compact(sw *swarm, now uint32) (rmS, rmL, rmS6, rmL6 int) {
 	m, minExp := sw.minExp, uint32(noExp)
 	f4 := open4(sh, sw)
 	rmS, rmL = f4.compact(now, m, &minExp)
 	if sw.x != 0 {
 		f6 := open6(sh, sh.extra(sw))
-		rs, rl := f6.compact(now, m, &minExp)
-		rmS, rmL = rmS+rs, rmL+rl
+		rmS6, rmL6 = f6.compact(now, m, &minExp)
+		rmS, rmL = rmS+rmS6, rmL+rmL6
 		sh.tidy(sw)
 	}
 	sw.minExp = minExp
-	return rmS, rmL
+	return rmS, rmL, rmS6, rmL6
 }
 
 // bounded maps the random x to [0, n) (Lemire's multiply-shift; the bias,

@@ -123,32 +123,49 @@ func (s *Store) refreshTotals(ctx context.Context, sum bool) error {
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*goredis.SliceCmd, numBuckets)
 		for b := range cmds {
-			cmds[b] = pipe.HMGet(ctx, s.bucketN[b], "s", "l", "t")
+			cmds[b] = pipe.HMGet(ctx, s.bucketN[b], totalsFields...)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("totals: %w", err)
 		}
-		var sl, ll, tl int64
+		var sum [numTotalsFields]int64
 		for _, c := range cmds {
 			v := c.Val()
-			sl += field(v, 0)
-			ll += field(v, 1)
-			tl += field(v, 2)
+			for i := range sum {
+				sum[i] += field(v, i)
+			}
 		}
-		tot = store.Totals{Seeders: uint64(max(sl, 0)), Leechers: uint64(max(ll, 0)), Torrents: uint64(max(tl, 0))}
-		err := s.rdb.HSet(ctx, s.totalsKey, "s", tot.Seeders, "l", tot.Leechers, "t", tot.Torrents).Err()
+		tot = totalsOf(sum[:])
+		err := s.rdb.HSet(ctx, s.totalsKey, "s", tot.Seeders, "l", tot.Leechers, "t", tot.Torrents,
+			"s6", tot.Seeders6, "l6", tot.Leechers6).Err()
 		if err != nil {
 			return fmt.Errorf("totals: %w", err)
 		}
 	} else {
-		v, err := s.rdb.HMGet(ctx, s.totalsKey, "s", "l", "t").Result()
+		v, err := s.rdb.HMGet(ctx, s.totalsKey, totalsFields...).Result()
 		if err != nil {
 			return fmt.Errorf("totals: %w", err)
 		}
-		tot = store.Totals{Seeders: uint64(max(field(v, 0), 0)), Leechers: uint64(max(field(v, 1), 0)), Torrents: uint64(max(field(v, 2), 0))}
+		var got [numTotalsFields]int64
+		for i := range got {
+			got[i] = field(v, i)
+		}
+		tot = totalsOf(got[:])
 	}
 	s.totals.Store(&totalsCopy{Totals: tot, at: time.Now()})
 	return nil
+}
+
+// totalsFields are the fields of a bucket's count hash and of the totals
+// key, in the order totalsOf reads them.
+var totalsFields = []string{"s", "l", "t", "s6", "l6"}
+
+const numTotalsFields = 5
+
+// totalsOf makes Totals of counts in the order of totalsFields.
+func totalsOf(c []int64) store.Totals {
+	n := func(i int) uint64 { return uint64(max(c[i], 0)) }
+	return store.Totals{Seeders: n(0), Leechers: n(1), Torrents: n(2), Seeders6: n(3), Leechers6: n(4)}
 }
 
 // field returns v[i] of an HMGET reply as a number, 0 if missing.

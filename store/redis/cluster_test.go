@@ -48,6 +48,7 @@ func TestCluster(t *testing.T) {
 			h := hashN(i)
 			hashes[i] = h
 			var st store.Stats
+			var s6, l6 uint64
 			peers := i%6 + 1
 			for j := range peers {
 				s := instances[(i+j)%2]
@@ -57,17 +58,24 @@ func TestCluster(t *testing.T) {
 					st.Downloaded++
 				}
 				mustAnnounce(t, s, a)
+				v6 := j%3 == 1
 				if a.Seeder {
 					st.Seeders++
+					if v6 {
+						s6++
+					}
 				} else {
 					st.Leechers++
+					if v6 {
+						l6++
+					}
 				}
 			}
 			if i%10 == 9 { // every peer stops: only the download count stays
 				for j := range peers {
 					mustAnnounce(t, instances[j%2], store.Announce{InfoHash: h, Peer: peerN(i*8+j, j%3 == 1), Event: bittorrent.EventStopped})
 				}
-				st.Seeders, st.Leechers = 0, 0
+				st.Seeders, st.Leechers, s6, l6 = 0, 0, 0, 0
 			}
 			if st != (store.Stats{}) {
 				want[h] = st
@@ -77,6 +85,8 @@ func TestCluster(t *testing.T) {
 			}
 			tot.Seeders += uint64(st.Seeders)
 			tot.Leechers += uint64(st.Leechers)
+			tot.Seeders6 += s6
+			tot.Leechers6 += l6
 		}
 
 		// A's peers are returned to B.

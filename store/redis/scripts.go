@@ -9,7 +9,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	            peers or a download
 //	KEYS[2] d   bucket sorted set: info hash -> a lower bound of the lowest
 //	            score in its sets, for every torrent with peers
-//	KEYS[3] n   bucket hash: s, l, t = stored seeders, leechers, torrents
+//	KEYS[3] n   bucket hash: s, l, t = stored seeders, leechers, torrents;
+//	            s6, l6 = of s and l, the IPv6 ones
 //	KEYS[4] s4  torrent sorted set: IPv4 seeders, addr -> score
 //	KEYS[5] l4  IPv4 leechers
 //	KEYS[6] s6  IPv6 seeders
@@ -42,9 +43,9 @@ local function isSeeders(i) return i % 2 == 1 end
 
 -- expire removes up to LIMIT peers expired at cut from each set, and their
 -- ids, sets lingering[i] for each set that still holds expired peers, and
--- returns the seeders and leechers removed.
-local function expire(cut, lingering)
-  local rs, rl = 0, 0
+-- subtracts the peers removed from each set from d[i].
+local function expire(cut, lingering, d)
+  local removed = 0
   for i = 1, 4 do
     local k = SETS[i]
     local gone = redis.call('ZRANGE', k, '-inf', cut, 'BYSCORE', 'LIMIT', 0, LIMIT)
@@ -55,13 +56,14 @@ local function expire(cut, lingering)
       for j = 1, n, 500 do
         redis.call('HDEL', P, unpack(gone, j, math.min(j + 499, n)))
       end
-      if isSeeders(i) then rs = rs + n else rl = rl + n end
+      d[i] = d[i] - n
+      removed = removed + n
       if n == LIMIT and redis.call('ZCOUNT', k, '-inf', cut) > 0 then
         lingering[i] = true
       end
     end
   end
-  return rs, rl
+  return removed
 end
 
 -- sizes returns the number of peers stored in each set.
@@ -93,12 +95,12 @@ local function lowest()
 end
 
 -- settle brings the bucket's keys up to date after the torrent h changed:
--- had says whether it had peers before, zc are its sets' sizes now, dS and
--- dL the changes of its stored seeders and leechers, due its old entry in
+-- had says whether it had peers before, zc are its sets' sizes now, d the
+-- changes of each set's size (s4, l4, s6, l6), due its old entry in
 -- D (nil if none), score the score just stored (nil if none), exact
 -- whether to recompute D's entry from the sets (after an expiry) rather
 -- than keep a lower bound, and dl its download count.
-local function settle(h, had, zc, dS, dL, due, score, exact, dl)
+local function settle(h, had, zc, d, due, score, exact, dl)
   local stored = zc[1] + zc[2] + zc[3] + zc[4]
   local dT = 0
   if stored == 0 then
@@ -120,8 +122,11 @@ local function settle(h, had, zc, dS, dL, due, score, exact, dl)
       redis.call('ZADD', D, score, h)
     end
   end
+  local dS, dL = d[1] + d[3], d[2] + d[4]
   if dS ~= 0 then redis.call('HINCRBY', N, 's', dS) end
   if dL ~= 0 then redis.call('HINCRBY', N, 'l', dL) end
+  if d[3] ~= 0 then redis.call('HINCRBY', N, 's6', d[3]) end
+  if d[4] ~= 0 then redis.call('HINCRBY', N, 'l6', d[4]) end
   if dT ~= 0 then redis.call('HINCRBY', N, 't', dT) end
 end
 
@@ -168,12 +173,12 @@ math.randomseed(seed)
 local due = redis.call('ZSCORE', D, h)
 local had = due ~= false
 local lingering = {false, false, false, false}
-local dS, dL, expired = 0, 0, false
+local d, expired = {0, 0, 0, 0}, false
 if had then
   due = tonumber(due)
   if due <= cut then
-    local rs, rl = expire(cut, lingering)
-    dS, dL, expired = -rs, -rl, true
+    expire(cut, lingering, d)
+    expired = true
   end
 else
   due = nil
@@ -194,7 +199,7 @@ if old then
     -- expired, not yet removed (lingering): this is a new session
     redis.call('ZREM', SETS[was], addr)
     redis.call('HDEL', P, addr)
-    if isSeeders(was) then dS = dS - 1 else dL = dL - 1 end
+    d[was] = d[was] - 1
     old = nil
   end
 end
@@ -206,7 +211,7 @@ if event == STOPPED then
   if was then
     redis.call('ZREM', SETS[was], addr)
     redis.call('HDEL', P, addr)
-    if isSeeders(was) then dS = dS - 1 else dL = dL - 1 end
+    d[was] = d[was] - 1
   end
 else
   local completed = old and old % 2 == 1
@@ -218,16 +223,14 @@ else
   if was and was ~= mine then redis.call('ZREM', SETS[was], addr) end
   redis.call('ZADD', SETS[mine], score, addr)
   if was ~= mine then
-    if isSeeders(mine) then dS = dS + 1 else dL = dL + 1 end
-    if was then
-      if isSeeders(was) then dS = dS - 1 else dL = dL - 1 end
-    end
+    d[mine] = d[mine] + 1
+    if was then d[was] = d[was] - 1 end
   end
   if ids == 1 then redis.call('HSET', P, addr, id) end
   stored = score
 end
 local zc = sizes()
-settle(h, had, zc, dS, dL, due, stored, expired, dl)
+settle(h, had, zc, d, due, stored, expired, dl)
 
 local al = {}
 for i = 1, 4 do al[i] = alive(i, cut, lingering, zc[i]) end
@@ -396,11 +399,12 @@ local h, cut = ARGV[1], tonumber(ARGV[2])
 local due = redis.call('ZSCORE', D, h)
 if not due or tonumber(due) > cut then return {0, 0} end
 local lingering = {false, false, false, false}
-local rs, rl = expire(cut, lingering)
-settle(h, true, sizes(), -rs, -rl, tonumber(due), nil, true, downloaded(h))
+local d = {0, 0, 0, 0}
+local removed = expire(cut, lingering, d)
+settle(h, true, sizes(), d, tonumber(due), nil, true, downloaded(h))
 local left = 0
 for i = 1, 4 do if lingering[i] then left = 1 end end
-return {rs + rl, left}
+return {removed, left}
 `
 
 // leaseScript takes or renews the sweeper's lease: KEYS[1] the lease,

@@ -167,7 +167,7 @@ func TestBigSwarmExpiry(t *testing.T) {
 	if got := rdb.HLen(ctx, keys[keyP]).Val(); got != 2 {
 		t.Errorf("after Settle: %d peer ids, want 2", got)
 	}
-	if tot, _ := s.Totals(ctx); tot != (store.Totals{Torrents: 1, Leechers: 2}) {
+	if tot, _ := s.Totals(ctx); tot != (store.Totals{Torrents: 1, Leechers: 2, Leechers6: 1}) {
 		t.Errorf("after Settle: Totals %+v", tot)
 	}
 }
@@ -206,7 +206,7 @@ func TestTwoInstances(t *testing.T) {
 	if len(peers) != 1 || peers[0] != pa || st != (store.Stats{Seeders: 1, Leechers: 1}) {
 		t.Errorf("B's announce: peers %v, stats %+v; want A's peer %v", peers, st, pa)
 	}
-	want := store.Totals{Torrents: 1, Seeders: 1, Leechers: 1}
+	want := store.Totals{Torrents: 1, Seeders: 1, Leechers: 1, Leechers6: 1}
 	waitTotals(t, want, a, b)
 
 	holder := rdb.Get(ctx, a.leaseKey).Val()
@@ -221,7 +221,7 @@ func TestTwoInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAnnounce(t, second, store.Announce{InfoHash: hashN(4), Peer: pa})
-	waitTotals(t, store.Totals{Torrents: 2, Seeders: 1, Leechers: 2}, second)
+	waitTotals(t, store.Totals{Torrents: 2, Seeders: 1, Leechers: 2, Leechers6: 1}, second)
 	if got := rdb.Get(ctx, a.leaseKey).Val(); got != second.token {
 		t.Errorf("after the holder closed, the lease is held by %q, want the other instance", got)
 	}

@@ -403,7 +403,7 @@ func testIPv4AndIPv6(e *env) {
 	e.wantStats("v4 peer now seeding", st, store.Stats{Seeders: 2, Leechers: 5})
 	peers, _ = e.announce(h, obs4, leech)
 	e.wantPeers("v4 observer after changes", peers, p4, p4b, p6b, p6c, compat, obs6)
-	e.wantTotals("totals", store.Totals{Torrents: 1, Seeders: 2, Leechers: 5})
+	e.wantTotals("totals", store.Totals{Torrents: 1, Seeders: 2, Leechers: 5, Seeders6: 1, Leechers6: 3})
 }
 
 func testStopped(e *env) {
@@ -859,6 +859,7 @@ func testScrapeAll(e *env) {
 	}
 }
 
+// testTotals: the counts over all swarms, with the IPv6 ones (c) apart.
 func testTotals(e *env) {
 	h1, h2, h3 := hashOf("totals-1"), hashOf("totals-2"), hashOf("totals-3")
 	a, b, c, d := peerV4(10, 8, 0, 1, 1, "a"), peerV4(10, 8, 0, 2, 1, "b"), peerAt("[2001:db8:8::3]:1", "c"), peerV4(10, 8, 0, 4, 1, "d")
@@ -866,20 +867,20 @@ func testTotals(e *env) {
 	e.announce(h1, a, leech)
 	e.announce(h1, b, leech)
 	e.announce(h2, c, seed)
-	e.wantTotals("joins", store.Totals{Torrents: 2, Seeders: 1, Leechers: 2})
+	e.wantTotals("joins", store.Totals{Torrents: 2, Seeders: 1, Leechers: 2, Seeders6: 1})
 	if tot := e.totals(); tot.Peers() != 3 {
 		e.t.Errorf("Totals.Peers() = %d, want 3", tot.Peers())
 	}
 	e.announce(h1, a, completed)
-	e.wantTotals("a seeds", store.Totals{Torrents: 2, Seeders: 2, Leechers: 1})
+	e.wantTotals("a seeds", store.Totals{Torrents: 2, Seeders: 2, Leechers: 1, Seeders6: 1})
 	e.announce(h1, a, seed)
 	e.announce(h1, b, leech)
-	e.wantTotals("re-announces change nothing", store.Totals{Torrents: 2, Seeders: 2, Leechers: 1})
+	e.wantTotals("re-announces change nothing", store.Totals{Torrents: 2, Seeders: 2, Leechers: 1, Seeders6: 1})
 	e.announce(h2, c, ann{seeder: true, event: bittorrent.EventStopped})
 	e.wantTotals("c stopped", store.Totals{Torrents: 1, Seeders: 1, Leechers: 1})
 	e.announce(h2, c, leech)
 	e.announce(h3, c, leech) // the same address in another torrent is another peer
-	e.wantTotals("c back, twice", store.Totals{Torrents: 3, Seeders: 1, Leechers: 3})
+	e.wantTotals("c back, twice", store.Totals{Torrents: 3, Seeders: 1, Leechers: 3, Leechers6: 2})
 
 	e.clock.Advance(Lifetime - 10*time.Second)
 	e.announce(h1, b, leech)
@@ -1067,14 +1068,22 @@ func testConcurrency(e *env) {
 	}
 
 	want := make([]store.Stats, torrents)
+	var seeders6, leechers6 uint64
 	for w := range writers {
 		for i := range perW {
 			ti := (i*7 + w) % torrents
 			if s := final[w][i]; s.present {
+				v6 := (i+w)%4 == 0
 				if s.seeder {
 					want[ti].Seeders++
+					if v6 {
+						seeders6++
+					}
 				} else {
 					want[ti].Leechers++
+					if v6 {
+						leechers6++
+					}
 				}
 			}
 		}
@@ -1082,7 +1091,7 @@ func testConcurrency(e *env) {
 			want[ti].Downloaded += downloads[w][ti]
 		}
 	}
-	var tot store.Totals
+	tot := store.Totals{Seeders6: seeders6, Leechers6: leechers6}
 	for _, st := range want {
 		if st.Seeders+st.Leechers > 0 {
 			tot.Torrents++
