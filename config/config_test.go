@@ -6,6 +6,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -251,5 +254,43 @@ func TestHelpListsEveryOption(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("only %d flags", n)
+	}
+}
+
+// TestExampleConfig: contrib/trackd.toml names every key with its default
+// value, and loads as it is and with every key uncommented.
+func TestExampleConfig(t *testing.T) {
+	const path = "../contrib/trackd.toml"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load([]string{"-config", path}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("the example as shipped: %v", err)
+	}
+	var keys []string
+	var uncommented strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := regexp.MustCompile(`^#([a-z_0-9]+) = `).FindStringSubmatch(line); m != nil {
+			keys = append(keys, m[1])
+			uncommented.WriteString(line[1:] + "\n")
+		}
+	}
+	typ := reflect.TypeOf(Config{})
+	for i := range typ.NumField() {
+		key := typ.Field(i).Tag.Get("toml")
+		if !slices.Contains(keys, key) {
+			t.Errorf("contrib/trackd.toml does not show %s", key)
+		}
+	}
+	cfg, err := Load([]string{"-config", writeFile(t, uncommented.String())}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("the example with every key uncommented: %v", err)
+	}
+	if len(cfg.TrustedProxies)+len(cfg.TrustIPParam) == 0 {
+		cfg.TrustedProxies, cfg.TrustIPParam = nil, nil // [] in the file
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Errorf("the example's values are not the defaults:\n got %+v\nwant %+v", cfg, Default())
 	}
 }
