@@ -35,6 +35,7 @@ type Server struct {
 	tracker *tracker.Tracker
 
 	access  *accesslist.Source
+	state   *stateFile // nil without config.State
 	metrics *metrics.Metrics
 	stats   *stats.Recorder
 	cert    *tlscert.Loader
@@ -114,6 +115,12 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	tr := tracker.New(tcfg, st)
 	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, access: access, cert: cert,
 		serveErr: make(chan error, 1), ready: make(chan struct{})}
+	if cfg.State != "" {
+		if s.state, err = s.loadState(st); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("state file: %w", err)
+		}
+	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.metrics = metrics.New(metrics.Options{
 		Totals:     s.metricTotals,
@@ -313,11 +320,16 @@ func (s *Server) serve(srv *http.Server, ln net.Listener, name string, run func(
 }
 
 // background starts the work that runs beside the listeners until
-// Shutdown: watching the access list file and sampling the stats.
+// Shutdown: watching the access list file, sampling the stats, writing the
+// state file.
 func (s *Server) background() {
 	s.bg.Add(2)
 	go func() { defer s.bg.Done(); s.access.Watch(s.bgCtx, accessListPoll) }()
 	go func() { defer s.bg.Done(); s.stats.Run(s.bgCtx) }()
+	if s.state != nil {
+		s.bg.Add(1)
+		go func() { defer s.bg.Done(); s.saveStatePeriodically(s.bgCtx) }()
+	}
 }
 
 // accessListPoll is how often the access list file is checked for changes.
@@ -453,6 +465,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.bgCancel()
 	s.bg.Wait()
+	// nothing changes the swarms any more: the last snapshot is complete
+	errs = append(errs, s.saveState("shutdown"))
 	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
 }
