@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// The portable Server, for systems without epoll: a net.Listener and a
-// goroutine per connection, speaking the same HTTP through a responder of
-// its own. It is what Listen gives outside Linux, and tests run it on
-// Linux too.
+// The portable Server: a net.Listener and a goroutine per connection,
+// speaking the same HTTP through a responder per connection. It is what
+// Listen gives outside Linux, and with ServerOptions.GoroutinePerConn (a
+// Handler whose store may block).
 
 // listenPortable binds addr and serves h with a goroutine per connection.
 func listenPortable(addr string, h *Handler, opts ServerOptions) (*Server, error) {

@@ -33,6 +33,12 @@ type ServerOptions struct {
 	// connections). Zero means runtime.GOMAXPROCS(0). Linux only: elsewhere
 	// the Server has one listener and a goroutine per connection.
 	Loops int
+	// GoroutinePerConn serves each connection on a goroutine of its own,
+	// as outside Linux, rather than on event loops. An event loop answers
+	// its requests one at a time, which suits a store that answers from
+	// memory in microseconds; one that waits on the network (Redis) would
+	// hold up every connection of the loop for each round trip.
+	GoroutinePerConn bool
 	// Logger receives errors (accept failures, for instance), never a
 	// line per request; nil discards them.
 	Logger *slog.Logger
@@ -70,7 +76,8 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // request has arrived (TCP_DEFER_ACCEPT), and a one-request connection is
 // read, answered and closed without ever being registered for events.
 // There is no goroutine per connection or request, and a request
-// allocates nothing. Elsewhere it serves each connection on a goroutine.
+// allocates nothing. Elsewhere, or with GoroutinePerConn, it serves each
+// connection on a goroutine.
 //
 // What it speaks: HTTP/1.1 keep-alive by default, HTTP/1.0 closes unless
 // the client asks for keep-alive; "Connection: close" is honoured;
@@ -105,7 +112,11 @@ type backend interface {
 // Listen binds addr ("host:port", as for net.Listen("tcp", addr)) and
 // serves h on it until Shutdown or Close.
 func Listen(addr string, h *Handler, opts ServerOptions) (*Server, error) {
-	return listen(addr, h, opts.withDefaults())
+	opts = opts.withDefaults()
+	if opts.GoroutinePerConn {
+		return listenPortable(addr, h, opts)
+	}
+	return listen(addr, h, opts)
 }
 
 // Err returns a channel that receives an error if the Server stops

@@ -23,8 +23,8 @@ import (
 	"trackd/tracker"
 )
 
-// backends are the Server's implementations: epoll on Linux, and the
-// portable one everywhere.
+// backends are the Server's two implementations, as Listen chooses them:
+// event loops (Linux), and a goroutine per connection.
 func backends() []struct {
 	name   string
 	listen func(string, *Handler, ServerOptions) (*Server, error)
@@ -32,8 +32,9 @@ func backends() []struct {
 	b := []struct {
 		name   string
 		listen func(string, *Handler, ServerOptions) (*Server, error)
-	}{{"portable", func(a string, h *Handler, o ServerOptions) (*Server, error) {
-		return listenPortable(a, h, o.withDefaults())
+	}{{"goroutine per connection", func(a string, h *Handler, o ServerOptions) (*Server, error) {
+		o.GoroutinePerConn = true
+		return Listen(a, h, o)
 	}}}
 	if runtime.GOOS == "linux" {
 		b = append(b, struct {
