@@ -67,6 +67,12 @@ type Config struct {
 	FullScrape         bool          `toml:"full_scrape"`
 	FullScrapeInterval time.Duration `toml:"full_scrape_interval"`
 
+	// Overload: at most MaxPending announces and scrapes at work at once;
+	// more are refused with "retry in" RetryIn (BEP 31) and the interval
+	// doubles for a minute. 0: no bound.
+	MaxPending int           `toml:"max_pending"`
+	RetryIn    time.Duration `toml:"retry_in"`
+
 	// HTTP serving limits.
 	MaxQueryBytes     int           `toml:"max_query_bytes"`
 	MaxHeaderBytes    int           `toml:"max_header_bytes"`
@@ -124,6 +130,8 @@ func Default() Config {
 		MaxScrapeHashes:    74,
 		FullScrape:         true,
 		FullScrapeInterval: 30 * time.Second,
+		MaxPending:         4096,
+		RetryIn:            2 * time.Minute,
 		MaxQueryBytes:      8 << 10,
 		MaxHeaderBytes:     16 << 10,
 		MaxConns:           10000,
@@ -206,6 +214,8 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxScrapeHashes, "max-scrape-hashes", c.MaxScrapeHashes, "most info_hash values in one scrape")
 	fs.BoolVar(&c.FullScrape, "full-scrape", c.FullScrape, "answer a scrape without info_hash with every torrent")
 	fs.DurationVar(&c.FullScrapeInterval, "full-scrape-interval", c.FullScrapeInterval, "compute the full scrape at most once per this period")
+	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most announces and scrapes at work at once; more are refused with \"retry in\" (0: no bound)")
+	fs.DurationVar(&c.RetryIn, "retry-in", c.RetryIn, "how long a client refused for overload is told to wait (BEP 31, whole minutes)")
 	fs.IntVar(&c.MaxQueryBytes, "max-query-bytes", c.MaxQueryBytes, "refuse longer query strings")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "most bytes of request line and headers")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open HTTP connections (0: no limit)")
@@ -273,6 +283,8 @@ func (c *Config) Validate() error {
 	check(c.MaxQueryBytes > 0, "max_query_bytes must be positive")
 	check(c.MaxHeaderBytes > c.MaxQueryBytes, "max_header_bytes must be larger than max_query_bytes, so that an oversize query gets a failure reason")
 	check(c.MaxConns >= 0, "max_conns must not be negative")
+	check(c.MaxPending >= 0, "max_pending must not be negative")
+	check(c.RetryIn >= time.Minute, "retry_in must be at least 1m (BEP 31 counts whole minutes)")
 	check(c.UDPSockets >= 0 && c.UDPSockets <= maxUDPSockets, "udp_sockets must be between 0 (one per CPU) and %d", maxUDPSockets)
 	check(c.UDP == "" || validListenAddr(c.UDP), "udp %q: want host:port, such as :6969 or 127.0.0.1:6969", c.UDP)
 	for _, p := range [][]string{c.TrustedProxies, c.TrustIPParam} {

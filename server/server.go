@@ -23,6 +23,7 @@ import (
 	"trackd/metrics"
 	"trackd/stats"
 	"trackd/store"
+	"trackd/store/memory"
 	"trackd/tlscert"
 	"trackd/tracker"
 )
@@ -108,6 +109,8 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 		RequireCompact:      cfg.RequireCompact,
 		MaxScrapeHashes:     cfg.MaxScrapeHashes,
 		PeerIDs:             cfg.PeerIDs,
+		MaxPending:          cfg.MaxPending,
+		RetryIn:             cfg.RetryIn,
 	}
 	if mode != accesslist.Off {
 		tcfg.Access = access

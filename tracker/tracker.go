@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"trackd/bittorrent"
@@ -42,6 +43,17 @@ type Config struct {
 	RequireCompact bool
 	// MaxScrapeHashes caps the info hashes in one scrape.
 	MaxScrapeHashes int
+	// MaxPending bounds the announces and scrapes the tracker works on at
+	// once. One more is refused at once with an *OverloadError, without
+	// waiting on the store, and for OverloadBackoff after the last refusal
+	// the interval handed out is doubled (within MaxInterval), so that
+	// clients come back less often. Zero means no bound. It matters for a
+	// store that waits on the network (Redis): with the in-memory store a
+	// request never waits, and the sockets' queues are the bound.
+	MaxPending int
+	// RetryIn is how long an overloaded tracker tells clients to wait
+	// (BEP 31 "retry in", in whole minutes); zero means 2 minutes.
+	RetryIn time.Duration
 	// Access decides which info hashes are tracked; nil tracks every one
 	// (the tracker is open). An announce for a refused hash gets
 	// ErrNotAllowed; a scrape reports zero counts for it and the full
@@ -94,7 +106,28 @@ func (c *Config) fill() {
 	if c.MaxScrapeHashes <= 0 {
 		c.MaxScrapeHashes = d.MaxScrapeHashes
 	}
+	if c.RetryIn <= 0 {
+		c.RetryIn = 2 * time.Minute
+	}
 }
+
+// OverloadBackoff is how long after the last request refused for overload
+// the tracker keeps handing out doubled intervals.
+const OverloadBackoff = time.Minute
+
+// OverloadError refuses a request because the tracker is saturated: not
+// the client's fault, and worth a retry later. HTTP sends it as a failure
+// reason with BEP 31's "retry in", UDP as an error packet.
+type OverloadError struct {
+	RetryIn time.Duration
+	msg     string
+}
+
+func (e *OverloadError) Error() string { return e.msg }
+
+// RetryInMinutes is RetryIn in whole minutes, at least 1, as BEP 31 sends
+// it.
+func (e *OverloadError) RetryInMinutes() int64 { return max(int64(e.RetryIn/time.Minute), 1) }
 
 // Access is an access list: Allowed reports whether an info hash is
 // tracked. *accesslist.Source is one. It must be safe for concurrent use.
@@ -175,14 +208,47 @@ type ScrapeResponse struct {
 // Tracker applies announces and scrapes to a store. It is safe for
 // concurrent use.
 type Tracker struct {
-	cfg   Config
-	store store.Store
+	cfg      Config
+	store    store.Store
+	overload *OverloadError // the one refusal, made once
+	pending  atomic.Int64   // requests at work
+	shedAt   atomic.Int64   // Unix nanoseconds of the last refusal
 }
 
 // New returns a tracker that keeps its swarms in s.
 func New(cfg Config, s store.Store) *Tracker {
 	cfg.fill()
-	return &Tracker{cfg: cfg, store: s}
+	t := &Tracker{cfg: cfg, store: s}
+	t.overload = &OverloadError{RetryIn: cfg.RetryIn}
+	t.overload.msg = "tracker overloaded: retry in " + strconv.FormatInt(t.overload.RetryInMinutes(), 10) + " minutes"
+	return t
+}
+
+// admit counts a request in, or refuses it when MaxPending are at work;
+// done must be called when an admitted request ends.
+func (t *Tracker) admit() error {
+	if t.cfg.MaxPending <= 0 {
+		return nil
+	}
+	if t.pending.Add(1) > int64(t.cfg.MaxPending) {
+		t.pending.Add(-1)
+		t.shedAt.Store(time.Now().UnixNano())
+		return t.overload
+	}
+	return nil
+}
+
+func (t *Tracker) done() {
+	if t.cfg.MaxPending > 0 {
+		t.pending.Add(-1)
+	}
+}
+
+// Overloaded reports whether a request was refused for overload in the
+// last OverloadBackoff.
+func (t *Tracker) Overloaded() bool {
+	last := t.shedAt.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < OverloadBackoff
 }
 
 // Config returns the tracker's configuration, with defaults filled in.
@@ -205,6 +271,10 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 	if t.cfg.Access != nil && !t.cfg.Access.Allowed(req.InfoHash) {
 		return ErrNotAllowed
 	}
+	if err := t.admit(); err != nil {
+		return err
+	}
+	defer t.done()
 	// An IPv4 peer reached over an IPv6 socket is the same session as
 	// over IPv4: store it as plain IPv4.
 	addr := netip.AddrPortFrom(req.Addr.Addr().Unmap(), req.Addr.Port())
@@ -250,6 +320,9 @@ func (t *Tracker) Intervals(ctx context.Context) (interval, minInterval time.Dur
 		return 0, 0, err
 	}
 	interval = IntervalFor(totals.Peers(), t.cfg.TargetAnnounceRate, t.cfg.MinInterval, t.cfg.MaxInterval)
+	if t.Overloaded() {
+		interval = min(2*interval, t.cfg.MaxInterval)
+	}
 	minInterval = t.cfg.MinAnnounceInterval
 	if minInterval <= 0 || minInterval > interval {
 		minInterval = interval / 2
@@ -279,6 +352,10 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 	if len(hashes) > t.cfg.MaxScrapeHashes {
 		return ClientError("too many info_hash values: at most " + strconv.Itoa(t.cfg.MaxScrapeHashes) + " per scrape")
 	}
+	if err := t.admit(); err != nil {
+		return err
+	}
+	defer t.done()
 	files, err := t.store.Scrape(ctx, hashes, resp.Files[:0])
 	if err != nil {
 		return err

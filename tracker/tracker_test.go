@@ -2,6 +2,7 @@ package tracker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -392,5 +393,83 @@ func TestAccess(t *testing.T) {
 	tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, _ store.Stats) error { seen = append(seen, h); return nil })
 	if len(seen) != 1 || seen[0] != (bittorrent.InfoHash{1}) {
 		t.Errorf("full scrape lists %v, want only the allowed hash", seen)
+	}
+}
+
+// gatedStore holds every announce until its gate opens: a store that waits
+// on the network, as Redis does when it is slow.
+type gatedStore struct {
+	store.Store
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.Store.Announce(ctx, a, peers)
+}
+
+// TestOverload: with MaxPending requests waiting on the store, one more is
+// refused at once with an OverloadError (not a client error), and the
+// interval handed out doubles for a while.
+func TestOverload(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer mem.Close()
+	g := &gatedStore{Store: mem, entered: make(chan struct{}, 8), gate: make(chan struct{})}
+	tr := tracker.New(tracker.Config{MaxPending: 2, RetryIn: 5 * time.Minute}, g)
+	if iv, _, _ := tr.Intervals(ctx); iv != time.Minute {
+		t.Fatalf("interval %v before", iv)
+	}
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			var resp tracker.AnnounceResponse
+			errs <- tr.Announce(ctx, peerReq(1, i, 0), &resp)
+		}()
+		<-g.entered
+	}
+	var resp tracker.AnnounceResponse
+	start := time.Now()
+	err := tr.Announce(ctx, peerReq(1, 9, 0), &resp)
+	var oe *tracker.OverloadError
+	if !errors.As(err, &oe) || time.Since(start) > time.Second {
+		t.Fatalf("third announce: %v after %v; want an OverloadError at once", err, time.Since(start))
+	}
+	if tracker.IsClientError(err) || oe.RetryInMinutes() != 5 || err.Error() != "tracker overloaded: retry in 5 minutes" {
+		t.Errorf("overload error %q, retry in %d", err, oe.RetryInMinutes())
+	}
+	var sr tracker.ScrapeResponse
+	if err := tr.Scrape(ctx, []bittorrent.InfoHash{{1}}, &sr); !errors.As(err, &oe) {
+		t.Errorf("scrape while saturated: %v", err)
+	}
+	if !tr.Overloaded() {
+		t.Error("Overloaded() false after a refusal")
+	}
+	close(g.gate)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Announce(ctx, peerReq(1, 3, 0), &resp); err != nil {
+		t.Fatalf("after the load: %v", err)
+	}
+	if resp.Interval != 2*time.Minute {
+		t.Errorf("interval %v right after an overload, want doubled (2m)", resp.Interval)
+	}
+}
+
+func TestOverloadRetryInAtLeastAMinute(t *testing.T) {
+	for _, tc := range []struct {
+		in   time.Duration
+		want int64
+	}{{0, 2}, {time.Second, 1}, {90 * time.Second, 1}, {10 * time.Minute, 10}} {
+		tr := tracker.New(tracker.Config{RetryIn: tc.in}, nil)
+		oe := &tracker.OverloadError{RetryIn: tr.Config().RetryIn}
+		if got := oe.RetryInMinutes(); got != tc.want {
+			t.Errorf("RetryIn %v: %d minutes, want %d", tc.in, got, tc.want)
+		}
 	}
 }

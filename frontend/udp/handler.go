@@ -213,6 +213,8 @@ func (h *Handler) fail(out, tid []byte, err error) []byte {
 	var msg string
 	if ce, ok := err.(tracker.ClientError); ok {
 		msg = string(ce)
+	} else if oe, ok := err.(*tracker.OverloadError); ok {
+		msg = oe.Error() // not logged: under overload that would be a line per packet
 	} else if tracker.IsClientError(err) {
 		msg = err.Error()
 	} else {

@@ -1,15 +1,19 @@
 package udp
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"trackd/bittorrent"
 	"trackd/metrics"
+	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -123,5 +127,40 @@ func TestDropped(t *testing.T) {
 			t.Fatal("no drops counted after a burst into a 4 KiB buffer")
 		}
 		t.Skip("this system does not report socket drops")
+	}
+}
+
+// blockedStore holds announces until release is closed.
+type blockedStore struct {
+	failingStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockedStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return nil, store.Stats{}, nil
+}
+
+// TestOverloadErrorPacket: a request refused for overload gets an error
+// packet saying so and to retry later, and is not logged.
+func TestOverloadErrorPacket(t *testing.T) {
+	var logBuf bytes.Buffer
+	bs := &blockedStore{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h := NewHandler(tracker.New(tracker.Config{MaxPending: 1, RetryIn: 3 * time.Minute}, bs),
+		Options{Secret: testSecret, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	from := ap("192.0.2.1:4000")
+	reply := h.Handle(context.Background(), from, connectPkt(1), nil)
+	id := binary.BigEndian.Uint64(reply[8:])
+	a := announce{id: id, tid: 2, ih: hash20("x"), pid: hash20("p"), left: 1, numWant: -1, port: 6881}
+	go h.Handle(context.Background(), from, a.bytes(), nil)
+	<-bs.entered
+	if got := errorText(t, h.Handle(context.Background(), from, a.bytes(), nil), 2); got != "tracker overloaded: retry in 3 minutes" {
+		t.Errorf("error %q", got)
+	}
+	close(bs.release)
+	if logBuf.Len() != 0 {
+		t.Errorf("overload logged: %q", logBuf.String())
 	}
 }
