@@ -197,13 +197,17 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // per listener once it accepts requests. If one listener cannot be bound,
 // none is left open.
 func (s *Server) Start() error {
-	if s.httpHandler != nil {
+	if s.cfg.HTTP != "" {
+		// The event loops answer one request at a time each: right for
+		// the in-memory store, not for one that waits on the network.
+		_, inMemory := s.store.(*memory.Store)
 		hs, err := httpfrontend.Listen(s.cfg.HTTP, s.httpHandler, httpfrontend.ServerOptions{
 			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 			IdleTimeout:       s.cfg.IdleTimeout,
 			WriteTimeout:      s.cfg.WriteTimeout,
 			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 			MaxConns:          s.cfg.MaxConns,
+			GoroutinePerConn:  !inMemory,
 			Logger:            s.log,
 		})
 		if err != nil {
