@@ -424,17 +424,26 @@ func acceptsGzip(fields []string) bool {
 }
 
 // fail answers with a bencoded failure reason. A client error says what the
-// client did wrong; a server error is logged and the client told only that
-// the tracker failed.
+// client did wrong; an overloaded tracker says so, with BEP 31's "retry in"
+// (in minutes), and logs nothing (under overload that would be a line per
+// request); any other error is logged and the client told only that the
+// tracker failed.
 func (h *Handler) fail(st *state, err error) reply {
 	msg := err.Error()
-	if !tracker.IsClientError(err) {
+	var retryIn int64
+	if oe, ok := err.(*tracker.OverloadError); ok {
+		retryIn = oe.RetryInMinutes()
+	} else if !tracker.IsClientError(err) {
 		h.log.Error("request failed", "err", err)
 		msg = "internal tracker error"
 	}
 	b := append(st.buf[:0], 'd')
 	b = bencode.AppendString(b, "failure reason")
 	b = bencode.AppendString(b, msg)
+	if retryIn > 0 {
+		b = bencode.AppendString(b, "retry in")
+		b = bencode.AppendInt(b, retryIn)
+	}
 	st.buf = append(b, 'e')
 	return reply{status: http.StatusOK, body: st.buf}
 }

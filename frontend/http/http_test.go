@@ -3,8 +3,10 @@ package http
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"trackd/bencode"
+	"trackd/bittorrent"
 	"trackd/store"
 	"trackd/store/memory"
 	"trackd/tracker"
@@ -412,4 +415,44 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("failure with other keys: %q", w.Body.Bytes())
 		}
 	})
+}
+
+// gatedStore holds announces until its gate opens.
+type gatedStore struct {
+	store.Store
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+	g.entered <- struct{}{}
+	<-g.gate
+	return g.Store.Announce(ctx, a, peers)
+}
+
+// TestOverloadRetryIn: a tracker refusing for overload gets a failure
+// reason with BEP 31's "retry in", in minutes, and no log line.
+func TestOverloadRetryIn(t *testing.T) {
+	mem := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer mem.Close()
+	g := &gatedStore{Store: mem, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	var logs bytes.Buffer
+	h := NewHandler(tracker.New(tracker.Config{MaxPending: 1, RetryIn: 5 * time.Minute}, g),
+		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	f := &fixture{h: h}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.get(t, "10.0.0.1:1", announceURL(hash20("a"), hash20("p"), "1", "0&compact=1"))
+	}()
+	<-g.entered
+	d, _ := f.get(t, "10.0.0.2:1", announceURL(hash20("a"), hash20("q"), "1", "0&compact=1"))
+	close(g.gate)
+	<-done
+	if !strings.Contains(failure(d), "overloaded") || d["retry in"] != int64(5) || len(d) != 2 {
+		t.Errorf("reply %v, want a failure reason with retry in 5", d)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged %q", logs.String())
+	}
 }

@@ -566,3 +566,25 @@ func TestServerShutdownDeadline(t *testing.T) {
 		}
 	})
 }
+
+// TestServerGoroutinePerConnBlockingStore: with GoroutinePerConn, a
+// request waiting on the store holds up no other connection.
+func TestServerGoroutinePerConnBlockingStore(t *testing.T) {
+	mem := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer mem.Close()
+	g := &gatedStore{Store: mem, entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	h := NewHandler(tracker.New(tracker.Config{}, g), Options{})
+	s := startServer(t, Listen, h, ServerOptions{GoroutinePerConn: true, Loops: 1})
+	blocked := dial(t, s)
+	io.WriteString(blocked, get(testAnnounce, "Connection: close\r\n"))
+	<-g.entered
+	other := dial(t, s)
+	io.WriteString(other, get("/scrape?info_hash="+esc(hash20("x")), "Connection: close\r\n"))
+	if res, _, _ := readAll(t, other, 2*time.Second); len(res) != 1 {
+		t.Errorf("%d replies while another connection waits on the store", len(res))
+	}
+	close(g.gate)
+	if res, _, _ := readAll(t, blocked, 2*time.Second); len(res) != 1 {
+		t.Errorf("%d replies once the store answers", len(res))
+	}
+}
