@@ -197,7 +197,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "serve HTTP announce and scrape on this `address` (empty: off)")
 	fs.StringVar(&c.UDP, "udp", c.UDP, "serve the UDP tracker protocol (BEP 15) on this `address` (empty: off)")
 	fs.StringVar(&c.UDPSecret, "udp-secret", c.UDPSecret, "`key` for UDP connection ids; instances behind one address must share it (empty: random at start)")
-	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU)")
+	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU; 32 with Redis)")
 	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory, or a Redis `URL` shared by several instances (redis://host:port/db, rediss://..., redis+cluster://host1:port1,host2:port2)")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", c.RedisTimeout, "longest wait for one Redis round trip before a request gets an error")
 	fs.StringVar(&c.State, "state", c.State, "keep the in-memory swarms in this `file` across restarts: written periodically and on shutdown, read at start (empty: off)")

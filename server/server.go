@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -216,8 +217,15 @@ func (s *Server) Start() error {
 		s.httpServer = hs
 	}
 	if s.udpHandler != nil {
+		// Each socket's reader answers one packet at a time: with a store
+		// that waits on the network, more sockets keep more requests in
+		// flight.
+		sockets := s.cfg.UDPSockets
+		if _, inMemory := s.store.(*memory.Store); !inMemory && sockets == 0 {
+			sockets = max(networkStoreUDPSockets, runtime.NumCPU())
+		}
 		us, err := udpfrontend.Listen(s.cfg.UDP, s.udpHandler, udpfrontend.ServeOptions{
-			Sockets: s.cfg.UDPSockets,
+			Sockets: sockets,
 			Logger:  s.log,
 		})
 		if err != nil {
@@ -292,6 +300,10 @@ func (s *Server) Start() error {
 	close(s.ready)
 	return nil
 }
+
+// networkStoreUDPSockets is the default number of UDP sockets with a store
+// other than the in-memory one (udp_sockets = 0).
+const networkStoreUDPSockets = 32
 
 // closeListeners closes what Start has bound so far, when a later listener
 // fails.
