@@ -142,6 +142,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			TrustedProxies:     trustedProxies,
 			TrustIPParam:       trustIPParam,
 			Logger:             log,
+			Metrics:            s.metrics,
 		})
 	}
 	if cfg.UDP != "" {

@@ -23,6 +23,7 @@ import (
 
 	"trackd/bencode"
 	"trackd/bittorrent"
+	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Metrics counts requests by action and result, and full scrapes;
+	// nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Handler serves /announce and /scrape. Anything else is 404.
@@ -65,6 +69,7 @@ type state struct {
 	scrape tracker.ScrapeResponse
 	hashes []bittorrent.InfoHash
 	buf    []byte
+	err    error // what fail reported for the request, for the metrics
 }
 
 func newState() *state { return &state{buf: make([]byte, 0, 1024)} }
@@ -165,13 +170,25 @@ var contentType = []string{"text/plain"}
 // serve answers one request, using st as scratch space: /announce and
 // /scrape; anything else is 404.
 func (h *Handler) serve(ctx context.Context, st *state, r *request) reply {
+	var action metrics.Action
 	switch r.path {
 	case "/announce":
-		return h.announce(ctx, st, r)
+		action = metrics.Announce
 	case "/scrape":
-		return h.scrape(ctx, st, r)
+		action = metrics.Scrape
+	default:
+		return reply{status: http.StatusNotFound, body: notFound, shared: true}
 	}
-	return reply{status: http.StatusNotFound, body: notFound, shared: true}
+	start := time.Now()
+	st.err = nil
+	var rep reply
+	if action == metrics.Announce {
+		rep = h.announce(ctx, st, r)
+	} else {
+		rep = h.scrape(ctx, st, r)
+	}
+	h.opts.Metrics.Request(metrics.HTTP, action, metrics.ResultOf(st.err), time.Since(start))
+	return rep
 }
 
 func (h *Handler) announce(ctx context.Context, st *state, r *request) reply {
@@ -359,6 +376,7 @@ func (h *Handler) fullScrape(ctx context.Context, st *state, r *request) reply {
 	if err != nil {
 		return h.fail(st, err)
 	}
+	h.opts.Metrics.FullScrape()
 	// A rebuild of the cache replaces both bodies; it never modifies them.
 	rep := reply{status: http.StatusOK, body: plain, shared: true, vary: true}
 	if acceptsGzip(r.acceptEncoding) {
@@ -429,6 +447,7 @@ func acceptsGzip(fields []string) bool {
 // request); any other error is logged and the client told only that the
 // tracker failed.
 func (h *Handler) fail(st *state, err error) reply {
+	st.err = err
 	msg := err.Error()
 	var retryIn int64
 	if oe, ok := err.(*tracker.OverloadError); ok {
