@@ -58,6 +58,9 @@ type Server struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New builds a Server from cfg. It opens the store but binds no listener.
@@ -461,7 +464,14 @@ func (s *Server) HTTPAddr() net.Addr {
 // Shutdown stops accepting requests, waits for the ones in flight until ctx
 // ends, and closes the store. The UDP sockets close at once: their readers
 // finish the packets they hold, which takes no longer than the handler.
+// With a state file, the last snapshot is written after the last request.
+// Only the first call does anything; later ones return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	var errs []error
 	if s.udpServer != nil {
 		if err := s.udpServer.Close(); err != nil {
