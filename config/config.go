@@ -220,7 +220,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "most bytes of request line and headers")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open HTTP connections (0: no limit)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time a client has to send its request headers")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to read a request and write its reply")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to write a reply (a client that does not read it is dropped)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close keep-alive connections idle this long")
 	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated `CIDRs` of reverse proxies whose X-Forwarded-For/X-Real-IP are believed")
 	fs.Var((*listFlag)(&c.TrustIPParam), "trust-ip-param", "comma-separated `CIDRs` of clients whose announce ip parameter is believed")
