@@ -90,6 +90,7 @@ func BenchmarkAnnounce(b *testing.B) {
 	returned := 0
 	i := 0
 	b.ReportAllocs()
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 		returned += len(buf)
@@ -108,6 +109,7 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer cpuPerOp(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		buf := make([]bittorrent.Peer, 0, 50)
 		i := int(next.Add(1)*7919) % len(anns)
@@ -136,6 +138,7 @@ func BenchmarkAnnounceBigSwarm(b *testing.B) {
 	buf := make([]bittorrent.Peer, 0, 50)
 	i := 0
 	b.ReportAllocs()
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 		if i++; i == n {
@@ -153,6 +156,7 @@ func BenchmarkAnnounceNew(b *testing.B) {
 	buf := make([]bittorrent.Peer, 0, 50)
 	i := 0
 	b.ReportAllocs()
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		a := benchAnnounce(i)
 		buf, _, _ = s.Announce(ctx, a, buf[:0])
@@ -168,6 +172,7 @@ func BenchmarkScrape(b *testing.B) {
 	stats := make([]store.Stats, 0, 1)
 	i := 0
 	b.ReportAllocs()
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		hashes[0] = anns[i].InfoHash
 		stats, _ = s.Scrape(ctx, hashes, stats[:0])
@@ -315,6 +320,7 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 	}
 	i := 0
 	b.ReportAllocs()
+	defer cpuPerOp(b)()
 	for b.Loop() {
 		// Peer n+i/2, not in the swarm, joins (even i), then stops.
 		a := benchAnnounce(n + i/2)

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"math"
 	"math/bits"
 	"sync"
 	"unsafe"
@@ -126,7 +127,7 @@ func (hp *heap) ptr(h handle) unsafe.Pointer {
 // alloc maps a large block of at least n bytes.
 func (hp *heap) alloc(n int) (handle, blockSize) {
 	n = roundPage(n)
-	if n>>3 > 1<<32-1 {
+	if uint64(n)>>3 > math.MaxUint32 {
 		panic("memory: block too large")
 	}
 	b := mapMemory(n)
@@ -196,7 +197,7 @@ type region struct {
 	n      int                // chunks mapped
 	next   handle             // where the next block is carved, in the last chunk
 	end    handle             // the end of the last chunk
-	carved int                // bytes carved, from both chunks
+	carved int                // bytes carved, from all its chunks
 	freed  int                // bytes of those in the free lists
 	frees  [numClasses]handle // the free lists, linked through each block's first 4 bytes
 }
@@ -266,7 +267,7 @@ func (r *region) grow(n int) {
 // free blocks of more than an eighth of what it has carved (and of more
 // than a page).
 func (r *region) needsCompaction() bool {
-	return r.n > 1 || (r.freed > pageSize && r.freed*8 > r.carved)
+	return r.n > 1 || r.freed > max(pageSize, r.carved>>3)
 }
 
 // move copies the small block h of size n of region from into r, and

@@ -183,7 +183,7 @@ func testFamily(t *testing.T, ids bool) {
 		f := open4(sh, sw)
 		k := uint64(rng.IntN(1500))
 		ip, port := uint32(k>>16), uint16(k)
-		i := find4(&f, ip, port)
+		i := find4(f.recs, f.index(), ip, port)
 		switch {
 		case i < 0 && (grow || rng.IntN(3) == 0):
 			seeder := rng.IntN(2) == 0
@@ -231,7 +231,7 @@ func testFamily(t *testing.T, ids bool) {
 				if want := testID(k, m.gen); ids && f.ids[i] != want || !ids && f.ids != nil {
 					t.Fatalf("step %d: record %d (key %d) has id %q, want %q", step, i, k, f.id(i), want)
 				}
-				if j := find4(&f, f.recs[i].ip, f.recs[i].port); j != i {
+				if j := find4(f.recs, f.index(), f.recs[i].ip, f.recs[i].port); j != i {
 					t.Fatalf("step %d: find of record %d returned %d", step, i, j)
 				}
 			}
@@ -403,7 +403,7 @@ func checkSwarm(t *testing.T, sh *shard, sw *swarm, model map[netip.AddrPort]*mo
 	for i := range f4.recs {
 		p := &f4.recs[i]
 		check(p.addr(), f4.id(i), i < ns, p.e)
-		if j := find4(&f4, p.ip, p.port); j != i {
+		if j := find4(f4.recs, f4.index(), p.ip, p.port); j != i {
 			t.Fatalf("find4 of v4 peer %d returned %d", i, j)
 		}
 	}
@@ -419,7 +419,7 @@ func checkSwarm(t *testing.T, sh *shard, sw *swarm, model map[netip.AddrPort]*mo
 		for i := range f6.recs {
 			p := &f6.recs[i]
 			check(p.addr(), f6.id(i), i < ns, p.e)
-			if j := find6(&f6, p.key()); j != i {
+			if j := find6(f6.recs, f6.index(), p.key()); j != i {
 				t.Fatalf("find6 of v6 peer %d returned %d", i, j)
 			}
 		}

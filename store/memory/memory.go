@@ -282,15 +282,15 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 		sh.mu.Unlock()
 		return peers, store.Stats{}, errClosed
 	}
-	i, found := sh.swarms.find(sh, &a.InfoHash, hash)
-	if !found {
+	sw, i := sh.swarms.lookup(sh, &a.InfoHash, hash)
+	if sw == nil {
 		if a.Event == bittorrent.EventStopped {
 			sh.mu.Unlock()
 			return peers, store.Stats{}, nil
 		}
 		i = sh.swarms.insert(sh, s.seed, &a.InfoHash, hash, i)
+		sw = &sh.swarms.slots(sh)[i]
 	}
-	sw := &sh.swarms.slots(sh)[i]
 	if sw.minExp <= now {
 		s.compact(sh, sw, now)
 	}
@@ -314,7 +314,7 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 			sh.minExp.Store(exp)
 		}
 	}
-	after := sh.numPeers(sw)
+	after := before + dS + dL
 	dT := 0
 	if before == 0 && after > 0 {
 		dT = 1
@@ -331,10 +331,12 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 	if a.NumWant > 0 {
 		peers = sh.pick(sw, a.Seeder, a.Family, self4, self6, a.NumWant, peers)
 	}
-	if s.removeIfEmpty(sh, sw, i) {
+	if after == 0 && s.removeIfEmpty(sh, sw, i) {
 		sh.swarms.shrink(sh, s.seed)
 	}
-	sh.tidyMemory()
+	if sh.mem.needsCompaction() {
+		sh.compactMemory()
+	}
 	sh.mu.Unlock()
 	return peers, st, nil
 }
@@ -351,8 +353,7 @@ func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, stats []
 			sh.mu.Unlock()
 			return stats, errClosed
 		}
-		if j, ok := sh.swarms.find(sh, h, hash); ok {
-			sw := &sh.swarms.slots(sh)[j]
+		if sw, j := sh.swarms.lookup(sh, h, hash); sw != nil {
 			if sw.minExp <= now {
 				s.compact(sh, sw, now)
 			}

@@ -213,6 +213,7 @@ type family[R any, P record[R]] struct {
 	sh   *shard
 	f    *fam
 	ix   *idxRef // nil for a family that may not have an index: an IPv4 family whose swarm has no extra yet (see swarm.apply4)
+	idx  index   // the index *ix points to, nil if none
 	recs []R     // the records, len f.n, cap the block's capacity
 	ids  []bittorrent.PeerID
 	hash func(*R) uint32
@@ -243,15 +244,26 @@ func (fm *family[R, P]) stride() uintptr {
 	return unsafe.Sizeof(r)
 }
 
-// load points recs and ids at the block of the header.
+// load points recs and ids at the block of the header, and idx at the
+// index.
 func (fm *family[R, P]) load() {
+	if fm.ix != nil && fm.ix.n != 0 {
+		fm.idx = view[uint64](fm.sh, fm.ix.h, blockSize(fm.ix.n))
+	}
 	f := fm.f
 	if f.h == 0 {
 		fm.recs, fm.ids = nil, nil
 		return
 	}
+	// Two divisions by constants (per record type) rather than one by
+	// stride(): this is on every announce.
 	var r R
-	c := uintptr(f.size.bytes()) / fm.stride()
+	var c uintptr
+	if b := uintptr(f.size.bytes()); fm.sh.ids {
+		c = b / (unsafe.Sizeof(r) + unsafe.Sizeof(bittorrent.PeerID{}))
+	} else {
+		c = b / unsafe.Sizeof(r)
+	}
 	p := fm.sh.ptr(f.h)
 	fm.recs = unsafe.Slice((*R)(p), c)[:f.n]
 	if fm.sh.ids {
@@ -260,12 +272,7 @@ func (fm *family[R, P]) load() {
 }
 
 // index returns the family's index, nil if none.
-func (fm *family[R, P]) index() index {
-	if fm.ix == nil || fm.ix.n == 0 {
-		return nil
-	}
-	return view[uint64](fm.sh, fm.ix.h, blockSize(fm.ix.n))
-}
+func (fm *family[R, P]) index() index { return fm.idx }
 
 // id returns the id of the record at i: zero if the store keeps none.
 func (fm *family[R, P]) id(i int) bittorrent.PeerID {
@@ -414,6 +421,7 @@ func (fm *family[R, P]) reindex() {
 	if r.n != 0 {
 		sh.free(r.h, blockSize(r.n))
 		*r = idxRef{}
+		fm.idx = nil
 	}
 	s := fm.recs
 	if len(s) < fm.min/2 {
@@ -425,7 +433,8 @@ func (fm *family[R, P]) reindex() {
 	}
 	r.h, _ = sh.alloc(n*8, true)
 	r.n = uint32(n)
-	ix := fm.index()
+	ix := index(view[uint64](sh, r.h, blockSize(n)))
+	fm.idx = ix
 	for i := range s {
 		ix.add(fm.hash(&s[i]), i)
 	}

@@ -63,12 +63,13 @@ func (sh *shard) tidy(sw *swarm) {
 }
 
 func (sh *shard) numPeers(sw *swarm) int {
-	n := int(sw.v4.n)
 	if sw.x != 0 {
-		n += int(sh.extra(sw).v6.n)
+		return int(sw.v4.n) + sh.numPeers6(sw)
 	}
-	return n
+	return int(sw.v4.n)
 }
+
+func (sh *shard) numPeers6(sw *swarm) int { return int(sh.extra(sw).v6.n) }
 
 func (sh *shard) stats(sw *swarm) store.Stats {
 	st := store.Stats{Seeders: sw.v4.ns, Leechers: sw.v4.n - sw.v4.ns, Downloaded: sw.downloaded}
@@ -102,11 +103,50 @@ func (sw *swarm) countDownload(f *uint16, ev bittorrent.Event) {
 	}
 }
 
-// find4 returns the position of the IPv4 session (ip, port) in f, -1 if
-// none.
-func find4(f *family[peer4, *peer4], ip uint32, port uint16) int {
-	s := f.recs
-	ix := f.index()
+// peers4 returns the IPv4 records of sw and their ids (nil if the store
+// keeps none), as load does, for reading and changing records in place:
+// the hot path of a re-announce and of pick, which need no family.
+func (sh *shard) peers4(sw *swarm) ([]peer4, []bittorrent.PeerID) {
+	f := &sw.v4
+	if f.h == 0 {
+		return nil, nil
+	}
+	p := sh.ptr(f.h)
+	if !sh.ids {
+		return unsafe.Slice((*peer4)(p), uintptr(f.size.bytes())/unsafe.Sizeof(peer4{}))[:f.n], nil
+	}
+	c := uintptr(f.size.bytes()) / (unsafe.Sizeof(peer4{}) + unsafe.Sizeof(bittorrent.PeerID{}))
+	return unsafe.Slice((*peer4)(p), c)[:f.n], unsafe.Slice((*bittorrent.PeerID)(unsafe.Add(p, c*unsafe.Sizeof(peer4{}))), c)[:f.n]
+}
+
+// peers6 is peers4 for the IPv6 family, in x.
+func (sh *shard) peers6(x *extra) ([]peer6, []bittorrent.PeerID) {
+	f := &x.v6
+	if f.h == 0 {
+		return nil, nil
+	}
+	p := sh.ptr(f.h)
+	recs := unsafe.Slice((*peer6)(p), f.n)
+	if !sh.ids {
+		return recs, nil
+	}
+	c := uintptr(f.size.bytes()) / (unsafe.Sizeof(peer6{}) + unsafe.Sizeof(bittorrent.PeerID{}))
+	return recs, unsafe.Slice((*bittorrent.PeerID)(unsafe.Add(p, c*unsafe.Sizeof(peer6{}))), f.n)
+}
+
+// index4 returns the header of the index of the IPv4 family of sw (nil if
+// it may have none: no extra) and the index (nil if none).
+func (sh *shard) index4(sw *swarm) (*idxRef, index) {
+	if sw.x == 0 {
+		return nil, nil
+	}
+	r := &sh.extra(sw).idx4
+	return r, view[uint64](sh, r.h, blockSize(r.n))
+}
+
+// find4 returns the position of the IPv4 session (ip, port) among the
+// records s, whose index is ix (nil for none), -1 if none.
+func find4(s []peer4, ix index, ip uint32, port uint16) int {
 	if ix == nil {
 		for i := range s {
 			if s[i].ip == ip && s[i].port == port {
@@ -129,10 +169,9 @@ func find4(f *family[peer4, *peer4], ip uint32, port uint16) int {
 	}
 }
 
-// find6 returns the position of the IPv6 session k in f, -1 if none.
-func find6(f *family[peer6, *peer6], k key6) int {
-	s := f.recs
-	ix := f.index()
+// find6 returns the position of the IPv6 session k among the records s,
+// whose index is ix (nil for none), -1 if none.
+func find6(s []peer6, ix index, k key6) int {
 	if ix == nil {
 		for i := range s {
 			if s[i].key() == k {
@@ -153,6 +192,16 @@ func find6(f *family[peer6, *peer6], k key6) int {
 			}
 		}
 	}
+}
+
+// reannounced updates the record (whose flags are e) and id of a session
+// that announced again, not to stop.
+func (sw *swarm) reannounced(e *uint16, id *bittorrent.PeerID, a *store.Announce, exp uint32) {
+	*e = encodeExp(exp, *e)
+	if id != nil {
+		*id = a.Peer.ID
+	}
+	sw.countDownload(e, a.Event)
 }
 
 // joined returns what apply4 and apply6 return for a peer that joined at
@@ -189,31 +238,40 @@ func changeRole[R any, P record[R]](f *family[R, P], i int, was, now bool) (idx,
 // the peer's position in the IPv4 family afterwards (-1 if it stopped) and
 // the changes to the swarm's seeders and leechers.
 func (sh *shard) apply4(sw *swarm, a *store.Announce, ip uint32, port uint16, exp uint32) (idx, dS, dL int) {
-	f := open4(sh, sw)
-	i := find4(&f, ip, port)
-	if i < 0 {
-		if a.Event == bittorrent.EventStopped {
-			return -1, 0, 0
+	recs, ids := sh.peers4(sw)
+	ixRef, ix := sh.index4(sw)
+	i := find4(recs, ix, ip, port)
+	if i >= 0 && a.Event != bittorrent.EventStopped {
+		var id *bittorrent.PeerID
+		if ids != nil {
+			id = &ids[i]
 		}
-		if len(f.recs) >= indexMin4 && f.ix == nil {
-			// push is about to build an index: it needs the extra.
-			f.ix = &sh.addExtra(sw).idx4
+		sw.reannounced(&recs[i].e, id, a, exp)
+		if seeder := i < int(sw.v4.ns); seeder == a.Seeder {
+			return i, 0, 0
 		}
-		r := peer4{ip: ip, port: port, e: encodeExp(exp, 0)}
-		sw.countDownload(&r.e, a.Event)
-		return joined(f.push(r, &a.Peer.ID, a.Seeder), a.Seeder)
 	}
-	seeder := i < int(sw.v4.ns)
-	if a.Event == bittorrent.EventStopped {
+	// What open4 would make, from what is at hand.
+	f := family[peer4, *peer4]{sh: sh, f: &sw.v4, ix: ixRef, idx: ix, recs: recs, ids: ids, hash: hashPeer4, min: indexMin4}
+	if i >= 0 && a.Event != bittorrent.EventStopped {
+		return changeRole(&f, i, i < int(sw.v4.ns), a.Seeder)
+	}
+	if i >= 0 { // stopped
+		seeder := i < int(sw.v4.ns)
 		f.remove(i)
 		sh.tidy(sw)
 		return left(seeder)
 	}
-	p := &f.recs[i]
-	p.e = encodeExp(exp, p.e)
-	f.setID(i, &a.Peer.ID)
-	sw.countDownload(&p.e, a.Event)
-	return changeRole(&f, i, seeder, a.Seeder)
+	if a.Event == bittorrent.EventStopped {
+		return -1, 0, 0
+	}
+	if len(f.recs) >= indexMin4 && f.ix == nil {
+		// push is about to build an index: it needs the extra.
+		f.ix = &sh.addExtra(sw).idx4
+	}
+	r := peer4{ip: ip, port: port, e: encodeExp(exp, 0)}
+	sw.countDownload(&r.e, a.Event)
+	return joined(f.push(r, &a.Peer.ID, a.Seeder), a.Seeder)
 }
 
 // apply6 is apply4 for the IPv6 address ip:port; idx is in the IPv6
@@ -221,33 +279,38 @@ func (sh *shard) apply4(sw *swarm, a *store.Announce, ip uint32, port uint16, ex
 func (sh *shard) apply6(sw *swarm, a *store.Announce, ip *[16]byte, port uint16, exp uint32) (idx, dS, dL int) {
 	k := makeKey6(ip, port)
 	i := -1
-	var f family[peer6, *peer6]
 	if sw.x != 0 {
-		f = open6(sh, sh.extra(sw))
-		i = find6(&f, k)
-	}
-	if i < 0 {
-		if a.Event == bittorrent.EventStopped {
-			return -1, 0, 0
+		x := sh.extra(sw)
+		recs, ids := sh.peers6(x)
+		i = find6(recs, view[uint64](sh, x.idx6.h, blockSize(x.idx6.n)), k)
+		if i >= 0 && a.Event != bittorrent.EventStopped {
+			var id *bittorrent.PeerID
+			if ids != nil {
+				id = &ids[i]
+			}
+			sw.reannounced(&recs[i].e, id, a, exp)
+			if seeder := i < int(x.v6.ns); seeder != a.Seeder {
+				f := open6(sh, x)
+				return changeRole(&f, i, seeder, a.Seeder)
+			}
+			return i, 0, 0
 		}
-		if sw.x == 0 {
-			f = open6(sh, sh.addExtra(sw))
-		}
-		r := peer6{ip: *ip, port: port, e: encodeExp(exp, 0)}
-		sw.countDownload(&r.e, a.Event)
-		return joined(f.push(r, &a.Peer.ID, a.Seeder), a.Seeder)
 	}
-	seeder := i < int(f.f.ns)
-	if a.Event == bittorrent.EventStopped {
+	if i >= 0 { // stopped
+		x := sh.extra(sw)
+		f := open6(sh, x)
+		seeder := i < int(x.v6.ns)
 		f.remove(i)
 		sh.tidy(sw)
 		return left(seeder)
 	}
-	p := &f.recs[i]
-	p.e = encodeExp(exp, p.e)
-	f.setID(i, &a.Peer.ID)
-	sw.countDownload(&p.e, a.Event)
-	return changeRole(&f, i, seeder, a.Seeder)
+	if a.Event == bittorrent.EventStopped {
+		return -1, 0, 0
+	}
+	f := open6(sh, sh.addExtra(sw))
+	r := peer6{ip: *ip, port: port, e: encodeExp(exp, 0)}
+	sw.countDownload(&r.e, a.Event)
+	return joined(f.push(r, &a.Peer.ID, a.Seeder), a.Seeder)
 }
 
 // compact drops the peers expired at now (expiry <= now), sets minExp to
@@ -300,8 +363,7 @@ type candidates struct {
 func (sh *shard) pick(sw *swarm, seeder bool, fam store.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
 	var c candidates
 	if fam != store.IPv6Only {
-		f := open4(sh, sw)
-		c.a4, c.id4 = f.recs, f.ids
+		c.a4, c.id4 = sh.peers4(sw)
 		if seeder {
 			c.a4 = c.a4[sw.v4.ns:]
 			if c.id4 != nil {
@@ -313,8 +375,7 @@ func (sh *shard) pick(sw *swarm, seeder bool, fam store.Family, self4, self6, wa
 	}
 	if fam != store.IPv4Only && sw.x != 0 {
 		x := sh.extra(sw)
-		f := open6(sh, x)
-		c.a6, c.id6 = f.recs, f.ids
+		c.a6, c.id6 = sh.peers6(x)
 		if seeder {
 			c.a6 = c.a6[x.v6.ns:]
 			if c.id6 != nil {

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 
 	"trackd/bittorrent"
@@ -38,23 +39,36 @@ func home(hash uint64, n int) int { return int(uint64(uint32(hash)) * uint64(n) 
 // find returns the index of the slot of h, whose keyed hash is hash, and
 // whether it is there; if it is not, the index is where it would go.
 func (t *table) find(sh *shard, h *bittorrent.InfoHash, hash uint64) (int, bool) {
+	sw, i := t.lookup(sh, h, hash)
+	return i, sw != nil
+}
+
+// lookup is find returning the swarm too: nil if h is not there.
+func (t *table) lookup(sh *shard, h *bittorrent.InfoHash, hash uint64) (*swarm, int) {
 	slots := t.slots(sh)
 	n := len(slots)
 	if n == 0 {
-		return -1, false
+		return nil, -1
 	}
 	for i := home(hash, n); ; {
 		s := &slots[i]
 		if s.minExp == 0 {
-			return i, false
+			return nil, i
 		}
-		if s.hash == *h {
-			return i, true
+		if sameHash(&s.hash, h) {
+			return s, i
 		}
 		if i++; i == n {
 			i = 0
 		}
 	}
+}
+
+// sameHash is a == b, in three loads each and no call.
+func sameHash(a, b *bittorrent.InfoHash) bool {
+	return binary.LittleEndian.Uint64(a[:8]) == binary.LittleEndian.Uint64(b[:8]) &&
+		binary.LittleEndian.Uint64(a[8:16]) == binary.LittleEndian.Uint64(b[8:16]) &&
+		binary.LittleEndian.Uint32(a[16:]) == binary.LittleEndian.Uint32(b[16:])
 }
 
 // insert adds h, which must not be there, at index i returned by find, and
