@@ -22,35 +22,24 @@ import (
 	"trackd/bencode"
 	"trackd/bittorrent"
 	"trackd/config"
+	"trackd/internal/external"
 	"trackd/server"
 	"trackd/store"
 	"trackd/tracker"
 )
 
-// requireExternalEnv makes a missing external program a failure instead of
-// a skip. CI sets it.
-const requireExternalEnv = "TRACKD_REQUIRE_EXTERNAL"
-
 // missingExternal skips t, or fails it when TRACKD_REQUIRE_EXTERNAL=1, for
 // a prerequisite this machine lacks.
 func missingExternal(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv(requireExternalEnv) == "1" {
-		t.Fatalf("%s (%s=1 requires it)", msg, requireExternalEnv)
-	}
-	t.Skipf("%s; skipping (set %s=1 to make this a failure)", msg, requireExternalEnv)
+	external.Missing(t, format, args...)
 }
 
 // requireProgram returns the path of the program name, or skips t (fails
 // it under TRACKD_REQUIRE_EXTERNAL=1) when it is not on PATH.
 func requireProgram(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missingExternal(t, "%s is not on PATH", name)
-	}
-	return p
+	return external.Program(t, name)
 }
 
 // requireLibtorrentPython returns a python interpreter that can import

@@ -4,22 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +20,7 @@ import (
 	"time"
 
 	"trackd/config"
+	"trackd/internal/testcert"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -482,38 +476,18 @@ func TestGracefulShutdown(t *testing.T) {
 // starts, serves announces over TLS, and has no HTTP address.
 func TestHTTPSOnly(t *testing.T) {
 	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := loopbackConfig()
 	cfg.HTTP = ""
 	cfg.HTTPS = "127.0.0.1:0"
 	cfg.TLSCert = filepath.Join(dir, "cert.pem")
 	cfg.TLSKey = filepath.Join(dir, "key.pem")
-	os.WriteFile(cfg.TLSCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(cfg.TLSKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert := testcert.Write(t, cfg.TLSCert, cfg.TLSKey, 1)
 	srv, _ := start(t, cfg)
 	if srv.HTTPAddr() != nil {
 		t.Errorf("HTTP listener %v though turned off", srv.HTTPAddr())
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(must(x509.ParseCertificate(der)))
+	pool.AddCert(cert)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	res, err := client.Get("https://" + srv.HTTPSAddr().String() + announceQuery)
 	if err != nil {

@@ -2,16 +2,8 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,30 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// writeCert writes a self-signed certificate for 127.0.0.1 with the given
-// serial number to certFile and keyFile.
-func writeCert(t *testing.T, certFile, keyFile string, serial int64) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "trackd test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-}
+	"trackd/internal/testcert"
+)
 
 // TestSIGHUP runs the binary with an allow list and HTTPS, changes both
 // files and sends SIGHUP: the new list and the new certificate take effect,
@@ -55,7 +26,7 @@ func TestSIGHUP(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	const listed = "6161616161616161616161616161616161616161" // "aaaa..."
 	os.WriteFile(list, []byte(listed+"\n"), 0o644)
-	writeCert(t, certFile, keyFile, 1)
+	testcert.Write(t, certFile, keyFile, 1)
 
 	cmd := exec.Command(build(t), "-http", "", "-udp", "", "-admin", "", "-https", "127.0.0.1:0",
 		"-tls-cert", certFile, "-tls-key", keyFile, "-access-list", "allow", "-access-list-file", list)
@@ -121,7 +92,7 @@ func TestSIGHUP(t *testing.T) {
 	defer old.Close()
 
 	os.WriteFile(list, []byte("# now c\n6363636363636363636363636363636363636363\n"), 0o644)
-	writeCert(t, certFile, keyFile, 2)
+	testcert.Write(t, certFile, keyFile, 2)
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitLine(regexp.MustCompile(`tls certificate reloaded`))
 	tr.CloseIdleConnections() // new connections, to see the new certificate

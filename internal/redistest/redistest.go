@@ -20,11 +20,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-)
 
-// RequireExternalEnv makes a missing redis-server a failure instead of a
-// skip.
-const RequireExternalEnv = "TRACKD_REQUIRE_EXTERNAL"
+	"trackd/internal/external"
+)
 
 // readyTimeout bounds how long a server may take to answer after start.
 const readyTimeout = 15 * time.Second
@@ -51,11 +49,7 @@ func Path(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("redis-server")
 	if err != nil {
-		msg := "redis-server is not on PATH (Debian package redis-server)"
-		if os.Getenv(RequireExternalEnv) == "1" {
-			t.Fatalf("%s (%s=1 requires it)", msg, RequireExternalEnv)
-		}
-		t.Skipf("%s; skipping (set %s=1 to make this a failure)", msg, RequireExternalEnv)
+		external.Missing(t, "redis-server is not on PATH (Debian package redis-server)")
 	}
 	return p
 }
