@@ -143,6 +143,8 @@ func (b *blockedStore) Announce(context.Context, store.Announce, []bittorrent.Pe
 	return nil, store.Stats{}, nil
 }
 
+func (b *blockedStore) Totals(context.Context) (store.Totals, error) { return store.Totals{}, nil }
+
 // TestOverloadErrorPacket: a request refused for overload gets an error
 // packet saying so and to retry later, and is not logged.
 func TestOverloadErrorPacket(t *testing.T) {
@@ -154,12 +156,14 @@ func TestOverloadErrorPacket(t *testing.T) {
 	reply := h.Handle(context.Background(), from, connectPkt(1), nil)
 	id := binary.BigEndian.Uint64(reply[8:])
 	a := announce{id: id, tid: 2, ih: hash20("x"), pid: hash20("p"), left: 1, numWant: -1, port: 6881}
-	go h.Handle(context.Background(), from, a.bytes(), nil)
+	first := make(chan struct{})
+	go func() { defer close(first); h.Handle(context.Background(), from, a.bytes(), nil) }()
 	<-bs.entered
 	if got := errorText(t, h.Handle(context.Background(), from, a.bytes(), nil), 2); got != "tracker overloaded: retry in 3 minutes" {
 		t.Errorf("error %q", got)
 	}
 	close(bs.release)
+	<-first
 	if logBuf.Len() != 0 {
 		t.Errorf("overload logged: %q", logBuf.String())
 	}
