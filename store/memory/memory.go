@@ -16,11 +16,11 @@
 // the seeders first and the leechers after, so the candidates for an
 // announce are one or two contiguous ranges. Within each part the order is
 // free: a peer joins, leaves or changes role by swapping at most two
-// records, in O(1). A family of up to 512 IPv4 or 128 IPv6 peers (the case
-// of most swarms) finds a session by scanning its records (at that size no
-// dearer than the cache misses an index lookup adds); a bigger one also
-// keeps an index, an open-addressing table of 8-byte entries from the hash
-// of (ip, port) to the record's position. Keeping each part sorted by (ip,
+// records, in O(1). A family of up to 128 peers (the case of most swarms)
+// finds a session by scanning its records (at that size no dearer than the
+// cache misses an index lookup adds); a bigger one also keeps an index, an
+// open-addressing table of 8-byte entries from the hash of (ip, port) to the
+// record's position. Keeping each part sorted by (ip,
 // port) and binary searching, the other layout tried, costs an O(n) memmove
 // per join, leave or role change: about 330µs in a swarm of 100,000 peers,
 // against under 1µs now (BenchmarkChurnBigSwarm).

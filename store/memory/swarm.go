@@ -148,8 +148,12 @@ func (sh *shard) index4(sw *swarm) (*idxRef, index) {
 // records s, whose index is ix (nil for none), -1 if none.
 func find4(s []peer4, ix index, ip uint32, port uint16) int {
 	if ix == nil {
+		// One 8-byte load and compare a record: the record as a word,
+		// masked to its address and port, in the machine's byte order.
+		want, mask := peer4{ip: ip, port: port}, peer4{ip: ^uint32(0), port: ^uint16(0)}
+		k, m := *(*uint64)(unsafe.Pointer(&want)), *(*uint64)(unsafe.Pointer(&mask))
 		for i := range s {
-			if s[i].ip == ip && s[i].port == port {
+			if *(*uint64)(unsafe.Pointer(&s[i]))&m == k {
 				return i
 			}
 		}
