@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"trackd/bittorrent"
@@ -97,6 +98,11 @@ type Store interface {
 	// Close stops background work and releases resources.
 	Close() error
 }
+
+// ErrClosed is what a backend may return for a call after Close (the
+// in-memory store does, having given its memory back): a request that was
+// still on its way when the server shut down.
+var ErrClosed = errors.New("store closed")
 
 // Options are what every backend is configured with.
 type Options struct {

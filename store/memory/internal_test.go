@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -904,14 +905,14 @@ func TestClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Announce(ctx, a, nil); err == nil {
-		t.Error("Announce after Close succeeded")
+	if _, _, err := s.Announce(ctx, a, nil); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Announce after Close: %v, want store.ErrClosed", err)
 	}
-	if _, err := s.Scrape(ctx, []bittorrent.InfoHash{{1}}, nil); err == nil {
-		t.Error("Scrape after Close succeeded")
+	if _, err := s.Scrape(ctx, []bittorrent.InfoHash{{1}}, nil); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Scrape after Close: %v, want store.ErrClosed", err)
 	}
-	if err := s.ScrapeAll(ctx, func(bittorrent.InfoHash, store.Stats) error { return nil }); err == nil {
-		t.Error("ScrapeAll after Close succeeded")
+	if err := s.ScrapeAll(ctx, func(bittorrent.InfoHash, store.Stats) error { return nil }); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("ScrapeAll after Close: %v, want store.ErrClosed", err)
 	}
 	if _, err := s.Totals(ctx); err != nil {
 		t.Errorf("Totals after Close: %v", err)

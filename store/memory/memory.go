@@ -150,7 +150,7 @@ var _ store.Store = (*Store)(nil)
 
 var (
 	errNoAddr = errors.New("memory: announce without a valid peer address")
-	errClosed = errors.New("memory: store closed")
+	errClosed = store.ErrClosed
 )
 
 // New returns a store with the default Config. It starts a background
