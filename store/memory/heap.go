@@ -193,6 +193,9 @@ func (hp *heap) release() {
 // the shard compacts them into one (see shard.compactMemory) when the
 // operation is done. All of it is guarded by the shard's lock.
 type region struct {
+	// base[i] is chunk[i]'s first byte: first, so that in a shard it
+	// shares the cache line of the shard's lock and table.
+	base   [maxChunks]unsafe.Pointer
 	chunk  [maxChunks][]byte
 	n      int                // chunks mapped
 	next   handle             // where the next block is carved, in the last chunk
@@ -204,7 +207,7 @@ type region struct {
 
 // ptr returns the address of the small block h.
 func (r *region) ptr(h handle) unsafe.Pointer {
-	return unsafe.Pointer(&r.chunk[h>>chunkShift&(maxChunks-1)][uintptr(h&offsetMask)<<3])
+	return unsafe.Add(r.base[h>>chunkShift&(maxChunks-1)], uintptr(h&offsetMask)<<3)
 }
 
 // alloc returns a small block of n bytes (0 < n <= maxSmall), and its size.
@@ -256,6 +259,7 @@ func (r *region) grow(n int) {
 		panic("memory: a shard's region is too large")
 	}
 	r.chunk[i] = mapMemory(size)
+	r.base[i] = unsafe.Pointer(&r.chunk[i][0])
 	r.next = handle(i) << chunkShift
 	if i == 0 {
 		r.next++ // so that no handle is 0

@@ -97,7 +97,7 @@ func TestExpiryEncoding(t *testing.T) {
 // newShard returns a shard of its own, for tests that drive swarms
 // directly; release frees its memory.
 func newShard(ids bool) (sh *shard, release func()) {
-	sh = &shard{heap: new(heap), ids: ids}
+	sh = &shard{shardState: shardState{heap: new(heap), ids: ids}}
 	sh.rng.Seed(5, 6)
 	return sh, func() {
 		sh.mem.release()
@@ -1003,5 +1003,14 @@ func TestTotalsLeavesSweepingToSweeper(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 		tot, _ = s.Totals(ctx)
+	}
+}
+
+// TestShardLayout checks that a shard's lock, table and the base of its
+// region share the shard's first cache line: every announce reads them.
+func TestShardLayout(t *testing.T) {
+	var sh shard
+	if off := unsafe.Offsetof(sh.mem) + unsafe.Offsetof(sh.mem.base); off+unsafe.Sizeof(sh.mem.base[0]) > 64 {
+		t.Errorf("the region's first chunk base is at offset %d of the shard", off)
 	}
 }

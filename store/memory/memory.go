@@ -79,6 +79,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"trackd/bittorrent"
 	"trackd/store"
@@ -133,6 +134,12 @@ type Store struct {
 
 // shard is one lock's worth of swarms, padded to whole cache lines.
 type shard struct {
+	shardState
+	_ [(64 - unsafe.Sizeof(shardState{})%64) % 64]byte
+}
+
+// shardState is what a shard holds; shard pads it.
+type shardState struct {
 	mu     sync.Mutex
 	swarms table
 	closed bool // the store is closed: its memory is gone
@@ -141,9 +148,8 @@ type shard struct {
 	// A lower bound of the expiry of every peer in the shard. Written with
 	// mu held, read without by Totals.
 	minExp atomic.Uint32
-	heap   *heap    // the store's large blocks
-	mem    region   // the shard's small blocks
-	_      [40]byte // to a whole number of cache lines
+	heap   *heap  // the store's large blocks
+	mem    region // the shard's small blocks; its first word ends the first cache line
 }
 
 var _ store.Store = (*Store)(nil)

@@ -141,7 +141,10 @@ func (sh *shard) index4(sw *swarm) (*idxRef, index) {
 		return nil, nil
 	}
 	r := &sh.extra(sw).idx4
-	return r, view[uint64](sh, r.h, blockSize(r.n))
+	if r.n == 0 {
+		return r, nil
+	}
+	return r, unsafe.Slice((*uint64)(sh.ptr(r.h)), r.n)
 }
 
 // find4 returns the position of the IPv4 session (ip, port) among the
