@@ -180,7 +180,7 @@ if [[ -n ${REV:-} ]]; then
 	SRC_DESC="git revision $REV ($(git -C "$REPO" rev-parse --short "$REV"))"
 else
 	SRC=$REPO
-	dirty=$(git -C "$REPO" status --porcelain -- . ':!bench' 2>/dev/null | awk '{print $2}' | tr '\n' ' ')
+	dirty=$(git -C "$REPO" status --porcelain -- . ':!bench' 2>/dev/null | awk '{print $2}' | tr '\n' ' ' || true)
 	SRC_DESC="working tree at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')${dirty:+ with uncommitted changes in $dirty}"
 fi
 log "building trackd and trackd-load from the $SRC_DESC into $BIN"

@@ -7,6 +7,7 @@ package udp
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -218,7 +219,9 @@ func (h *Handler) fail(out, tid []byte, err error) []byte {
 	} else if tracker.IsClientError(err) {
 		msg = err.Error()
 	} else {
-		h.log.Error("udp request failed", "err", err)
+		if !errors.Is(err, store.ErrClosed) { // a packet caught by shutdown is no failure
+			h.log.Error("udp request failed", "err", err)
+		}
 		msg = errInternal
 	}
 	return appendError(out, tid, msg, 0)
