@@ -87,6 +87,7 @@ func TestMetricsCount(t *testing.T) {
 		`trackd_seeders{family="ipv6"}`:    0,
 		`trackd_store_up`:                  1,
 		`trackd_udp_packets_dropped_total`: 0,
+		`trackd_peers_expired_total`:       0,
 	} {
 		if got := metricValue(page, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

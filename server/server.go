@@ -402,13 +402,17 @@ func (s *Server) metricTotals(ctx context.Context) (metrics.Totals, error) {
 	if err != nil {
 		return metrics.Totals{}, err
 	}
-	return metrics.Totals{
+	mt := metrics.Totals{
 		Torrents:  t.Torrents,
 		Seeders4:  t.Seeders - t.Seeders6,
 		Leechers4: t.Leechers - t.Leechers6,
 		Seeders6:  t.Seeders6,
 		Leechers6: t.Leechers6,
-	}, nil
+	}
+	if e, ok := s.store.(interface{ Expired() uint64 }); ok {
+		mt.PeersExpired, mt.PeersExpiredObserved = e.Expired(), true
+	}
+	return mt, nil
 }
 
 func (s *Server) udpDropped() uint64 {

@@ -122,7 +122,8 @@ type Store struct {
 	_ [64]byte // keep the counters away from the read-mostly fields
 	// The counts behind Totals.
 	torrents, seeders, leechers atomic.Int64
-	seeders6, leechers6         atomic.Int64 // of seeders and leechers
+	seeders6, leechers6         atomic.Int64  // of seeders and leechers
+	expired                     atomic.Uint64 // peers dropped for their lifetime, ever
 	// Every peer that expired at or before sweptThrough has been dropped.
 	sweptThrough atomic.Uint32
 	// totalsLag is how many seconds Totals lets sweptThrough lag the
@@ -266,7 +267,14 @@ func (s *Store) compact(sh *shard, sw *swarm, now uint32) {
 		dT = -1
 	}
 	s.count(-rmS, -rmL, -rmS6, -rmL6, dT)
+	if n := rmS + rmL; n > 0 {
+		s.expired.Add(uint64(n))
+	}
 }
+
+// Expired returns how many peers the store has dropped because their
+// lifetime passed, since it was made (for the metrics).
+func (s *Store) Expired() uint64 { return s.expired.Load() }
 
 // removeIfEmpty deletes the swarm in slot i of sh if it has no peer and no
 // download, and reports whether it did.

@@ -164,6 +164,9 @@ func TestRestoreDropsExpired(t *testing.T) {
 	if got := scrapeMap(t, s); len(got) != 0 {
 		t.Errorf("after the lifetime: %v", got)
 	}
+	if n := s.Expired(); n != 2 {
+		t.Errorf("Expired() = %d, want 2", n)
+	}
 	dead := snapshot.Swarm{InfoHash: bittorrent.InfoHash{8}, Peers: []snapshot.Peer{{Addr: snapPeer(1, false).Addr, Expires: now}}}
 	s.Restore(&dead)
 	if got := scrapeMap(t, s); len(got) != 0 {
