@@ -328,3 +328,54 @@ func (u *udpClient) announce(ih [20]byte, port uint16) (string, error) {
 	}
 	return "", fmt.Errorf("reply with action %d", be.Uint32(reply))
 }
+
+// TestRedisDownAtStart: with Redis down, server.Open logs why and keeps
+// trying instead of failing; once Redis is up it returns a working trackd.
+func TestRedisDownAtStart(t *testing.T) {
+	rs := redistest.Start(t)
+	rs.Stop()
+	cfg := config.Default()
+	cfg.HTTP, cfg.UDP, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.Store = rs.URL()
+	cfg.RedisTimeout = 300 * time.Millisecond
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type opened struct {
+		srv *server.Server
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		srv, err := server.Open(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+		done <- opened{srv, err}
+	}()
+	time.Sleep(3 * time.Second)
+	select {
+	case o := <-done:
+		t.Fatalf("Open returned with Redis down: %v", o.err)
+	default:
+	}
+	if !strings.Contains(logs.String(), "cannot open the store; retrying") {
+		t.Errorf("no retry log line: %q", logs.String())
+	}
+	rs.Restart()
+	var o opened
+	select {
+	case o = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Open did not return within 15 s of Redis coming up")
+	}
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if err := o.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer o.srv.Shutdown(context.Background())
+	ih := [20]byte{0: 'U', 1: 'P'}
+	reply := httpAnnounce{infoHash: ih, port: 46001, left: 0, compact: true}.do(ctx, t, newLoopbackHTTPClient(t), "http://"+o.srv.HTTPAddr().String())
+	if reply["complete"] != int64(1) {
+		t.Errorf("announce after the late start: %v", reply)
+	}
+}
