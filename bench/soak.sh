@@ -21,7 +21,9 @@ Environment (defaults in brackets):
   scaling:  DURATION [10s] WARMUP [5s] RUNS [3]; CPUS [0,1] for trackd and generator
   overload: DURATION [30s] QUOTA [10] percent of one CPU trackd may use
             (cgroup cpu quota; needs root and cgroup v1 or v2), SOCKETS [64]
-            WINDOW [256] of the generator
+            WINDOW [256] TIMEOUT [1s] of the generator (a request
+            unanswered after TIMEOUT is given up and its slot reused, so the
+            generator offers up to SOCKETS*WINDOW/TIMEOUT requests/s)
   RESULTS [/tmp/trackd-soak-MODE-DATE]
 EOF
 }
@@ -47,6 +49,7 @@ CPUS=${CPUS:-0,1}
 QUOTA=${QUOTA:-10}
 SOCKETS=${SOCKETS:-64}
 WINDOW=${WINDOW:-256}
+TIMEOUT=${TIMEOUT:-1s}
 RESULTS=${RESULTS:-/tmp/trackd-soak-$MODE-$(date +%Y%m%d-%H%M%S)}
 ADDR=127.0.0.1:$PORT
 PY=/usr/bin/python3
@@ -291,7 +294,7 @@ overload)
 	d0=$(udp_drops)
 	rss0=$(mem_kb "$TD" VmRSS)
 	timeout -k 5 $(($(secs "$DURATION") + 60)) taskset -c 1 "$BIN/trackd-load" -json -udp "$ADDR" "${COMMON[@]}" \
-		-sockets "$SOCKETS" -window "$WINDOW" -timeout 1s -warmup 0s -duration "$DURATION" \
+		-sockets "$SOCKETS" -window "$WINDOW" -timeout "$TIMEOUT" -warmup 0s -duration "$DURATION" \
 		>"$RESULTS/over.json" 2>"$RESULTS/over.txt" &
 	GEN=$!
 	PIDS+=("$GEN")
@@ -314,7 +317,7 @@ overload)
 		echo "# trackd under UDP overload"
 		echo
 		machine
-		echo "- trackd on CPU 0 capped to $QUOTA% of it by a cgroup CPU quota; trackd-load -udp ${COMMON[*]} -sockets $SOCKETS -window $WINDOW -timeout 1s for $DURATION on CPU 1"
+		echo "- trackd on CPU 0 capped to $QUOTA% of it by a cgroup CPU quota; trackd-load -udp ${COMMON[*]} -sockets $SOCKETS -window $WINDOW -timeout $TIMEOUT for $DURATION on CPU 1"
 		echo
 		echo "| | responses/s | errors | timeouts | p50 µs | p99 µs |"
 		echo "|---|---|---|---|---|---|"
@@ -323,7 +326,7 @@ overload)
 				"$(field $tag responses_per_sec)" "$(field $tag errors)" "$(field $tag timeouts)" "$(field $tag latency_p50_us)" "$(field $tag latency_p99_us)"
 		done
 		echo
-		echo "- requests sent during the overload: $(field over sent); datagrams the kernel dropped at trackd's sockets: $((d1 - d0))"
+		echo "- requests sent during the overload: $(field over sent) ($(($(field over sent) / $(secs "$DURATION")))/s offered); datagrams the kernel dropped at trackd's sockets: $((d1 - d0))"
 		echo "- trackd VmRSS: $((rss0 / 1024)) MiB before, at most $((rssmax / 1024)) MiB during, $((rss1 / 1024)) MiB after"
 	} >"$RESULTS/overload.md"
 	cat "$RESULTS/overload.md"
