@@ -51,22 +51,7 @@ func TestBadFlagExits2(t *testing.T) {
 func TestServeAndStopOnSignal(t *testing.T) {
 	for _, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
 		cmd := exec.Command(build(t), "-http", "127.0.0.1:0", "-udp", "127.0.0.1:0", "-admin", "127.0.0.1:0")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		lines := make(chan string, 100)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
+		lines := startLogging(t, cmd)
 		addrRE := regexp.MustCompile(`protocol=http addr=(\S+)`)
 		udpRE := regexp.MustCompile(`protocol=udp addr=(\S+) announce=udp://(\S+)/announce`)
 		var addr, udpAddr string
@@ -115,6 +100,29 @@ func TestServeAndStopOnSignal(t *testing.T) {
 			t.Errorf("%v: still listening after exit", sig)
 		}
 	}
+}
+
+// startLogging starts cmd, kills it when the test ends, and returns its
+// stderr, a line at a time; the channel closes when cmd exits.
+func startLogging(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines
 }
 
 // udpConnect sends a BEP 15 connect request to addr and fails t unless a

@@ -30,22 +30,7 @@ func TestSIGHUP(t *testing.T) {
 
 	cmd := exec.Command(build(t), "-http", "", "-udp", "", "-admin", "", "-https", "127.0.0.1:0",
 		"-tls-cert", certFile, "-tls-key", keyFile, "-access-list", "allow", "-access-list-file", list)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines := startLogging(t, cmd)
 	waitLine := func(re *regexp.Regexp) []string {
 		t.Helper()
 		timeout := time.After(15 * time.Second)
