@@ -228,14 +228,6 @@ func (s *Source) Allowed(ih bittorrent.InfoHash) bool {
 	return s.cur.Load().Allowed(ih)
 }
 
-// List returns the list in force (nil when off).
-func (s *Source) List() *List {
-	if s == nil {
-		return nil
-	}
-	return s.cur.Load()
-}
-
 // Reload reads the file again and puts it in force. When the file cannot
 // be read or has a bad line, the error says where and the list in force
 // stays. Reload with mode Off does nothing.

@@ -392,11 +392,24 @@ type scraped struct {
 	stats store.Stats
 }
 
-// ScrapeAll implements store.Store. It sweeps each shard, copies its swarms'
-// counts and unlocks it before calling fn, so fn never runs with a lock held.
-// It fails only for a closed store, or with fn's error.
+// ScrapeAll implements store.Store. fn never runs with a lock held (see
+// walk). It fails only for a closed store, or with fn's error.
 func (s *Store) ScrapeAll(_ context.Context, fn func(bittorrent.InfoHash, store.Stats) error) error {
-	var buf []scraped
+	return walk(s,
+		func(buf []scraped, sh *shard, sw *swarm) []scraped {
+			return append(buf, scraped{sw.hash, sh.stats(sw)})
+		},
+		func(e *scraped) error { return fn(e.hash, e.stats) })
+}
+
+// walk visits every swarm, shard by shard: with the shard's lock held and
+// its expired peers swept, collect appends what it needs of each swarm to
+// a buffer; then, with the lock released, emit is called for each entry,
+// so that a slow emit never holds up announces. A swarm that changes
+// meanwhile is seen before or after the change. walk fails only for a
+// closed store, or with emit's error.
+func walk[T any](s *Store, collect func(buf []T, sh *shard, sw *swarm) []T, emit func(*T) error) error {
+	var buf []T
 	for i := range s.shards {
 		sh := &s.shards[i]
 		now := s.nowSec()
@@ -409,12 +422,12 @@ func (s *Store) ScrapeAll(_ context.Context, fn func(bittorrent.InfoHash, store.
 		buf = buf[:0]
 		for j := range sh.swarms.slots(sh) {
 			if sw := &sh.swarms.slots(sh)[j]; sw.minExp != 0 {
-				buf = append(buf, scraped{sw.hash, sh.stats(sw)})
+				buf = collect(buf, sh, sw)
 			}
 		}
 		sh.mu.Unlock()
-		for _, e := range buf {
-			if err := fn(e.hash, e.stats); err != nil {
+		for k := range buf {
+			if err := emit(&buf[k]); err != nil {
 				return err
 			}
 		}

@@ -11,50 +11,29 @@ import (
 
 // Dump calls fn for every swarm that has peers or a download count, with
 // each peer's role, completed flag, id (zero unless the store keeps ids)
-// and expiry time. Peers already expired are left out. Each shard is
-// copied with its lock held, and fn runs after the lock is released, so a
-// slow fn (a disk) never holds up announces; a swarm that changes while
-// Dump runs is seen before or after the change. fn must not keep the Swarm.
+// and expiry time. Peers already expired are left out. fn runs with no
+// lock held (see walk), so a slow fn (a disk) never holds up announces. fn
+// must not keep the Swarm.
 func (s *Store) Dump(fn func(*snapshot.Swarm) error) error {
-	var buf []snapshot.Swarm
-	for i := range s.shards {
-		sh := &s.shards[i]
-		now := s.nowSec()
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
-			return errClosed
-		}
-		s.sweepShard(sh, now)
-		buf = buf[:0]
-		for j := range sh.swarms.slots(sh) {
-			sw := &sh.swarms.slots(sh)[j]
-			if sw.minExp == 0 {
-				continue
-			}
-			buf = append(buf, snapshot.Swarm{InfoHash: sw.hash, Downloaded: sw.downloaded})
-			out := &buf[len(buf)-1]
-			f4 := open4(sh, sw)
-			for k := range f4.recs {
-				p := &f4.recs[k]
-				out.Peers = append(out.Peers, s.dumpPeer(p.addr(), k < int(sw.v4.ns), p.e, sw.minExp, &f4, k))
-			}
-			if sw.x != 0 {
-				f6 := open6(sh, sh.extra(sw))
-				for k := range f6.recs {
-					p := &f6.recs[k]
-					out.Peers = append(out.Peers, s.dumpPeer(p.addr(), k < int(f6.f.ns), p.e, sw.minExp, &f6, k))
-				}
-			}
-		}
-		sh.mu.Unlock()
-		for k := range buf {
-			if err := fn(&buf[k]); err != nil {
-				return err
-			}
+	return walk(s, s.dumpSwarm, fn)
+}
+
+// dumpSwarm appends the snapshot of sw to buf.
+func (s *Store) dumpSwarm(buf []snapshot.Swarm, sh *shard, sw *swarm) []snapshot.Swarm {
+	out := snapshot.Swarm{InfoHash: sw.hash, Downloaded: sw.downloaded}
+	f4 := open4(sh, sw)
+	for k := range f4.recs {
+		p := &f4.recs[k]
+		out.Peers = append(out.Peers, s.dumpPeer(p.addr(), k < int(sw.v4.ns), p.e, sw.minExp, &f4, k))
+	}
+	if sw.x != 0 {
+		f6 := open6(sh, sh.extra(sw))
+		for k := range f6.recs {
+			p := &f6.recs[k]
+			out.Peers = append(out.Peers, s.dumpPeer(p.addr(), k < int(f6.f.ns), p.e, sw.minExp, &f6, k))
 		}
 	}
-	return nil
+	return append(buf, out)
 }
 
 // dumpPeer makes the snapshot record of the peer at k of its family: e
