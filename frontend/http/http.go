@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -120,6 +121,14 @@ type reply struct {
 	shared bool
 	gzip   bool // body is gzip-compressed: Content-Encoding: gzip
 	vary   bool // body depends on Accept-Encoding: Vary: Accept-Encoding
+	// stream, when not nil, is the body instead of body: length bytes,
+	// too many to put in a buffer (a full scrape sent uncompressed). A
+	// server copies it to the connection a chunk at a time, as the socket
+	// takes it, and calls Close exactly once when it is done with it:
+	// written whole, or the connection gone. The reply closes the
+	// connection after it.
+	stream io.ReadCloser
+	length int64
 }
 
 var notFound = []byte("404 page not found\n")
