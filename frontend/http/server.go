@@ -17,7 +17,9 @@ type ServerOptions struct {
 	// ReadHeaderTimeout is the time a client has to send a whole request
 	// head, counted from the connection's start or, on a keep-alive
 	// connection, from the request's first bytes. A connection that takes
-	// longer is closed (slowloris).
+	// longer is closed (slowloris). Empty lines before a request line
+	// are that request's bytes: they start its clock, postpone nothing,
+	// and more than 8 of them get 400.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its
 	// next request.
@@ -124,6 +126,12 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // than GET gets 405, a path other than /announce and /scrape 404, a head
 // longer than MaxHeaderBytes 431, a malformed one 400; all of these close
 // the connection.
+//
+// What a client can hold is bounded: MaxConns in all, MaxConnsPerIP per
+// address, each making room by closing the longest-idle keep-alive
+// connection (see ServerOptions), and time, by the timeouts. A streamed
+// body (reply.stream) is copied a chunk at a time as the socket takes it,
+// its write timeout counted from the last progress.
 type Server struct {
 	addr   net.Addr
 	log    *slog.Logger
