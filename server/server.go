@@ -250,7 +250,12 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("https listener: %w", err)
 		}
-		s.httpsLn = ln
+		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies)
+		s.httpsLn = httpfrontend.LimitListener(ln, httpfrontend.ServerOptions{
+			MaxConnsPerIP:  s.cfg.MaxConnsPerIP,
+			TrustedProxies: trustedProxies,
+			Metrics:        s.metrics,
+		})
 		s.httpsServer = &http.Server{
 			Handler:           s.httpHandler,
 			TLSConfig:         s.cert.Config(),
