@@ -657,3 +657,20 @@ func TestLimitListener(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// BenchmarkPeerTable measures what MaxConnsPerIP adds to a connection:
+// one acquire and one release, over 1024 addresses.
+func BenchmarkPeerTable(b *testing.B) {
+	tab := newPeerTable(&ServerOptions{MaxConnsPerIP: DefaultMaxConnsPerIP}, func() int { return 0 })
+	var addrs [1024]netip.Addr
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e, _ := tab.acquire(addrs[i%len(addrs)])
+		tab.release(e)
+		i++
+	}
+}
