@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 	"trackd/accesslist"
+	httpfrontend "trackd/frontend/http"
 	"trackd/store/redis"
 
 	"github.com/BurntSushi/toml"
@@ -77,6 +78,7 @@ type Config struct {
 	MaxQueryBytes     int           `toml:"max_query_bytes"`
 	MaxHeaderBytes    int           `toml:"max_header_bytes"`
 	MaxConns          int           `toml:"max_conns"`
+	MaxConnsPerIP     int           `toml:"max_conns_per_ip"`
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"`
 	WriteTimeout      time.Duration `toml:"write_timeout"`
 	IdleTimeout       time.Duration `toml:"idle_timeout"`
@@ -134,7 +136,8 @@ func Default() Config {
 		RetryIn:            2 * time.Minute,
 		MaxQueryBytes:      8 << 10,
 		MaxHeaderBytes:     16 << 10,
-		MaxConns:           10000,
+		MaxConns:           httpfrontend.DefaultMaxConns,
+		MaxConnsPerIP:      httpfrontend.DefaultMaxConnsPerIP,
 		ReadHeaderTimeout:  10 * time.Second,
 		WriteTimeout:       15 * time.Second,
 		IdleTimeout:        2 * time.Minute,
@@ -218,7 +221,8 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.RetryIn, "retry-in", c.RetryIn, "how long a client refused for overload is told to wait (BEP 31, whole minutes)")
 	fs.IntVar(&c.MaxQueryBytes, "max-query-bytes", c.MaxQueryBytes, "refuse longer query strings")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "most bytes of request line and headers")
-	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open HTTP connections (0: no limit)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most open HTTP connections; at the bound the longest-idle keep-alive one is closed for a new one (0: no limit)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most open HTTP connections from one IPv4 address or IPv6 /64, trusted proxies exempt (0: no limit)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time a client has to send its request headers")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to write a reply (a client that does not read it is dropped)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close keep-alive connections idle this long")
@@ -283,6 +287,7 @@ func (c *Config) Validate() error {
 	check(c.MaxQueryBytes > 0, "max_query_bytes must be positive")
 	check(c.MaxHeaderBytes > c.MaxQueryBytes, "max_header_bytes must be larger than max_query_bytes, so that an oversize query gets a failure reason")
 	check(c.MaxConns >= 0, "max_conns must not be negative")
+	check(c.MaxConnsPerIP >= 0, "max_conns_per_ip must not be negative")
 	check(c.MaxPending >= 0, "max_pending must not be negative")
 	check(c.RetryIn >= time.Minute, "retry_in must be at least 1m (BEP 31 counts whole minutes)")
 	check(c.UDPSockets >= 0 && c.UDPSockets <= maxUDPSockets, "udp_sockets must be between 0 (one per CPU) and %d", maxUDPSockets)

@@ -91,6 +91,8 @@ type Metrics struct {
 	requests    [numProtocols][numActions][numResults]prometheus.Counter
 	latency     [numProtocols][numActions]prometheus.Observer
 	fullScrapes prometheus.Counter
+	evicted     [numConnReasons]prometheus.Counter
+	refused     [numConnReasons]prometheus.Counter
 	// perProtocol counts every request by protocol, for the stats page's
 	// rates without reading Prometheus' own state back.
 	perProtocol [numProtocols]atomic.Uint64
@@ -136,7 +138,19 @@ func New(opts Options) *Metrics {
 			}
 		}
 	}
-	m.reg.MustRegister(requests, latency, m.fullScrapes,
+	evicted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "trackd", Name: "http_connections_evicted_total",
+		Help: "Idle keep-alive HTTP connections closed to admit a new one, by the bound reached (max_conns, per_ip: max_conns_per_ip).",
+	}, []string{"reason"})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "trackd", Name: "http_connections_refused_total",
+		Help: "New HTTP connections closed at once, by the bound reached (per_ip: max_conns_per_ip, with no idle connection of the address to evict).",
+	}, []string{"reason"})
+	for r := range numConnReasons {
+		m.evicted[r] = evicted.WithLabelValues(r.String())
+	}
+	m.refused[PerIP] = refused.WithLabelValues(PerIP.String())
+	m.reg.MustRegister(requests, latency, m.fullScrapes, evicted, refused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if opts.Totals != nil {
@@ -169,6 +183,46 @@ func (m *Metrics) FullScrape() {
 	if m != nil {
 		m.fullScrapes.Inc()
 	}
+}
+
+// ConnReason is the bound that made a server evict or refuse a
+// connection.
+type ConnReason uint8
+
+const (
+	MaxConns ConnReason = iota // the bound on all open connections
+	PerIP                      // the bound on one address's connections
+	numConnReasons
+)
+
+var connReasonNames = [numConnReasons]string{"max_conns", "per_ip"}
+
+func (r ConnReason) String() string { return connReasonNames[r] }
+
+// ConnEvicted records an idle HTTP connection closed to admit a new one.
+func (m *Metrics) ConnEvicted(r ConnReason) {
+	if m != nil {
+		m.evicted[r].Inc()
+	}
+}
+
+// ConnRefused records a new HTTP connection closed at once.
+func (m *Metrics) ConnRefused(r ConnReason) {
+	if m != nil && m.refused[r] != nil {
+		m.refused[r].Inc()
+	}
+}
+
+// OpenConns adds a gauge of the open HTTP connections, read from open at
+// each scrape of /metrics. Call it once.
+func (m *Metrics) OpenConns(open func() int) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "trackd", Name: "http_connections_open",
+		Help: "Open HTTP connections (the plain-HTTP server's, not HTTPS).",
+	}, func() float64 { return float64(open()) }))
 }
 
 // Requests returns the requests recorded for p since start.

@@ -146,6 +146,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			TrustIPParam:       trustIPParam,
 			Logger:             log,
 			Metrics:            s.metrics,
+			WriteTimeout:       cfg.WriteTimeout,
 		})
 	}
 	if cfg.UDP != "" {
@@ -206,19 +207,24 @@ func (s *Server) Start() error {
 		// The event loops answer one request at a time each: right for
 		// the in-memory store, not for one that waits on the network.
 		_, inMemory := s.store.(*memory.Store)
+		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
 		hs, err := httpfrontend.Listen(s.cfg.HTTP, s.httpHandler, httpfrontend.ServerOptions{
 			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 			IdleTimeout:       s.cfg.IdleTimeout,
 			WriteTimeout:      s.cfg.WriteTimeout,
 			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 			MaxConns:          s.cfg.MaxConns,
+			MaxConnsPerIP:     s.cfg.MaxConnsPerIP,
+			TrustedProxies:    trustedProxies,
 			GoroutinePerConn:  !inMemory,
 			Logger:            s.log,
+			Metrics:           s.metrics,
 		})
 		if err != nil {
 			return fmt.Errorf("http listener: %w", err)
 		}
 		s.httpServer = hs
+		s.metrics.OpenConns(hs.OpenConns)
 	}
 	if s.udpHandler != nil {
 		// Each socket's reader answers one packet at a time: with a store
@@ -244,7 +250,12 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("https listener: %w", err)
 		}
-		s.httpsLn = ln
+		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies)
+		s.httpsLn = httpfrontend.LimitListener(ln, httpfrontend.ServerOptions{
+			MaxConnsPerIP:  s.cfg.MaxConnsPerIP,
+			TrustedProxies: trustedProxies,
+			Metrics:        s.metrics,
+		})
 		s.httpsServer = &http.Server{
 			Handler:           s.httpHandler,
 			TLSConfig:         s.cert.Config(),

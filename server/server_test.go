@@ -416,6 +416,8 @@ func TestMaxConns(t *testing.T) {
 			t.Fatal(err)
 		}
 		io.Copy(io.Discard, res.Body)
+		// Busy with a second request: not an idle connection to evict.
+		io.WriteString(c, "GET /ann")
 	}
 	third, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -435,6 +437,39 @@ func TestMaxConns(t *testing.T) {
 		t.Fatalf("third connection not served after one closed: %v", err)
 	}
 	res.Body.Close()
+}
+
+// TestMaxConnsPerIP: max_conns_per_ip reaches the HTTP server: a second
+// connection from an address at a bound of 1, whose first connection is
+// busy, is closed at once; with the address a trusted proxy, it is served.
+func TestMaxConnsPerIP(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		cfg := loopbackConfig()
+		cfg.MaxConnsPerIP = 1
+		if trusted {
+			cfg.TrustedProxies = []string{"127.0.0.1/32"}
+		}
+		srv, _ := start(t, cfg)
+		addr := srv.HTTPAddr().String()
+		first, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		io.WriteString(first, "GET /ann")
+		time.Sleep(100 * time.Millisecond)
+		second, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		fmt.Fprintf(second, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", announceQuery)
+		second.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = http.ReadResponse(bufio.NewReader(second), nil)
+		if served := err == nil; served != trusted {
+			t.Errorf("trusted %v: second connection served %v (%v)", trusted, served, err)
+		}
+	}
 }
 
 func TestGracefulShutdown(t *testing.T) {

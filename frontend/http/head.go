@@ -53,6 +53,7 @@ var (
 	errVersion        = headError{505, "HTTP version not supported"}
 	errTooLarge       = headError{431, "request header fields too large"}
 	errMethod         = headError{405, "method not allowed"}
+	errEmptyLines     = headError{400, "too many empty lines before the request line"}
 )
 
 // headEnd returns the length of the head at the start of b, through the
@@ -79,11 +80,16 @@ func headEnd(b []byte, from int) int {
 	}
 }
 
+// maxEmptyLines bounds the empty lines a server ignores before a request
+// line. RFC 9112 (section 2.2) asks to ignore at least one, which some
+// clients send after a request; more than a few is a client that sends
+// nothing else (to hold a connection open), and gets 400.
+const maxEmptyLines = 8
+
 // skipEmptyLines returns the length of the empty lines (CRLF or LF) at the
 // start of b, which a server ignores before a request line (RFC 9112,
-// section 2.2): some clients send a CRLF after a request.
-func skipEmptyLines(b []byte) int {
-	n := 0
+// section 2.2), and how many lines that is.
+func skipEmptyLines(b []byte) (n, lines int) {
 	for {
 		switch {
 		case n < len(b) && b[n] == '\n':
@@ -91,8 +97,9 @@ func skipEmptyLines(b []byte) int {
 		case n+1 < len(b) && b[n] == '\r' && b[n+1] == '\n':
 			n += 2
 		default:
-			return n
+			return n, lines
 		}
+		lines++
 	}
 }
 

@@ -120,7 +120,7 @@ func FuzzRequestHead(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	h := testHandler(f, Options{FullScrape: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
-	r := newResponder(context.Background(), h, 1024)
+	r := newResponder(context.Background(), h, &ServerOptions{MaxHeaderBytes: 1024})
 	remote := netip.MustParseAddrPort("10.0.0.1:1234")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		end := headEnd(in, 0)
@@ -140,7 +140,8 @@ func FuzzRequestHead(f *testing.F) {
 
 		heads := 0
 		for rest := in; ; {
-			rest = rest[skipEmptyLines(rest):]
+			skip, _ := skipEmptyLines(rest)
+			rest = rest[skip:]
 			e := headEnd(rest, 0)
 			if e < 0 {
 				if len(rest) > 0 {

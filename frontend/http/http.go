@@ -50,6 +50,12 @@ type Options struct {
 	// Metrics counts requests by action and result, and full scrapes;
 	// nil counts nothing.
 	Metrics *metrics.Metrics
+	// WriteTimeout is, in ServeHTTP, the time each chunk of a streamed
+	// body (a full scrape) may take to be written: it replaces the
+	// http.Server's WriteTimeout, which counts from the request's start
+	// and would cut a long body to a slow but steady reader. Zero sets
+	// none, and the http.Server's applies.
+	WriteTimeout time.Duration
 }
 
 // Handler serves /announce and /scrape. Anything else is 404.
@@ -151,7 +157,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header["X-Real-Ip"]; len(v) > 0 {
 		req.realIP = v[0]
 	}
-	rep := h.serve(r.Context(), st, &req)
+	h.writeReply(w, r, h.serve(r.Context(), st, &req))
+}
+
+// writeReply writes rep through net/http.
+func (h *Handler) writeReply(w http.ResponseWriter, r *http.Request, rep reply) {
+	if rep.stream != nil {
+		defer rep.stream.Close()
+	}
 	if rep.status == http.StatusNotFound {
 		http.NotFound(w, r)
 		return
@@ -168,6 +181,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// 2 KiB written in one go (nearly all announces), so it is set here
 	// only for larger ones, where it saves the chunked encoding; that
 	// keeps two allocations off the hot path.
+	if rep.stream != nil {
+		hdr.Set("Content-Length", strconv.FormatInt(rep.length, 10))
+		rc := http.NewResponseController(w)
+		if h.opts.WriteTimeout <= 0 {
+			copyChunks(rep.stream, rep.length, func(p []byte) error { _, err := w.Write(p); return err })
+			return
+		}
+		copyChunks(rep.stream, rep.length, func(p []byte) error {
+			if err := rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout)); err != nil {
+				return err
+			}
+			_, err := w.Write(p)
+			if err == nil {
+				// Through net/http's buffer to the socket, under this
+				// chunk's deadline.
+				err = rc.Flush()
+			}
+			return err
+		})
+		return
+	}
 	if len(rep.body) > 2048 {
 		hdr.Set("Content-Length", strconv.Itoa(len(rep.body)))
 	}

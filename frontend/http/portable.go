@@ -3,10 +3,14 @@ package http
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
+
+	"trackd/metrics"
 )
 
 // The portable Server: a net.Listener and a goroutine per connection,
@@ -38,6 +42,7 @@ func listenPortable(addr string, h *Handler, opts ServerOptions) (*Server, error
 		conns:   make(map[*portableConn]struct{}),
 		bufSize: max(opts.MaxHeaderBytes, 4<<10),
 	}
+	b.peers = newPeerTable(&opts, func() portableList { return portableList{byAddr: true} })
 	if opts.MaxConns > 0 {
 		b.slots = make(chan struct{}, opts.MaxConns)
 	}
@@ -64,8 +69,13 @@ type portableBackend struct {
 	stopOnce sync.Once
 	stop     chan struct{} // closed by drain and kill
 
+	// peers counts connections by address (nil: no MaxConnsPerIP); its
+	// entries' idle lists are guarded by mu.
+	peers *peerTable[portableList]
+
 	mu       sync.Mutex
 	conns    map[*portableConn]struct{}
+	idle     portableList // keep-alive connections waiting for a request, longest-idle first
 	draining bool
 }
 
@@ -73,9 +83,59 @@ type portableBackend struct {
 // connection).
 type portableConn struct {
 	c       net.Conn
-	idle    bool // blocked reading the first bytes of a request; guarded by mu
 	resp    *responder
 	in, out []byte
+	// Guarded by mu: waiting is set while the connection is blocked
+	// reading the first bytes of a request (keepAlive: not its first
+	// request); a keep-alive one is then on the idle lists (prev, next;
+	// aprev, anext on its address's). evicted: closed to make room.
+	waiting, keepAlive, evicted bool
+	prev, next, aprev, anext    *portableConn
+	// peer is the connection's count under MaxConnsPerIP (nil: none).
+	peer *peerEntry[portableList]
+}
+
+// portableList is a list of idle connections, longest-idle first: the
+// backend's (byAddr false) or one address's.
+type portableList struct {
+	head, tail *portableConn
+	byAddr     bool
+}
+
+func (pl *portableList) links(pc *portableConn) (prev, next **portableConn) {
+	if pl.byAddr {
+		return &pc.aprev, &pc.anext
+	}
+	return &pc.prev, &pc.next
+}
+
+func (pl *portableList) push(pc *portableConn) {
+	prev, next := pl.links(pc)
+	*prev, *next = pl.tail, nil
+	if pl.tail != nil {
+		_, tn := pl.links(pl.tail)
+		*tn = pc
+	} else {
+		pl.head = pc
+	}
+	pl.tail = pc
+}
+
+func (pl *portableList) remove(pc *portableConn) {
+	prev, next := pl.links(pc)
+	if *prev != nil {
+		_, pn := pl.links(*prev)
+		*pn = *next
+	} else {
+		pl.head = *next
+	}
+	if *next != nil {
+		np, _ := pl.links(*next)
+		*np = *prev
+	} else {
+		pl.tail = *prev
+	}
+	*prev, *next = nil, nil
 }
 
 func (b *portableBackend) drain() {
@@ -84,7 +144,7 @@ func (b *portableBackend) drain() {
 	defer b.mu.Unlock()
 	b.draining = true
 	for pc := range b.conns {
-		if pc.idle {
+		if pc.waiting {
 			pc.c.Close()
 		}
 	}
@@ -107,20 +167,17 @@ func (b *portableBackend) stopAccepting() {
 	})
 }
 
+// acceptLoop accepts connections and starts a goroutine for each. A
+// connection from an address at MaxConnsPerIP takes the place of the
+// address's longest-idle keep-alive connection, or is closed at once. At
+// MaxConns, a new connection takes the place of the longest-idle
+// keep-alive connection; if there is none it waits, unserved, until a
+// connection closes, and the connections after it wait in the kernel's
+// accept queue.
 func (b *portableBackend) acceptLoop() {
 	for {
-		if b.slots != nil {
-			select {
-			case b.slots <- struct{}{}:
-			case <-b.stop:
-				return
-			}
-		}
 		c, err := b.ln.Accept()
 		if err != nil {
-			if b.slots != nil {
-				<-b.slots
-			}
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -132,15 +189,46 @@ func (b *portableBackend) acceptLoop() {
 			}
 			continue
 		}
+		var remote netip.AddrPort
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			remote = ta.AddrPort()
+		}
+		var peer *peerEntry[portableList]
+		if b.peers != nil {
+			var ok bool
+			if peer, ok = b.peers.acquire(remote.Addr()); !ok {
+				b.mu.Lock()
+				v := peer.ext.head
+				if v != nil {
+					// v's count is the new connection's.
+					b.evict(v)
+					v.peer = nil
+				}
+				b.mu.Unlock()
+				if v == nil {
+					b.opts.Metrics.ConnRefused(metrics.PerIP)
+					c.Close()
+					continue
+				}
+				b.opts.Metrics.ConnEvicted(metrics.PerIP)
+			}
+		}
+		if !b.acquireSlot() {
+			c.Close()
+			if peer != nil {
+				b.peers.release(peer)
+			}
+			return
+		}
 		pc, _ := b.pool.Get().(*portableConn)
 		if pc == nil {
 			pc = &portableConn{
-				resp: newResponder(b.ctx, b.h, b.opts.MaxHeaderBytes),
+				resp: newResponder(b.ctx, b.h, &b.opts),
 				in:   make([]byte, b.bufSize),
 				out:  make([]byte, 0, 4<<10),
 			}
 		}
-		pc.c = c
+		pc.c, pc.peer = c, peer
 		b.mu.Lock()
 		if b.draining {
 			b.mu.Unlock()
@@ -150,39 +238,98 @@ func (b *portableBackend) acceptLoop() {
 		}
 		b.conns[pc] = struct{}{}
 		b.mu.Unlock()
-		b.wg.Go(func() { b.serve(pc) })
+		b.wg.Go(func() { b.serve(pc, remote) })
 	}
 }
 
+// acquireSlot takes a place under MaxConns, evicting the longest-idle
+// keep-alive connection if there is none free, or waiting until one
+// closes. It reports false if the Server stopped first.
+func (b *portableBackend) acquireSlot() bool {
+	b.s.limit.acquire() // counts; the bound is slots
+	if b.slots == nil {
+		return true
+	}
+	for {
+		select {
+		case b.slots <- struct{}{}:
+			return true
+		default:
+		}
+		b.mu.Lock()
+		if v := b.idle.head; v != nil {
+			b.evict(v)
+			b.opts.Metrics.ConnEvicted(metrics.MaxConns)
+		}
+		b.mu.Unlock()
+		// The evicted connection's goroutine frees its slot as it
+		// returns; without one, a connection that becomes idle may be
+		// evicted on the next round.
+		select {
+		case b.slots <- struct{}{}:
+			return true
+		case <-b.stop:
+			b.s.limit.release()
+			return false
+		case <-time.After(evictRetry):
+		}
+	}
+}
+
+// evictRetry is how often the portable Server, at MaxConns with no idle
+// connection to evict, looks again.
+const evictRetry = 50 * time.Millisecond
+
+// evict closes an idle connection to make room, taking it off the idle
+// lists. b.mu is held.
+func (b *portableBackend) evict(pc *portableConn) {
+	b.unidle(pc)
+	pc.evicted = true
+	pc.c.Close()
+}
+
+// unidle takes pc off the idle lists, if it is on them. b.mu is held.
+func (b *portableBackend) unidle(pc *portableConn) {
+	if pc.waiting && pc.keepAlive && !pc.evicted {
+		b.idle.remove(pc)
+		if pc.peer != nil {
+			pc.peer.ext.remove(pc)
+		}
+	}
+	pc.waiting = false
+}
+
 func (b *portableBackend) done(pc *portableConn) {
-	pc.c = nil
+	if pc.peer != nil {
+		b.peers.release(pc.peer)
+	}
+	pc.c, pc.peer = nil, nil
+	pc.waiting, pc.keepAlive, pc.evicted = false, false, false
 	b.pool.Put(pc)
+	b.s.limit.release()
 	if b.slots != nil {
 		<-b.slots
 	}
 }
 
 // serve serves one connection until it closes.
-func (b *portableBackend) serve(pc *portableConn) {
+func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 	c := pc.c
 	defer func() {
 		b.mu.Lock()
+		b.unidle(pc)
 		delete(b.conns, pc)
 		b.mu.Unlock()
 		c.Close()
 		b.done(pc)
 	}()
-	var remote netip.AddrPort
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		remote = ta.AddrPort()
-	}
 	o := &b.opts
 	n := 0        // bytes in pc.in: the start of the next request
 	scanned := 0  // of which searched for the end of a head in vain
 	first := true // no reply yet: the read-header timeout runs from the start
 	for {
 		if n == 0 {
-			if !b.setIdle(pc, true) {
+			if !b.setIdle(pc, true, !first) {
 				return
 			}
 			t := o.IdleTimeout
@@ -193,7 +340,7 @@ func (b *portableBackend) serve(pc *portableConn) {
 		}
 		m, err := c.Read(pc.in[n:])
 		if n == 0 {
-			b.setIdle(pc, false)
+			b.setIdle(pc, false, false)
 			if m > 0 && !first {
 				// A request's first bytes: its head has until then.
 				setDeadline(c.SetReadDeadline, o.ReadHeaderTimeout)
@@ -207,6 +354,14 @@ func (b *portableBackend) serve(pc *portableConn) {
 		for {
 			res := pc.resp.respond(pc.in[:n], scanned, remote, pc.out[:0], b.isDraining(), time.Now())
 			pc.out = res.out[:0]
+			if res.stream != nil {
+				setDeadline(c.SetWriteDeadline, o.WriteTimeout)
+				if _, err := c.Write(res.out); err == nil {
+					copyStream(c, res.stream, res.streamLen, o.WriteTimeout)
+				}
+				res.stream.Close()
+				return
+			}
 			if len(res.out) > 0 || len(res.tail) > 0 {
 				first, answered = false, true
 				setDeadline(c.SetWriteDeadline, o.WriteTimeout)
@@ -239,20 +394,74 @@ func (b *portableBackend) serve(pc *portableConn) {
 	}
 }
 
-// setIdle marks the connection idle (waiting for a request) or not. It
-// reports false if the Server is shutting down and the connection is to
-// close.
-func (b *portableBackend) setIdle(pc *portableConn, idle bool) bool {
+// setIdle marks the connection waiting for a request, a keep-alive one
+// (not its first request) with keepAlive, or not waiting. It reports
+// false if the connection is to close: the Server is shutting down, or
+// it was evicted.
+func (b *portableBackend) setIdle(pc *portableConn, waiting, keepAlive bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	pc.idle = idle
-	return !b.draining || !idle
+	if pc.evicted {
+		return false
+	}
+	if !waiting {
+		b.unidle(pc)
+		return true
+	}
+	if b.draining {
+		return false
+	}
+	pc.waiting, pc.keepAlive = true, keepAlive
+	if keepAlive {
+		b.idle.push(pc)
+		if pc.peer != nil {
+			pc.peer.ext.push(pc)
+		}
+	}
+	return true
 }
 
 func (b *portableBackend) isDraining() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.draining
+}
+
+// copyStream copies length bytes of a streamed body (reply.stream) to c,
+// a chunk at a time, each chunk with a write deadline of its own: a
+// client that reads a long body slowly gets it, one that stops reading is
+// dropped after writeTimeout. It reports whether the body was written
+// whole.
+func copyStream(c net.Conn, stream io.Reader, length int64, writeTimeout time.Duration) bool {
+	return copyChunks(stream, length, func(p []byte) error {
+		for {
+			setDeadline(c.SetWriteDeadline, writeTimeout)
+			n, err := c.Write(p)
+			if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+			// Some of it went out before the deadline: progress, and the
+			// timeout starts again.
+			p = p[n:]
+		}
+	})
+}
+
+// copyChunks reads length bytes from stream, streamChunk at a time, and
+// hands each chunk to write. It reports whether all of them were written.
+func copyChunks(stream io.Reader, length int64, write func([]byte) error) bool {
+	buf := make([]byte, min(length, streamChunk))
+	for length > 0 {
+		n, _ := io.ReadFull(stream, buf[:min(int64(len(buf)), length)])
+		if n == 0 {
+			return false // the body ended early, or failed
+		}
+		if err := write(buf[:n]); err != nil {
+			return false
+		}
+		length -= int64(n)
+	}
+	return true
 }
 
 // setDeadline sets a deadline t from now, or none for t = 0.

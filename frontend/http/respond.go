@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -14,12 +15,13 @@ import (
 // does not depend on how connections are polled. Not safe for concurrent
 // use: the Server has one per event loop.
 type responder struct {
-	h         *Handler
+	serve     serveFunc
 	st        *state
 	ctx       context.Context
 	maxHeader int // most bytes of request line and header fields
 
 	head reqHead
+	req  request
 	path [64]byte // a percent-decoded path
 
 	// date is the Date header's value, formatted once a second.
@@ -27,8 +29,16 @@ type responder struct {
 	dateSec int64
 }
 
-func newResponder(ctx context.Context, h *Handler, maxHeader int) *responder {
-	return &responder{h: h, st: newState(), ctx: ctx, maxHeader: maxHeader, dateSec: -1}
+// serveFunc answers a request: Handler.serve, or a test's stand-in
+// (ServerOptions.serve).
+type serveFunc func(ctx context.Context, st *state, r *request) reply
+
+func newResponder(ctx context.Context, h *Handler, opts *ServerOptions) *responder {
+	serve := opts.serve
+	if serve == nil {
+		serve = h.serve
+	}
+	return &responder{serve: serve, st: newState(), ctx: ctx, maxHeader: opts.MaxHeaderBytes, dateSec: -1}
 }
 
 // batch is what respond made of the input.
@@ -42,6 +52,11 @@ type batch struct {
 	// tail is a large shared reply body (reply.shared), to be written
 	// after out, without a copy. A batch with a tail ends with it.
 	tail []byte
+	// stream is a body to copy after out, streamLen bytes of it
+	// (reply.stream); the connection closes after it. The server owns
+	// it and must Close it.
+	stream    io.ReadCloser
+	streamLen int64
 	// close: the connection is to be closed once out and tail are
 	// written; the batch ends with the reply that says so.
 	close bool
@@ -70,15 +85,24 @@ func (r *responder) respond(in []byte, scanned int, remote netip.AddrPort, out [
 	b := batch{out: out}
 	for b.n < len(in) && len(b.out) < flushSize {
 		rest := in[b.n:]
-		if skip := skipEmptyLines(rest); skip > 0 {
-			b.n += skip
-			scanned = 0
-			continue
+		// Empty lines before a request line are ignored, but they are
+		// the start of the request as far as the connection is
+		// concerned: they are used only with the request that follows
+		// them, so that a connection holding them waits for its request
+		// under the read-header timeout, and not as an idle one.
+		skip, lines := skipEmptyLines(rest)
+		if lines > maxEmptyLines {
+			r.refuse(&b, errEmptyLines, now)
+			b.n = len(in)
+			return b
 		}
-		end := headEnd(rest, scanned)
+		end := headEnd(rest[skip:], max(scanned-skip, 0))
 		scanned = 0
 		if end < 0 && len(rest) < r.maxHeader {
 			break // wait for the rest
+		}
+		if end >= 0 {
+			end += skip
 		}
 		if end < 0 || end > r.maxHeader {
 			r.refuse(&b, errTooLarge, now)
@@ -86,7 +110,7 @@ func (r *responder) respond(in []byte, scanned int, remote netip.AddrPort, out [
 			return b
 		}
 		b.n += end
-		if e := parseHead(rest[:end], &r.head); e.status != 0 {
+		if e := parseHead(rest[skip:end], &r.head); e.status != 0 {
 			r.refuse(&b, e, now)
 			return b
 		}
@@ -107,7 +131,9 @@ func (r *responder) respond(in []byte, scanned int, remote netip.AddrPort, out [
 			r.refuse(&b, errBadTarget, now)
 			return b
 		}
-		req := request{
+		// In the responder: through a func value, a request on the
+		// stack would escape to the heap.
+		r.req = request{
 			path:           path,
 			query:          query,
 			remote:         remote,
@@ -115,9 +141,15 @@ func (r *responder) respond(in []byte, scanned int, remote netip.AddrPort, out [
 			forwardedFor:   hd.forwardedFor,
 			acceptEncoding: hd.acceptEncoding,
 		}
-		rep := r.h.serve(r.ctx, r.st, &req)
+		rep := r.serve(r.ctx, r.st, &r.req)
+		r.req = request{} // keeps nothing of the input
 		keep := !draining && !hd.close && (!hd.http10 || hd.keepAlive)
-		b.out = r.appendHead(b.out, rep.status, len(rep.body), &rep, keep, hd.http10, now)
+		if rep.stream != nil {
+			b.out = r.appendHead(b.out, rep.status, rep.length, &rep, false, hd.http10, now)
+			b.stream, b.streamLen, b.close = rep.stream, rep.length, true
+			return b
+		}
+		b.out = r.appendHead(b.out, rep.status, int64(len(rep.body)), &rep, keep, hd.http10, now)
 		if !keep {
 			b.close = true
 		}
@@ -153,7 +185,7 @@ func (r *responder) refuse(b *batch, e headError, now time.Time) {
 }
 
 // appendHead appends the status line and header fields of a reply.
-func (r *responder) appendHead(out []byte, status, length int, rep *reply, keep, http10 bool, now time.Time) []byte {
+func (r *responder) appendHead(out []byte, status int, length int64, rep *reply, keep, http10 bool, now time.Time) []byte {
 	switch status {
 	case http.StatusOK:
 		out = append(out, "HTTP/1.1 200 OK\r\n"...)
@@ -179,7 +211,7 @@ func (r *responder) appendHead(out []byte, status, length int, rep *reply, keep,
 		out = append(out, "\r\nConnection: keep-alive"...)
 	}
 	out = append(out, "\r\nContent-Length: "...)
-	out = strconv.AppendInt(out, int64(length), 10)
+	out = strconv.AppendInt(out, length, 10)
 	return append(out, "\r\n\r\n"...)
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"trackd/metrics"
 )
 
 // ServerOptions configure a Server. Zero durations and limits mean none.
@@ -14,7 +17,9 @@ type ServerOptions struct {
 	// ReadHeaderTimeout is the time a client has to send a whole request
 	// head, counted from the connection's start or, on a keep-alive
 	// connection, from the request's first bytes. A connection that takes
-	// longer is closed (slowloris).
+	// longer is closed (slowloris). Empty lines before a request line
+	// are that request's bytes: they start its clock, postpone nothing,
+	// and more than 8 of them get 400.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout is how long a keep-alive connection may wait for its
 	// next request.
@@ -25,9 +30,21 @@ type ServerOptions struct {
 	// MaxHeaderBytes bounds the request line and header fields of a
 	// request; a longer head gets 431. Zero means 16 KiB.
 	MaxHeaderBytes int
-	// MaxConns bounds the open connections. Beyond it, new connections
-	// wait in the kernel's accept queue until one closes.
+	// MaxConns bounds the open connections. At the bound, a new
+	// connection is admitted by closing the keep-alive connection that
+	// has waited longest for its next request (see Server); if there is
+	// none, new connections wait in the kernel's accept queue until one
+	// closes.
 	MaxConns int
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (an IPv4 address, or an IPv6 /64, the block one host is given);
+	// addresses in TrustedProxies are not bounded. At the bound, a new
+	// connection from the address is admitted by closing that address's
+	// own longest-idle keep-alive connection, or else closed at once.
+	MaxConnsPerIP int
+	// TrustedProxies are the reverse proxies exempt from MaxConnsPerIP:
+	// a proxy carries many clients' connections.
+	TrustedProxies []netip.Prefix
 	// Loops is the number of event loops, each with its own listening
 	// socket on the address (SO_REUSEPORT, so that the kernel spreads the
 	// connections). Zero means runtime.GOMAXPROCS(0). Linux only: elsewhere
@@ -42,7 +59,27 @@ type ServerOptions struct {
 	// Logger receives errors (accept failures, for instance), never a
 	// line per request; nil discards them.
 	Logger *slog.Logger
+	// Metrics counts connections evicted and refused; nil counts
+	// nothing.
+	Metrics *metrics.Metrics
+
+	// serve, if not nil, answers the requests instead of the Handler
+	// (tests).
+	serve serveFunc
 }
+
+// Defaults of the connection bounds, for a tracker on the open internet
+// (trackd's configuration starts from them).
+const (
+	// DefaultMaxConns is a default for ServerOptions.MaxConns.
+	DefaultMaxConns = 10000
+	// DefaultMaxConnsPerIP is a default for ServerOptions.MaxConnsPerIP:
+	// far more than one BitTorrent client opens to a tracker (one per
+	// announce at a time), so that many users behind one carrier-grade
+	// NAT address still fit, and few enough that about twenty addresses
+	// cannot fill DefaultMaxConns.
+	DefaultMaxConnsPerIP = 512
+)
 
 const (
 	defaultMaxHeaderBytes = 16 << 10
@@ -50,6 +87,9 @@ const (
 	// is read (and the input dropped) before it is closed (net/http
 	// waits as long): see batch.linger.
 	lingerTime = 500 * time.Millisecond
+	// streamChunk is the most a server reads from a streamed body
+	// (reply.stream) at once.
+	streamChunk = 64 << 10
 	// acceptPause is how long the Server stops accepting when it is out
 	// of descriptors (EMFILE) or memory.
 	acceptPause = 100 * time.Millisecond
@@ -86,6 +126,12 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // than GET gets 405, a path other than /announce and /scrape 404, a head
 // longer than MaxHeaderBytes 431, a malformed one 400; all of these close
 // the connection.
+//
+// What a client can hold is bounded: MaxConns in all, MaxConnsPerIP per
+// address, each making room by closing the longest-idle keep-alive
+// connection (see ServerOptions), and time, by the timeouts. A streamed
+// body (reply.stream) is copied a chunk at a time as the socket takes it,
+// its write timeout counted from the last progress.
 type Server struct {
 	addr   net.Addr
 	log    *slog.Logger
@@ -170,15 +216,19 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// OpenConns returns the number of open connections.
+func (s *Server) OpenConns() int { return int(s.limit.n.Load()) }
+
 // connLimit counts the open connections against MaxConns.
 type connLimit struct {
-	max int64 // 0: no limit, and no counting
+	max int64 // 0: no limit
 	n   atomic.Int64
 }
 
 // acquire counts a new connection, unless the limit is reached.
 func (l *connLimit) acquire() bool {
 	if l.max <= 0 {
+		l.n.Add(1)
 		return true
 	}
 	for {
@@ -195,11 +245,155 @@ func (l *connLimit) acquire() bool {
 // release uncounts a connection. It reports whether the count was at the
 // limit, so that a listener paused for it can resume.
 func (l *connLimit) release() bool {
-	if l.max <= 0 {
-		return false
+	return l.n.Add(-1) == l.max-1 && l.max > 0
+}
+
+// addrKey is what a client address is counted under for MaxConnsPerIP:
+// an IPv4 address (also when it comes IPv4-mapped), or the /64 of an IPv6
+// address, the block a host is given and may pick addresses from at will.
+type addrKey [16]byte
+
+func keyOf(a netip.Addr) addrKey {
+	a = a.Unmap()
+	k := addrKey(a.As16())
+	if !a.Is4() {
+		clear(k[8:])
 	}
-	return l.n.Add(-1) == l.max-1
+	return k
+}
+
+// peerTable counts the open connections of each client address against
+// MaxConnsPerIP. It holds an entry per address with connections open, so
+// no more entries than MaxConns; entries are recycled. Safe for
+// concurrent use. T is what a server keeps per address besides the count
+// (its idle connections).
+type peerTable[T any] struct {
+	max     int32
+	trusted []netip.Prefix
+	newExt  func() T
+
+	mu   sync.Mutex
+	m    map[addrKey]*peerEntry[T]
+	free []*peerEntry[T]
+}
+
+// peerEntry is an address's count, and the server's T for it.
+type peerEntry[T any] struct {
+	key addrKey
+	n   int32 // guarded by the table's mu
+	ext T
+}
+
+// maxFreePeers bounds the recycled entries a table keeps.
+const maxFreePeers = 1024
+
+// newPeerTable returns the table for opts, or nil if there is no bound.
+func newPeerTable[T any](opts *ServerOptions, newExt func() T) *peerTable[T] {
+	if opts.MaxConnsPerIP <= 0 {
+		return nil
+	}
+	return &peerTable[T]{
+		max:     int32(min(opts.MaxConnsPerIP, 1<<30)),
+		trusted: opts.TrustedProxies,
+		newExt:  newExt,
+		m:       make(map[addrKey]*peerEntry[T]),
+	}
+}
+
+// acquire counts a connection from a. It returns nil and true for an
+// address that is not bounded (a trusted proxy, or an invalid address),
+// the entry and true once counted, and the entry and false, without
+// counting, if a is at its bound.
+func (t *peerTable[T]) acquire(a netip.Addr) (*peerEntry[T], bool) {
+	if !a.IsValid() || (len(t.trusted) > 0 && containsAddr(t.trusted, a.Unmap())) {
+		return nil, true
+	}
+	k := keyOf(a)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.m[k]
+	if e == nil {
+		if n := len(t.free); n > 0 {
+			e, t.free = t.free[n-1], t.free[:n-1]
+		} else {
+			e = &peerEntry[T]{ext: t.newExt()}
+		}
+		e.key, e.n = k, 0
+		t.m[k] = e
+	}
+	if e.n >= t.max {
+		return e, false
+	}
+	e.n++
+	return e, true
+}
+
+// release uncounts a connection of e.
+func (t *peerTable[T]) release(e *peerEntry[T]) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e.n--; e.n <= 0 {
+		delete(t.m, e.key)
+		if len(t.free) < maxFreePeers {
+			t.free = append(t.free, e)
+		}
+	}
 }
 
 // full reports whether the limit is reached.
 func (l *connLimit) full() bool { return l.max > 0 && l.n.Load() >= l.max }
+
+// LimitListener wraps ln (for net/http: trackd's HTTPS) with
+// opts.MaxConnsPerIP: a connection from an address that has that many open
+// is closed as soon as it is accepted, unless the address is in
+// opts.TrustedProxies. Unlike Server, it evicts no idle connection (net/http
+// keeps them to itself). With no bound, it returns ln.
+func LimitListener(ln net.Listener, opts ServerOptions) net.Listener {
+	t := newPeerTable(&opts, func() struct{} { return struct{}{} })
+	if t == nil {
+		return ln
+	}
+	return &limitListener{Listener: ln, peers: t, metrics: opts.Metrics}
+}
+
+type limitListener struct {
+	net.Listener
+	peers   *peerTable[struct{}]
+	metrics *metrics.Metrics
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var a netip.Addr
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			a = ta.AddrPort().Addr()
+		}
+		e, ok := l.peers.acquire(a)
+		if !ok {
+			l.metrics.ConnRefused(metrics.PerIP)
+			c.Close()
+			continue
+		}
+		if e == nil {
+			return c, nil
+		}
+		return &countedConn{Conn: c, release: func() { l.peers.release(e) }}, nil
+	}
+}
+
+// countedConn uncounts itself from a limitListener's table once closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}

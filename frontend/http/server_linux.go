@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -18,6 +19,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"trackd/metrics"
 )
 
 // The Linux Server: one event loop per CPU. Each loop is a goroutine that
@@ -62,8 +65,12 @@ func listen(addr string, h *Handler, opts ServerOptions) (*Server, error) {
 		errc:   make(chan error, 1),
 	}
 	be := &epollBackend{}
+	peers := newPeerTable(&opts, func() []addrList { return make([]addrList, len(fds)) })
 	for i, fd := range fds {
 		l, err := newLoop(ctx, s, be, h, fd, opts)
+		if err == nil {
+			l.idx, l.peers = i, peers
+		}
 		if err != nil {
 			for _, l := range be.loops {
 				l.release()
@@ -251,10 +258,13 @@ const (
 // A loop is one event loop. Everything but the atomic flags and wakeMu's
 // fields belongs to its goroutine.
 type loop struct {
-	srv  *Server
-	be   *epollBackend
-	log  *slog.Logger
-	opts ServerOptions
+	srv   *Server
+	be    *epollBackend
+	log   *slog.Logger
+	opts  ServerOptions
+	idx   int                    // the loop's index in be.loops
+	peers *peerTable[[]addrList] // nil: no MaxConnsPerIP; the lists by loop
+	pfd   [1]unix.PollFd         // for listenerReady
 
 	lfd   int      // listening socket, -1 once closed
 	ep    int      // epoll instance
@@ -275,6 +285,10 @@ type loop struct {
 	wakefd int // -1 once closed
 
 	draining, killed, paused atomic.Bool
+	// idleN is the number of idle connections, published before each
+	// wait for other loops to read (askEviction); evictReq the number of
+	// them other loops ask this one to close.
+	idleN, evictReq atomic.Int32
 
 	conns  []*conn // by descriptor
 	free   []*conn
@@ -309,7 +323,7 @@ func newLoop(ctx context.Context, s *Server, be *epollBackend, h *Handler, lfd i
 		evbuf: make([]unix.EpollEvent, eventBatch),
 		in:    make([]byte, max(readSize, opts.MaxHeaderBytes+1)),
 		out:   make([]byte, 0, flushSize+4096),
-		resp:  newResponder(ctx, h, opts.MaxHeaderBytes),
+		resp:  newResponder(ctx, h, &opts),
 		start: time.Now(),
 	}
 	l.readyFn = l.pollReady
@@ -404,6 +418,9 @@ func (l *loop) run() {
 		l.expire()
 		if l.killed.Load() || (l.draining.Load() && l.nconns == 0) {
 			return
+		}
+		if n := int32(l.idle.n); n != l.idleN.Load() {
+			l.idleN.Store(n)
 		}
 		n, err := l.wait()
 		if err != nil {
@@ -521,6 +538,10 @@ func (l *loop) woken() {
 	if l.draining.Load() && l.lfd >= 0 {
 		l.drain()
 	}
+	for k := l.evictReq.Swap(0); k > 0 && l.idle.head != nil; k-- {
+		l.opts.Metrics.ConnEvicted(metrics.MaxConns)
+		l.closeConn(l.idle.head)
+	}
 	if l.paused.Load() && !l.srv.limit.full() {
 		l.paused.Store(false)
 		l.listen(true)
@@ -552,10 +573,11 @@ func (l *loop) drain() {
 	for c := l.idle.head; c != nil; c = l.idle.head {
 		l.closeConn(c)
 	}
-	// Connections that have not sent a byte of their request yet.
+	// Connections that have not sent a byte of their request yet, but
+	// perhaps empty lines.
 	for c := l.reading.head; c != nil; {
 		next := c.next
-		if len(c.partial) == 0 {
+		if skip, _ := skipEmptyLines(c.partial); skip == len(c.partial) {
 			l.closeConn(c)
 		}
 		c = next
@@ -577,12 +599,27 @@ func (l *loop) exit() {
 }
 
 // accept accepts the connections waiting, up to acceptBatch, and serves
-// each at once.
+// each at once. At MaxConns it makes room for a connection waiting by
+// closing the loop's longest-idle keep-alive connection, or, if it has
+// none, stops accepting until a connection closes.
 func (l *loop) accept() {
 	for range acceptBatch {
 		if !l.srv.limit.acquire() {
-			l.pause()
-			return
+			if l.idle.head == nil {
+				l.pause()
+				if l.listenerReady() {
+					l.askEviction()
+				}
+				return
+			}
+			if !l.listenerReady() {
+				// Nothing waits; the listener stays on, to evict for
+				// the next one.
+				return
+			}
+			// The evicted connection's slot is the new one's.
+			l.opts.Metrics.ConnEvicted(metrics.MaxConns)
+			l.drop(l.idle.head, true)
 		}
 		l.salen = uint32(unsafe.Sizeof(l.sa))
 		fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(l.lfd),
@@ -607,8 +644,38 @@ func (l *loop) accept() {
 				return
 			}
 		}
-		l.serve(int(fd), sockaddrAddrPort(&l.sa))
+		remote := sockaddrAddrPort(&l.sa)
+		var peer *peerEntry[[]addrList]
+		if l.peers != nil {
+			var ok bool
+			if peer, ok = l.peers.acquire(remote.Addr()); !ok {
+				// At the address's bound: close its longest-idle
+				// keep-alive connection on this loop, whose count is
+				// the new one's, or else the new connection.
+				v := peer.ext[l.idx].head
+				if v == nil {
+					l.opts.Metrics.ConnRefused(metrics.PerIP)
+					closeFD(int(fd))
+					if l.srv.limit.release() {
+						l.be.resume()
+					}
+					continue
+				}
+				l.opts.Metrics.ConnEvicted(metrics.PerIP)
+				v.peer = nil
+				l.closeConn(v)
+			}
+		}
+		l.serve(int(fd), remote, peer)
 	}
+}
+
+// listenerReady reports whether a connection waits to be accepted.
+func (l *loop) listenerReady() bool {
+	l.pfd[0] = unix.PollFd{Fd: int32(l.lfd), Events: unix.POLLIN}
+	var ts unix.Timespec // zero: do not wait
+	n, err := unix.Ppoll(l.pfd[:], &ts, nil)
+	return err == nil && n > 0 && l.pfd[0].Revents&unix.POLLIN != 0
 }
 
 // pause stops accepting while MaxConns connections are open. The paused
@@ -621,6 +688,22 @@ func (l *loop) pause() {
 	if !l.srv.limit.full() {
 		l.paused.Store(false)
 		l.listen(true)
+	}
+}
+
+// askEviction asks the loop with the most idle connections to close its
+// longest-idle one: this loop, paused at MaxConns, has none, and a new
+// connection waits on its socket. The slot that frees resumes it.
+func (l *loop) askEviction() {
+	var best *loop
+	for _, o := range l.be.loops {
+		if o != l && o.idleN.Load() > 0 && (best == nil || o.idleN.Load() > best.idleN.Load()) {
+			best = o
+		}
+	}
+	if best != nil {
+		best.evictReq.Add(1)
+		best.wake()
 	}
 }
 
@@ -683,6 +766,17 @@ type conn struct {
 	pending            []byte
 	tail               []byte
 	closeAfter, linger bool
+	// stream is a body still to copy after pending (batch.stream),
+	// streamLeft bytes of it; the connection closes after it.
+	stream     io.ReadCloser
+	streamLeft int64
+
+	// peer is the connection's count under MaxConnsPerIP (nil: none),
+	// and, while it is idle, aprev and anext link it in its address's
+	// idle list on this loop (alist).
+	peer         *peerEntry[[]addrList]
+	alist        *addrList
+	aprev, anext *conn
 
 	list       *connList
 	prev, next *conn
@@ -690,8 +784,9 @@ type conn struct {
 }
 
 // serve serves a connection just accepted.
-func (l *loop) serve(fd int, remote netip.AddrPort) {
+func (l *loop) serve(fd int, remote netip.AddrPort, peer *peerEntry[[]addrList]) {
 	c := l.newConn(fd, remote)
+	c.peer = peer
 	l.setReading(c)
 	l.readable(c)
 }
@@ -762,6 +857,10 @@ func (l *loop) process(c *conn, data []byte) {
 		b := l.resp.respond(data, scanned, c.remote, l.out[:0], l.draining.Load(), l.wall)
 		l.out = b.out[:0] // keep it if it grew
 		data, scanned = data[b.n:], 0
+		if b.stream != nil {
+			l.startStream(c, b.out, b.stream, b.streamLen)
+			return
+		}
 		if len(b.out) > 0 || len(b.tail) > 0 {
 			answered = true
 			switch l.send(c, b.out, b.tail) {
@@ -832,9 +931,76 @@ func (l *loop) send(c *conn, out, tail []byte) int {
 	return sendPending
 }
 
+// streamBurst bounds the chunks of a streamed body (reply.stream) written
+// to one connection per event, so that one fast reader of a long body
+// does not hold up the loop's other connections (the socket stays
+// writable: the loop comes back).
+const streamBurst = 4
+
+// startStream writes head and then the stream, and closes the connection
+// once it is all written. The write timeout runs from the last progress:
+// a client that reads a long body slowly keeps it, one that stops reading
+// is dropped.
+func (l *loop) startStream(c *conn, head []byte, stream io.ReadCloser, length int64) {
+	c.stream, c.streamLeft = stream, length
+	c.pending = append(c.pending[:0], head...)
+	c.tail = nil
+	c.partial, c.scanned = c.partial[:0], 0 // pipelined requests go unanswered
+	c.closeAfter, c.linger = true, false
+	c.state = stateWriting
+	l.writing.push(c, l.now)
+	l.flushStream(c)
+}
+
+// flushStream writes what it can of a streamed reply.
+func (l *loop) flushStream(c *conn) {
+	for range streamBurst {
+		if len(c.pending) == 0 {
+			if c.streamLeft <= 0 {
+				l.finish(c, false)
+				return
+			}
+			buf := c.pending[:cap(c.pending)]
+			if len(buf) < streamChunk {
+				buf = make([]byte, streamChunk)
+			}
+			buf = buf[:min(int64(len(buf)), c.streamLeft)]
+			n, err := io.ReadFull(c.stream, buf)
+			if n == 0 {
+				// The body ends short (or fails): close, and the client
+				// sees a body shorter than its Content-Length.
+				l.log.Debug("http: streamed body ended early", "err", err, "left", c.streamLeft)
+				l.closeConn(c)
+				return
+			}
+			c.pending = buf[:n]
+			c.streamLeft -= int64(n)
+		}
+		n, err := writeFD(c.fd, c.pending, nil)
+		if n > 0 {
+			l.writing.push(c, l.now) // progress: the timeout starts again
+			c.pending = c.pending[:copy(c.pending, c.pending[n:])]
+		}
+		if len(c.pending) > 0 {
+			if err != nil && err != unix.EAGAIN {
+				l.closeConn(c)
+				return
+			}
+			l.want(c, unix.EPOLLOUT)
+			return
+		}
+	}
+	// More to write, and the socket may take it: come back on EPOLLOUT.
+	l.want(c, unix.EPOLLOUT)
+}
+
 // flush writes more of a pending reply; once it is all written, the
 // connection goes on with the requests it holds.
 func (l *loop) flush(c *conn) {
+	if c.stream != nil {
+		l.flushStream(c)
+		return
+	}
 	n, err := writeFD(c.fd, c.pending, c.tail)
 	if n < len(c.pending)+len(c.tail) {
 		if err != nil && err != unix.EAGAIN {
@@ -911,6 +1077,14 @@ func (l *loop) setIdle(c *conn) bool {
 	}
 	c.state = stateIdle
 	l.idle.push(c, l.now)
+	if c.peer != nil {
+		c.peer.ext[l.idx].push(c)
+	}
+	if l.paused.Load() {
+		// At MaxConns, with a connection to evict now: listen again.
+		l.paused.Store(false)
+		l.listen(true)
+	}
 	return false
 }
 
@@ -940,7 +1114,11 @@ func (l *loop) unlist(c *conn) {
 }
 
 // closeConn closes c and recycles it.
-func (l *loop) closeConn(c *conn) {
+func (l *loop) closeConn(c *conn) { l.drop(c, false) }
+
+// drop closes c and recycles it. With keepSlot, its place under MaxConns
+// is left counted, for a connection about to be accepted in its stead.
+func (l *loop) drop(c *conn, keepSlot bool) {
 	if c.fd < 0 {
 		return
 	}
@@ -949,7 +1127,15 @@ func (l *loop) closeConn(c *conn) {
 	l.conns[c.fd] = nil
 	c.fd = -1
 	l.nconns--
-	if l.srv.limit.release() {
+	if c.stream != nil {
+		c.stream.Close()
+		c.stream, c.streamLeft = nil, 0
+	}
+	if c.peer != nil {
+		l.peers.release(c.peer)
+		c.peer = nil
+	}
+	if !keepSlot && l.srv.limit.release() {
 		l.be.resume()
 	}
 	if cap(c.partial) > keepBuf {
@@ -1031,6 +1217,7 @@ func sendFD(fd int, p []byte) (int, error) {
 type connList struct {
 	timeout    time.Duration // 0: none
 	head, tail *conn
+	n          int
 }
 
 // never is the deadline of a list without timeout.
@@ -1046,6 +1233,7 @@ func (cl *connList) push(c *conn, now time.Duration) {
 		c.deadline = now + cl.timeout
 	}
 	c.list, c.prev, c.next = cl, cl.tail, nil
+	cl.n++
 	if cl.tail != nil {
 		cl.tail.next = c
 	} else {
@@ -1055,6 +1243,10 @@ func (cl *connList) push(c *conn, now time.Duration) {
 }
 
 func (cl *connList) remove(c *conn) {
+	if c.alist != nil {
+		c.alist.remove(c) // it was idle
+	}
+	cl.n--
 	if c.prev != nil {
 		c.prev.next = c.next
 	} else {
@@ -1074,4 +1266,35 @@ func (cl *connList) next() time.Duration {
 		return 0
 	}
 	return cl.head.deadline
+}
+
+// addrList is a list of one address's idle connections on a loop, in
+// the order they became idle (a connection is on it while it is on the
+// loop's idle list).
+type addrList struct {
+	head, tail *conn
+}
+
+func (al *addrList) push(c *conn) {
+	c.alist, c.aprev, c.anext = al, al.tail, nil
+	if al.tail != nil {
+		al.tail.anext = c
+	} else {
+		al.head = c
+	}
+	al.tail = c
+}
+
+func (al *addrList) remove(c *conn) {
+	if c.aprev != nil {
+		c.aprev.anext = c.anext
+	} else {
+		al.head = c.anext
+	}
+	if c.anext != nil {
+		c.anext.aprev = c.aprev
+	} else {
+		al.tail = c.aprev
+	}
+	c.alist, c.aprev, c.anext = nil, nil, nil
 }

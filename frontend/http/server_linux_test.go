@@ -95,13 +95,14 @@ func (c *rawClient) contentLength(head int) int {
 }
 
 // TestServerAllocs: the whole path, socket to socket, allocates nothing per
-// request once warm: keep-alive, and a new connection per request.
+// request once warm: keep-alive, and a new connection per request; with
+// the connection bounds on, as trackd runs.
 func TestServerAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	h := testHandler(t, Options{})
-	s := startServer(t, Listen, h, ServerOptions{Loops: 1})
+	s := startServer(t, Listen, h, ServerOptions{Loops: 1, MaxConns: DefaultMaxConns, MaxConnsPerIP: DefaultMaxConnsPerIP})
 	for _, closing := range []bool{false, true} {
 		name := "keep-alive"
 		req := get(testAnnounce)
@@ -168,7 +169,7 @@ func TestServerRemoteAddress(t *testing.T) {
 // connection each (the client's work included in both).
 func BenchmarkServer(b *testing.B) {
 	h := testHandler(b, Options{})
-	s := startServer(b, Listen, h, ServerOptions{})
+	s := startServer(b, Listen, h, ServerOptions{MaxConns: DefaultMaxConns, MaxConnsPerIP: DefaultMaxConnsPerIP})
 	for _, closing := range []bool{false, true} {
 		name := "keep-alive"
 		req := get(testAnnounce)

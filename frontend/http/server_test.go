@@ -169,6 +169,10 @@ func TestServerConformance(t *testing.T) {
 		{name: "CR and LF split", send: []string{"GET " + testAnnounce + " HTTP/1.1\r\nHost: x\r", "\n\r", "\n"}, status: []int{200}},
 		{name: "bare LF", send: []string{"GET " + testAnnounce + " HTTP/1.1\nHost: x\n\n"}, status: []int{200}},
 		{name: "empty lines before", send: []string{"\r\n\r\n" + get(testAnnounce)}, status: []int{200}},
+		{name: "eight empty lines before", send: []string{strings.Repeat("\r\n", 7) + "\n" + get(testAnnounce)}, status: []int{200}},
+		{name: "nine empty lines", send: []string{strings.Repeat("\r\n", 9)}, status: []int{400}, close: true},
+		{name: "empty lines in pieces", send: []string{"\r\n\r", "\n", get(testAnnounce)}, status: []int{200}},
+		{name: "empty line after a request, then another", send: []string{get(testAnnounce) + "\r\n", get(testAnnounce)}, status: []int{200, 200}},
 		{name: "absolute form", send: []string{"GET http://tracker:6969" + testAnnounce + " HTTP/1.1\r\nHost: tracker:6969\r\n\r\n"}, status: []int{200}},
 		{name: "escaped path", send: []string{get(strings.Replace(testAnnounce, "/announce", "/%61nnounce", 1))}, status: []int{200}},
 		{name: "later minor version", send: []string{"GET " + testAnnounce + " HTTP/1.7\r\nHost: x\r\n\r\n"}, status: []int{200}},
@@ -469,15 +473,16 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	return s.r.Read(p[:min(len(p), 8<<10)])
 }
 
-// TestServerMaxConns: beyond MaxConns, connections wait (unserved) until
-// one closes.
+// TestServerMaxConns: at MaxConns, with no connection idle (each holds
+// the start of a request), a new connection waits (unserved) until one
+// closes.
 func TestServerMaxConns(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
 		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConns: 2})
 		var held []net.Conn
 		for range 2 {
 			c := dial(t, s)
-			io.WriteString(c, get(testAnnounce))
+			io.WriteString(c, get(testAnnounce)+"GET /ann")
 			if res, _, _ := readAll(t, c, 300*time.Millisecond); len(res) != 1 {
 				t.Fatalf("%d replies", len(res))
 			}

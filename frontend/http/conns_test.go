@@ -1,0 +1,676 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"trackd/metrics"
+)
+
+// dialFrom connects to s from the loopback address local (127.0.0.0/8:
+// each is a client address of its own).
+func dialFrom(t testing.TB, s *Server, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// announceOnce sends one announce on c and reads its reply.
+func announceOnce(t testing.TB, c net.Conn, br *bufio.Reader) error {
+	t.Helper()
+	if _, err := io.WriteString(c, get(testAnnounce)); err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, res.Body)
+	return err
+}
+
+// closedWithin reports whether the server closes c (with no reply)
+// within d, and after how long.
+func closedWithin(c net.Conn, d time.Duration) (bool, time.Duration) {
+	start := time.Now()
+	c.SetReadDeadline(start.Add(d))
+	var buf [512]byte
+	for {
+		n, err := c.Read(buf[:])
+		if n > 0 && strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+			return false, time.Since(start)
+		}
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return false, time.Since(start)
+			}
+			return true, time.Since(start)
+		}
+	}
+}
+
+// TestServerBlankLineDribbler: a client that sends only empty lines is
+// closed once the read-header timeout has passed since the first of them,
+// whether on a new connection or on a keep-alive one between requests:
+// the lines postpone nothing, neither that timeout nor the idle one.
+func TestServerBlankLineDribbler(t *testing.T) {
+	const rht = 200 * time.Millisecond
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{ReadHeaderTimeout: rht, IdleTimeout: 5 * time.Second})
+		for _, tt := range []struct {
+			name      string
+			keepAlive bool   // one request first
+			line      string // sent every 50 ms
+		}{
+			{"new connection, CRLF", false, "\r\n"},
+			{"new connection, LF", false, "\n"},
+			{"keep-alive connection, CRLF", true, "\r\n"},
+			{"keep-alive connection, LF", true, "\n"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				c := dial(t, s)
+				if tt.keepAlive {
+					if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				start := time.Now()
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					// Bounded: 40 lines, 2 s.
+					for range 40 {
+						if _, err := io.WriteString(c, tt.line); err != nil {
+							return
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}()
+				closed, _ := closedWithin(c, 3*time.Second)
+				d := time.Since(start)
+				c.Close()
+				<-done
+				if !closed || d > rht+time.Second {
+					t.Errorf("closed %v after %v, want closed after about %v", closed, d, rht)
+				}
+			})
+		}
+	})
+}
+
+// TestServerDribblersDoNotLockOut: 200 connections from one address that
+// send only empty lines, against MaxConns 200, keep reconnecting; a
+// well-behaved client from another address is still served, every time.
+func TestServerDribblersDoNotLockOut(t *testing.T) {
+	const rht = 200 * time.Millisecond
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{ReadHeaderTimeout: rht, MaxConns: 200})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 200 {
+			wg.Go(func() {
+				// Bounded: until stop, or 20 connections.
+				for range 20 {
+					d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+					c, err := d.Dial("tcp", s.Addr().String())
+					if err != nil {
+						return
+					}
+					for err == nil {
+						select {
+						case <-stop:
+							c.Close()
+							return
+						case <-time.After(60 * time.Millisecond):
+						}
+						_, err = io.WriteString(c, "\r\n")
+					}
+					c.Close()
+				}
+			})
+		}
+		defer func() {
+			close(stop)
+			wg.Wait()
+		}()
+		time.Sleep(300 * time.Millisecond) // the dribblers fill the cap
+		var slowest time.Duration
+		for i := range 8 {
+			start := time.Now()
+			c := dialFrom(t, s, "127.0.0.1")
+			io.WriteString(c, get(testAnnounce, "Connection: close\r\n"))
+			res, _, _ := readAll(t, c, 3*time.Second)
+			c.Close()
+			d := time.Since(start)
+			slowest = max(slowest, d)
+			if len(res) != 1 || res[0].StatusCode != 200 {
+				t.Fatalf("probe %d: %d replies after %v", i, len(res), d)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("slowest probe %v", slowest)
+	})
+}
+
+// counterValue reads a counter of m with the given label.
+func counterValue(t *testing.T, m *metrics.Metrics, name, reason string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				if lp.GetName() == "reason" && lp.GetValue() == reason {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// heldConn is a connection kept open by a test, with its reader.
+type heldConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// holdIdle opens n keep-alive connections from local, each after one
+// request (idle), in order.
+func holdIdle(t *testing.T, s *Server, local string, n int) []heldConn {
+	t.Helper()
+	var held []heldConn
+	for range n {
+		c := dialFrom(t, s, local)
+		h := heldConn{c, bufio.NewReader(c)}
+		if err := announceOnce(t, c, h.br); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, h)
+		time.Sleep(5 * time.Millisecond) // an order of idleness
+	}
+	return held
+}
+
+// isClosed reports whether the server has closed c (within 2 s).
+func isClosed(h heldConn) bool {
+	h.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := h.br.ReadByte()
+	if err == nil {
+		return false
+	}
+	ne, ok := err.(net.Error)
+	return !ok || !ne.Timeout()
+}
+
+// stillOpen reports whether c is open (no close within 100 ms).
+func stillOpen(h heldConn) bool {
+	h.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err := h.br.ReadByte()
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// TestServerEvictsIdleAtMaxConns: at MaxConns, a new client is served by
+// closing the longest-idle keep-alive connection.
+func TestServerEvictsIdleAtMaxConns(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		m := metrics.New(metrics.Options{})
+		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConns: 4, Loops: 1, Metrics: m})
+		held := holdIdle(t, s, "127.0.0.1", 4)
+		for i := range 3 {
+			// Each new one is kept, idle: the next needs room again.
+			c := dialFrom(t, s, "127.0.0.3")
+			if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
+				t.Fatalf("new client %d not served at the cap: %v", i, err)
+			}
+			if !isClosed(held[i]) {
+				t.Fatalf("connection %d, the longest idle, not evicted", i)
+			}
+		}
+		if !stillOpen(held[3]) {
+			t.Error("the most recently idle connection closed too")
+		}
+		if got := counterValue(t, m, "trackd_http_connections_evicted_total", "max_conns"); got != 3 {
+			t.Errorf("evicted counter %v, want 3", got)
+		}
+		if n := s.OpenConns(); n != 4 {
+			t.Errorf("OpenConns %d, want 4", n)
+		}
+	})
+}
+
+// TestServerEvictsAcrossLoops: at MaxConns, a new connection that lands
+// on a loop with no idle connection gets one evicted on another loop. The
+// kernel spreads connections over the two loops by a hash of their
+// addresses; each new connection stays busy (a request begun), so the
+// loops' idle connections run out one loop first. Once none is idle, a
+// new connection waits.
+func TestServerEvictsAcrossLoops(t *testing.T) {
+	s := startServer(t, Listen, testHandler(t, Options{}), ServerOptions{MaxConns: 8, Loops: 2})
+	holdIdle(t, s, "127.0.0.1", 8)
+	for i := range 8 {
+		c := dialFrom(t, s, "127.0.0.3")
+		if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
+			t.Fatalf("new client %d not served at the cap: %v", i, err)
+		}
+		io.WriteString(c, "GET /ann")
+	}
+	c := dialFrom(t, s, "127.0.0.3")
+	io.WriteString(c, get(testAnnounce))
+	if res, _, _ := readAll(t, c, 300*time.Millisecond); len(res) != 0 {
+		t.Error("served at the cap with no connection idle")
+	}
+}
+
+// TestServerMaxConnsPerIP: an address at its bound gets a new connection
+// in the place of its own longest-idle keep-alive one, or else the new
+// connection is closed at once; other addresses and trusted proxies are
+// not affected.
+func TestServerMaxConnsPerIP(t *testing.T) {
+	const bound = 3
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		for _, tt := range []struct {
+			name    string
+			trusted []netip.Prefix
+			idle    bool // the held connections are idle (else each holds a partial request)
+			// want: the new one served, and the oldest held one evicted
+			served, evicted bool
+		}{
+			{name: "idle ones: the oldest evicted", idle: true, served: true, evicted: true},
+			{name: "busy ones: the new one refused", idle: false, served: false},
+			{name: "trusted proxy: not bounded", trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32")}, idle: false, served: true},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				m := metrics.New(metrics.Options{})
+				s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConnsPerIP: bound, TrustedProxies: tt.trusted, Loops: 1, Metrics: m})
+				held := holdIdle(t, s, "127.0.0.4", bound)
+				if !tt.idle {
+					for _, h := range held {
+						io.WriteString(h.c, "GET /ann")
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				// Another address is served whatever this one holds.
+				other := dialFrom(t, s, "127.0.0.5")
+				if err := announceOnce(t, other, bufio.NewReader(other)); err != nil {
+					t.Fatalf("another address: %v", err)
+				}
+				c := dialFrom(t, s, "127.0.0.4")
+				io.WriteString(c, get(testAnnounce, "Connection: close\r\n"))
+				res, _, closed := readAll(t, c, 3*time.Second)
+				if served := len(res) == 1; served != tt.served || !closed {
+					t.Fatalf("new connection served %v, closed %v; want served %v", served, closed, tt.served)
+				}
+				if evicted := !stillOpen(held[0]); evicted != tt.evicted || (evicted && !isClosed(held[0])) {
+					t.Errorf("oldest connection evicted %v, want %v", evicted, tt.evicted)
+				}
+				for _, h := range held[1:] {
+					if !stillOpen(h) {
+						t.Error("a newer connection of the address closed")
+					}
+				}
+				var wantEvicted, wantRefused float64
+				if tt.evicted {
+					wantEvicted = 1
+				}
+				if !tt.served {
+					wantRefused = 1
+				}
+				if got := counterValue(t, m, "trackd_http_connections_evicted_total", "per_ip"); got != wantEvicted {
+					t.Errorf("evicted counter %v, want %v", got, wantEvicted)
+				}
+				if got := counterValue(t, m, "trackd_http_connections_refused_total", "per_ip"); got != wantRefused {
+					t.Errorf("refused counter %v, want %v", got, wantRefused)
+				}
+			})
+		}
+	})
+}
+
+func TestKeyOf(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		same bool
+	}{
+		{"192.0.2.1", "::ffff:192.0.2.1", true},
+		{"192.0.2.1", "192.0.2.2", false},
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", true}, // one /64
+		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"::ffff:192.0.2.1", "::192.0.2.1", false},
+	} {
+		if got := keyOf(netip.MustParseAddr(tt.a)) == keyOf(netip.MustParseAddr(tt.b)); got != tt.same {
+			t.Errorf("keyOf(%s) == keyOf(%s): %v, want %v", tt.a, tt.b, got, tt.same)
+		}
+	}
+}
+
+// TestPeerTableBounded: the table holds an entry per address with
+// connections open, no more.
+func TestPeerTableBounded(t *testing.T) {
+	tab := newPeerTable(&ServerOptions{MaxConnsPerIP: 2}, func() int { return 0 })
+	var es []*peerEntry[int]
+	for i := range 100 {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+		e, ok := tab.acquire(a)
+		if !ok {
+			t.Fatal("refused a first connection")
+		}
+		es = append(es, e)
+	}
+	if _, ok := tab.acquire(netip.MustParseAddr("10.0.0.1")); !ok {
+		t.Fatal("refused a second connection")
+	}
+	if _, ok := tab.acquire(netip.MustParseAddr("10.0.0.1")); ok {
+		t.Fatal("accepted a third connection")
+	}
+	tab.release(es[1])
+	for _, e := range es {
+		if e != es[1] {
+			tab.release(e)
+		}
+	}
+	if n := len(tab.m); n != 1 {
+		t.Errorf("%d entries with one connection open", n)
+	}
+	if len(tab.free) != 99 {
+		t.Errorf("%d entries recycled, want 99", len(tab.free))
+	}
+}
+
+// fakeStream is a streamed body of n bytes, byte i being byte(i % 251).
+// It counts its Close calls.
+type fakeStream struct {
+	n, off int64
+	fail   int64 // > 0: the body ends after this many bytes
+	closes atomic.Int32
+}
+
+func (f *fakeStream) Read(p []byte) (int, error) {
+	end := f.n
+	if f.fail > 0 {
+		end = f.fail
+	}
+	if f.off >= end {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), end-f.off)]
+	for i := range p {
+		p[i] = byte((f.off + int64(i)) % 251)
+	}
+	f.off += int64(len(p))
+	return len(p), nil
+}
+
+func (f *fakeStream) Close() error {
+	f.closes.Add(1)
+	return nil
+}
+
+// waitClosed waits (bounded) for f to be closed, and checks it was once.
+func (f *fakeStream) waitClosed(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.closes.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a second Close would show by now
+	if n := f.closes.Load(); n != 1 {
+		t.Errorf("stream closed %d times, want once", n)
+	}
+}
+
+// streamServe answers every request with the stream the test gives.
+func streamServe(next func() *fakeStream) serveFunc {
+	return func(ctx context.Context, st *state, r *request) reply {
+		f := next()
+		return reply{status: http.StatusOK, stream: f, length: f.n}
+	}
+}
+
+// checkBody reads a streamed body of n bytes and checks its bytes.
+func checkBody(t *testing.T, r io.Reader, n int64) {
+	t.Helper()
+	buf := make([]byte, 32<<10)
+	var off int64
+	for off < n {
+		m, err := r.Read(buf)
+		for i := range m {
+			if buf[i] != byte((off+int64(i))%251) {
+				t.Fatalf("byte %d is %d", off+int64(i), buf[i])
+			}
+		}
+		off += int64(m)
+		if err != nil {
+			if off < n {
+				t.Fatalf("after %d of %d bytes: %v", off, n, err)
+			}
+			break
+		}
+	}
+}
+
+// slowBodyReader reads at most 32 KiB at a time, pausing 2 ms each 64 KiB
+// or so: a 50 MB body takes well over the write timeout, read steadily.
+type slowBodyReader struct {
+	r io.Reader
+	n int
+}
+
+func (s *slowBodyReader) Read(p []byte) (int, error) {
+	if s.n++; s.n%2 == 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
+	return s.r.Read(p[:min(len(p), 32<<10)])
+}
+
+const streamSize = 50 << 20
+
+// TestServerStream: a streamed body (reply.stream) reaches a slow but
+// steady reader whole, though it takes far longer than the write timeout;
+// a client that stops reading is dropped after the write timeout; one
+// that goes away, a body that ends early and the Server's Close all end
+// the stream; and it is closed once in every case.
+func TestServerStream(t *testing.T) {
+	const wt = 300 * time.Millisecond
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		var cur atomic.Pointer[fakeStream]
+		opts := ServerOptions{WriteTimeout: wt, serve: streamServe(func() *fakeStream { return cur.Load() })}
+		s := startServer(t, listen, testHandler(t, Options{}), opts)
+
+		t.Run("slow reader gets it whole", func(t *testing.T) {
+			f := &fakeStream{n: streamSize}
+			cur.Store(f)
+			c := dial(t, s)
+			c.SetDeadline(time.Now().Add(60 * time.Second))
+			start := time.Now()
+			io.WriteString(c, get("/scrape")+get(testAnnounce))
+			br := bufio.NewReaderSize(&slowBodyReader{r: c}, 32<<10)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ContentLength != streamSize || !res.Close {
+				t.Fatalf("Content-Length %d, close %v", res.ContentLength, res.Close)
+			}
+			checkBody(t, res.Body, streamSize)
+			if d := time.Since(start); d < 2*wt {
+				t.Logf("read in %v: not slower than the write timeout, which the test means to show", d)
+			}
+			// The pipelined request is not answered: the connection closes.
+			if _, err := br.ReadByte(); err == nil {
+				t.Error("data after the streamed body")
+			}
+			f.waitClosed(t)
+		})
+		t.Run("non-reader dropped", func(t *testing.T) {
+			f := &fakeStream{n: streamSize}
+			cur.Store(f)
+			c := dialSmallWindow(t, s)
+			io.WriteString(c, get("/scrape"))
+			start := time.Now()
+			f.waitClosed(t)
+			if d := time.Since(start); d > wt+3*time.Second {
+				t.Errorf("dropped after %v", d)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, _ := io.Copy(io.Discard, c)
+			if n >= streamSize {
+				t.Errorf("read %d bytes of a dropped body", n)
+			}
+		})
+		t.Run("client goes away", func(t *testing.T) {
+			f := &fakeStream{n: streamSize}
+			cur.Store(f)
+			c := dialSmallWindow(t, s)
+			io.WriteString(c, get("/scrape"))
+			io.CopyN(io.Discard, c, 1<<20)
+			c.Close()
+			f.waitClosed(t)
+		})
+		t.Run("body ends early", func(t *testing.T) {
+			f := &fakeStream{n: streamSize, fail: 3 << 20}
+			cur.Store(f)
+			c := dial(t, s)
+			io.WriteString(c, get("/scrape"))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, _ := io.Copy(io.Discard, c)
+			if n > 3<<20+1024 {
+				t.Errorf("read %d bytes", n)
+			}
+			f.waitClosed(t)
+		})
+		t.Run("server closed", func(t *testing.T) {
+			s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{WriteTimeout: time.Minute, serve: opts.serve})
+			f := &fakeStream{n: streamSize}
+			cur.Store(f)
+			c := dialSmallWindow(t, s)
+			io.WriteString(c, get("/scrape"))
+			time.Sleep(200 * time.Millisecond) // the socket's buffers fill
+			s.Close()
+			f.waitClosed(t)
+		})
+	})
+}
+
+// TestServeHTTPStream: Handler.ServeHTTP (net/http, for HTTPS) streams a
+// body too, each chunk under its own write deadline, and closes it once.
+func TestServeHTTPStream(t *testing.T) {
+	const wt = 300 * time.Millisecond
+	h := testHandler(t, Options{WriteTimeout: wt})
+	var cur atomic.Pointer[fakeStream]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f := cur.Load()
+			h.writeReply(w, r, reply{status: http.StatusOK, stream: f, length: f.n})
+		}),
+		WriteTimeout: wt, // from the request's start: the handler's deadlines replace it
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	fake := &Server{addr: ln.Addr()}
+
+	t.Run("slow reader gets it whole", func(t *testing.T) {
+		f := &fakeStream{n: streamSize}
+		cur.Store(f)
+		c := dial(t, fake)
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		io.WriteString(c, get("/scrape"))
+		res, err := http.ReadResponse(bufio.NewReaderSize(&slowBodyReader{r: c}, 32<<10), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ContentLength != streamSize {
+			t.Fatalf("Content-Length %d", res.ContentLength)
+		}
+		checkBody(t, res.Body, streamSize)
+		f.waitClosed(t)
+	})
+	t.Run("non-reader dropped", func(t *testing.T) {
+		f := &fakeStream{n: streamSize}
+		cur.Store(f)
+		c := dialSmallWindow(t, fake)
+		io.WriteString(c, get("/scrape"))
+		f.waitClosed(t)
+	})
+}
+
+// TestLimitListener: the listener wrapper for net/http closes a
+// connection beyond the address's bound at once, counts a closed one out,
+// and leaves trusted proxies alone.
+func TestLimitListener(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		opts := ServerOptions{MaxConnsPerIP: 2}
+		if trusted {
+			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+		go srv.Serve(LimitListener(ln, opts))
+		fake := &Server{addr: ln.Addr()}
+		a, b := dialFrom(t, fake, "127.0.0.6"), dialFrom(t, fake, "127.0.0.6")
+		for _, c := range []net.Conn{a, b} {
+			if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		third := dialFrom(t, fake, "127.0.0.6")
+		if err := announceOnce(t, third, bufio.NewReader(third)); (err == nil) != trusted {
+			t.Errorf("trusted %v: third connection: %v", trusted, err)
+		}
+		if !trusted {
+			a.Close()
+			time.Sleep(100 * time.Millisecond) // the server sees the close
+			fourth := dialFrom(t, fake, "127.0.0.6")
+			if err := announceOnce(t, fourth, bufio.NewReader(fourth)); err != nil {
+				t.Errorf("after one closed: %v", err)
+			}
+		}
+		srv.Close()
+	}
+}
+
+// BenchmarkPeerTable measures what MaxConnsPerIP adds to a connection:
+// one acquire and one release, over 1024 addresses.
+func BenchmarkPeerTable(b *testing.B) {
+	tab := newPeerTable(&ServerOptions{MaxConnsPerIP: DefaultMaxConnsPerIP}, func() int { return 0 })
+	var addrs [1024]netip.Addr
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e, _ := tab.acquire(addrs[i%len(addrs)])
+		tab.release(e)
+		i++
+	}
+}
