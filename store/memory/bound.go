@@ -51,7 +51,7 @@ import (
 
 // shedLinger is how long Shedding stays true after the bound last evicted
 // or refused something.
-const shedLinger = 10 // seconds
+const shedLinger = 30 // seconds: longer than a stats sample (15 s)
 
 // evictEstimate is the bytes evicting a torrent with one IPv4 peer gives
 // back to heap.inUse: its slot (48 bytes) and its 8-byte block. (With
