@@ -214,8 +214,8 @@ type Tracker struct {
 	// the refusals of a store at its memory bound (store.ErrNoNewTorrents,
 	// store.ErrNoNewPeers)
 	fullTorrents, fullPeers *OverloadError
-	pending  atomic.Int64   // requests at work
-	shedAt   atomic.Int64   // Unix nanoseconds of the last refusal
+	pending                 atomic.Int64 // requests at work
+	shedAt                  atomic.Int64 // Unix nanoseconds of the last refusal
 }
 
 // New returns a tracker that keeps its swarms in s.
