@@ -27,10 +27,11 @@ import (
 // nothing but that peer's presence until its next announce, which makes
 // the torrent again. So:
 //
-//   - from highWater (90% of the bound) the sweeper, once a second, evicts
+//   - from 90% of the bound (the high-water mark) the sweeper, once a second, evicts
 //     torrents with at most one peer (download count or not: a count costs
 //     an attacker one packet more), oldest first — those with no peer, then
-//     by their peer's expiry — until the store is back at lowWater (80%).
+//     by their peer's expiry — until the store is back at 80% (the
+//     low-water mark).
 //     Oldest first rather than newest: evicting the newest would be the
 //     same as refusing new torrents, and a real torrent's second peer would
 //     never find its first under a flood; oldest first gives every new
