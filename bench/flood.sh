@@ -17,8 +17,9 @@
 #   RESULTS [/tmp/trackd-flood-DATE]
 #
 # Prints, for each run, a table of one row a second: trackd's VmRSS, the
-# store's memory (trackd_store_memory_bytes), torrents, evicted and refused;
-# then the flood's own summary (sent, taken, refused, and the well-behaved
+# store's memory (trackd_store_memory_bytes), torrents, evicted, refused,
+# the shedding gauge and the datagrams the kernel dropped at trackd's full
+# sockets; then the flood's own summary (sent, taken, refused, and the well-behaved
 # client's failures and slowest announce).
 set -euo pipefail
 
@@ -82,17 +83,18 @@ for limit in $LIMITS; do
 	flood_pid=$!
 
 	table="$RESULTS/memory-$limit.tsv"
-	printf 't_s\trss_MiB\tstore_MiB\ttorrents\tevicted\trefused\tshedding\n' >"$table"
+	printf 't_s\trss_MiB\tstore_MiB\ttorrents\tevicted\trefused\tshedding\tudp_dropped\n' >"$table"
 	start=$(date +%s)
 	while :; do
 		t=$(($(date +%s) - start))
 		rss=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$rss_pid/status" 2>/dev/null || echo -)
 		page=$(curl -fs --max-time 2 "http://127.0.0.1:$ADMIN/metrics" || true)
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" \
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" \
 			"$(mib "$(metric "$page" trackd_store_memory_bytes)")" "$(metric "$page" trackd_torrents)" \
 			"$(metric "$page" trackd_store_evicted_torrents_total)" \
 			"$(metric "$page" trackd_store_refused_announces_total)" \
-			"$(metric "$page" trackd_store_shedding)" >>"$table"
+			"$(metric "$page" trackd_store_shedding)" \
+			"$(metric "$page" trackd_udp_packets_dropped_total)" >>"$table"
 		kill -0 "$flood_pid" 2>/dev/null || break
 		((t < secs + 30)) || break
 		sleep 1
