@@ -53,6 +53,13 @@ type Config struct {
 	// less per peer, and those replies leave "peer id" out, as they do for
 	// a client that sent no_peer_id=1.
 	PeerIDs bool `toml:"peer_ids"`
+	// MaxMemory bounds the memory of the in-memory store's torrents and
+	// peers (store.MemoryBounded; see store/memory's bound.go): near it
+	// the store evicts torrents of one peer, oldest first, then refuses
+	// new torrents, then new peers. 0: no bound. The default ("auto") is
+	// half of the machine's memory or of its cgroup's limit. Redis bounds
+	// its own (maxmemory).
+	MaxMemory Size `toml:"max_memory"`
 
 	// Interval policy and replies (see tracker.Config).
 	TargetAnnounceRate  float64       `toml:"target_announce_rate"`
@@ -124,6 +131,7 @@ func Default() Config {
 		AccessList:         "off",
 		Admin:              "127.0.0.1:6970",
 		PeerLifetime:       35 * time.Minute,
+		MaxMemory:          Size(DefaultMaxMemory()),
 		TargetAnnounceRate: 1000,
 		MinInterval:        time.Minute,
 		MaxInterval:        30 * time.Minute,
@@ -206,6 +214,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.State, "state", c.State, "keep the in-memory swarms in this `file` across restarts: written periodically and on shutdown, read at start (empty: off)")
 	fs.DurationVar(&c.StateInterval, "state-interval", c.StateInterval, "period of the snapshot written to -state")
 	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce (at most 9h)")
+	fs.Var(&c.MaxMemory, "max-memory", "bound the in-memory store's torrents and peers to this `size` (bytes, or 512MiB, 2GiB...; 0: none; auto: half of the machine's or cgroup's memory): near it, torrents of one peer are evicted oldest first, then new torrents and new peers refused")
 	fs.BoolVar(&c.PeerIDs, "peer-ids", c.PeerIDs, "keep peer ids and send them in non-compact HTTP replies (20 bytes more per peer)")
 	fs.Float64Var(&c.TargetAnnounceRate, "target-announce-rate", c.TargetAnnounceRate, "announces per second the interval policy aims at (interval = peers / rate)")
 	fs.DurationVar(&c.MinInterval, "min-interval", c.MinInterval, "shortest announce interval handed out")
@@ -267,6 +276,7 @@ func (c *Config) Validate() error {
 	check(memoryStore || redis.IsURL(c.Store), "store %q: want memory or a Redis URL (redis://, rediss://, redis+cluster://)", c.Store)
 	check(c.PeerLifetime > 0, "peer_lifetime must be positive")
 	check(!memoryStore || c.PeerLifetime <= MaxPeerLifetime, "peer_lifetime must be at most %v with the memory store", MaxPeerLifetime)
+	check(c.MaxMemory == 0 || c.MaxMemory >= minMaxMemory, "max_memory must be 0 (no bound) or at least %v", Size(minMaxMemory))
 	check(c.RedisTimeout > 0, "redis_timeout must be positive")
 	check(c.State == "" || memoryStore, "state: only the memory store needs a state file (Redis keeps its own)")
 	check(c.StateInterval > 0, "state_interval must be positive")
@@ -306,6 +316,11 @@ func (c *Config) Validate() error {
 // in 15 bits of seconds (memory.MaxPeerLifetime, which a test checks is the
 // same).
 const MaxPeerLifetime = 9 * time.Hour
+
+// minMaxMemory is the smallest max_memory: the in-memory store counts at
+// least a page per shard once its shards are in use (4 MiB), which would be
+// most of a smaller bound.
+const minMaxMemory = 32 << 20
 
 // maxUDPSockets bounds udp_sockets: far more than any machine has CPUs.
 const maxUDPSockets = 1024

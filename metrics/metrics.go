@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -82,6 +83,10 @@ type Totals struct {
 	Seeders6, Leechers6  uint64
 	PeersExpired         uint64 // cumulative
 	PeersExpiredObserved bool   // false: the store does not count expiries
+	// Memory is the store's memory bound (store.MemoryBounded);
+	// MemoryObserved is false for a store without one (Redis).
+	Memory         store.MemoryUsage
+	MemoryObserved bool
 }
 
 // Metrics holds the collectors. A nil *Metrics records nothing, so a
@@ -252,6 +257,13 @@ var (
 	leechersDesc = prometheus.NewDesc("trackd_leechers", "Peers still downloading, by address family.", []string{"family"}, nil)
 	expiredDesc  = prometheus.NewDesc("trackd_peers_expired_total", "Peers dropped because they did not announce within the peer lifetime.", nil, nil)
 	upDesc       = prometheus.NewDesc("trackd_store_up", "1 when the store answered the last read of its totals, else 0.", nil, nil)
+
+	memBytesDesc = prometheus.NewDesc("trackd_store_memory_bytes", "Memory the in-memory store's torrents and peers use: what max_memory bounds.", nil, nil)
+	memHeldDesc  = prometheus.NewDesc("trackd_store_memory_held_bytes", "Memory the in-memory store holds: trackd_store_memory_bytes and what it freed but has not given back yet (reused first).", nil, nil)
+	memLimitDesc = prometheus.NewDesc("trackd_store_memory_limit_bytes", "The in-memory store's bound (max_memory); 0 for none.", nil, nil)
+	evictedDesc  = prometheus.NewDesc("trackd_store_evicted_torrents_total", "Torrents of at most one peer evicted to keep the store under max_memory.", nil, nil)
+	refusedDesc  = prometheus.NewDesc("trackd_store_refused_announces_total", "Announces refused because the store was at max_memory (a new torrent from 95% of it, a new peer at 100%).", nil, nil)
+	sheddingDesc = prometheus.NewDesc("trackd_store_shedding", "1 while the store evicts or refuses to stay under max_memory (and 30 s after), else 0.", nil, nil)
 )
 
 func (c *totalsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -260,7 +272,12 @@ func (c *totalsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- leechersDesc
 	ch <- expiredDesc
 	ch <- upDesc
+	for _, d := range memDescs {
+		ch <- d
+	}
 }
+
+var memDescs = []*prometheus.Desc{memBytesDesc, memHeldDesc, memLimitDesc, evictedDesc, refusedDesc, sheddingDesc}
 
 func (c *totalsCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -278,5 +295,17 @@ func (c *totalsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(leechersDesc, prometheus.GaugeValue, float64(t.Leechers6), "ipv6")
 	if t.PeersExpiredObserved {
 		ch <- prometheus.MustNewConstMetric(expiredDesc, prometheus.CounterValue, float64(t.PeersExpired))
+	}
+	if m := t.Memory; t.MemoryObserved {
+		shedding := 0.0
+		if m.Shedding {
+			shedding = 1
+		}
+		ch <- prometheus.MustNewConstMetric(memBytesDesc, prometheus.GaugeValue, float64(m.Bytes))
+		ch <- prometheus.MustNewConstMetric(memHeldDesc, prometheus.GaugeValue, float64(m.Held))
+		ch <- prometheus.MustNewConstMetric(memLimitDesc, prometheus.GaugeValue, float64(m.Limit))
+		ch <- prometheus.MustNewConstMetric(evictedDesc, prometheus.CounterValue, float64(m.Evicted))
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(m.Refused))
+		ch <- prometheus.MustNewConstMetric(sheddingDesc, prometheus.GaugeValue, shedding)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -166,4 +167,31 @@ func BenchmarkRequest(b *testing.B) {
 			m.Request(UDP, Announce, OK, 40*time.Microsecond)
 		}
 	})
+}
+
+// TestMemoryBound: the store's memory bound shows as gauges and counters,
+// and not at all for a store without one.
+func TestMemoryBound(t *testing.T) {
+	observed := true
+	m := New(Options{Totals: func(context.Context) (Totals, error) {
+		return Totals{MemoryObserved: observed, Memory: store.MemoryUsage{Bytes: 1000, Held: 1200, Limit: 4096, Shedding: true, Evicted: 7, Refused: 3}}, nil
+	}})
+	for name, want := range map[string]float64{
+		"trackd_store_memory_bytes": 1000, "trackd_store_memory_held_bytes": 1200, "trackd_store_memory_limit_bytes": 4096,
+		"trackd_store_shedding": 1, "trackd_store_evicted_torrents_total": 7, "trackd_store_refused_announces_total": 3,
+	} {
+		if got := value(t, m, name, nil); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	observed = false
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "trackd_store_memory") || f.GetName() == "trackd_store_shedding" {
+			t.Errorf("%s shown for a store without a memory bound", f.GetName())
+		}
+	}
 }

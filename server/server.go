@@ -128,6 +128,12 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			return nil, fmt.Errorf("state file: %w", err)
 		}
 	}
+	// After the state is read back: all of it is loaded, and what is over
+	// the bound is shed by the store's sweeper.
+	if mb, ok := st.(store.MemoryBounded); ok {
+		mb.SetMemoryLimit(int64(cfg.MaxMemory))
+		log.Info("store memory bound", "max_memory", cfg.MaxMemory.String(), "bytes", int64(cfg.MaxMemory))
+	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.metrics = metrics.New(metrics.Options{
 		Totals:     s.metricTotals,
@@ -423,6 +429,9 @@ func (s *Server) metricTotals(ctx context.Context) (metrics.Totals, error) {
 	if e, ok := s.store.(interface{ Expired() uint64 }); ok {
 		mt.PeersExpired, mt.PeersExpiredObserved = e.Expired(), true
 	}
+	if mb, ok := s.store.(store.MemoryBounded); ok {
+		mt.Memory, mt.MemoryObserved = mb.MemoryUsage(), true
+	}
 	return mt, nil
 }
 
@@ -439,7 +448,12 @@ func (s *Server) statCounts(ctx context.Context) (stats.Counts, error) {
 	if err != nil {
 		return stats.Counts{}, err
 	}
+	var shedding bool
+	if mb, ok := s.store.(store.MemoryBounded); ok {
+		shedding = mb.MemoryUsage().Shedding
+	}
 	return stats.Counts{
+		Shedding:     shedding,
 		Torrents:     t.Torrents,
 		Seeders:      t.Seeders,
 		Leechers:     t.Leechers,

@@ -31,6 +31,10 @@ type Counts struct {
 	HTTPRequests uint64
 	UDPRequests  uint64
 	WSRequests   uint64
+
+	// Shedding: the store is near its memory bound, evicting torrents of
+	// one peer and refusing new ones (store.MemoryUsage).
+	Shedding bool
 }
 
 // Source reads the current counts.
@@ -199,6 +203,8 @@ type Snapshot struct {
 	Leechers  uint64 `json:"leechers"`
 	IPv4Peers uint64 `json:"ipv4_peers"`
 	IPv6Peers uint64 `json:"ipv6_peers"`
+	// Shedding: the store is near its memory bound (Counts.Shedding).
+	Shedding bool `json:"shedding"`
 
 	// Requests per second over the last period, by protocol.
 	HTTPRate float64 `json:"http_requests_per_second"`
@@ -245,6 +251,7 @@ func (r *Recorder) Snapshot() Snapshot {
 		Seeders:       c.Seeders,
 		Leechers:      c.Leechers,
 		IPv6Peers:     c.Seeders6 + c.Leechers6,
+		Shedding:      c.Shedding,
 		Top:           []TopTorrent{},
 		History:       []HistoryItem{},
 	}

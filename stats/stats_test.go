@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -249,5 +250,21 @@ func TestRunStops(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not stop")
+	}
+}
+
+// TestPageShedding: the totals say when the store sheds, and only then.
+func TestPageShedding(t *testing.T) {
+	for _, shedding := range []bool{false, true} {
+		r, _ := newRecorder(t, 10, func(context.Context) (Counts, error) { return Counts{Torrents: 5, Shedding: shedding}, nil }, nil)
+		r.Sample(context.Background())
+		_, body := serve(t, r, "/stats")
+		if got := strings.Contains(body, `id="t-shedding"`) && strings.Contains(body, "evicting new single-peer torrents"); got != shedding {
+			t.Errorf("shedding %v: the page shows it: %v", shedding, got)
+		}
+		_, js := serve(t, r, "/stats.json")
+		if want := fmt.Sprintf(`"shedding": %v`, shedding); !strings.Contains(js, want) {
+			t.Errorf("JSON lacks %s", want)
+		}
 	}
 }

@@ -118,3 +118,42 @@ type Options struct {
 	// move time forward.
 	Now func() time.Time
 }
+
+// Errors of a store that bounds its memory (MemoryBounded), for an announce
+// it refuses because it is full. Neither is the client's fault; the core
+// translates them into a refusal that says so.
+var (
+	// ErrNoNewTorrents refuses an announce that would create a torrent.
+	ErrNoNewTorrents = errors.New("store full: no new torrents accepted")
+	// ErrNoNewPeers refuses an announce that would add a peer to a
+	// torrent.
+	ErrNoNewPeers = errors.New("store full: no new peers accepted")
+)
+
+// MemoryBounded is a Store that keeps its own memory under a bound: the
+// in-memory store. A store in another process (Redis) bounds its memory
+// there (Redis's maxmemory) and does not implement it.
+type MemoryBounded interface {
+	// SetMemoryLimit sets the bound, in bytes; 0 or less means none. It
+	// may be called at any time.
+	SetMemoryLimit(bytes int64)
+	// MemoryUsage returns the store's memory and what its bound has done.
+	// It is cheap (atomic reads).
+	MemoryUsage() MemoryUsage
+}
+
+// MemoryUsage is the state of a MemoryBounded store.
+type MemoryUsage struct {
+	// Bytes is the memory the store counts toward its bound: what its
+	// torrents and peers use.
+	Bytes int64
+	// Held is the memory the store holds: Bytes and what it has freed
+	// but not given back yet, which it reuses first.
+	Held  int64
+	Limit int64 // the bound; 0 for none
+	// Shedding is true while the store evicts torrents or refuses
+	// announces to stay under its bound (and for a few seconds after).
+	Shedding bool
+	Evicted  uint64 // torrents evicted to stay under the bound, ever
+	Refused  uint64 // announces refused (ErrNoNewTorrents, ErrNoNewPeers), ever
+}

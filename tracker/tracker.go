@@ -211,8 +211,11 @@ type Tracker struct {
 	cfg      Config
 	store    store.Store
 	overload *OverloadError // the one refusal, made once
-	pending  atomic.Int64   // requests at work
-	shedAt   atomic.Int64   // Unix nanoseconds of the last refusal
+	// the refusals of a store at its memory bound (store.ErrNoNewTorrents,
+	// store.ErrNoNewPeers)
+	fullTorrents, fullPeers *OverloadError
+	pending                 atomic.Int64 // requests at work
+	shedAt                  atomic.Int64 // Unix nanoseconds of the last refusal
 }
 
 // New returns a tracker that keeps its swarms in s.
@@ -221,6 +224,8 @@ func New(cfg Config, s store.Store) *Tracker {
 	t := &Tracker{cfg: cfg, store: s}
 	t.overload = &OverloadError{RetryIn: cfg.RetryIn}
 	t.overload.msg = "tracker overloaded: retry in " + strconv.FormatInt(t.overload.RetryInMinutes(), 10) + " minutes"
+	t.fullTorrents = &OverloadError{RetryIn: cfg.RetryIn, msg: MsgNoNewTorrents}
+	t.fullPeers = &OverloadError{RetryIn: cfg.RetryIn, msg: MsgNoNewPeers}
 	return t
 }
 
@@ -288,13 +293,36 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 	}
 	peers, stats, err := t.store.Announce(ctx, a, resp.Peers[:0])
 	if err != nil {
-		return err
+		return t.storeError(err)
 	}
 	resp.Peers = peers
 	resp.Complete = stats.Seeders
 	resp.Incomplete = stats.Leechers
 	resp.Downloaded = stats.Downloaded
 	resp.Interval, resp.MinInterval, err = t.Intervals(ctx)
+	return err
+}
+
+// The texts of the refusals of a store at its memory bound, sent as an
+// *OverloadError (with "retry in" over HTTP).
+const (
+	MsgNoNewTorrents = "tracker is full: no new torrents accepted now"
+	MsgNoNewPeers    = "tracker is full: no new peers accepted now"
+)
+
+// storeError translates what the store's Announce failed with: a store at
+// its memory bound (store.MemoryBounded) refuses new torrents or peers,
+// which is no fault of the client's and worth a retry later, so an
+// *OverloadError that says so. Unlike MaxPending's refusal it does not
+// double the interval: the clients of the swarms that work are not the
+// ones to slow down.
+func (t *Tracker) storeError(err error) error {
+	switch {
+	case err == store.ErrNoNewTorrents || errors.Is(err, store.ErrNoNewTorrents):
+		return t.fullTorrents
+	case err == store.ErrNoNewPeers || errors.Is(err, store.ErrNoNewPeers):
+		return t.fullPeers
+	}
 	return err
 }
 

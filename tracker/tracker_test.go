@@ -473,3 +473,38 @@ func TestOverloadRetryInAtLeastAMinute(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryFull: a store at its memory bound refuses a new torrent, then
+// a new peer; the tracker says so with an OverloadError (not a client
+// error, with "retry in") and does not double the interval for it, and
+// the known peers' announces still work.
+func TestMemoryFull(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer mem.Close()
+	tr := tracker.New(tracker.Config{RetryIn: 3 * time.Minute}, mem)
+	var resp tracker.AnnounceResponse
+	if err := tr.Announce(ctx, peerReq(1, 1, 0), &resp); err != nil {
+		t.Fatal(err)
+	}
+	mem.SetMemoryLimit(1)
+	for _, tc := range []struct {
+		req  *tracker.AnnounceRequest
+		want string
+	}{
+		{peerReq(2, 1, 0), tracker.MsgNoNewTorrents},
+		{peerReq(1, 2, 0), tracker.MsgNoNewPeers},
+	} {
+		err := tr.Announce(ctx, tc.req, &resp)
+		var oe *tracker.OverloadError
+		if !errors.As(err, &oe) || err.Error() != tc.want || oe.RetryInMinutes() != 3 || tracker.IsClientError(err) {
+			t.Fatalf("announce at the bound: %v, want an OverloadError %q", err, tc.want)
+		}
+	}
+	if tr.Overloaded() {
+		t.Error("a store at its bound counts as overload: the interval would double")
+	}
+	if err := tr.Announce(ctx, peerReq(1, 1, 0), &resp); err != nil || resp.Interval != time.Minute {
+		t.Fatalf("re-announce of a known peer at the bound: %v, interval %v", err, resp.Interval)
+	}
+}

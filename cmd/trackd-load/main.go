@@ -33,6 +33,9 @@ func main() {
 type options struct {
 	cfg        loadgen.Config
 	canned     bool
+	flood      bool
+	rate       int
+	probe      time.Duration
 	json       bool
 	cpuprofile string
 }
@@ -49,6 +52,11 @@ func parse(args []string, stderr io.Writer) (*options, error) {
   trackd-load -udp ... -http ... [flags]       load both at once
   trackd-load -fill -udp|-http ADDR [flags]    announce every peer once, then stop
   trackd-load -canned -udp ADDR -http ADDR     serve fixed replies (the generator's ceiling)
+  trackd-load -flood -udp ADDR -rate N -duration D
+                                               announce a new random info hash in every
+                                               packet (N a second, for D), while a
+                                               well-behaved client re-announces to a
+                                               known swarm every -probe
 
 Targets are "host:port" or tracker URLs (udp://host:port/announce,
 http://host:port/announce); they must be loopback addresses unless
@@ -81,6 +89,9 @@ Flags:
 	fs.BoolVar(&c.HTTPClose, "http-close", c.HTTPClose, "a new HTTP connection per request, with Connection: close (as opentracker needs)")
 	fs.BoolVar(&c.Fill, "fill", c.Fill, "announce every simulated peer once (started) as fast as possible, print how many and how long, and stop")
 	fs.DurationVar(&c.ConnIDRenew, "renew", c.ConnIDRenew, "renew a UDP connection id at this age (ids live 2m)")
+	fs.BoolVar(&o.flood, "flood", false, "flood -udp with announces of random info hashes (a new torrent each) at -rate for -duration; print a line a second and what a well-behaved client saw")
+	fs.IntVar(&o.rate, "rate", loadgen.DefaultFloodConfig().Rate, "with -flood: announces per second")
+	fs.DurationVar(&o.probe, "probe", loadgen.DefaultFloodConfig().Probe, "with -flood: period of the well-behaved client's announce to a known swarm (0: none)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON, one line per target, on stdout (the text goes to stderr)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write the generator's CPU profile to this `file` (to check it is not the bottleneck)")
 	if err := fs.Parse(args); err != nil {
@@ -116,6 +127,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.canned {
 		return serveCanned(ctx, o, stderr)
+	}
+	if o.flood {
+		return runFlood(ctx, o, stdout, stderr)
 	}
 	results, err := loadgen.Run(ctx, o.cfg)
 	if err != nil {
@@ -155,5 +169,27 @@ func serveCanned(ctx context.Context, o *options, stderr io.Writer) int {
 	defer cancel()
 	<-ctx.Done()
 	c.Close()
+	return 0
+}
+
+func runFlood(ctx context.Context, o *options, stdout, stderr io.Writer) int {
+	fc := loadgen.DefaultFloodConfig()
+	fc.UDP, fc.AllowRemote = o.cfg.UDP, o.cfg.AllowRemote
+	fc.Rate, fc.Duration, fc.Sockets, fc.Seed = o.rate, o.cfg.Duration, o.cfg.Sockets, o.cfg.Seed
+	fc.Probe, fc.Timeout, fc.Progress = o.probe, o.cfg.Timeout, stderr
+	r, err := loadgen.Flood(ctx, fc)
+	if err != nil {
+		fmt.Fprintln(stderr, "trackd-load:", err)
+		return 1
+	}
+	if o.json {
+		r.Format(stderr)
+		fmt.Fprintf(stdout, "%s\n", r.JSON())
+	} else {
+		r.Format(stdout)
+	}
+	if r.ProbeFailures > 0 {
+		return 1
+	}
 	return 0
 }

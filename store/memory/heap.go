@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -111,8 +112,29 @@ type heap struct {
 	large  [largePages]*[1 << largePageBits]largeBlock
 	nlarge uint32   // large[0:nlarge] have been used
 	freeL  []uint32 // numbers of large-table entries free again
-	bytes  int64    // mapped
+
+	// What the store holds and uses, read without a lock by the memory
+	// bound (see bound.go): the bytes of its large blocks (which it uses
+	// whole); the pages its shards' regions have carved; and what the
+	// shards use of what they hold: the carved pages less their free
+	// blocks and their tables' spare slots (see shard.account). Each shard
+	// adds what its own changed by.
+	bytes   atomic.Int64
+	regions atomic.Int64
+	used    atomic.Int64
+	// limit is the store's memory bound (Store.SetMemoryLimit); 0 for
+	// none.
+	limit atomic.Int64
 }
+
+// held returns the bytes the store holds: its large blocks and the carved
+// pages of its regions.
+func (hp *heap) held() int64 { return hp.bytes.Load() + hp.regions.Load() }
+
+// inUse returns the bytes of what the store holds that it uses: held less
+// what new torrents and peers would take before the store takes more
+// memory (free blocks, tables' spare slots).
+func (hp *heap) inUse() int64 { return hp.bytes.Load() + hp.used.Load() }
 
 type largeBlock struct {
 	p unsafe.Pointer
@@ -148,7 +170,7 @@ func (hp *heap) alloc(n int) (handle, blockSize) {
 		}
 	}
 	hp.large[i>>largePageBits][i&(1<<largePageBits-1)] = largeBlock{unsafe.Pointer(&b[0]), n}
-	hp.bytes += int64(n)
+	hp.bytes.Add(int64(n))
 	hp.mu.Unlock()
 	return handle(i) | largeBit, blockSize(n >> 3)
 }
@@ -161,7 +183,7 @@ func (hp *heap) free(h handle, n blockSize) {
 	b := unsafe.Slice((*byte)(e.p), e.n)
 	*e = largeBlock{}
 	hp.freeL = append(hp.freeL, i)
-	hp.bytes -= int64(len(b))
+	hp.bytes.Add(-int64(len(b)))
 	hp.mu.Unlock()
 	if len(b) != n.bytes() {
 		panic("memory: large block freed with the wrong size")
@@ -184,7 +206,7 @@ func (hp *heap) release() {
 			}
 		}
 	}
-	hp.bytes = 0
+	hp.bytes.Store(0)
 }
 
 // region is the memory of a shard's small blocks: a chunk of mapped memory
@@ -323,6 +345,22 @@ func (sh *shard) alloc(n int, zero bool) (handle, blockSize) {
 	return sh.mem.alloc(n, zero)
 }
 
+// account adds to the store's counts (heap.regions, heap.used) what sh's
+// region and table changed by since its last call. Every operation that
+// changes a shard calls it before it lets go of the lock.
+func (sh *shard) account() {
+	held := int64(roundPage(sh.mem.carved))
+	used := held - int64(sh.mem.freed) - sh.swarms.spare()
+	if held != sh.held {
+		sh.heap.regions.Add(held - sh.held)
+		sh.held = held
+	}
+	if used != sh.used {
+		sh.heap.used.Add(used - sh.used)
+		sh.used = used
+	}
+}
+
 // free gives back the block h of size n.
 func (sh *shard) free(h handle, n blockSize) {
 	if h&largeBit != 0 {
@@ -332,12 +370,14 @@ func (sh *shard) free(h handle, n blockSize) {
 	sh.mem.free(h, n)
 }
 
-// tidyMemory compacts the shard's region if it needs it. Call it between
-// operations, when nothing points into the region.
+// tidyMemory compacts the shard's region if it needs it, and accounts for
+// the shard's memory. Call it between operations, when nothing points into
+// the region.
 func (sh *shard) tidyMemory() {
 	if sh.mem.needsCompaction() {
 		sh.compactMemory()
 	}
+	sh.account()
 }
 
 // compactMemory moves the shard's live small blocks into a new region of
@@ -389,8 +429,6 @@ func (s *Store) memoryUsage() (inUse, held int64) {
 		held += int64(roundPage(sh.mem.carved))
 		sh.mu.Unlock()
 	}
-	s.heap.mu.Lock()
-	large := s.heap.bytes
-	s.heap.mu.Unlock()
+	large := s.heap.bytes.Load()
 	return inUse + large, held + large
 }

@@ -244,8 +244,8 @@ func testFamily(t *testing.T, ids bool) {
 	if sw.v4.h != 0 || sw.x != 0 {
 		t.Fatalf("freeSwarm left blocks: %+v", sw)
 	}
-	if live := sh.mem.carved - sh.mem.freed; live != sh.swarms.size.bytes() || sh.heap.bytes != 0 {
-		t.Errorf("%d small (table: %d) and %d large bytes still in use after freeing the swarm", live, sh.swarms.size.bytes(), sh.heap.bytes)
+	if live := sh.mem.carved - sh.mem.freed; live != sh.swarms.size.bytes() || sh.heap.bytes.Load() != 0 {
+		t.Errorf("%d small (table: %d) and %d large bytes still in use after freeing the swarm", live, sh.swarms.size.bytes(), sh.heap.bytes.Load())
 	}
 }
 
@@ -872,6 +872,9 @@ func TestMemoryBounded(t *testing.T) {
 				next++
 			}
 			inUse, held := s.memoryUsage()
+			if u := s.MemoryUsage(); u.Held != held || u.Bytes > inUse+int64(len(s.shards))*pageSize || u.Bytes <= 0 {
+				t.Fatalf("ids %v, round %d: MemoryUsage says %+v, the shards hold %d, %d in use", ids, round, u, held, inUse)
+			}
 			if tot, _ := s.Totals(ctx); tot.Peers() != pop {
 				t.Fatalf("ids %v, round %d: %d peers, want %d", ids, round, tot.Peers(), pop)
 			}
@@ -885,6 +888,9 @@ func TestMemoryBounded(t *testing.T) {
 		}
 		if inUse, held := s.memoryUsage(); inUse != 0 || held != 0 {
 			t.Errorf("ids %v: %d bytes in use, %d held after everyone expired", ids, inUse, held)
+		}
+		if u := s.MemoryUsage(); u.Bytes != 0 || u.Held != 0 {
+			t.Errorf("ids %v: MemoryUsage says %+v after everyone expired", ids, u)
 		}
 		s.Close()
 	}

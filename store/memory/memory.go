@@ -62,8 +62,8 @@
 // counted. A background sweeper walks the shards once a second, one at a
 // time, dropping expired peers and deleting swarms that are left with no
 // peer and no download. Swarms with no peer but a download count are kept
-// so the count survives: their memory (about 70 bytes each) is not bounded
-// yet.
+// so the count survives (about 70 bytes each): near the memory bound they
+// are the first evicted (see bound.go).
 //
 // Totals is atomic counters, changed only when a count changes. They
 // are exact once every shard has been swept up to the current second. The
@@ -124,13 +124,18 @@ type Store struct {
 	torrents, seeders, leechers atomic.Int64
 	seeders6, leechers6         atomic.Int64  // of seeders and leechers
 	expired                     atomic.Uint64 // peers dropped for their lifetime, ever
+	evicted, refused            atomic.Uint64 // by the memory bound (see bound.go)
+	// lastShed is 1 + the last second the memory bound evicted or
+	// refused something; 0 for never.
+	lastShed atomic.Uint32
 	// Every peer that expired at or before sweptThrough has been dropped.
 	sweptThrough atomic.Uint32
 	// totalsLag is how many seconds Totals lets sweptThrough lag the
 	// clock before it sweeps itself: a little more than the sweeper's
 	// period, 0 without a sweeper.
 	totalsLag uint32
-	sweepMu   sync.Mutex // serializes full sweeps
+	sweepMu   sync.Mutex // serializes full sweeps and shed
+	hist      []uint32   // shed's histogram, kept between calls (under sweepMu)
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -155,6 +160,9 @@ type shardState struct {
 	minExp atomic.Uint32
 	heap   *heap  // the store's large blocks
 	mem    region // the shard's small blocks; its first word ends the first cache line
+	// held and used are what account last added to heap.regions and
+	// heap.used.
+	held, used int64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -306,6 +314,11 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 			sh.mu.Unlock()
 			return peers, store.Stats{}, nil
 		}
+		if s.heap.torrentsFull() {
+			sh.mu.Unlock()
+			s.refuse(now)
+			return peers, store.Stats{}, store.ErrNoNewTorrents
+		}
 		i = sh.swarms.insert(sh, s.seed, &a.InfoHash, hash, i)
 		sw = &sh.swarms.slots(sh)[i]
 	}
@@ -323,6 +336,17 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 	} else {
 		b := ip.As16()
 		self6, dS, dL = sh.apply6(sw, &a, &b, port, exp)
+	}
+	if self4 == refusedJoin || self6 == refusedJoin {
+		// Nothing changed but what compact did; a swarm made for this
+		// announce goes again.
+		if sh.numPeers(sw) == 0 && s.removeIfEmpty(sh, sw, i) {
+			sh.swarms.shrink(sh, s.seed)
+		}
+		sh.tidyMemory()
+		sh.mu.Unlock()
+		s.refuse(now)
+		return peers, store.Stats{}, store.ErrNoNewPeers
 	}
 	if a.Event != bittorrent.EventStopped {
 		if exp < sw.minExp {
@@ -352,9 +376,7 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 	if after == 0 && s.removeIfEmpty(sh, sw, i) {
 		sh.swarms.shrink(sh, s.seed)
 	}
-	if sh.mem.needsCompaction() {
-		sh.compactMemory()
-	}
+	sh.tidyMemory()
 	sh.mu.Unlock()
 	return peers, st, nil
 }
@@ -471,6 +493,7 @@ func (s *Store) Close() error {
 			sh.closed = true
 			sh.swarms = table{}
 			sh.mem.release()
+			sh.account()
 			sh.mu.Unlock()
 		}
 		// No shard can reach a large block now.
@@ -489,7 +512,9 @@ func (s *Store) sweeper(interval time.Duration) {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.sweep(s.nowSec(), true)
+			now := s.nowSec()
+			s.sweep(now, true)
+			s.shed(now)
 		}
 	}
 }

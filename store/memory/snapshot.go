@@ -53,7 +53,8 @@ func (s *Store) dumpPeer(addr netip.AddrPort, seeder bool, e uint16, m uint32, f
 // peer whose expiry has not passed, with its role and completed flag; a
 // peer expiring later than a fresh announce would is cut back to that.
 // It is meant for an empty store at start; a peer the store already holds
-// is updated as by an announce.
+// is updated as by an announce. Once the store is at its memory bound
+// (SetMemoryLimit), the peers left are left out.
 func (s *Store) Restore(snap *snapshot.Swarm) error {
 	now, maxExp := s.clock()
 	sh, hash := s.shardFor(&snap.InfoHash)
@@ -87,6 +88,9 @@ func (s *Store) Restore(snap *snapshot.Swarm) error {
 		if ip.Is4() {
 			b := ip.As4()
 			idx, dS, dL = sh.apply4(sw, &a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), p.Addr.Port(), exp)
+			if idx == refusedJoin {
+				break // at the memory bound
+			}
 			if p.Completed {
 				f := open4(sh, sw)
 				f.recs[idx].e |= flagCompleted
@@ -95,6 +99,9 @@ func (s *Store) Restore(snap *snapshot.Swarm) error {
 		} else {
 			b := ip.As16()
 			idx, dS, dL = sh.apply6(sw, &a, &b, p.Addr.Port(), exp)
+			if idx == refusedJoin {
+				break // at the memory bound
+			}
 			if p.Completed {
 				f := open6(sh, sh.extra(sw))
 				f.recs[idx].e |= flagCompleted

@@ -241,9 +241,14 @@ func changeRole[R any, P record[R]](f *family[R, P], i int, was, now bool) (idx,
 	}
 }
 
+// refusedJoin is the position apply4 and apply6 return for a peer that
+// would join but the store is at its memory bound (heap.peersFull).
+const refusedJoin = -2
+
 // apply4 applies a, from the IPv4 address ip:port, to the swarm. It returns
-// the peer's position in the IPv4 family afterwards (-1 if it stopped) and
-// the changes to the swarm's seeders and leechers.
+// the peer's position in the IPv4 family afterwards (-1 if it stopped,
+// refusedJoin if it was not let in) and the changes to the swarm's seeders
+// and leechers.
 func (sh *shard) apply4(sw *swarm, a *store.Announce, ip uint32, port uint16, exp uint32) (idx, dS, dL int) {
 	recs, ids := sh.peers4(sw)
 	ixRef, ix := sh.index4(sw)
@@ -271,6 +276,9 @@ func (sh *shard) apply4(sw *swarm, a *store.Announce, ip uint32, port uint16, ex
 	}
 	if a.Event == bittorrent.EventStopped {
 		return -1, 0, 0
+	}
+	if sh.heap.peersFull() {
+		return refusedJoin, 0, 0
 	}
 	if len(f.recs) >= indexMin4 && f.ix == nil {
 		// push is about to build an index: it needs the extra.
@@ -313,6 +321,9 @@ func (sh *shard) apply6(sw *swarm, a *store.Announce, ip *[16]byte, port uint16,
 	}
 	if a.Event == bittorrent.EventStopped {
 		return -1, 0, 0
+	}
+	if sh.heap.peersFull() {
+		return refusedJoin, 0, 0
 	}
 	f := open6(sh, sh.addExtra(sw))
 	r := peer6{ip: *ip, port: port, e: encodeExp(exp, 0)}

@@ -148,3 +148,10 @@ func (t *table) resize(sh *shard, seed maphash.Seed, n int) {
 		sh.free(oldH, oldSize)
 	}
 }
+
+// spare returns the bytes of the slots the table can still fill before it
+// grows (to 3/4 full).
+func (t *table) spare() int64 {
+	n := t.size.bytes() / int(swarmSize)
+	return int64(max(n*3/4-int(t.n), 0)) * int64(swarmSize)
+}

@@ -85,6 +85,7 @@ func run(t *testing.T, opts store.Options, open func(t *testing.T, opts store.Op
 		{"Totals", testTotals},
 		{"BinaryKeys", testBinaryKeys},
 		{"Concurrency", testConcurrency},
+		{"MemoryLimit", testMemoryLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1155,4 +1156,45 @@ func testFamilyFilter(e *env) {
 			e.s.Announce(e.ctx, a, nil)
 		}
 	}
+}
+
+// testMemoryLimit checks a store that implements store.MemoryBounded (the
+// suite skips it for one that does not): at a bound of one byte, an
+// announce that would make a torrent fails with store.ErrNoNewTorrents,
+// one that would add a peer with store.ErrNoNewPeers, and neither changes
+// anything; known peers still re-announce, stop and scrape; without the
+// bound new torrents are taken again.
+func testMemoryLimit(e *env) {
+	mb, ok := e.s.(store.MemoryBounded)
+	if !ok {
+		e.t.Skip("the store does not bound its memory (store.MemoryBounded)")
+	}
+	known, a, b := hashOf("known"), peerV4(10, 0, 0, 1, 1000, "a"), peerV4(10, 0, 0, 2, 1000, "b")
+	e.announce(known, a, leech)
+	e.announce(known, b, leech)
+	before := mb.MemoryUsage()
+	if before.Bytes <= 0 || before.Limit != 0 {
+		e.t.Fatalf("MemoryUsage %+v with two peers and no bound", before)
+	}
+	mb.SetMemoryLimit(1)
+	fresh := hashOf("fresh")
+	if _, _, err := e.s.Announce(e.ctx, store.Announce{InfoHash: fresh, Peer: a, NumWant: 10}, nil); !errors.Is(err, store.ErrNoNewTorrents) {
+		e.t.Fatalf("new torrent at the bound: err %v, want store.ErrNoNewTorrents", err)
+	}
+	c := peerV4(10, 0, 0, 3, 1000, "c")
+	if _, _, err := e.s.Announce(e.ctx, store.Announce{InfoHash: known, Peer: c, NumWant: 10}, nil); !errors.Is(err, store.ErrNoNewPeers) {
+		e.t.Fatalf("new peer at the bound: err %v, want store.ErrNoNewPeers", err)
+	}
+	peers, st := e.announce(known, a, ann{numWant: 10, event: bittorrent.EventCompleted})
+	e.wantPeers("re-announce at the bound", peers, b)
+	e.wantStats("re-announce at the bound", st, store.Stats{Leechers: 2, Downloaded: 1})
+	e.announce(known, b, stopped)
+	e.wantStats("scrape at the bound", e.scrapeOne(known), store.Stats{Leechers: 1, Downloaded: 1})
+	e.wantStats("scrape of the refused torrent", e.scrapeOne(fresh), store.Stats{})
+	if u := mb.MemoryUsage(); u.Refused != before.Refused+2 || u.Limit != 1 || !u.Shedding {
+		e.t.Errorf("MemoryUsage %+v after two refusals at a bound of 1 byte", u)
+	}
+	mb.SetMemoryLimit(0)
+	e.announce(fresh, a, leech)
+	e.wantStats("new torrent without a bound", e.scrapeOne(fresh), store.Stats{Leechers: 1})
 }
