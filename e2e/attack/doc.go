@@ -17,8 +17,11 @@
 //
 //   - BlankLineDribblers: 20 new and 20 keep-alive connections that send
 //     only "\r\n" once a second must be closed at most 2 s after
-//     read_header_timeout from their first byte; 64 KiB of blank lines at once must be cut
-//     off before read_header_timeout.
+//     read_header_timeout from their first byte; 64 KiB of blank lines at
+//     once must be cut off before read_header_timeout. Run against both
+//     HTTP servers: the event loops (in-memory store) and the goroutine per
+//     connection (Redis store; redis-server needed, skipped without it
+//     unless TRACKD_REQUIRE_EXTERNAL=1).
 //   - DribblersAtMaxConns: 200 such dribblers from one address,
 //     reconnecting when closed, against -max-conns 200, for 9 s.
 //   - IdleKeepAliveFlood: 10,500 keep-alive connections, one request each,
@@ -30,14 +33,14 @@
 //   - PerAddressBound: 200 keep-alive connections from one address against
 //     -max-conns-per-ip 50 leave at most 50 open; 200 from an address in
 //     -trusted-proxies are all answered and kept.
-//   - FullScrapeStall: 500,000 torrents (filled over UDP), full scrapes
+//   - FullScrapeStall: 1,000,000 torrents (filled over UDP), full scrapes
 //     asked for back to back on two connections with
 //     -full-scrape-interval 0 for 10 s; each scraper must get at least one.
-//   - MemoryFlood: 1,500,000 announces of random info hashes over UDP at
-//     most 100,000 a second against -max-memory 64 MiB: trackd's resident
-//     memory (VmRSS) must stay at most 2 × max_memory + 64 MiB, and a
-//     swarm of three peers made before the flood must still be returned
-//     whole afterwards.
+//   - MemoryFlood: 2,000,000 announces of random info hashes over UDP at
+//     most 100,000 a second (at most 60 s) against -max-memory 32 MiB:
+//     trackd's resident memory (VmRSS) must stay at most 2 × max_memory +
+//     48 MiB, and a swarm of three peers made before the flood must still
+//     be returned whole afterwards.
 //
 // TestRealClientNumbers checks values real clients send: a UDP stopped
 // announce with left = 2^64−1 (WebTorrent) removes the peer; left of 2^63
