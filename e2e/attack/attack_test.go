@@ -109,13 +109,14 @@ func blankLineDribblers(t *testing.T, flags ...string) {
 	case <-time.After(time.Until(burstStart.Add(readHeaderTimeout))):
 		t.Errorf("64 KiB of blank lines: still open after read_header_timeout (%v): leading blank lines must be bounded", readHeaderTimeout)
 	}
-	p.check(t)
+	p.check(t, slowestBound)
 }
 
 // testDribblersAtMaxConns: 200 dribblers from one address, reconnecting
-// whenever trackd closes them, against -max-conns 200 must not keep the
-// well-behaved client (another address) out. On main before issue 11 they
-// held every place for good and most probes were never answered.
+// whenever trackd closes them, against -max-conns 200 (and the default
+// max_conns_per_ip) must not keep the well-behaved client (another
+// address) out. On main before issue 11 they held every place for good and
+// most probes were never answered.
 func testDribblersAtMaxConns(t *testing.T) {
 	const n = 200
 	d := startTrackd(t, "-max-conns", strconv.Itoa(n))
@@ -161,7 +162,11 @@ func testDribblersAtMaxConns(t *testing.T) {
 	p.stop()
 	stopped()
 	t.Logf("dribblers: %d connections, %d closed by trackd", dials.Load(), closes.Load())
-	p.check(t)
+	// Unless one address is bounded below 200 connections, the most
+	// trackd can do is close each dribbler read_header_timeout after its
+	// first byte; a newcomer queued behind them may wait that long (the
+	// dribbler's new connection queues behind it).
+	p.check(t, readHeaderTimeout+time.Second)
 }
 
 // floodSource is the source address of connection i of the idle
@@ -204,7 +209,7 @@ func testIdleKeepAliveFlood(t *testing.T) {
 	if open > maxConns {
 		t.Errorf("%d flood connections open (accepted or in the accept queue), more than -max-conns %d", open, maxConns)
 	}
-	p.check(t)
+	p.check(t, slowestBound)
 }
 
 // testPerAddressBound: one address may hold at most -max-conns-per-ip
@@ -231,7 +236,7 @@ func testPerAddressBound(t *testing.T) {
 	if viaProxy.answered != n || openProxy != n {
 		t.Errorf("trusted proxy: %d of %d answered, %d open; want all (a proxy carries many clients)", viaProxy.answered, n, openProxy)
 	}
-	p.check(t)
+	p.check(t, slowestBound)
 }
 
 // testFullScrapeStall: full scrapes asked for back to back on two
@@ -306,7 +311,7 @@ func testFullScrapeStall(t *testing.T) {
 			t.Errorf("full scraper %d: %d scrapes, error %v (want a full scrape to be served)", i, s.n, s.err)
 		}
 	}
-	p.check(t)
+	p.check(t, slowestBound)
 }
 
 // fullScrape asks for the full scrape on the keep-alive connection c and
@@ -409,5 +414,5 @@ func memoryFlood(t *testing.T, d *trackd, count int, rate float64, maxTime time.
 	if got, err := httpAnnounce("127.0.0.10", d.http, q, probeTimeout); err != nil || got != 3 {
 		t.Errorf("existing swarm after the flood: %d peers, error %v; want the 3 peers", got, err)
 	}
-	p.check(t)
+	p.check(t, slowestBound)
 }

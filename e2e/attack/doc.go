@@ -23,7 +23,10 @@
 //     connection (Redis store; redis-server needed, skipped without it
 //     unless TRACKD_REQUIRE_EXTERNAL=1).
 //   - DribblersAtMaxConns: 200 such dribblers from one address,
-//     reconnecting when closed, against -max-conns 200, for 9 s.
+//     reconnecting when closed, against -max-conns 200 and the default
+//     max_conns_per_ip, for 9 s. Here the slowest announce may take
+//     read_header_timeout + 1 s: unless the default bounds one address
+//     below 200 connections, a newcomer may wait for a dribbler's close.
 //   - IdleKeepAliveFlood: 10,500 keep-alive connections, one request each,
 //     ten from each of 1,050 addresses 127.1.x.y, held for 10 s against
 //     -max-conns 10000: every one of them must be answered (at the cap the
