@@ -10,7 +10,9 @@
 // slowest announce must take at most 1 s: an announce on loopback is
 // answered in well under a millisecond, and the second leaves room for a
 // shared 2-vCPU machine while staying far below the stalls the attacks
-// cause (seconds, or no answer at all).
+// cause (seconds, or no answer at all). Under the race detector, which
+// slows the test's own clients (trackd is built without it), the latency
+// bounds are three times as long.
 //
 // The attacks (TestAttack's subtests, run one after the other, each on a
 // trackd of its own with -read-header-timeout 2s):

@@ -88,6 +88,7 @@ func startTrackd(t testing.TB, extra ...string) *trackd {
 	go func() {
 		defer close(exited)
 		re := regexp.MustCompile(`protocol=(http|udp|admin) addr=(\S+)`)
+		served := false
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -102,9 +103,9 @@ func startTrackd(t testing.TB, extra ...string) *trackd {
 				case "admin":
 					d.admin = m[2]
 				}
-				if d.http != "" && d.udp != "" && d.admin != "" && listening != nil {
+				if d.http != "" && d.udp != "" && d.admin != "" && !served {
 					close(listening)
-					listening = nil
+					served = true
 				}
 			}
 			d.tail = append(d.tail, line)
@@ -139,23 +140,18 @@ func (d *trackd) dumpTail(t testing.TB) {
 }
 
 // rss is trackd's resident memory (VmRSS) in bytes.
-func (d *trackd) rss(t testing.TB) int64 {
-	t.Helper()
+func (d *trackd) rss() (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
-		t.Fatalf("trackd's memory: %v", err)
+		return 0, fmt.Errorf("trackd's memory: %w", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				break
-			}
-			return kb << 10
+			return kb << 10, err
 		}
 	}
-	t.Fatalf("no VmRSS in /proc/%d/status", d.cmd.Process.Pid)
-	return 0
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", d.cmd.Process.Pid)
 }
 
 // metric is the value of the unlabelled metric name on trackd's /metrics.
