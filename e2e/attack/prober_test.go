@@ -2,6 +2,7 @@ package attack
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,7 +141,7 @@ func (p *prober) check(t testing.TB, bound time.Duration) {
 	for _, r := range []*probeResult{&p.http, &p.udp} {
 		t.Log(r)
 		if r.failures > 0 {
-			t.Errorf("%s: %d of %d announces failed (want 0); first: %v", r.name, r.failures, r.n, r.errs)
+			t.Errorf("%s: %d of %d announces failed (want 0); first: %s", r.name, r.failures, r.n, strings.Join(r.errs, "; "))
 		}
 		if r.slowest > bound {
 			t.Errorf("%s: slowest announce took %v, want at most %v", r.name, r.slowest.Round(time.Millisecond), bound)
