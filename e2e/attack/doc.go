@@ -1,0 +1,62 @@
+// Package attack is trackd's adversarial end-to-end suite: the trackd
+// binary, built once and run as a separate process on loopback, attacked
+// the ways an open tracker is attacked on the internet, while a
+// well-behaved client announces every 0.5 s over HTTP (a new connection
+// each time) and over UDP (a new socket, connect and announce), from an
+// address no attack uses, on a swarm that also holds a seeder.
+//
+// For every attack the well-behaved client must see no failure (a reply
+// that is not a valid announce holding the seeder, within 5 s) and its
+// slowest announce must take at most 1 s: an announce on loopback is
+// answered in well under a millisecond, and the second leaves room for a
+// shared 2-vCPU machine while staying far below the stalls the attacks
+// cause (seconds, or no answer at all). Under the race detector, which
+// slows the test's own clients (trackd is built without it), the latency
+// bounds are three times as long.
+//
+// The attacks (TestAttack's subtests, run one after the other, each on a
+// trackd of its own with -read-header-timeout 2s):
+//
+//   - BlankLineDribblers: 20 new and 20 keep-alive connections that send
+//     only "\r\n" once a second must be closed at most 2 s after
+//     read_header_timeout from their first byte; 64 KiB of blank lines at
+//     once must be cut off before read_header_timeout. Run against both
+//     HTTP servers: the event loops (in-memory store) and the goroutine per
+//     connection (Redis store; redis-server needed, skipped without it
+//     unless TRACKD_REQUIRE_EXTERNAL=1).
+//   - DribblersAtMaxConns: 200 such dribblers from one address,
+//     reconnecting when closed, against -max-conns 200 and the default
+//     max_conns_per_ip, for 9 s. Here the slowest announce may take
+//     read_header_timeout + 1 s: unless the default bounds one address
+//     below 200 connections, a newcomer may wait for a dribbler's close.
+//   - IdleKeepAliveFlood: 10,500 keep-alive connections, one request each,
+//     ten from each of 1,050 addresses 127.1.x.y, held for 10 s against
+//     -max-conns 10000: every one of them must be answered (at the cap the
+//     longest-idle connections make way) and no more than 10,000 stay open.
+//     The server's and the test's connections live in different processes
+//     (the descriptor limit is per process).
+//   - PerAddressBound: 200 keep-alive connections from one address against
+//     -max-conns-per-ip 50 leave at most 50 open; 200 from an address in
+//     -trusted-proxies are all answered and kept.
+//   - FullScrapeStall: 1,000,000 torrents (filled over UDP), full scrapes
+//     asked for back to back on two connections with
+//     -full-scrape-interval 0 for 10 s; each scraper must get at least one.
+//   - MemoryFlood: 2,000,000 announces of random info hashes over UDP at
+//     most 100,000 a second (at most 60 s) against -max-memory 32 MiB:
+//     trackd's resident memory (VmRSS) must stay at most 2 × max_memory +
+//     48 MiB, and a swarm of three peers made before the flood must still
+//     be returned whole afterwards.
+//
+// TestRealClientNumbers checks values real clients send: a UDP stopped
+// announce with left = 2^64−1 (WebTorrent) removes the peer; left of 2^63
+// or more, all ones or negative is a leecher, over UDP and HTTP; over HTTP
+// event=empty, an empty event and event=paused, and over UDP event 4, are
+// regular announces.
+//
+// TRACKD_ATTACK_BIG=1 runs the large versions: the full scrape with
+// 3,000,000 torrents for 30 s, and the memory flood with 20,000,000
+// announces (at most 10 minutes) against -max-memory 256 MiB.
+//
+// Every loop is bounded in count and time, every address is on 127.0.0.0/8,
+// and every trackd is killed when its test ends.
+package attack
