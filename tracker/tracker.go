@@ -8,6 +8,7 @@ package tracker
 import (
 	"context"
 	"errors"
+	"math"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -158,6 +159,12 @@ func IsClientError(err error) bool {
 // NumWantUnset marks an AnnounceRequest whose client did not send numwant.
 const NumWantUnset = -1
 
+// LeftUnknown is AnnounceRequest.Left when the client did not say how much
+// it has left, or said something no count can be: a negative number, 2^63
+// or more (WebTorrent sends 2^64-1 when it does not know), junk. Such a
+// peer is a leecher, as is any peer with a non-zero Left.
+const LeftUnknown = math.MaxUint64
+
 // AnnounceRequest is an announce after the frontend has parsed it.
 type AnnounceRequest struct {
 	InfoHash bittorrent.InfoHash
@@ -167,8 +174,10 @@ type AnnounceRequest struct {
 	Addr       netip.AddrPort
 	Uploaded   uint64
 	Downloaded uint64
-	Left       uint64
-	Event      bittorrent.Event
+	// Left is the bytes the peer has left to download: 0 for a
+	// seeder, LeftUnknown when the client did not tell.
+	Left  uint64
+	Event bittorrent.Event
 	// NumWant is the number of peers asked for, or NumWantUnset.
 	NumWant int
 	// Compact and NoPeerID are the client's reply-format wishes. A frontend

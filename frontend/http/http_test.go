@@ -202,6 +202,57 @@ func TestAnnounceFailures(t *testing.T) {
 	}
 }
 
+// TestAnnounceLenient: announces as real clients send them, through the
+// handler, the core and the in-memory store. A stopped announce with
+// left=2^64-1 (WebTorrent's "unknown") removes the peer; event=empty
+// (BEP 3), event=paused (libtorrent) and qBittorrent's extra fields are
+// regular announces.
+func TestAnnounceLenient(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih, pid := hash20("lenient swarm"), hash20("-WW0107-")
+	q := func(port, extra string) string {
+		return "/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=" + port + extra
+	}
+	for _, step := range []struct {
+		name               string
+		remote, target     string
+		complete, incomplt int64
+	}{
+		{"seeder, event=empty", "10.0.0.1:1", q("6881", "&left=0&event=empty&compact=1"), 1, 0},
+		{"leecher, left=2^64-1 (unknown)", "10.0.0.2:1", q("6882", "&left=18446744073709551615&event=started&compact=1"), 1, 1},
+		{"leecher, left junk", "10.0.0.3:1", q("6883", "&left=abc&compact=1"), 1, 2},
+		{"qBittorrent extras", "10.0.0.4:1", q("6884", "&uploaded=0&downloaded=0&left=1000&corrupt=0&key=8A3F21C0&event=started&numwant=200&compact=1&no_peer_id=1&supportcrypto=1&redundant=0"), 1, 3},
+		{"paused seeder stays", "10.0.0.1:1", q("6881", "&left=0&event=paused&compact=1"), 1, 3},
+		{"unknown event", "10.0.0.4:1", q("6884", "&left=1000&event=finished&uploaded=-1&key=%4&compact=1"), 1, 3},
+		// the stopped announce carries numbers no count can be
+		{"stopped with left=2^64-1", "10.0.0.2:1", q("6882", "&left=18446744073709551615&uploaded=18446744073709551615&event=stopped&compact=1"), 1, 2},
+		{"stopped with left=-1", "10.0.0.3:1", q("6883", "&left=-1&event=stopped&compact=1"), 1, 1},
+	} {
+		d, _ := f.get(t, step.remote, step.target)
+		if failure(d) != "" {
+			t.Fatalf("%s: failure %q", step.name, failure(d))
+		}
+		if d["complete"] != step.complete || d["incomplete"] != step.incomplt {
+			t.Errorf("%s: complete %v, incomplete %v; want %d, %d", step.name, d["complete"], d["incomplete"], step.complete, step.incomplt)
+		}
+	}
+	// What may still fail, and with which text.
+	for _, tc := range []struct{ target, want string }{
+		{"/announce?peer_id=" + esc(pid) + "&port=1", "missing parameter info_hash"},
+		{"/announce?info_hash=" + esc(ih) + "&port=1", "missing parameter peer_id"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid), "missing parameter port"},
+		{"/announce?info_hash=abc&peer_id=" + esc(pid) + "&port=1", "invalid info_hash: must be 20 bytes, percent-encoded"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=abc&port=1", "invalid peer_id: must be 20 bytes, percent-encoded"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=0", "invalid port: must be a number from 1 to 65535"},
+		{"/announce?info_hash=" + esc(ih) + "&info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=1", "parameter info_hash given twice"},
+	} {
+		d, _ := f.get(t, "10.0.0.9:1", tc.target)
+		if got := failure(d); got != tc.want {
+			t.Errorf("%s: failure %q, want %q", tc.target, got, tc.want)
+		}
+	}
+}
+
 func TestUnknownPath(t *testing.T) {
 	f := newFixture(t, tracker.Config{}, Options{})
 	for _, p := range []string{"/", "/announce/x", "/favicon.ico", "/scrape.php"} {

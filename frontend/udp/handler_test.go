@@ -402,6 +402,51 @@ func TestAnnounceEvents(t *testing.T) {
 	}
 }
 
+// TestAnnounceLenient: announces as real clients send them, through the
+// handler, the core and the in-memory store. WebTorrent's node client
+// sends left = 2^64-1 ("unknown") on its stopped announce: the peer must
+// leave the swarm. Negative counts, unused fields and events past 3 never
+// fail an announce.
+func TestAnnounceLenient(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih := hash20("lenient swarm")
+	type step struct {
+		name              string
+		from              string
+		a                 announce // id, tid, ih filled in
+		leechers, seeders int32
+	}
+	const allOnes = -1 // left = 2^64-1 on the wire
+	for _, st := range []step{
+		{"seeder", "192.0.2.1:4000", announce{pid: hash20("s"), left: 0, event: udpEventStarted, port: 6881}, 0, 1},
+		{"WebTorrent started, left unknown", "192.0.2.2:4000", announce{pid: hash20("-WW0107-a"), left: allOnes, event: udpEventStarted, port: 6882}, 1, 1},
+		{"left -2^63", "192.0.2.3:4000", announce{pid: hash20("c"), left: -1 << 63, event: udpEventStarted, port: 6883}, 2, 1},
+		{"negative downloaded and uploaded, random key", "192.0.2.4:4000", announce{pid: hash20("d"), left: 5, downloaded: -1, uploaded: -5, key: 0xdeadbeef, port: 6884}, 3, 1},
+		{"paused (libtorrent, 4)", "192.0.2.1:4000", announce{pid: hash20("s"), left: 0, event: udpEventPaused, port: 6881}, 3, 1},
+		{"event 5", "192.0.2.4:4000", announce{pid: hash20("d"), left: 5, event: 5, port: 6884}, 3, 1},
+		{"event 2^32-1", "192.0.2.4:4000", announce{pid: hash20("d"), left: 5, event: 0xffffffff, port: 6884}, 3, 1},
+		{"WebTorrent stopped, left 2^64-1", "192.0.2.2:4000", announce{pid: hash20("-WW0107-a"), left: allOnes, event: udpEventStopped, port: 6882}, 2, 1},
+		{"stopped, left -2^63", "192.0.2.3:4000", announce{pid: hash20("c"), left: -1 << 63, event: udpEventStopped, port: 6883}, 1, 1},
+	} {
+		from := ap(st.from)
+		a := st.a
+		a.id, a.tid, a.ih, a.numWant = f.connect(t, from), 9, ih, -1
+		r := decodeAnnounce(t, f.do(from, a.bytes()), 9, false)
+		if r.leechers != st.leechers || r.seeders != st.seeders {
+			t.Errorf("%s: leechers %d, seeders %d; want %d, %d", st.name, r.leechers, r.seeders, st.leechers, st.seeders)
+		}
+	}
+	// The stopped peers are gone: a scrape counts what is left.
+	from := ap("192.0.2.9:4000")
+	reply := f.do(from, scrapePkt(f.connect(t, from), 10, ih))
+	if len(reply) != 20 || be32(reply) != actionScrape {
+		t.Fatalf("scrape reply %x", reply)
+	}
+	if seeders, leechers := be32(reply[8:]), be32(reply[16:]); seeders != 1 || leechers != 1 {
+		t.Errorf("after the stopped announces: %d seeders, %d leechers; want 1, 1", seeders, leechers)
+	}
+}
+
 func TestAnnounceErrors(t *testing.T) {
 	f := newFixture(t, tracker.Config{}, Options{})
 	from := ap("192.0.2.1:4000")
@@ -419,11 +464,6 @@ func TestAnnounceErrors(t *testing.T) {
 	}{
 		{"97 bytes", good.bytes()[:97], "announce packet too short"},
 		{"header only", good.bytes()[:16], "announce packet too short"},
-		{"negative downloaded", with(func(a *announce) { a.downloaded = -1 }), "invalid downloaded: must be from 0 to 2^63-1"},
-		{"negative left", with(func(a *announce) { a.left = -1 << 63 }), "invalid left: must be from 0 to 2^63-1"},
-		{"negative uploaded", with(func(a *announce) { a.uploaded = -5 }), "invalid uploaded: must be from 0 to 2^63-1"},
-		{"event 5", with(func(a *announce) { a.event = 5 }), errBadEvent.Error()},
-		{"event 2^32-1", with(func(a *announce) { a.event = 0xffffffff }), errBadEvent.Error()},
 		{"port 0", with(func(a *announce) { a.port = 0 }), string(tracker.ErrPortZero)},
 		{"truncated URLData", with(func(a *announce) { a.options = []byte{optURLData, 5, 'a'} }), "malformed BEP 41 option"},
 		{"URLData without length", with(func(a *announce) { a.options = []byte{optNOP, optURLData} }), "malformed BEP 41 option"},
