@@ -65,6 +65,10 @@ type Config struct {
 	// ids, so Announce sets AnnounceRequest.NoPeerID: a non-compact reply
 	// then leaves "peer id" out, as for a client that sent no_peer_id=1.
 	PeerIDs bool
+	// Health, when set, is told the outcome of every store call made for
+	// a request, so that the readiness check follows the store's health
+	// (see store.Health). nil tells nobody.
+	Health *store.Health
 }
 
 // DefaultConfig returns the defaults: a target of 1000 announces per second,
@@ -296,6 +300,7 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 		Family:   req.Family,
 	}
 	peers, stats, err := t.store.Announce(ctx, a, resp.Peers[:0])
+	t.cfg.Health.Observe(err)
 	if err != nil {
 		return err
 	}
@@ -326,6 +331,7 @@ func (t *Tracker) numWant(req *AnnounceRequest) int {
 func (t *Tracker) Intervals(ctx context.Context) (interval, minInterval time.Duration, err error) {
 	totals, err := t.store.Totals(ctx)
 	if err != nil {
+		t.cfg.Health.Observe(err)
 		return 0, 0, err
 	}
 	interval = IntervalFor(totals.Peers(), t.cfg.TargetAnnounceRate, t.cfg.MinInterval, t.cfg.MaxInterval)
@@ -366,6 +372,7 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 	}
 	defer t.done()
 	files, err := t.store.Scrape(ctx, hashes, resp.Files[:0])
+	t.cfg.Health.Observe(err)
 	if err != nil {
 		return err
 	}

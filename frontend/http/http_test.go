@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,11 +12,13 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"trackd/bencode"
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/store"
 	"trackd/store/memory"
 	"trackd/tracker"
@@ -482,14 +485,17 @@ func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bit
 }
 
 // TestOverloadRetryIn: a tracker refusing for overload gets a failure
-// reason with BEP 31's "retry in", in minutes, and no log line.
+// reason with BEP 31's "retry in", in minutes, and one log line however
+// many are refused (rate-limited, kind=overload), each counted.
 func TestOverloadRetryIn(t *testing.T) {
 	mem := memory.New(store.Options{PeerLifetime: time.Hour})
 	defer mem.Close()
 	g := &gatedStore{Store: mem, entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	var counted atomic.Int64
 	h := NewHandler(tracker.New(tracker.Config{MaxPending: 1, RetryIn: 5 * time.Minute}, g),
-		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		Options{Logger: log, Errors: ratelog.New(log, ratelog.Options{Count: func(string) { counted.Add(1) }})})
 	f := &fixture{h: h}
 	done := make(chan struct{})
 	go func() {
@@ -498,12 +504,59 @@ func TestOverloadRetryIn(t *testing.T) {
 	}()
 	<-g.entered
 	d, _ := f.get(t, "10.0.0.2:1", announceURL(hash20("a"), hash20("q"), "1", "0&compact=1"))
+	f.get(t, "10.0.0.3:1", announceURL(hash20("a"), hash20("r"), "1", "0&compact=1"))
 	close(g.gate)
 	<-done
 	if !strings.Contains(failure(d), "overloaded") || d["retry in"] != int64(5) || len(d) != 2 {
 		t.Errorf("reply %v, want a failure reason with retry in 5", d)
 	}
-	if logs.Len() != 0 {
-		t.Errorf("logged %q", logs.String())
+	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "kind=overload") {
+		t.Errorf("logged %q, want one line of kind overload", logs.String())
+	}
+	if counted.Load() != 2 {
+		t.Errorf("%d errors counted, want 2", counted.Load())
+	}
+}
+
+// downStore fails every call, as Redis does when it is down.
+type downStore struct{ store.Store }
+
+var errDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func (downStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+	return nil, store.Stats{}, errDown
+}
+
+func (downStore) Scrape(context.Context, []bittorrent.InfoHash, []store.Stats) ([]store.Stats, error) {
+	return nil, errDown
+}
+
+// TestStoreFailureLogged: a store failure is the client's "internal
+// tracker error"; the first is logged at once (kind=store), the next ones
+// within the interval are only counted.
+func TestStoreFailureLogged(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	counts := map[string]int{}
+	h := NewHandler(tracker.New(tracker.Config{}, downStore{}),
+		Options{Logger: log, Errors: ratelog.New(log, ratelog.Options{Count: func(k string) { counts[k]++ }})})
+	f := &fixture{h: h}
+	for i, target := range []string{
+		announceURL(hash20("a"), hash20("p"), "1", "0"),
+		"/scrape?info_hash=" + esc(hash20("a")),
+		announceURL(hash20("a"), hash20("p"), "1", "0"),
+	} {
+		logs.Reset()
+		d, _ := f.get(t, "10.0.0.1:1", target)
+		if failure(d) != "internal tracker error" {
+			t.Errorf("%s: %v, want internal tracker error", target, d)
+		}
+		logged := strings.Contains(logs.String(), "kind=store") && strings.Contains(logs.String(), "connection refused")
+		if logged != (i == 0) {
+			t.Errorf("failure %d: logged %q", i, logs.String())
+		}
+	}
+	if counts[ratelog.KindStore] != 3 {
+		t.Errorf("counted %v, want 3 store errors", counts)
 	}
 }

@@ -3,10 +3,13 @@ package http
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"trackd/internal/ratelog"
 )
 
 // The portable Server: a net.Listener and a goroutine per connection,
@@ -124,7 +127,7 @@ func (b *portableBackend) acceptLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			b.s.log.Error("http: accept failed; pausing", "err", err, "pause", acceptPause)
+			b.opts.Errors.Log(b.ctx, slog.LevelError, ratelog.KindAccept, "http: accept failed; pausing", "err", err, "pause", acceptPause)
 			select {
 			case <-time.After(acceptPause):
 			case <-b.stop:

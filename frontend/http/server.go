@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"trackd/internal/ratelog"
 )
 
 // ServerOptions configure a Server. Zero durations and limits mean none.
@@ -42,6 +44,10 @@ type ServerOptions struct {
 	// Logger receives errors (accept failures, for instance), never a
 	// line per request; nil discards them.
 	Logger *slog.Logger
+	// Errors logs the accept failures (kind "accept") at a bounded rate
+	// and counts them; nil means one of the Server's own, over Logger,
+	// that counts nothing.
+	Errors *ratelog.Logger
 }
 
 const (
@@ -61,6 +67,9 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Errors == nil {
+		o.Errors = ratelog.New(o.Logger, ratelog.Options{})
 	}
 	return o
 }

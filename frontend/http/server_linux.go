@@ -18,6 +18,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"trackd/internal/ratelog"
 )
 
 // The Linux Server: one event loop per CPU. Each loop is a goroutine that
@@ -291,7 +293,6 @@ type loop struct {
 	armed      time.Duration // the epoll descriptor's read deadline; 0: none; expired
 	acceptAt   time.Duration // accepting paused until then (EMFILE); 0: not paused
 	listenerOn bool          // the listening socket is in the epoll set
-	errLogged  time.Duration // when an accept error was last logged
 
 	// Connections waiting for something with a deadline, each list in
 	// deadline order since its timeout is the same for all.
@@ -625,11 +626,7 @@ func (l *loop) pause() {
 }
 
 func (l *loop) logAcceptError(err error) {
-	if l.errLogged != 0 && l.now-l.errLogged < 10*time.Second {
-		return
-	}
-	l.errLogged = l.now
-	l.log.Error("http: accept failed; pausing", "err", err, "pause", acceptPause)
+	l.opts.Errors.Log(context.Background(), slog.LevelError, ratelog.KindAccept, "http: accept failed; pausing", "err", err, "pause", acceptPause)
 }
 
 // sockaddrAddrPort converts an accepted peer's address.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
@@ -612,20 +613,28 @@ func (failingStore) Close() error { return nil }
 func TestServerErrors(t *testing.T) {
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
-	h := NewHandler(tracker.New(tracker.Config{}, failingStore{}), Options{Secret: testSecret, Logger: log})
+	counts := map[string]int{}
+	errs := ratelog.New(log, ratelog.Options{Count: func(kind string) { counts[kind]++ }})
+	h := NewHandler(tracker.New(tracker.Config{}, failingStore{}), Options{Secret: testSecret, Logger: log, Errors: errs})
 	from := ap("192.0.2.1:4000")
 	ctx := context.Background()
 	reply := h.Handle(ctx, from, connectPkt(1), nil)
 	id := binary.BigEndian.Uint64(reply[8:])
 	a := announce{id: id, tid: 2, ih: hash20("x"), pid: hash20("p"), left: 1, numWant: -1, port: 6881}
-	for _, pkt := range [][]byte{a.bytes(), scrapePkt(id, 2, hash20("x"))} {
+	// The first store failure is logged; the ones that follow within
+	// the interval are only counted.
+	for i, pkt := range [][]byte{a.bytes(), scrapePkt(id, 2, hash20("x")), a.bytes()} {
 		logBuf.Reset()
 		if got := errorText(t, h.Handle(ctx, from, pkt, nil), 2); got != "internal tracker error" {
 			t.Errorf("error %q, want internal tracker error", got)
 		}
-		if !strings.Contains(logBuf.String(), "store is down") {
-			t.Errorf("server error not logged: %q", logBuf.String())
+		logged := strings.Contains(logBuf.String(), "store is down") && strings.Contains(logBuf.String(), "kind=store")
+		if logged != (i == 0) {
+			t.Errorf("failure %d: logged %q", i, logBuf.String())
 		}
+	}
+	if counts[ratelog.KindStore] != 3 {
+		t.Errorf("store errors counted: %v, want 3", counts)
 	}
 	// A client error is not logged.
 	logBuf.Reset()

@@ -157,7 +157,10 @@ type shardState struct {
 	mem    region // the shard's small blocks; its first word ends the first cache line
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Prober = (*Store)(nil)
+)
 
 var (
 	errNoAddr = errors.New("memory: announce without a valid peer address")
@@ -478,6 +481,17 @@ func (s *Store) Close() error {
 	})
 	<-s.done
 	return nil
+}
+
+// Probe implements store.Prober: the in-memory store serves every request
+// until it is closed, and then fails them with store.ErrClosed.
+func (s *Store) Probe(context.Context) error {
+	select {
+	case <-s.stop:
+		return errClosed
+	default:
+		return nil
+	}
 }
 
 func (s *Store) sweeper(interval time.Duration) {
