@@ -18,6 +18,7 @@ import (
 	"trackd/config"
 	"trackd/internal/redistest"
 	"trackd/server"
+	"trackd/store"
 )
 
 // TestRedisFaultLogsAndReadiness: under steady announce load over HTTP and
@@ -306,4 +307,46 @@ func (h *recordingHandler) since(t time.Time) []logRecord {
 		}
 	}
 	return out
+}
+
+// TestRedisReadyWithoutTraffic: /readyz does not stay at 503 when a load
+// balancer, seeing it, stops sending requests: after a failed announce
+// (Redis refusing writes) and no request since, it is 200 again within
+// store.FailureHold of the store serving.
+func TestRedisReadyWithoutTraffic(t *testing.T) {
+	rs := redistest.Start(t)
+	ctx := deadline(t, 60*time.Second)
+	srv := startRedisTracker(t, rs.URL(), nil)
+	hc := newLoopbackHTTPClient(t)
+	admin := "http://" + srv.AdminAddr().String()
+	rc := rs.Client()
+	if err := rc.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ih := [20]byte{0: 'N', 1: 'O', 2: 'T'}
+	q := "http://" + srv.HTTPAddr().String() + "/announce?info_hash=" + url.QueryEscape(string(ih[:])) +
+		"&peer_id=-E2ENOT-000000046101&port=46101&left=1&compact=1"
+	if code, body, err := rawGet(ctx, t, hc, q); err != nil || code != 200 || !strings.Contains(string(body), "internal tracker error") {
+		t.Fatalf("announce with Redis at maxmemory: %d %q %v, want internal tracker error", code, body, err)
+	}
+	if code, body, _ := rawGet(ctx, t, hc, admin+"/readyz"); code != 503 {
+		t.Errorf("/readyz %d %q with Redis refusing writes, want 503", code, body)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// No request from here on.
+	start := time.Now()
+	waitFor(ctx, t, "/readyz 200 without traffic", func() (bool, string) {
+		code, body, _ := rawGet(ctx, t, hc, admin+"/readyz")
+		return code == 200, fmt.Sprintf("%d %q", code, body)
+	})
+	if d := time.Since(start); d > store.FailureHold+2*time.Second {
+		t.Errorf("/readyz 200 only %v after Redis served again, want within %v", d, store.FailureHold)
+	} else {
+		t.Logf("/readyz 200 %v after Redis served again, without traffic", d.Round(time.Millisecond))
+	}
 }
