@@ -18,8 +18,9 @@ type Options struct {
 	Metrics http.Handler
 	// Stats serves /stats (HTML) and /stats.json.
 	Stats http.Handler
-	// Ready reports whether the tracker can serve: the store is
-	// reachable. /readyz answers 503 with its error when it fails.
+	// Ready reports whether the tracker can serve: the store serves
+	// requests (store.Health.Check). /readyz answers 503 with its error
+	// when it fails.
 	Ready func(ctx context.Context) error
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
@@ -30,7 +31,7 @@ type Options struct {
 // NewHandler returns the admin endpoint's handler.
 //
 //	/healthz      200 "ok" while the process serves HTTP at all (liveness)
-//	/readyz       200 "ready", or 503 and why (readiness: storage reachable)
+//	/readyz       200 "ready", or 503 and why (readiness: the store serves requests)
 //	/metrics      Prometheus text format
 //	/stats        the stats page; /stats.json the same data
 //	/debug/pprof/ the profiler, only with Options.Pprof

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"trackd/store"
+	"trackd/internal/ratelog"
 	"trackd/tracker"
 )
 
@@ -98,6 +99,8 @@ type Metrics struct {
 	fullScrapes prometheus.Counter
 	evicted     [numConnReasons]prometheus.Counter
 	refused     [numConnReasons]prometheus.Counter
+	errorsVec   *prometheus.CounterVec
+	errors      map[string]prometheus.Counter // of ratelog.Kinds, read-only after New
 	// perProtocol counts every request by protocol, for the stats page's
 	// rates without reading Prometheus' own state back.
 	perProtocol [numProtocols]atomic.Uint64
@@ -132,6 +135,16 @@ func New(opts Options) *Metrics {
 		Namespace: "trackd", Name: "full_scrapes_total",
 		Help: "Full (all torrents) scrapes served.",
 	})
+	m.errorsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "trackd", Name: "errors_total",
+		Help: "Server-side errors by kind, every one counted although the log shows only the first of a kind and then a count every 10 s: " +
+			"store (the store failed a request), overload (a request refused at max_pending), write (a UDP reply not sent), " +
+			"accept (a connection not accepted), store_background (a round of the store's background work failed).",
+	}, []string{"kind"})
+	m.errors = make(map[string]prometheus.Counter, len(ratelog.Kinds))
+	for _, k := range ratelog.Kinds {
+		m.errors[k] = m.errorsVec.WithLabelValues(k)
+	}
 	for p := range numProtocols {
 		for a := range numActions {
 			if a == Connect && p != UDP {
@@ -155,7 +168,7 @@ func New(opts Options) *Metrics {
 		m.evicted[r] = evicted.WithLabelValues(r.String())
 	}
 	m.refused[PerIP] = refused.WithLabelValues(PerIP.String())
-	m.reg.MustRegister(requests, latency, m.fullScrapes, evicted, refused,
+	m.reg.MustRegister(requests, latency, m.fullScrapes, evicted, refused, m.errorsVec,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if opts.Totals != nil {
@@ -228,6 +241,19 @@ func (m *Metrics) OpenConns(open func() int) {
 		Namespace: "trackd", Name: "http_connections_open",
 		Help: "Open HTTP connections (the plain-HTTP server's, not HTTPS).",
 	}, func() float64 { return float64(open()) }))
+}
+
+// Error counts one error of kind (one of ratelog.Kinds): it is
+// ratelog.Options.Count.
+func (m *Metrics) Error(kind string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.errors[kind]; ok {
+		c.Inc()
+		return
+	}
+	m.errorsVec.WithLabelValues(kind).Inc() // a kind of another package's own
 }
 
 // Requests returns the requests recorded for p since start.

@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"trackd/store"
+	"trackd/internal/ratelog"
 	"trackd/tracker"
 )
 
@@ -86,10 +87,30 @@ func TestRequests(t *testing.T) {
 	}
 }
 
+func TestErrors(t *testing.T) {
+	m := New(Options{})
+	// Every kind has a series from the start, at 0.
+	for _, k := range ratelog.Kinds {
+		if v := value(t, m, "trackd_errors_total", map[string]string{"kind": k}); v != 0 {
+			t.Errorf("kind %s: %v before any error, want 0", k, v)
+		}
+	}
+	m.Error(ratelog.KindStore)
+	m.Error(ratelog.KindStore)
+	m.Error(ratelog.KindOverload)
+	m.Error("other")
+	for k, want := range map[string]float64{ratelog.KindStore: 2, ratelog.KindOverload: 1, ratelog.KindWrite: 0, "other": 1} {
+		if v := value(t, m, "trackd_errors_total", map[string]string{"kind": k}); v != want {
+			t.Errorf("kind %s: %v, want %v", k, v, want)
+		}
+	}
+}
+
 func TestNilRecordsNothing(t *testing.T) {
 	var m *Metrics
 	m.Request(UDP, Announce, OK, time.Millisecond)
 	m.FullScrape()
+	m.Error(ratelog.KindStore)
 	if m.Requests(UDP) != 0 {
 		t.Error("nil Metrics counted")
 	}

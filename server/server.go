@@ -21,6 +21,7 @@ import (
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
+	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/stats"
 	"trackd/store"
@@ -34,6 +35,8 @@ type Server struct {
 	cfg     config.Config
 	log     *slog.Logger
 	store   store.Store
+	health  *store.Health   // what /readyz reports
+	errs    *ratelog.Logger // errors that can repeat per request
 	tracker *tracker.Tracker
 
 	access  *accesslist.Source
@@ -78,7 +81,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, er
 }
 
 func build(ctx context.Context, cfg config.Config, log *slog.Logger,
-	open func(context.Context, config.Config, *slog.Logger) (store.Store, error)) (*Server, error) {
+	open func(context.Context, config.Config, *slog.Logger, *ratelog.Logger) (store.Store, error)) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -99,10 +102,21 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 		}
 	}
 
-	st, err := open(ctx, cfg, log)
+	// The metrics exist before the store, which counts its errors in
+	// them; what they read of s, they read once build has returned.
+	var s *Server
+	m := metrics.New(metrics.Options{
+		Totals:     func(ctx context.Context) (metrics.Totals, error) { return s.metricTotals(ctx) },
+		UDPDropped: func() uint64 { return s.udpDropped() },
+	})
+	// One rate-limited log for the errors that can repeat per request,
+	// whoever meets them; each is counted in trackd_errors_total.
+	errs := ratelog.New(log, ratelog.Options{Count: m.Error})
+	st, err := open(ctx, cfg, log, errs)
 	if err != nil {
 		return nil, err
 	}
+	health := store.NewHealth(st, nil)
 	tcfg := tracker.Config{
 		TargetAnnounceRate:  cfg.TargetAnnounceRate,
 		MinInterval:         cfg.MinInterval,
@@ -115,12 +129,13 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 		PeerIDs:             cfg.PeerIDs,
 		MaxPending:          cfg.MaxPending,
 		RetryIn:             cfg.RetryIn,
+		Health:              health,
 	}
 	if mode != accesslist.Off {
 		tcfg.Access = access
 	}
 	tr := tracker.New(tcfg, st)
-	s := &Server{cfg: cfg, log: log, store: st, tracker: tr, access: access, cert: cert,
+	s = &Server{cfg: cfg, log: log, store: st, health: health, errs: errs, metrics: m, tracker: tr, access: access, cert: cert,
 		serveErr: make(chan error, 1), ready: make(chan struct{})}
 	if cfg.State != "" {
 		if s.state, err = s.loadState(st); err != nil {
@@ -135,10 +150,6 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 		log.Info("store memory bound", "max_memory", cfg.MaxMemory.String(), "bytes", int64(cfg.MaxMemory))
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
-	s.metrics = metrics.New(metrics.Options{
-		Totals:     s.metricTotals,
-		UDPDropped: s.udpDropped,
-	})
 	s.stats = stats.New(s.statCounts, stats.TopFromScrape(func(ctx context.Context, fn func(bittorrent.InfoHash, uint32, uint32) error) error {
 		_, err := tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, c store.Stats) error { return fn(h, c.Seeders, c.Leechers) })
 		return err
@@ -151,6 +162,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			TrustedProxies:     trustedProxies,
 			TrustIPParam:       trustIPParam,
 			Logger:             log,
+			Errors:             errs,
 			Metrics:            s.metrics,
 			WriteTimeout:       cfg.WriteTimeout,
 		})
@@ -160,6 +172,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			Secret:       []byte(cfg.UDPSecret),
 			TrustIPParam: trustIPParam,
 			Logger:       log,
+			Errors:       errs,
 			Metrics:      s.metrics,
 		})
 	}
@@ -225,6 +238,7 @@ func (s *Server) Start() error {
 			GoroutinePerConn:  !inMemory,
 			Logger:            s.log,
 			Metrics:           s.metrics,
+			Errors:            s.errs,
 		})
 		if err != nil {
 			return fmt.Errorf("http listener: %w", err)
@@ -243,6 +257,7 @@ func (s *Server) Start() error {
 		us, err := udpfrontend.Listen(s.cfg.UDP, s.udpHandler, udpfrontend.ServeOptions{
 			Sockets: sockets,
 			Logger:  s.log,
+			Errors:  s.errs,
 		})
 		if err != nil {
 			s.closeListeners()
@@ -283,7 +298,7 @@ func (s *Server) Start() error {
 			Handler: admin.NewHandler(admin.Options{
 				Metrics: s.metrics.Handler(),
 				Stats:   s.stats,
-				Ready:   ready(s.store),
+				Ready:   s.health.Check,
 				Pprof:   s.cfg.Pprof,
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -363,9 +378,10 @@ func (s *Server) serve(srv *http.Server, ln net.Listener, name string, run func(
 // Shutdown: watching the access list file, sampling the stats, writing the
 // state file.
 func (s *Server) background() {
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go func() { defer s.bg.Done(); s.access.Watch(s.bgCtx, accessListPoll) }()
 	go func() { defer s.bg.Done(); s.stats.Run(s.bgCtx) }()
+	go func() { defer s.bg.Done(); s.errs.Run(s.bgCtx) }()
 	if s.state != nil {
 		s.bg.Add(1)
 		go func() { defer s.bg.Done(); s.saveStatePeriodically(s.bgCtx) }()

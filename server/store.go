@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"trackd/config"
+	"trackd/internal/ratelog"
 	"trackd/store"
 	"trackd/store/memory"
 	redisstore "trackd/store/redis"
@@ -15,7 +16,7 @@ import (
 
 // openStore opens the store cfg names: the in-memory store, or Redis. It
 // tries Redis once; Open's retry loop is in openStoreRetry.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, errs *ratelog.Logger) (store.Store, error) {
 	opts := store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs}
 	if cfg.Store == "memory" {
 		return memory.New(opts), nil
@@ -23,6 +24,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 	st, err := redisstore.Open(ctx, cfg.Store, opts, redisstore.Options{
 		Timeout: cfg.RedisTimeout,
 		Logger:  log.With("store", "redis"),
+		Errors:  errs,
 	})
 	if err != nil {
 		return nil, &storeError{err}
@@ -42,9 +44,9 @@ const retryEvery = 2 * time.Second
 
 // openStoreRetry is openStore that, when the store cannot be reached, logs
 // why and tries again every retryEvery until ctx ends.
-func openStoreRetry(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+func openStoreRetry(ctx context.Context, cfg config.Config, log *slog.Logger, errs *ratelog.Logger) (store.Store, error) {
 	for attempt := 1; ; attempt++ {
-		st, err := openStore(ctx, cfg, log)
+		st, err := openStore(ctx, cfg, log, errs)
 		var se *storeError
 		if err == nil || !errors.As(err, &se) {
 			if err == nil && attempt > 1 {
@@ -58,22 +60,5 @@ func openStoreRetry(ctx context.Context, cfg config.Config, log *slog.Logger) (s
 			return nil, fmt.Errorf("store: %w (gave up: %v)", err, context.Cause(ctx))
 		case <-time.After(retryEvery):
 		}
-	}
-}
-
-// pinger is a store that can say whether it is reachable (Redis).
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// ready reports whether the store answers: Ping where the store has it,
-// else a Totals read.
-func ready(st store.Store) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		if p, ok := st.(pinger); ok {
-			return p.Ping(ctx)
-		}
-		_, err := st.Totals(ctx)
-		return err
 	}
 }

@@ -8,6 +8,7 @@ package tracker
 import (
 	"context"
 	"errors"
+	"math"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -64,6 +65,10 @@ type Config struct {
 	// ids, so Announce sets AnnounceRequest.NoPeerID: a non-compact reply
 	// then leaves "peer id" out, as for a client that sent no_peer_id=1.
 	PeerIDs bool
+	// Health, when set, is told the outcome of every store call made for
+	// a request, so that the readiness check follows the store's health
+	// (see store.Health). nil tells nobody.
+	Health *store.Health
 }
 
 // DefaultConfig returns the defaults: a target of 1000 announces per second,
@@ -158,6 +163,12 @@ func IsClientError(err error) bool {
 // NumWantUnset marks an AnnounceRequest whose client did not send numwant.
 const NumWantUnset = -1
 
+// LeftUnknown is AnnounceRequest.Left when the client did not say how much
+// it has left, or said something no count can be: a negative number, 2^63
+// or more (WebTorrent sends 2^64-1 when it does not know), junk. Such a
+// peer is a leecher, as is any peer with a non-zero Left.
+const LeftUnknown = math.MaxUint64
+
 // AnnounceRequest is an announce after the frontend has parsed it.
 type AnnounceRequest struct {
 	InfoHash bittorrent.InfoHash
@@ -167,8 +178,10 @@ type AnnounceRequest struct {
 	Addr       netip.AddrPort
 	Uploaded   uint64
 	Downloaded uint64
-	Left       uint64
-	Event      bittorrent.Event
+	// Left is the bytes the peer has left to download: 0 for a
+	// seeder, LeftUnknown when the client did not tell.
+	Left  uint64
+	Event bittorrent.Event
 	// NumWant is the number of peers asked for, or NumWantUnset.
 	NumWant int
 	// Compact and NoPeerID are the client's reply-format wishes. A frontend
@@ -292,6 +305,7 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 		Family:   req.Family,
 	}
 	peers, stats, err := t.store.Announce(ctx, a, resp.Peers[:0])
+	t.cfg.Health.Observe(err)
 	if err != nil {
 		return t.storeError(err)
 	}
@@ -345,6 +359,7 @@ func (t *Tracker) numWant(req *AnnounceRequest) int {
 func (t *Tracker) Intervals(ctx context.Context) (interval, minInterval time.Duration, err error) {
 	totals, err := t.store.Totals(ctx)
 	if err != nil {
+		t.cfg.Health.Observe(err)
 		return 0, 0, err
 	}
 	interval = IntervalFor(totals.Peers(), t.cfg.TargetAnnounceRate, t.cfg.MinInterval, t.cfg.MaxInterval)
@@ -385,6 +400,7 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 	}
 	defer t.done()
 	files, err := t.store.Scrape(ctx, hashes, resp.Files[:0])
+	t.cfg.Health.Observe(err)
 	if err != nil {
 		return err
 	}

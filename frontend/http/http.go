@@ -24,6 +24,7 @@ import (
 
 	"trackd/bencode"
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
@@ -45,6 +46,10 @@ type Options struct {
 	TrustIPParam []netip.Prefix
 	// Logger receives server errors; nil discards them.
 	Logger *slog.Logger
+	// Errors logs the errors that can repeat once per request (the store
+	// failing, overload) at a bounded rate and counts them; nil means
+	// one of the Handler's own, over Logger, that counts nothing.
+	Errors *ratelog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Metrics counts requests by action and result, and full scrapes;
@@ -92,6 +97,9 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Errors == nil {
+		opts.Errors = ratelog.New(log, ratelog.Options{})
 	}
 	h := &Handler{tracker: t, opts: opts, log: log}
 	h.pool.New = func() any { return newState() }
@@ -486,17 +494,20 @@ func acceptsGzip(fields []string) bool {
 
 // fail answers with a bencoded failure reason. A client error says what the
 // client did wrong; an overloaded tracker says so, with BEP 31's "retry in"
-// (in minutes), and logs nothing (under overload that would be a line per
-// request); any other error is logged and the client told only that the
-// tracker failed.
+// (in minutes); any other error (the store's) is the client told only that
+// the tracker failed. Overload and store errors go to Options.Errors, which
+// logs a line per kind at most every 10 s, not one per request.
 func (h *Handler) fail(st *state, err error) reply {
 	st.err = err
 	msg := err.Error()
 	var retryIn int64
 	if oe, ok := err.(*tracker.OverloadError); ok {
 		retryIn = oe.RetryInMinutes()
+		h.opts.Errors.Log(context.Background(), slog.LevelWarn, ratelog.KindOverload,
+			"request refused: tracker overloaded", "protocol", "http")
 	} else if !tracker.IsClientError(err) {
-		h.log.Error("request failed", "err", err)
+		h.opts.Errors.Log(context.Background(), slog.LevelError, ratelog.KindStore,
+			"request failed", "protocol", "http", "err", err)
 		msg = "internal tracker error"
 	}
 	b := append(st.buf[:0], 'd')

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,11 +12,13 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"trackd/bencode"
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/store"
 	"trackd/store/memory"
 	"trackd/tracker"
@@ -199,6 +202,57 @@ func TestAnnounceFailures(t *testing.T) {
 	d, _ := f.get(t, "10.0.0.1:1", announceURL(ih, pid, "1", "0&compact=1"))
 	if failure(d) != "" {
 		t.Errorf("valid announce after bad ones failed: %q", failure(d))
+	}
+}
+
+// TestAnnounceLenient: announces as real clients send them, through the
+// handler, the core and the in-memory store. A stopped announce with
+// left=2^64-1 (WebTorrent's "unknown") removes the peer; event=empty
+// (BEP 3), event=paused (libtorrent) and qBittorrent's extra fields are
+// regular announces.
+func TestAnnounceLenient(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih, pid := hash20("lenient swarm"), hash20("-WW0107-")
+	q := func(port, extra string) string {
+		return "/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=" + port + extra
+	}
+	for _, step := range []struct {
+		name               string
+		remote, target     string
+		complete, incomplt int64
+	}{
+		{"seeder, event=empty", "10.0.0.1:1", q("6881", "&left=0&event=empty&compact=1"), 1, 0},
+		{"leecher, left=2^64-1 (unknown)", "10.0.0.2:1", q("6882", "&left=18446744073709551615&event=started&compact=1"), 1, 1},
+		{"leecher, left junk", "10.0.0.3:1", q("6883", "&left=abc&compact=1"), 1, 2},
+		{"qBittorrent extras", "10.0.0.4:1", q("6884", "&uploaded=0&downloaded=0&left=1000&corrupt=0&key=8A3F21C0&event=started&numwant=200&compact=1&no_peer_id=1&supportcrypto=1&redundant=0"), 1, 3},
+		{"paused seeder stays", "10.0.0.1:1", q("6881", "&left=0&event=paused&compact=1"), 1, 3},
+		{"unknown event", "10.0.0.4:1", q("6884", "&left=1000&event=finished&uploaded=-1&key=%4&compact=1"), 1, 3},
+		// the stopped announce carries numbers no count can be
+		{"stopped with left=2^64-1", "10.0.0.2:1", q("6882", "&left=18446744073709551615&uploaded=18446744073709551615&event=stopped&compact=1"), 1, 2},
+		{"stopped with left=-1", "10.0.0.3:1", q("6883", "&left=-1&event=stopped&compact=1"), 1, 1},
+	} {
+		d, _ := f.get(t, step.remote, step.target)
+		if failure(d) != "" {
+			t.Fatalf("%s: failure %q", step.name, failure(d))
+		}
+		if d["complete"] != step.complete || d["incomplete"] != step.incomplt {
+			t.Errorf("%s: complete %v, incomplete %v; want %d, %d", step.name, d["complete"], d["incomplete"], step.complete, step.incomplt)
+		}
+	}
+	// What may still fail, and with which text.
+	for _, tc := range []struct{ target, want string }{
+		{"/announce?peer_id=" + esc(pid) + "&port=1", "missing parameter info_hash"},
+		{"/announce?info_hash=" + esc(ih) + "&port=1", "missing parameter peer_id"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid), "missing parameter port"},
+		{"/announce?info_hash=abc&peer_id=" + esc(pid) + "&port=1", "invalid info_hash: must be 20 bytes, percent-encoded"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=abc&port=1", "invalid peer_id: must be 20 bytes, percent-encoded"},
+		{"/announce?info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=0", "invalid port: must be a number from 1 to 65535"},
+		{"/announce?info_hash=" + esc(ih) + "&info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=1", "parameter info_hash given twice"},
+	} {
+		d, _ := f.get(t, "10.0.0.9:1", tc.target)
+		if got := failure(d); got != tc.want {
+			t.Errorf("%s: failure %q, want %q", tc.target, got, tc.want)
+		}
 	}
 }
 
@@ -431,14 +485,17 @@ func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bit
 }
 
 // TestOverloadRetryIn: a tracker refusing for overload gets a failure
-// reason with BEP 31's "retry in", in minutes, and no log line.
+// reason with BEP 31's "retry in", in minutes, and one log line however
+// many are refused (rate-limited, kind=overload), each counted.
 func TestOverloadRetryIn(t *testing.T) {
 	mem := memory.New(store.Options{PeerLifetime: time.Hour})
 	defer mem.Close()
 	g := &gatedStore{Store: mem, entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	var counted atomic.Int64
 	h := NewHandler(tracker.New(tracker.Config{MaxPending: 1, RetryIn: 5 * time.Minute}, g),
-		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		Options{Logger: log, Errors: ratelog.New(log, ratelog.Options{Count: func(string) { counted.Add(1) }})})
 	f := &fixture{h: h}
 	done := make(chan struct{})
 	go func() {
@@ -447,12 +504,59 @@ func TestOverloadRetryIn(t *testing.T) {
 	}()
 	<-g.entered
 	d, _ := f.get(t, "10.0.0.2:1", announceURL(hash20("a"), hash20("q"), "1", "0&compact=1"))
+	f.get(t, "10.0.0.3:1", announceURL(hash20("a"), hash20("r"), "1", "0&compact=1"))
 	close(g.gate)
 	<-done
 	if !strings.Contains(failure(d), "overloaded") || d["retry in"] != int64(5) || len(d) != 2 {
 		t.Errorf("reply %v, want a failure reason with retry in 5", d)
 	}
-	if logs.Len() != 0 {
-		t.Errorf("logged %q", logs.String())
+	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), "kind=overload") {
+		t.Errorf("logged %q, want one line of kind overload", logs.String())
+	}
+	if counted.Load() != 2 {
+		t.Errorf("%d errors counted, want 2", counted.Load())
+	}
+}
+
+// downStore fails every call, as Redis does when it is down.
+type downStore struct{ store.Store }
+
+var errDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func (downStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+	return nil, store.Stats{}, errDown
+}
+
+func (downStore) Scrape(context.Context, []bittorrent.InfoHash, []store.Stats) ([]store.Stats, error) {
+	return nil, errDown
+}
+
+// TestStoreFailureLogged: a store failure is the client's "internal
+// tracker error"; the first is logged at once (kind=store), the next ones
+// within the interval are only counted.
+func TestStoreFailureLogged(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	counts := map[string]int{}
+	h := NewHandler(tracker.New(tracker.Config{}, downStore{}),
+		Options{Logger: log, Errors: ratelog.New(log, ratelog.Options{Count: func(k string) { counts[k]++ }})})
+	f := &fixture{h: h}
+	for i, target := range []string{
+		announceURL(hash20("a"), hash20("p"), "1", "0"),
+		"/scrape?info_hash=" + esc(hash20("a")),
+		announceURL(hash20("a"), hash20("p"), "1", "0"),
+	} {
+		logs.Reset()
+		d, _ := f.get(t, "10.0.0.1:1", target)
+		if failure(d) != "internal tracker error" {
+			t.Errorf("%s: %v, want internal tracker error", target, d)
+		}
+		logged := strings.Contains(logs.String(), "kind=store") && strings.Contains(logs.String(), "connection refused")
+		if logged != (i == 0) {
+			t.Errorf("failure %d: logged %q", i, logs.String())
+		}
+	}
+	if counts[ratelog.KindStore] != 3 {
+		t.Errorf("counted %v, want 3 store errors", counts)
 	}
 }

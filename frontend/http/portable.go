@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"trackd/metrics"
+	"trackd/internal/ratelog"
 )
 
 // The portable Server: a net.Listener and a goroutine per connection,
@@ -181,7 +183,7 @@ func (b *portableBackend) acceptLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			b.s.log.Error("http: accept failed; pausing", "err", err, "pause", acceptPause)
+			b.opts.Errors.Log(b.ctx, slog.LevelError, ratelog.KindAccept, "http: accept failed; pausing", "err", err, "pause", acceptPause)
 			select {
 			case <-time.After(acceptPause):
 			case <-b.stop:

@@ -41,25 +41,6 @@ func unescape(dst []byte, s string) ([]byte, bool) {
 	return dst, true
 }
 
-// validEscapes reports whether every '%' in s starts a valid escape.
-func validEscapes(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' {
-			if i+2 >= len(s) {
-				return false
-			}
-			if _, ok := unhex(s[i+1]); !ok {
-				return false
-			}
-			if _, ok := unhex(s[i+2]); !ok {
-				return false
-			}
-			i += 2
-		}
-	}
-	return true
-}
-
 func unhex(c byte) (byte, bool) {
 	v := hexVal[c]
 	return v, v != 0xff
@@ -136,17 +117,30 @@ const (
 	haveInfoHash = 1 << iota
 	havePeerID
 	havePort
-	haveLeft
-	haveAll = haveInfoHash | havePeerID | havePort | haveLeft
+	haveAll = haveInfoHash | havePeerID | havePort
 )
 
-// parseAnnounce parses an announce query. Unknown parameters are ignored,
-// as BEP 3 asks; a known one that is malformed is an error naming it.
-// "uploaded" and "downloaded" default to 0; "left" is required because a
-// tracker cannot tell a seeder from a leecher without it.
+// parseAnnounce parses an announce query. It is strict only about what
+// the tracker cannot do without: info_hash and peer_id (20 bytes each)
+// and port (1 to 65535); each of them missing or malformed is an error
+// naming it, and so is info_hash given twice. Everything else is read
+// liberally, as real clients send it (see the README's "Bad input"):
+//
+//   - left: a number from 0 to 2^63-1; anything else (missing, negative,
+//     2^63 or more such as 2^64-1, junk) means "unknown": a leecher
+//     (tracker.LeftUnknown).
+//   - event: started, completed or stopped; anything else ("", "empty",
+//     BEP 21's "paused", unknown words) is a regular announce.
+//   - uploaded, downloaded: a number from 0 to 2^63-1, else 0. The
+//     tracker does not use them.
+//   - numwant: a number from 0 to 2^31-1, else the default.
+//   - ip: an address, else ignored (the request's source is used).
+//   - key, trackerid and every unknown parameter are ignored, whatever
+//     their value.
 func parseAnnounce(q string, out *announceQuery) error {
 	*out = announceQuery{}
 	out.req.NumWant = tracker.NumWantUnset
+	out.req.Left = tracker.LeftUnknown
 	var have int
 	for q != "" {
 		var k, v string
@@ -176,34 +170,26 @@ func parseAnnounce(q string, out *announceQuery) error {
 			out.port = uint16(n)
 			have |= havePort
 		case "uploaded":
-			if out.req.Uploaded, ok = parseCount(v); !ok {
-				return errInvalid("uploaded", "must be a number from 0 to 2^63-1")
-			}
+			out.req.Uploaded, _ = parseCount(v)
 		case "downloaded":
-			if out.req.Downloaded, ok = parseCount(v); !ok {
-				return errInvalid("downloaded", "must be a number from 0 to 2^63-1")
-			}
+			out.req.Downloaded, _ = parseCount(v)
 		case "left":
 			if out.req.Left, ok = parseCount(v); !ok {
-				return errInvalid("left", "must be a number from 0 to 2^63-1")
+				out.req.Left = tracker.LeftUnknown
 			}
-			have |= haveLeft
 		case "event":
 			switch v {
-			case "":
-				out.req.Event = bittorrent.EventNone
 			case "started":
 				out.req.Event = bittorrent.EventStarted
 			case "completed":
 				out.req.Event = bittorrent.EventCompleted
 			case "stopped":
 				out.req.Event = bittorrent.EventStopped
-			case "paused":
-				// BEP 21's partial seeds announce "paused"; they stay
-				// in the swarm like a regular announce.
-				out.req.Event = bittorrent.EventNone
 			default:
-				return errInvalid("event", "must be started, completed, stopped or empty")
+				// "" and "empty" (BEP 3: the same as not present),
+				// BEP 21's "paused" (a partial seed stays in the
+				// swarm) and any other word: a regular announce.
+				out.req.Event = bittorrent.EventNone
 			}
 		case "numwant":
 			// Clients send numwant=-1 and other oddities; anything
@@ -216,30 +202,25 @@ func parseAnnounce(q string, out *announceQuery) error {
 		case "no_peer_id":
 			out.req.NoPeerID = v == "1"
 		case "ip":
+			// A hostname, a malformed escape or other junk is
+			// ignored: the address the request came from is used
+			// instead.
 			var buf [64]byte
-			b, ok := unescape(buf[:0], v)
-			if !ok {
-				return errInvalid("ip", "malformed percent-encoding")
-			}
-			// A hostname or junk is ignored: the address the request
-			// came from is used instead.
-			if a, err := netip.ParseAddr(string(b)); err == nil {
-				out.ip = a.Unmap()
-			}
-		case "key", "trackerid":
-			// Accepted and not needed: trackd identifies a session by
-			// (info_hash, ip, port) and hands out no tracker id. They
-			// must still be well-formed.
-			if !validEscapes(v) {
-				return errInvalid(k, "malformed percent-encoding")
+			if b, ok := unescape(buf[:0], v); ok {
+				if a, err := netip.ParseAddr(string(b)); err == nil {
+					out.ip = a.Unmap()
+				}
 			}
 		}
+		// key, trackerid, corrupt, supportcrypto, ...: not needed
+		// (trackd identifies a session by info_hash, ip and port, and
+		// hands out no tracker id), and ignored whatever their value.
 	}
 	if have != haveAll {
 		for _, p := range []struct {
 			bit  int
 			name string
-		}{{haveInfoHash, "info_hash"}, {havePeerID, "peer_id"}, {havePort, "port"}, {haveLeft, "left"}} {
+		}{{haveInfoHash, "info_hash"}, {havePeerID, "peer_id"}, {havePort, "port"}} {
 			if have&p.bit == 0 {
 				return errMissing(p.name)
 			}
@@ -248,10 +229,14 @@ func parseAnnounce(q string, out *announceQuery) error {
 	return nil
 }
 
-// parseCount parses a byte count: 0 to 2^63-1.
+// parseCount parses a byte count: 0 to 2^63-1. Anything else is 0 and
+// false.
 func parseCount(v string) (uint64, bool) {
 	n, err := strconv.ParseInt(v, 10, 64)
-	return uint64(n), err == nil && n >= 0
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return uint64(n), true
 }
 
 // parseScrape appends the info_hash values of a scrape query to hashes,

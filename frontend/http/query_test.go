@@ -51,9 +51,6 @@ func TestUnescapeBinarySafe(t *testing.T) {
 		if ok != tt.ok || (ok && string(got) != tt.want) {
 			t.Errorf("unescape(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
-		if validEscapes(tt.in) != tt.ok {
-			t.Errorf("validEscapes(%q) = %v, want %v", tt.in, !tt.ok, tt.ok)
-		}
 	}
 }
 
@@ -135,7 +132,6 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "missing info_hash", q: "peer_id=" + esc(pid) + "&port=1&left=0", err: "missing parameter info_hash"},
 		{name: "missing peer_id", q: "info_hash=" + esc(ih) + "&port=1&left=0", err: "missing parameter peer_id"},
 		{name: "missing port", q: "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&left=0", err: "missing parameter port"},
-		{name: "missing left", q: "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=1", err: "missing parameter left"},
 		{name: "empty query", q: "", err: "missing parameter info_hash"},
 		{name: "short hash", q: "info_hash=abc&peer_id=" + esc(pid) + "&port=1&left=0", err: "invalid info_hash"},
 		{name: "long hash", q: "info_hash=" + esc(ih) + "a&peer_id=" + esc(pid) + "&port=1&left=0", err: "invalid info_hash"},
@@ -146,13 +142,8 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "port too big", q: "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=65536&left=0", err: "invalid port"},
 		{name: "port negative", q: "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=-1&left=0", err: "invalid port"},
 		{name: "port junk", q: "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=68a1&left=0", err: "invalid port"},
-		{name: "left too big", q: base + "&left=9223372036854775808", err: "invalid left"},
-		{name: "left negative", q: base + "&left=-5", err: "invalid left"},
-		{name: "uploaded junk", q: base + "&uploaded=x", err: "invalid uploaded"},
-		{name: "downloaded junk", q: base + "&downloaded=1e5", err: "invalid downloaded"},
-		{name: "bad event", q: base + "&event=finished", err: "invalid event"},
-		{name: "junk key", q: base + "&key=%4", err: "invalid key"},
-		{name: "junk ip escape", q: base + "&ip=%zz", err: "invalid ip"},
+		{name: "bad peer_id escape", q: "info_hash=" + esc(ih) + "&peer_id=%zz" + esc(pid)[3:] + "&port=1", err: "invalid peer_id: must be 20 bytes, percent-encoded"},
+		{name: "port empty", q: "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=", err: "invalid port: must be a number from 1 to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,6 +162,74 @@ func TestParseAnnounce(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.check(t, &q)
+		})
+	}
+}
+
+// TestParseAnnounceLenient: what real clients send, and what anything
+// else is read as. Only info_hash, peer_id and port may fail a request
+// (TestParseAnnounce); every query here is accepted.
+func TestParseAnnounceLenient(t *testing.T) {
+	ih, pid := hash20("lenient"), hash20("-qB4630-")
+	base := "info_hash=" + esc(ih) + "&peer_id=" + esc(pid) + "&port=6881"
+	const unknown = tracker.LeftUnknown
+	tests := []struct {
+		name  string
+		extra string // appended to base
+		left  uint64
+		event bittorrent.Event
+		up    uint64 // uploaded and downloaded
+	}{
+		// left
+		{"left 0 is a seeder", "&left=0", 0, bittorrent.EventNone, 0},
+		{"left 2^63-1", "&left=9223372036854775807", 1<<63 - 1, bittorrent.EventNone, 0},
+		{"left 2^63", "&left=9223372036854775808", unknown, bittorrent.EventNone, 0},
+		{"left all ones (WebTorrent, unknown)", "&left=18446744073709551615&event=stopped", unknown, bittorrent.EventStopped, 0},
+		{"left past 2^64", "&left=99999999999999999999999", unknown, bittorrent.EventNone, 0},
+		{"left negative", "&left=-1", unknown, bittorrent.EventNone, 0},
+		{"left junk", "&left=abc", unknown, bittorrent.EventNone, 0},
+		{"left empty", "&left=", unknown, bittorrent.EventNone, 0},
+		{"left missing", "", unknown, bittorrent.EventNone, 0},
+		{"left escaped junk", "&left=%zz", unknown, bittorrent.EventNone, 0},
+		// event
+		{"event empty (BEP 3)", "&left=5&event=empty", 5, bittorrent.EventNone, 0},
+		{"event paused (libtorrent, BEP 21)", "&left=0&event=paused", 0, bittorrent.EventNone, 0},
+		{"event unknown word", "&left=5&event=finished", 5, bittorrent.EventNone, 0},
+		{"event badly escaped", "&left=5&event=%z", 5, bittorrent.EventNone, 0},
+		{"event no value", "&left=5&event", 5, bittorrent.EventNone, 0},
+		{"event started", "&left=5&event=started", 5, bittorrent.EventStarted, 0},
+		{"event completed", "&left=0&event=completed", 0, bittorrent.EventCompleted, 0},
+		// unused fields, whatever their value
+		{"qBittorrent/uTorrent extras", "&uploaded=0&downloaded=0&left=1000&corrupt=0&key=8A3F21C0&event=started&numwant=200&compact=1&no_peer_id=1&supportcrypto=1&redundant=0",
+			1000, bittorrent.EventStarted, 0},
+		{"Transmission extras", "&uploaded=0&downloaded=0&left=1&numwant=80&key=5b3a1c&compact=1&supportcrypto=1&requirecrypto=1&trackerid=abc", 1, bittorrent.EventNone, 0},
+		{"uploaded and downloaded", "&left=1&uploaded=7&downloaded=7", 1, bittorrent.EventNone, 7},
+		{"uploaded junk", "&left=1&uploaded=x&downloaded=1e5", 1, bittorrent.EventNone, 0},
+		{"uploaded negative, downloaded huge", "&left=1&uploaded=-5&downloaded=18446744073709551615", 1, bittorrent.EventNone, 0},
+		{"key and trackerid badly escaped", "&left=1&key=%4&trackerid=%zz%", 1, bittorrent.EventNone, 0},
+		{"corrupt negative", "&left=1&corrupt=-1", 1, bittorrent.EventNone, 0},
+		{"unknown badly escaped", "&left=1&x%zz=%&%%=%1", 1, bittorrent.EventNone, 0},
+		{"ip badly escaped is ignored", "&left=1&ip=%zz", 1, bittorrent.EventNone, 0},
+		{"numwant huge", "&left=1&numwant=99999999999999", 1, bittorrent.EventNone, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q announceQuery
+			if err := parseAnnounce(base+tt.extra, &q); err != nil {
+				t.Fatalf("%s: %v", tt.extra, err)
+			}
+			if q.req.InfoHash != ih || q.req.PeerID != pid || q.port != 6881 {
+				t.Errorf("required fields: %+v", q)
+			}
+			if q.req.Left != tt.left || q.req.Event != tt.event {
+				t.Errorf("left %d, event %v; want %d, %v", q.req.Left, q.req.Event, tt.left, tt.event)
+			}
+			if q.req.Uploaded != tt.up || q.req.Downloaded != tt.up {
+				t.Errorf("uploaded %d, downloaded %d; want %d", q.req.Uploaded, q.req.Downloaded, tt.up)
+			}
+			if q.ip.IsValid() {
+				t.Errorf("ip %v from junk", q.ip)
+			}
 		})
 	}
 }
@@ -232,6 +291,11 @@ func FuzzParseAnnounce(f *testing.F) {
 	f.Add("info_hash=%zz&peer_id=&port=65536&left=-1")
 	f.Add("&&&==&info_hash&port=%&ip=%3A%3A1&event=stopped")
 	f.Add("")
+	// What real clients send that trackd once refused.
+	f.Add("info_hash=" + ih + "&peer_id=" + ih + "&port=6881&left=18446744073709551615&event=stopped")
+	f.Add("info_hash=" + ih + "&peer_id=" + ih + "&port=6881&left=1&event=empty")
+	f.Add("info_hash=" + ih + "&peer_id=" + ih + "&port=6881&left=0&event=paused&corrupt=0&supportcrypto=1&key=8A3F21C0")
+	f.Add("info_hash=" + ih + "&peer_id=" + ih + "&port=6881&left=abc&uploaded=-1&downloaded=1e5&key=%4&trackerid=%zz&ip=%zz")
 	f.Fuzz(func(t *testing.T, q string) {
 		var aq announceQuery
 		err := parseAnnounce(q, &aq)
@@ -239,13 +303,17 @@ func FuzzParseAnnounce(f *testing.F) {
 			if !tracker.IsClientError(err) {
 				t.Fatalf("non-client error %v", err)
 			}
+			// Only what the tracker cannot do without may fail.
+			if m := err.Error(); !strings.Contains(m, "info_hash") && !strings.Contains(m, "peer_id") && !strings.Contains(m, "port") {
+				t.Fatalf("%q refused for %q", q, m)
+			}
 			return
 		}
 		if aq.port == 0 {
 			t.Fatalf("accepted port 0 in %q", q)
 		}
-		if aq.req.Left > 1<<63-1 || aq.req.Uploaded > 1<<63-1 || aq.req.Downloaded > 1<<63-1 {
-			t.Fatalf("accepted a count past 2^63-1 in %q", q)
+		if (aq.req.Left > 1<<63-1 && aq.req.Left != tracker.LeftUnknown) || aq.req.Uploaded > 1<<63-1 || aq.req.Downloaded > 1<<63-1 {
+			t.Fatalf("a count past 2^63-1 in %q", q)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"trackd/metrics"
+	"trackd/internal/ratelog"
 )
 
 // ServerOptions configure a Server. Zero durations and limits mean none.
@@ -66,6 +67,10 @@ type ServerOptions struct {
 	// serve, if not nil, answers the requests instead of the Handler
 	// (tests).
 	serve serveFunc
+	// Errors logs the accept failures (kind "accept") at a bounded rate
+	// and counts them; nil means one of the Server's own, over Logger,
+	// that counts nothing.
+	Errors *ratelog.Logger
 }
 
 // Defaults of the connection bounds, for a tracker on the open internet
@@ -101,6 +106,9 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Errors == nil {
+		o.Errors = ratelog.New(o.Logger, ratelog.Options{})
 	}
 	return o
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"trackd/metrics"
+	"trackd/internal/ratelog"
 )
 
 // The Linux Server: one event loop per CPU. Each loop is a goroutine that
@@ -305,7 +306,6 @@ type loop struct {
 	armed      time.Duration // the epoll descriptor's read deadline; 0: none; expired
 	acceptAt   time.Duration // accepting paused until then (EMFILE); 0: not paused
 	listenerOn bool          // the listening socket is in the epoll set
-	errLogged  time.Duration // when an accept error was last logged
 
 	// Connections waiting for something with a deadline, each list in
 	// deadline order since its timeout is the same for all.
@@ -708,11 +708,7 @@ func (l *loop) askEviction() {
 }
 
 func (l *loop) logAcceptError(err error) {
-	if l.errLogged != 0 && l.now-l.errLogged < 10*time.Second {
-		return
-	}
-	l.errLogged = l.now
-	l.log.Error("http: accept failed; pausing", "err", err, "pause", acceptPause)
+	l.opts.Errors.Log(context.Background(), slog.LevelError, ratelog.KindAccept, "http: accept failed; pausing", "err", err, "pause", acceptPause)
 }
 
 // sockaddrAddrPort converts an accepted peer's address.

@@ -92,6 +92,15 @@ func FuzzHandle(f *testing.F) {
 		seeds = append(seeds, a.bytes())
 		a.options, a.ip, a.event, a.left = nil, [4]byte{198, 51, 100, 1}, udpEventCompleted, 0
 		seeds = append(seeds, a.bytes())
+		// What real clients send that trackd once refused: WebTorrent's
+		// stopped announce with left = 2^64-1, libtorrent's paused (4),
+		// negative counts and events past 3.
+		a.ip, a.event, a.left = [4]byte{}, udpEventStopped, -1
+		seeds = append(seeds, a.bytes())
+		a.event, a.left, a.downloaded, a.uploaded, a.key = udpEventPaused, 0, -1, -1<<63, 0xffffffff
+		seeds = append(seeds, a.bytes())
+		a.event = 0xffffffff
+		seeds = append(seeds, a.bytes())
 		for _, s := range seeds {
 			f.Add(s, addr, from.Port())
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
@@ -29,6 +30,10 @@ type Options struct {
 	TrustIPParam []netip.Prefix
 	// Logger receives server errors; nil discards them.
 	Logger *slog.Logger
+	// Errors logs the errors that can repeat once per packet (the store
+	// failing, overload) at a bounded rate and counts them; nil means one
+	// of the Handler's own, over Logger, that counts nothing.
+	Errors *ratelog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Metrics counts requests by action and result; nil counts nothing.
@@ -81,6 +86,9 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Errors == nil {
+		opts.Errors = ratelog.New(log, ratelog.Options{})
 	}
 	h := &Handler{tracker: t, opts: opts, log: log, ids: newConnIDs(opts.Secret, opts.Now)}
 	h.pool.New = func() any {
@@ -208,19 +216,24 @@ func (h *Handler) scrape(ctx context.Context, st *state, pkt, out []byte) ([]byt
 }
 
 // fail appends the error reply for err to a sender with a valid connection
-// id. A client error says what the client did wrong; a server error is
-// logged and the client told only that the tracker failed.
+// id. A client error says what the client did wrong; overload says so; a
+// server error (the store's) is the client told only that the tracker
+// failed. Overload and store errors go to Options.Errors, which logs a line
+// per kind at most every 10 s, not one per packet.
 func (h *Handler) fail(out, tid []byte, err error) []byte {
 	var msg string
 	if ce, ok := err.(tracker.ClientError); ok {
 		msg = string(ce)
 	} else if oe, ok := err.(*tracker.OverloadError); ok {
-		msg = oe.Error() // not logged: under overload that would be a line per packet
+		msg = oe.Error()
+		h.opts.Errors.Log(context.Background(), slog.LevelWarn, ratelog.KindOverload,
+			"request refused: tracker overloaded", "protocol", "udp")
 	} else if tracker.IsClientError(err) {
 		msg = err.Error()
 	} else {
 		if !errors.Is(err, store.ErrClosed) { // a packet caught by shutdown is no failure
-			h.log.Error("udp request failed", "err", err)
+			h.opts.Errors.Log(context.Background(), slog.LevelError, ratelog.KindStore,
+				"request failed", "protocol", "udp", "err", err)
 		}
 		msg = errInternal
 	}

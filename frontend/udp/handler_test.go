@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/store"
 	"trackd/tracker"
@@ -402,6 +403,51 @@ func TestAnnounceEvents(t *testing.T) {
 	}
 }
 
+// TestAnnounceLenient: announces as real clients send them, through the
+// handler, the core and the in-memory store. WebTorrent's node client
+// sends left = 2^64-1 ("unknown") on its stopped announce: the peer must
+// leave the swarm. Negative counts, unused fields and events past 3 never
+// fail an announce.
+func TestAnnounceLenient(t *testing.T) {
+	f := newFixture(t, tracker.Config{}, Options{})
+	ih := hash20("lenient swarm")
+	type step struct {
+		name              string
+		from              string
+		a                 announce // id, tid, ih filled in
+		leechers, seeders int32
+	}
+	const allOnes = -1 // left = 2^64-1 on the wire
+	for _, st := range []step{
+		{"seeder", "192.0.2.1:4000", announce{pid: hash20("s"), left: 0, event: udpEventStarted, port: 6881}, 0, 1},
+		{"WebTorrent started, left unknown", "192.0.2.2:4000", announce{pid: hash20("-WW0107-a"), left: allOnes, event: udpEventStarted, port: 6882}, 1, 1},
+		{"left -2^63", "192.0.2.3:4000", announce{pid: hash20("c"), left: -1 << 63, event: udpEventStarted, port: 6883}, 2, 1},
+		{"negative downloaded and uploaded, random key", "192.0.2.4:4000", announce{pid: hash20("d"), left: 5, downloaded: -1, uploaded: -5, key: 0xdeadbeef, port: 6884}, 3, 1},
+		{"paused (libtorrent, 4)", "192.0.2.1:4000", announce{pid: hash20("s"), left: 0, event: udpEventPaused, port: 6881}, 3, 1},
+		{"event 5", "192.0.2.4:4000", announce{pid: hash20("d"), left: 5, event: 5, port: 6884}, 3, 1},
+		{"event 2^32-1", "192.0.2.4:4000", announce{pid: hash20("d"), left: 5, event: 0xffffffff, port: 6884}, 3, 1},
+		{"WebTorrent stopped, left 2^64-1", "192.0.2.2:4000", announce{pid: hash20("-WW0107-a"), left: allOnes, event: udpEventStopped, port: 6882}, 2, 1},
+		{"stopped, left -2^63", "192.0.2.3:4000", announce{pid: hash20("c"), left: -1 << 63, event: udpEventStopped, port: 6883}, 1, 1},
+	} {
+		from := ap(st.from)
+		a := st.a
+		a.id, a.tid, a.ih, a.numWant = f.connect(t, from), 9, ih, -1
+		r := decodeAnnounce(t, f.do(from, a.bytes()), 9, false)
+		if r.leechers != st.leechers || r.seeders != st.seeders {
+			t.Errorf("%s: leechers %d, seeders %d; want %d, %d", st.name, r.leechers, r.seeders, st.leechers, st.seeders)
+		}
+	}
+	// The stopped peers are gone: a scrape counts what is left.
+	from := ap("192.0.2.9:4000")
+	reply := f.do(from, scrapePkt(f.connect(t, from), 10, ih))
+	if len(reply) != 20 || be32(reply) != actionScrape {
+		t.Fatalf("scrape reply %x", reply)
+	}
+	if seeders, leechers := be32(reply[8:]), be32(reply[16:]); seeders != 1 || leechers != 1 {
+		t.Errorf("after the stopped announces: %d seeders, %d leechers; want 1, 1", seeders, leechers)
+	}
+}
+
 func TestAnnounceErrors(t *testing.T) {
 	f := newFixture(t, tracker.Config{}, Options{})
 	from := ap("192.0.2.1:4000")
@@ -419,11 +465,6 @@ func TestAnnounceErrors(t *testing.T) {
 	}{
 		{"97 bytes", good.bytes()[:97], "announce packet too short"},
 		{"header only", good.bytes()[:16], "announce packet too short"},
-		{"negative downloaded", with(func(a *announce) { a.downloaded = -1 }), "invalid downloaded: must be from 0 to 2^63-1"},
-		{"negative left", with(func(a *announce) { a.left = -1 << 63 }), "invalid left: must be from 0 to 2^63-1"},
-		{"negative uploaded", with(func(a *announce) { a.uploaded = -5 }), "invalid uploaded: must be from 0 to 2^63-1"},
-		{"event 5", with(func(a *announce) { a.event = 5 }), errBadEvent.Error()},
-		{"event 2^32-1", with(func(a *announce) { a.event = 0xffffffff }), errBadEvent.Error()},
 		{"port 0", with(func(a *announce) { a.port = 0 }), string(tracker.ErrPortZero)},
 		{"truncated URLData", with(func(a *announce) { a.options = []byte{optURLData, 5, 'a'} }), "malformed BEP 41 option"},
 		{"URLData without length", with(func(a *announce) { a.options = []byte{optNOP, optURLData} }), "malformed BEP 41 option"},
@@ -572,20 +613,28 @@ func (failingStore) Close() error { return nil }
 func TestServerErrors(t *testing.T) {
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
-	h := NewHandler(tracker.New(tracker.Config{}, failingStore{}), Options{Secret: testSecret, Logger: log})
+	counts := map[string]int{}
+	errs := ratelog.New(log, ratelog.Options{Count: func(kind string) { counts[kind]++ }})
+	h := NewHandler(tracker.New(tracker.Config{}, failingStore{}), Options{Secret: testSecret, Logger: log, Errors: errs})
 	from := ap("192.0.2.1:4000")
 	ctx := context.Background()
 	reply := h.Handle(ctx, from, connectPkt(1), nil)
 	id := binary.BigEndian.Uint64(reply[8:])
 	a := announce{id: id, tid: 2, ih: hash20("x"), pid: hash20("p"), left: 1, numWant: -1, port: 6881}
-	for _, pkt := range [][]byte{a.bytes(), scrapePkt(id, 2, hash20("x"))} {
+	// The first store failure is logged; the ones that follow within
+	// the interval are only counted.
+	for i, pkt := range [][]byte{a.bytes(), scrapePkt(id, 2, hash20("x")), a.bytes()} {
 		logBuf.Reset()
 		if got := errorText(t, h.Handle(ctx, from, pkt, nil), 2); got != "internal tracker error" {
 			t.Errorf("error %q, want internal tracker error", got)
 		}
-		if !strings.Contains(logBuf.String(), "store is down") {
-			t.Errorf("server error not logged: %q", logBuf.String())
+		logged := strings.Contains(logBuf.String(), "store is down") && strings.Contains(logBuf.String(), "kind=store")
+		if logged != (i == 0) {
+			t.Errorf("failure %d: logged %q", i, logBuf.String())
 		}
+	}
+	if counts[ratelog.KindStore] != 3 {
+		t.Errorf("store errors counted: %v, want 3", counts)
 	}
 	// A client error is not logged.
 	logBuf.Reset()

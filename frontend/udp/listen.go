@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"trackd/internal/ratelog"
 	"trackd/mmsg"
 )
 
@@ -37,6 +38,10 @@ type ServeOptions struct {
 	// Logger receives socket errors at debug level and handler panics
 	// at error level; nil discards them.
 	Logger *slog.Logger
+	// Errors logs the replies the kernel refuses to send (kind "write")
+	// at a bounded rate and counts them; nil means one of the Server's
+	// own, over Logger, that counts nothing.
+	Errors *ratelog.Logger
 }
 
 const (
@@ -67,6 +72,9 @@ func (o ServeOptions) withDefaults() ServeOptions {
 	if o.Batch <= 0 {
 		o.Batch = defaultBatch
 	}
+	if o.Errors == nil {
+		o.Errors = ratelog.New(o.Logger, ratelog.Options{})
+	}
 	o.Batch = min(o.Batch, maxBatch)
 	if o.ReadBuffer <= 0 {
 		o.ReadBuffer = defaultSockBuffer
@@ -96,6 +104,7 @@ func (o ServeOptions) withDefaults() ServeOptions {
 type Server struct {
 	h       PacketHandler
 	log     *slog.Logger
+	errs    *ratelog.Logger
 	conns   []*net.UDPConn
 	readers []*sockReader
 	ctx     context.Context
@@ -149,7 +158,7 @@ func Listen(addr string, h PacketHandler, opts ServeOptions) (*Server, error) {
 	logBuffers(opts, conns[0])
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{h: h, log: opts.Logger, conns: conns, ctx: ctx, cancel: cancel}
+	s := &Server{h: h, log: opts.Logger, errs: opts.Errors, conns: conns, ctx: ctx, cancel: cancel}
 	for _, c := range conns {
 		r, err := newSockReader(s, c, opts.Batch)
 		if err != nil {
@@ -349,7 +358,8 @@ func (r *sockReader) handle(from netip.AddrPort, req, out []byte) (reply []byte)
 
 // write sends the replies queued. A reply the kernel refuses (a
 // destination the route or a firewall refuses, say) is dropped and
-// logged, and the ones after it still go out.
+// logged (rate-limited: kind "write"), and the ones after it still go
+// out.
 func (r *sockReader) write() {
 	k := r.c.Queued()
 	sent, err := r.c.Flush()
@@ -358,7 +368,8 @@ func (r *sockReader) write() {
 	}
 	for i := range k {
 		if e := r.c.Err(i); e != nil {
-			r.s.log.Debug("udp: write", "to", r.to[i], "err", e, "sent", sent, "of", k)
+			r.s.errs.Log(r.s.ctx, slog.LevelWarn, ratelog.KindWrite, "udp: reply not sent",
+				"to", r.to[i], "err", e, "sent", sent, "of", k)
 		}
 	}
 }

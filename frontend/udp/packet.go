@@ -47,7 +47,7 @@ const (
 )
 
 // The events of a UDP announce. libtorrent also sends 4 for BEP 21's
-// "paused", which HTTP accepts too; anything else is an error.
+// "paused"; it, like every value past 3, is a regular announce.
 const (
 	udpEventNone      = 0
 	udpEventCompleted = 1
@@ -76,10 +76,6 @@ var (
 	errUnknownAction  error = tracker.ClientError("unknown action")
 	errShortAnnounce  error = tracker.ClientError("announce packet too short")
 	errBadOption      error = tracker.ClientError("malformed BEP 41 option")
-	errBadEvent       error = tracker.ClientError("invalid event: must be 0 (none), 1 (completed), 2 (started) or 3 (stopped)")
-	errBadDownloaded  error = tracker.ClientError("invalid downloaded: must be from 0 to 2^63-1")
-	errBadLeft        error = tracker.ClientError("invalid left: must be from 0 to 2^63-1")
-	errBadUploaded    error = tracker.ClientError("invalid uploaded: must be from 0 to 2^63-1")
 	errNoScrapeHashes error = tracker.ClientError("scrape without info hashes")
 	errPartialHash    error = tracker.ClientError("scrape packet ends in a partial info hash")
 	errManyHashes     error = tracker.ClientError("too many info hashes: at most 74 per scrape")
@@ -112,20 +108,11 @@ func parseAnnounce(pkt []byte, req *tracker.AnnounceRequest, scratch []byte) ([]
 	numWant := int32(be.Uint32(pkt[92:96]))
 	port := be.Uint16(pkt[96:98])
 
-	switch {
-	case downloaded < 0:
-		return scratch, errBadDownloaded
-	case left < 0:
-		return scratch, errBadLeft
-	case uploaded < 0:
-		return scratch, errBadUploaded
+	req.Downloaded, req.Left, req.Uploaded = uint64(max(downloaded, 0)), uint64(left), uint64(max(uploaded, 0))
+	if left < 0 {
+		req.Left = tracker.LeftUnknown
 	}
-	req.Downloaded, req.Left, req.Uploaded = uint64(downloaded), uint64(left), uint64(uploaded)
 	switch event {
-	case udpEventNone, udpEventPaused:
-		// A partial seed (BEP 21) stays in the swarm like a regular
-		// announce, as over HTTP.
-		req.Event = bittorrent.EventNone
 	case udpEventCompleted:
 		req.Event = bittorrent.EventCompleted
 	case udpEventStarted:
@@ -133,7 +120,10 @@ func parseAnnounce(pkt []byte, req *tracker.AnnounceRequest, scratch []byte) ([]
 	case udpEventStopped:
 		req.Event = bittorrent.EventStopped
 	default:
-		return scratch, errBadEvent
+		// 0, and BEP 21's "paused" (a partial seed stays in the
+		// swarm) and any other value: a regular announce, as over
+		// HTTP.
+		req.Event = bittorrent.EventNone
 	}
 	req.NumWant = int(numWant)
 	if numWant < 0 {

@@ -102,10 +102,27 @@ func TestParseAnnounce(t *testing.T) {
 	if _, err := parseAnnounce(a.bytes(), &req, scratch); err != nil || req.Left != 1<<63-1 {
 		t.Errorf("left %d, error %v", req.Left, err)
 	}
+	// Left read as signed and negative is unknown: a leecher. Negative
+	// downloaded and uploaded (unused) are 0.
+	for _, tc := range []struct {
+		left, down, up int64
+		want, wantUp   uint64
+	}{
+		{-1, -1, -1, tracker.LeftUnknown, 0}, // 2^64-1: WebTorrent's stopped announce
+		{-1 << 63, 5, -1 << 63, tracker.LeftUnknown, 0},
+		{0, 0, 0, 0, 0},
+		{1<<63 - 1, 3, 3, 1<<63 - 1, 3},
+	} {
+		a.left, a.downloaded, a.uploaded = tc.left, tc.down, tc.up
+		if _, err := parseAnnounce(a.bytes(), &req, scratch); err != nil || req.Left != tc.want || req.Uploaded != tc.wantUp {
+			t.Errorf("left %d: parsed left %d, uploaded %d, error %v; want %d, %d", tc.left, req.Left, req.Uploaded, err, tc.want, tc.wantUp)
+		}
+	}
 	// Events.
 	for ev, want := range map[uint32]bittorrent.Event{
 		0: bittorrent.EventNone, 1: bittorrent.EventCompleted, 2: bittorrent.EventStarted,
-		3: bittorrent.EventStopped, 4: bittorrent.EventNone,
+		3: bittorrent.EventStopped, 4: bittorrent.EventNone, 5: bittorrent.EventNone,
+		0x80000000: bittorrent.EventNone, 0xffffffff: bittorrent.EventNone,
 	} {
 		a.event = ev
 		if _, err := parseAnnounce(a.bytes(), &req, scratch); err != nil || req.Event != want {

@@ -165,7 +165,10 @@ type shardState struct {
 	held, used int64
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Prober = (*Store)(nil)
+)
 
 var (
 	errNoAddr = errors.New("memory: announce without a valid peer address")
@@ -501,6 +504,17 @@ func (s *Store) Close() error {
 	})
 	<-s.done
 	return nil
+}
+
+// Probe implements store.Prober: the in-memory store serves every request
+// until it is closed, and then fails them with store.ErrClosed.
+func (s *Store) Probe(context.Context) error {
+	select {
+	case <-s.stop:
+		return errClosed
+	default:
+		return nil
+	}
 }
 
 func (s *Store) sweeper(interval time.Duration) {

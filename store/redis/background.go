@@ -3,12 +3,14 @@ package redis
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/store"
 )
 
@@ -52,10 +54,13 @@ func (s *Store) round(ctx context.Context) {
 	if ctx.Err() != nil {
 		return // closing
 	}
+	// A failure is logged through s.errs: at once, then at most one line
+	// (with a count) per interval however often the rounds fail.
 	switch {
-	case err != nil && !s.failing:
-		s.log.Warn("redis store: background round failed; totals go stale, expired peers wait", "err", err)
-	case err == nil && s.failing:
+	case err != nil:
+		s.errs.Log(ctx, slog.LevelWarn, ratelog.KindStoreBackground,
+			"redis store: background round failed; totals go stale, expired peers wait", "err", err)
+	case s.failing:
 		s.log.Info("redis store: background rounds work again")
 	}
 	s.failing = err != nil

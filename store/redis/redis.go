@@ -91,6 +91,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"trackd/bittorrent"
+	"trackd/internal/ratelog"
 	"trackd/store"
 )
 
@@ -104,9 +105,12 @@ type Options struct {
 	// must not contain '{' or '}', which would change the Cluster hash
 	// slots.
 	KeyPrefix string
-	// Logger gets the background loop's failures and recoveries; nil
-	// means none.
+	// Logger gets the background loop's recoveries; nil means none.
 	Logger *slog.Logger
+	// Errors gets the background loop's failures (kind
+	// "store_background"), logged at a bounded rate and counted; nil
+	// means one over Logger that counts nothing.
+	Errors *ratelog.Logger
 	// Interval is how often the background loop sweeps expired peers and
 	// refreshes the totals; 0 (or less) means DefaultInterval.
 	Interval time.Duration
@@ -131,6 +135,7 @@ type Store struct {
 	timeout  time.Duration
 	interval time.Duration
 	log      *slog.Logger
+	errs     *ratelog.Logger
 
 	// Keys outside the buckets, and the bucket keys, by bucket.
 	totalsKey, leaseKey string
@@ -160,7 +165,10 @@ type totalsCopy struct {
 	at time.Time
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Prober = (*Store)(nil)
+)
 
 var errNoAddr = errors.New("redis store: announce without a valid peer address")
 
@@ -201,6 +209,9 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.errs = ro.Errors; s.errs == nil {
+		s.errs = ratelog.New(s.log, ratelog.Options{})
 	}
 	// Every call carries a deadline (see bound); the socket timeouts back
 	// it up, and go-redis honours the context's deadline on the socket.
@@ -317,11 +328,28 @@ func checkVersion(ctx context.Context, c *goredis.Client) error {
 }
 
 // Ping checks that Redis (every master of a cluster) answers, within the
-// timeout: for readiness checks.
+// timeout.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.forEachServer(ctx, func(ctx context.Context, c *goredis.Client) error {
 		return c.Ping(ctx).Err()
 	})
+}
+
+// Probe implements store.Prober: Ping, then a write of the key
+// <prefix>probe (expiring after a minute), within the timeout each. A
+// Redis that answers PING but refuses writes (maxmemory reached with the
+// noeviction policy: "OOM command not allowed") fails it, as it fails
+// every announce.
+func (s *Store) Probe(ctx context.Context) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := s.rdb.Set(ctx, s.prefix+"probe", s.token, time.Minute).Err(); err != nil {
+		return fmt.Errorf("redis store: write probe: %w", err)
+	}
+	return nil
 }
 
 // bound returns ctx with the store's timeout, unless it already has an
