@@ -13,7 +13,9 @@
 # two clients ask for the full scrape over and over (gzip, keep-alive,
 # PAUSE between two requests of each), so that a build is always due, while two well-behaved clients announce every
 # 50 ms (one on a new connection each time, one keep-alive) and their
-# latencies are recorded. Printed per run: the announce latencies (p50, p99,
+# latencies are recorded; before it, the same announcers alone for BASE
+# seconds give a baseline (for the working tree, once its first build,
+# made at start, is done). Printed per run: the announce latencies (p50, p99,
 # max, failures), the full scrape request times, the builds' durations (the
 # working tree logs each build at debug level; before, a request that found
 # the cache stale took the build's time), resident memory once loaded
@@ -26,6 +28,8 @@
 #   DURATION [20]              seconds of each probe
 #   FSI [1s]                   full_scrape_interval of the runs
 #   PAUSE [0.5s]               each scraper's wait between two full scrapes
+#   BASE [10]                  seconds of the baseline probe (announces alone)
+#   STATE_DIR [""]             keep the filled state files here and reuse them
 #   PORT [17969]               HTTP/UDP port; admin on PORT+1
 #   RESULTS [/tmp/trackd-fullscrape-DATE]  logs and raw output
 # Loopback only; every process is bounded in time and killed on exit.
@@ -36,17 +40,18 @@ BEFORE=${BEFORE-be6a57b}
 DURATION=${DURATION:-20}
 FSI=${FSI:-1s}
 PAUSE=${PAUSE:-0.5s}
+BASE=${BASE:-10}
 PORT=${PORT:-17969}
 RESULTS=${RESULTS:-/tmp/trackd-fullscrape-$(date +%Y%m%d-%H%M%S)}
 ADDR=127.0.0.1:$PORT
 ADMIN=127.0.0.1:$((PORT + 1))
-for v in DURATION PORT; do [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$v must be an integer" >&2; exit 2; }; done
+for v in DURATION PORT BASE; do [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$v must be an integer" >&2; exit 2; }; done
 
 # one hard cap on the whole script
 if [[ -z ${_FS_CAPPED:-} ]]; then
 	n=$(wc -w <<<"$SIZES")
 	export _FS_CAPPED=1 RESULTS
-	exec timeout --foreground --signal=TERM --kill-after=20 $((n * (600 + 2 * (DURATION + 180)) + 300)) bash "$0" "$@"
+	exec timeout --foreground --signal=TERM --kill-after=20 $((n * (600 + 2 * (BASE + DURATION + 240)) + 300)) bash "$0" "$@"
 fi
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -101,24 +106,36 @@ status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; } # in kB
 torrents() { curl -sf "http://$ADMIN/metrics" | awk '$1 == "trackd_torrents" {print $2}'; }
 
 for n in $SIZES; do
-	state=$RESULTS/state-$n
-	log "filling $n torrents ($((2 * n)) peers) over UDP"
-	start_trackd after "$RESULTS/fill-$n.log" -udp "$ADDR" -state "$state"
-	"$BIN/trackd-load" -fill -udp "$ADDR" -torrents "$n" -peers $((2 * n)) -seed 1 -window 16 -max-time 10m \
-		>"$RESULTS/fill-$n.out" 2>&1 || { cat "$RESULTS/fill-$n.out" >&2; exit 1; }
-	log "filled: $(torrents) torrents; writing the state file"
-	kill -TERM "$(pid_of "$TRACKD")"
-	wait "$TRACKD" || true
+	state=${STATE_DIR:-$RESULTS}/state-$n
+	if [[ -n ${STATE_DIR:-} && -s $state ]]; then
+		log "reusing $state"
+	else
+		log "filling $n torrents ($((2 * n)) peers) over UDP"
+		start_trackd after "$RESULTS/fill-$n.log" -udp "$ADDR" -state "$state"
+		"$BIN/trackd-load" -fill -udp "$ADDR" -torrents "$n" -peers $((2 * n)) -seed 1 -window 16 -max-time 10m \
+			>"$RESULTS/fill-$n.out" 2>&1 || { cat "$RESULTS/fill-$n.out" >&2; exit 1; }
+		log "filled: $(torrents) torrents; writing the state file"
+		kill -TERM "$(pid_of "$TRACKD")"
+		wait "$TRACKD" || true
+	fi
 	for build in "${BUILDS[@]}"; do
 		tag=$build-$n
 		cp "$state" "$RESULTS/run.state"
 		start_trackd "$build" "$RESULTS/$tag.log" -udp "" -state "$RESULTS/run.state" -full-scrape-interval "$FSI"
 		pid=$(pid_of "$TRACKD")
-		sleep 3
+		if [[ $build == after ]]; then # the first build, made at start
+			for _ in $(seq 300); do
+				curl -sf -o /dev/null -D - -H 'Accept-Encoding: gzip' "http://$ADDR/scrape" | grep -qi '^content-encoding: gzip' && break
+				sleep 0.2
+			done
+		fi
+		sleep 2
 		t=$(torrents)
+		log "$tag: $t torrents; baseline: announces without full scrapes for ${BASE}s"
+		"$BIN/fsprobe" -addr "$ADDR" -duration "${BASE}s" -scrapers 0 >"$RESULTS/$tag-base.out" 2>"$RESULTS/$tag-base.err"
 		rss=$(status "$pid" VmRSS)
 		echo 5 >"/proc/$pid/clear_refs"
-		log "$tag: $t torrents, VmRSS $((rss / 1024)) MiB; probing for ${DURATION}s"
+		log "$tag: VmRSS $((rss / 1024)) MiB; probing for ${DURATION}s"
 		"$BIN/fsprobe" -addr "$ADDR" -duration "${DURATION}s" -pause "$PAUSE" >"$RESULTS/$tag.out" 2>"$RESULTS/$tag.err"
 		hwm=$(status "$pid" VmHWM)
 		kill -KILL "$pid" 2>/dev/null || true
@@ -126,10 +143,12 @@ for n in $SIZES; do
 		builds=$(grep -o 'msg="full scrape built".*duration=[0-9.]*[mµn]*s' "$RESULTS/$tag.log" | sed 's/.*duration=//' | tr '\n' ' ' || true)
 		{
 			echo "== $tag: torrents=$t full_scrape_interval=$FSI pause=$PAUSE VmRSS_loaded_MiB=$((rss / 1024)) VmHWM_during_probe_MiB=$((hwm / 1024))"
+			sed 's/^announce/baseline: announce/' "$RESULTS/$tag-base.out"
 			cat "$RESULTS/$tag.out"
 			if [[ -n $builds ]]; then echo "builds (duration each): $builds"; fi
 		} | tee -a "$RESULTS/summary.txt"
 	done
-	rm -f "$state" "$RESULTS/run.state"
+	rm -f "$RESULTS/run.state"
+	[[ -n ${STATE_DIR:-} ]] || rm -f "$state"
 done
 log "summary in $RESULTS/summary.txt"

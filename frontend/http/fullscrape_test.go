@@ -600,3 +600,28 @@ func BenchmarkFullScrapeBuild(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFullScrapeStream: the CPU an uncompressed stream costs, reading
+// a full scrape of random info hashes whole. bytes/torrent is the plain
+// size.
+func BenchmarkFullScrapeStream(b *testing.B) {
+	const n = 1_000_000
+	sb := syntheticBuild(b, n, 5)
+	h := &Handler{}
+	h.full.streams = make(chan struct{}, 1)
+	buf := make([]byte, 64<<10)
+	for b.Loop() {
+		s, ok := h.full.openPlain(sb)
+		if !ok {
+			b.Fatal("no slot")
+		}
+		for {
+			if _, err := s.Read(buf); err != nil {
+				break
+			}
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(sb.plain)/n, "bytes/torrent")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/torrent")
+}
