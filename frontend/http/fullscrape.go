@@ -161,9 +161,11 @@ func (f *fullScrape) get() *scrapeBuild {
 // build walks the store and replaces the last build.
 func (f *fullScrape) build(ctx context.Context) error {
 	at := f.now()
-	var hint float64 // gzipped bytes a torrent, from the last build
-	if b := f.last.Load(); b != nil && b.torrents > 0 {
-		hint = float64(len(b.gz)) / float64(b.torrents)
+	// gzipped bytes a torrent, from the last build if it was large enough
+	// to tell (the gzip header and the flags weigh on a small one)
+	var hint float64
+	if b := f.last.Load(); b != nil && b.torrents >= 10000 {
+		hint = min(float64(len(b.gz))/float64(b.torrents), 64)
 	}
 	start := time.Now()
 	b, err := buildFullScrape(ctx, f.tracker, hint)
