@@ -144,6 +144,20 @@ func TestFullScrapeEmpty(t *testing.T) {
 			t.Errorf("gzip %v: reply gzip %v vary %v status %d", gz, rep.gzip, rep.vary, rep.status)
 		}
 	}
+	// Through net/http: the header fields.
+	d, res := f.get(t, "10.0.0.1:1", "/scrape", "Accept-Encoding", "gzip, deflate")
+	if res.Header.Get("Content-Encoding") != "gzip" || res.Header.Get("Vary") != "Accept-Encoding" {
+		t.Errorf("header %v", res.Header)
+	}
+	if _, ok := d["files"].(map[string]any); !ok {
+		t.Errorf("reply %v", d)
+	}
+	r := request{path: "/scrape", remote: netip.MustParseAddrPort("10.0.0.1:1"), acceptEncoding: []string{"gzip;q=0"}}
+	if rep := f.h.serve(context.Background(), newState(), &r); rep.stream == nil || rep.gzip {
+		t.Error("gzip;q=0: not a plain stream")
+	} else {
+		rep.stream.Close()
+	}
 }
 
 // TestFullScrapeReference: the full scrape of a store with hashes of every
