@@ -117,30 +117,37 @@ const (
 	maxBuildBackoff = time.Minute
 )
 
+// run builds at once, then each time a request finds the last build stale,
+// until ctx ends.
 func (f *fullScrape) run(ctx context.Context) {
 	defer close(f.done)
 	backoff := time.Duration(0)
 	for {
-		if b := f.last.Load(); b == nil || f.now().Sub(b.at) >= f.interval {
-			if err := f.build(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				backoff = min(max(2*backoff, minBuildBackoff), maxBuildBackoff)
-				f.log.Error("full scrape not built", "err", err, "retry", backoff)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-				continue // a build was asked for
+		if err := f.build(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
 			}
-			backoff = 0
+			backoff = min(max(2*backoff, minBuildBackoff), maxBuildBackoff)
+			f.log.Error("full scrape not built", "err", err, "retry", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue // a build was asked for, and is still due
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-f.kick:
+		backoff = 0
+		// Wait for a request that finds the build stale. One may have
+		// asked during the build, before it was done: with an interval
+		// longer than the build, the new build is fresh to it.
+		for stale := false; !stale; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-f.kick:
+			}
+			b := f.last.Load()
+			stale = b == nil || f.now().Sub(b.at) >= f.interval
 		}
 	}
 }

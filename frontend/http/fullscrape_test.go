@@ -639,3 +639,28 @@ func BenchmarkFullScrapeStream(b *testing.B) {
 	b.ReportMetric(float64(sb.plain)/n, "bytes/torrent")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/torrent")
 }
+
+// TestFullScrapeOnDemand: even with full_scrape_interval 0, the store is
+// walked once at start and then once per request that finds the build
+// stale, not in a loop while nobody asks.
+func TestFullScrapeOnDemand(t *testing.T) {
+	mem := memory.New(store.Options{PeerLifetime: time.Hour})
+	defer mem.Close()
+	c := &countingStore{gatedScrapeStore: newGatedScrapeStore(mem)}
+	h := NewHandler(tracker.New(tracker.Config{}, c), Options{FullScrape: true, FullScrapeInterval: 0})
+	defer h.Close()
+	first := waitFullScrape(t, h)
+	time.Sleep(100 * time.Millisecond)
+	if n := c.n(); n != 1 {
+		t.Fatalf("%d walks with no request, want 1", n)
+	}
+	fullScrapeReply(t, h, true)
+	deadline := time.Now().Add(5 * time.Second)
+	for h.full.last.Load() == first && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := c.n(); n != 2 {
+		t.Errorf("%d walks after one request, want 2", n)
+	}
+}
