@@ -40,7 +40,7 @@ func startRedisTracker(t *testing.T, redisURL string, mutate func(*config.Config
 	return startTracker(t, func(c *config.Config) {
 		c.Store = redisURL
 		c.RedisTimeout = 300 * time.Millisecond
-		c.FullScrapeInterval = 0 // every full scrape computed afresh
+		c.FullScrapeInterval = 0 // every full scrape starts a build
 		if mutate != nil {
 			mutate(c)
 		}
@@ -134,7 +134,20 @@ func TestRedisTwoInstances(t *testing.T) {
 	ub := announcer{t: t, ctx: ctx, cl: newUDPTrackerClient(t, udpAnnounceURL(b), "127.0.0.1"), ih: ih}
 	ub.scrape("UDP scrape of B", udp.ScrapeInfohashResult{Seeders: 2, Completed: 1})
 
-	fa, fb := scrapeFiles(ctx, t, hc, httpA), scrapeFiles(ctx, t, hc, httpB)
+	// The full scrape is built in the background: a request gets the last
+	// build and starts a new one (full_scrape_interval is 0), so ask until
+	// the build after the announces is served.
+	// Before the first build is done, the reply is a failure with "retry
+	// in", without files.
+	var fa, fb map[string]any
+	for range 250 {
+		fa, _ = httpGet(ctx, t, hc, httpA+"/scrape")["files"].(map[string]any)
+		fb, _ = httpGet(ctx, t, hc, httpB+"/scrape")["files"].(map[string]any)
+		if len(fa) == 2 && reflect.DeepEqual(fa, fb) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if len(fa) != 2 || !reflect.DeepEqual(fa, fb) {
 		t.Errorf("full scrape: A lists %d torrents %v, B %d %v; want the same 2", len(fa), fa, len(fb), fb)
 	}

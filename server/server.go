@@ -540,10 +540,19 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.bgCancel()
 	s.bg.Wait()
+	s.closeHandler()
 	// nothing changes the swarms any more: the last snapshot is complete
 	errs = append(errs, s.saveState("shutdown"))
 	errs = append(errs, s.store.Close())
 	return errors.Join(errs...)
+}
+
+// closeHandler stops the HTTP handler's full scrape builder, before the
+// store it walks closes.
+func (s *Server) closeHandler() {
+	if s.httpHandler != nil {
+		s.httpHandler.Close()
+	}
 }
 
 // shutdownGrace is how long cmd/trackd gives requests in flight to finish.
@@ -553,6 +562,7 @@ const shutdownGrace = 10 * time.Second
 // down gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Start(); err != nil {
+		s.closeHandler()
 		s.store.Close()
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -540,4 +541,35 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// builders counts the goroutines building a full scrape.
+func builders() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("http.(*fullScrape).run("))
+}
+
+// TestShutdownStopsFullScrapeBuilder: the HTTP handler's full scrape
+// builder runs from New until Shutdown, and is gone after it.
+func TestShutdownStopsFullScrapeBuilder(t *testing.T) {
+	before := builders()
+	srv, err := New(loopbackConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if n := builders(); n != before+1 {
+		t.Errorf("%d full scrape builders while serving, %d before", n, before)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := builders(); n != before {
+		t.Errorf("%d full scrape builders after Shutdown, %d before", n, before)
+	}
 }

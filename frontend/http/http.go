@@ -10,7 +10,6 @@ package http
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"io"
 	"log/slog"
@@ -34,9 +33,14 @@ import (
 // trusts no proxy.
 type Options struct {
 	// FullScrape enables the scrape without info_hash, which lists every
-	// torrent. It is computed at most once per FullScrapeInterval.
+	// torrent. It is built in the background (see fullscrape.go): at
+	// once, then when a request finds the last build older than
+	// FullScrapeInterval, and that request gets the last build.
 	FullScrape         bool
 	FullScrapeInterval time.Duration
+	// FullScrapeStreams bounds the full scrapes sent uncompressed at once,
+	// to clients that do not accept gzip (0: DefaultFullScrapeStreams).
+	FullScrapeStreams int
 	// MaxQueryBytes refuses longer query strings (0: 8 KiB).
 	MaxQueryBytes int
 	// TrustedProxies are the reverse proxies whose X-Real-IP and
@@ -86,7 +90,8 @@ type state struct {
 
 func newState() *state { return &state{buf: make([]byte, 0, 1024)} }
 
-// NewHandler returns a Handler that answers with t.
+// NewHandler returns a Handler that answers with t. With
+// opts.FullScrape it starts a goroutine, which Close stops.
 func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.MaxQueryBytes <= 0 {
 		opts.MaxQueryBytes = 8 << 10
@@ -103,7 +108,18 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	}
 	h := &Handler{tracker: t, opts: opts, log: log}
 	h.pool.New = func() any { return newState() }
+	if opts.FullScrape {
+		h.full.start(t, &opts, log)
+	}
 	return h
+}
+
+// Close stops the goroutine that builds the full scrape, waiting for a
+// build in progress to give up. A full scrape already built is still
+// served. Close always returns nil.
+func (h *Handler) Close() error {
+	h.full.close()
+	return nil
 }
 
 // request is an announce or scrape as the frontend needs it, whichever
@@ -371,7 +387,7 @@ func (h *Handler) scrape(ctx context.Context, st *state, r *request) reply {
 		return h.fail(st, err)
 	}
 	if len(st.hashes) == 0 {
-		return h.fullScrape(ctx, st, r)
+		return h.fullScrape(st, r)
 	}
 	// A bencoded dictionary has each key once, in order.
 	slices.SortFunc(st.hashes, func(a, b bittorrent.InfoHash) int { return bytes.Compare(a[:], b[:]) })
@@ -411,71 +427,6 @@ func appendFlags(b []byte, minRequestInterval time.Duration) []byte {
 	return append(b, 'e')
 }
 
-// fullScrape is the cached reply to a scrape of every torrent.
-type fullScrape struct {
-	mu      sync.Mutex
-	built   time.Time
-	plain   []byte
-	gzipped []byte
-}
-
-func (h *Handler) fullScrape(ctx context.Context, st *state, r *request) reply {
-	if !h.opts.FullScrape {
-		return h.fail(st, tracker.ClientError("full scrape is disabled on this tracker: give info_hash"))
-	}
-	plain, gz, err := h.full.get(ctx, h)
-	if err != nil {
-		return h.fail(st, err)
-	}
-	h.opts.Metrics.FullScrape()
-	// A rebuild of the cache replaces both bodies; it never modifies them.
-	rep := reply{status: http.StatusOK, body: plain, shared: true, vary: true}
-	if acceptsGzip(r.acceptEncoding) {
-		rep.body, rep.gzip = gz, true
-	}
-	return rep
-}
-
-// get returns the full scrape, building it if the cached one is older than
-// the configured interval. Concurrent callers wait for one build.
-func (f *fullScrape) get(ctx context.Context, h *Handler) (plain, gz []byte, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := h.opts.Now()
-	if f.plain != nil && now.Sub(f.built) < h.opts.FullScrapeInterval {
-		return f.plain, f.gzipped, nil
-	}
-	type entry struct {
-		ih bittorrent.InfoHash
-		s  store.Stats
-	}
-	var all []entry
-	interval, err := h.tracker.ScrapeAll(ctx, func(ih bittorrent.InfoHash, s store.Stats) error {
-		all = append(all, entry{ih, s})
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	slices.SortFunc(all, func(a, b entry) int { return bytes.Compare(a.ih[:], b.ih[:]) })
-	b := make([]byte, 0, 16+len(all)*80)
-	b = append(b, 'd')
-	b = bencode.AppendString(b, "files")
-	b = append(b, 'd')
-	for _, e := range all {
-		b = appendScrapeEntry(b, e.ih, e.s)
-	}
-	b = append(b, 'e')
-	b = appendFlags(b, interval)
-	b = append(b, 'e')
-	var zb bytes.Buffer
-	zw := gzip.NewWriter(&zb)
-	zw.Write(b)
-	zw.Close()
-	f.plain, f.gzipped, f.built = b, zb.Bytes(), now
-	return f.plain, f.gzipped, nil
-}
-
 // acceptsGzip reports whether Accept-Encoding fields accept gzip: one of
 // their comma-separated codings is "gzip", without "q=0".
 func acceptsGzip(fields []string) bool {
@@ -493,10 +444,11 @@ func acceptsGzip(fields []string) bool {
 }
 
 // fail answers with a bencoded failure reason. A client error says what the
-// client did wrong; an overloaded tracker says so, with BEP 31's "retry in"
-// (in minutes); any other error (the store's) is the client told only that
-// the tracker failed. Overload and store errors go to Options.Errors, which
-// logs a line per kind at most every 10 s, not one per request.
+// client did wrong; an overloaded tracker, or a full scrape that cannot be
+// sent now, says so, with BEP 31's "retry in" (in minutes); any other error
+// (the store's) is the client told only that the tracker failed. Overload
+// and store errors go to Options.Errors, which logs a line per kind at most
+// every 10 s, not one per request.
 func (h *Handler) fail(st *state, err error) reply {
 	st.err = err
 	msg := err.Error()
@@ -504,7 +456,9 @@ func (h *Handler) fail(st *state, err error) reply {
 	if oe, ok := err.(*tracker.OverloadError); ok {
 		retryIn = oe.RetryInMinutes()
 		h.opts.Errors.Log(context.Background(), slog.LevelWarn, ratelog.KindOverload,
-			"request refused: tracker overloaded", "protocol", "http")
+			"request refused", "protocol", "http", "reason", msg)
+	} else if re, ok := err.(*retryError); ok {
+		retryIn = re.minutes
 	} else if !tracker.IsClientError(err) {
 		h.opts.Errors.Log(context.Background(), slog.LevelError, ratelog.KindStore,
 			"request failed", "protocol", "http", "err", err)

@@ -227,7 +227,7 @@ func (h *Handler) fail(out, tid []byte, err error) []byte {
 	} else if oe, ok := err.(*tracker.OverloadError); ok {
 		msg = oe.Error()
 		h.opts.Errors.Log(context.Background(), slog.LevelWarn, ratelog.KindOverload,
-			"request refused: tracker overloaded", "protocol", "udp")
+			"request refused", "protocol", "udp", "reason", msg)
 	} else if tracker.IsClientError(err) {
 		msg = err.Error()
 	} else {
