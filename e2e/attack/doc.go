@@ -39,8 +39,12 @@
 //     -max-conns-per-ip 50 leave at most 50 open; 200 from an address in
 //     -trusted-proxies are all answered and kept.
 //   - FullScrapeStall: 1,000,000 torrents (filled over UDP), full scrapes
-//     asked for back to back on two connections with
-//     -full-scrape-interval 0 for 10 s; each scraper must get at least one.
+//     asked for back to back on two connections, one gzipped and one
+//     uncompressed (streamed, after which trackd closes the connection and
+//     the scraper dials again), with -full-scrape-interval 0 for 10 s;
+//     each scraper must get at least one of every torrent (the replies
+//     before the first build after the fill are the empty one of the
+//     start).
 //   - MemoryFlood: 2,000,000 announces of random info hashes over UDP at
 //     most 100,000 a second (at most 60 s) against -max-memory 32 MiB:
 //     trackd's resident memory (VmRSS) must stay at most 2 × max_memory +
