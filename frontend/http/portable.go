@@ -177,9 +177,9 @@ func (b *portableBackend) stopAccepting() {
 // address's longest-idle keep-alive connection, or is closed at once. At
 // MaxConns, a new connection takes the place of the longest-idle
 // keep-alive connection, or else of the connection that has sent nothing
-// (or nothing but empty lines) the longest; if there is none it waits, unserved, until a
-// connection closes, and the connections after it wait in the kernel's
-// accept queue.
+// (or nothing but empty lines) the longest; if there is none it waits,
+// unserved, until a connection closes, and the connections after it wait
+// in the kernel's accept queue.
 func (b *portableBackend) acceptLoop() {
 	for {
 		c, err := b.ln.Accept()
@@ -250,7 +250,8 @@ func (b *portableBackend) acceptLoop() {
 
 // acquireSlot takes a place under MaxConns, evicting the longest-idle
 // keep-alive connection if there is none free, or else the fresh one
-// that has waited longest, or waiting until one closes. It reports false if the Server stopped first.
+// that has waited longest, or waiting until one closes. It reports false
+// if the Server stopped first.
 func (b *portableBackend) acquireSlot() bool {
 	b.s.limit.acquire() // counts; the bound is slots
 	if b.slots == nil {
