@@ -3,10 +3,12 @@ package http
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,6 +170,154 @@ func TestServerDribblersDoNotLockOut(t *testing.T) {
 	})
 }
 
+// TestServerEvictsBlankAtMaxConns: 200 connections from one address that
+// send only empty lines ("\r\n" every 300 ms, reconnecting when closed)
+// fill MaxConns 200, with a read-header timeout of 10 s that would hold
+// their places for seconds: each new client is served at once anyway,
+// in the place of the connection that has sent only empty lines the
+// longest. Bound: each of 8 probes, a new connection each, answered
+// within 1 s of its dial (on loopback it takes milliseconds).
+func TestServerEvictsBlankAtMaxConns(t *testing.T) {
+	const (
+		dribblers = 200
+		every     = 300 * time.Millisecond
+		bound     = time.Second
+	)
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		m := metrics.New(metrics.Options{})
+		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{
+			ReadHeaderTimeout: 10 * time.Second, MaxConns: dribblers, Metrics: m,
+		})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range dribblers {
+			wg.Go(func() {
+				// Bounded: until stop, or 30 connections.
+				for range 30 {
+					d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+					c, err := d.Dial("tcp", s.Addr().String())
+					if err != nil {
+						return
+					}
+					// A line, then a read for the next 300 ms: it times
+					// out, unless the server closed the connection
+					// (evicted), and then the dribbler connects again.
+					var buf [64]byte
+					for err == nil {
+						select {
+						case <-stop:
+							c.Close()
+							return
+						default:
+						}
+						if _, err = io.WriteString(c, "\r\n"); err != nil {
+							break
+						}
+						c.SetReadDeadline(time.Now().Add(every))
+						if _, err = c.Read(buf[:]); errors.Is(err, os.ErrDeadlineExceeded) {
+							err = nil
+						}
+					}
+					c.Close()
+				}
+			})
+		}
+		defer func() {
+			close(stop)
+			wg.Wait()
+		}()
+		// Bounded: 5 s for the dribblers to fill the cap.
+		for deadline := time.Now().Add(5 * time.Second); s.OpenConns() < dribblers; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections open, want %d", s.OpenConns(), dribblers)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(2 * every) // each has sent a line or two
+		var slowest time.Duration
+		for i := range 8 {
+			start := time.Now()
+			c := dialFrom(t, s, "127.0.0.1")
+			c.SetDeadline(start.Add(5 * time.Second))
+			io.WriteString(c, get(testAnnounce, "Connection: close\r\n"))
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			d := time.Since(start)
+			c.Close()
+			if err != nil {
+				t.Fatalf("probe %d: %v after %v", i, err, d)
+			}
+			if res.StatusCode != 200 {
+				t.Fatalf("probe %d: status %d", i, res.StatusCode)
+			}
+			slowest = max(slowest, d)
+			time.Sleep(100 * time.Millisecond)
+		}
+		evicted := counterValue(t, m, "trackd_http_connections_evicted_total", "max_conns")
+		t.Logf("slowest probe %v; %v evicted", slowest, evicted)
+		if slowest > bound {
+			t.Errorf("slowest probe %v, want at most %v", slowest, bound)
+		}
+		if evicted < 8 {
+			t.Errorf("evicted counter %v, want at least 8", evicted)
+		}
+	})
+}
+
+// TestServerBlankEvictionSparesRequests: at MaxConns, a connection that
+// has sent only an empty line is evicted for a new client, even though
+// connections that have begun a real request are older; those are not
+// evicted, and once none but they are left, a new client waits.
+func TestServerBlankEvictionSparesRequests(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+		m := metrics.New(metrics.Options{})
+		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConns: 4, Loops: 1, Metrics: m})
+		var held []heldConn
+		for _, send := range []string{"GET /ann", "GET /announce?info", "G", "\r\n"} {
+			c := dialFrom(t, s, "127.0.0.1")
+			io.WriteString(c, send)
+			held = append(held, heldConn{c, bufio.NewReader(c)})
+			time.Sleep(20 * time.Millisecond) // read by the server, in order
+		}
+		time.Sleep(100 * time.Millisecond)
+		c := dialFrom(t, s, "127.0.0.3")
+		start := time.Now()
+		if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
+			t.Fatalf("new client not served at the cap: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("new client served after %v, want within 1 s", d)
+		}
+		if !isClosed(held[3]) {
+			t.Error("the blank connection was not evicted")
+		}
+		for i := range 3 {
+			if !stillOpen(held[i]) {
+				t.Errorf("connection %d, a partial request, evicted", i)
+			}
+		}
+		// The new client is idle now: evicted for the next one.
+		c2 := dialFrom(t, s, "127.0.0.3")
+		if err := announceOnce(t, c2, bufio.NewReader(c2)); err != nil {
+			t.Fatalf("second new client not served: %v", err)
+		}
+		io.WriteString(c2, "GET /ann") // busy
+		time.Sleep(50 * time.Millisecond)
+		c3 := dialFrom(t, s, "127.0.0.3")
+		io.WriteString(c3, get(testAnnounce))
+		if res, _, _ := readAll(t, c3, 300*time.Millisecond); len(res) != 0 {
+			t.Error("served at the cap with only partial requests open")
+		}
+		for i := range 3 {
+			if !stillOpen(held[i]) {
+				t.Errorf("connection %d, a partial request, evicted", i)
+			}
+		}
+		if got := counterValue(t, m, "trackd_http_connections_evicted_total", "max_conns"); got != 2 {
+			t.Errorf("evicted counter %v, want 2", got)
+		}
+	})
+}
+
 // counterValue reads a counter of m with the given label.
 func counterValue(t *testing.T, m *metrics.Metrics, name, reason string) float64 {
 	t.Helper()
@@ -267,20 +417,41 @@ func TestServerEvictsIdleAtMaxConns(t *testing.T) {
 // addresses; each new connection stays busy (a request begun), so the
 // loops' idle connections run out one loop first. Once none is idle, a
 // new connection waits.
+//
+// The held connections are idle keep-alive ones, or connections that have
+// sent only an empty line (evicted alike).
 func TestServerEvictsAcrossLoops(t *testing.T) {
-	s := startServer(t, Listen, testHandler(t, Options{}), ServerOptions{MaxConns: 8, Loops: 2})
-	holdIdle(t, s, "127.0.0.1", 8)
-	for i := range 8 {
-		c := dialFrom(t, s, "127.0.0.3")
-		if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
-			t.Fatalf("new client %d not served at the cap: %v", i, err)
+	for _, blank := range []bool{false, true} {
+		name := "idle"
+		if blank {
+			name = "blank"
 		}
-		io.WriteString(c, "GET /ann")
-	}
-	c := dialFrom(t, s, "127.0.0.3")
-	io.WriteString(c, get(testAnnounce))
-	if res, _, _ := readAll(t, c, 300*time.Millisecond); len(res) != 0 {
-		t.Error("served at the cap with no connection idle")
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, Listen, testHandler(t, Options{}), ServerOptions{MaxConns: 8, Loops: 2})
+			if blank {
+				for range 8 {
+					io.WriteString(dialFrom(t, s, "127.0.0.1"), "\r\n")
+				}
+				time.Sleep(100 * time.Millisecond)
+			} else {
+				holdIdle(t, s, "127.0.0.1", 8)
+			}
+			for i := range 8 {
+				c := dialFrom(t, s, "127.0.0.3")
+				if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
+					t.Fatalf("new client %d not served at the cap: %v", i, err)
+				}
+				io.WriteString(c, "GET /ann")
+				// Read by the server before the next one comes: until
+				// then c is idle, and evicted before a blank one.
+				time.Sleep(50 * time.Millisecond)
+			}
+			c := dialFrom(t, s, "127.0.0.3")
+			io.WriteString(c, get(testAnnounce))
+			if res, _, _ := readAll(t, c, 300*time.Millisecond); len(res) != 0 {
+				t.Error("served at the cap with no connection idle")
+			}
+		})
 	}
 }
 

@@ -103,6 +103,15 @@ func skipEmptyLines(b []byte) (n, lines int) {
 	}
 }
 
+// onlyBlank reports whether b holds nothing but empty lines, perhaps the
+// CR of one more: what a connection holds that has sent nothing
+// meaningful yet (nothing at all, or empty lines only), which may be
+// evicted at MaxConns like an idle one.
+func onlyBlank(b []byte) bool {
+	n, _ := skipEmptyLines(b)
+	return n == len(b) || (n == len(b)-1 && b[n] == '\r')
+}
+
 // parseHead parses b, one whole request head as headEnd delimits it, into
 // h. The strings of h point into b.
 func parseHead(b []byte, h *reqHead) headError {

@@ -40,6 +40,30 @@ func TestHeadEnd(t *testing.T) {
 	}
 }
 
+// TestOnlyBlank: what a connection may hold and still be evicted at
+// MaxConns like an idle one.
+func TestOnlyBlank(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"", true},
+		{"\r\n", true},
+		{"\n", true},
+		{"\r", true},
+		{"\r\n\r\n\n\r", true},
+		{"\r\r", false},
+		{"G", false},
+		{"\r\nGET /ann", false},
+		{"GET / HTTP/1.1\r\n", false},
+		{" \r\n", false},
+	} {
+		if got := onlyBlank([]byte(tt.in)); got != tt.want {
+			t.Errorf("onlyBlank(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestParseHead(t *testing.T) {
 	var h reqHead
 	in := "GET /announce?x=1 HTTP/1.0\r\nhOsT: a\r\nConnection: Keep-Alive, Upgrade\r\nX-Real-IP:  1.2.3.4 \r\n" +

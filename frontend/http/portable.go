@@ -75,9 +75,13 @@ type portableBackend struct {
 	// entries' idle lists are guarded by mu.
 	peers *peerTable[portableList]
 
-	mu       sync.Mutex
-	conns    map[*portableConn]struct{}
-	idle     portableList // keep-alive connections waiting for a request, longest-idle first
+	mu    sync.Mutex
+	conns map[*portableConn]struct{}
+	idle  portableList // keep-alive connections waiting for a request, longest-idle first
+	// fresh: new connections waiting for their first request that have
+	// sent nothing yet, or nothing but empty lines, longest-waiting
+	// first; evicted after the idle ones.
+	fresh    portableList
 	draining bool
 }
 
@@ -87,10 +91,11 @@ type portableConn struct {
 	c       net.Conn
 	resp    *responder
 	in, out []byte
-	// Guarded by mu: waiting is set while the connection is blocked
-	// reading the first bytes of a request (keepAlive: not its first
-	// request); a keep-alive one is then on the idle lists (prev, next;
-	// aprev, anext on its address's). evicted: closed to make room.
+	// Guarded by mu: waiting is set while the connection holds nothing
+	// of a request but perhaps empty lines (keepAlive: not its first
+	// request); it is then on the idle lists (prev, next; aprev, anext on
+	// its address's) if keepAlive, else on fresh (prev, next). evicted:
+	// closed to make room.
 	waiting, keepAlive, evicted bool
 	prev, next, aprev, anext    *portableConn
 	// peer is the connection's count under MaxConnsPerIP (nil: none).
@@ -173,9 +178,10 @@ func (b *portableBackend) stopAccepting() {
 // connection from an address at MaxConnsPerIP takes the place of the
 // address's longest-idle keep-alive connection, or is closed at once. At
 // MaxConns, a new connection takes the place of the longest-idle
-// keep-alive connection; if there is none it waits, unserved, until a
-// connection closes, and the connections after it wait in the kernel's
-// accept queue.
+// keep-alive connection, or else of the connection that has sent nothing
+// (or nothing but empty lines) the longest; if there is none it waits,
+// unserved, until a connection closes, and the connections after it wait
+// in the kernel's accept queue.
 func (b *portableBackend) acceptLoop() {
 	for {
 		c, err := b.ln.Accept()
@@ -245,8 +251,9 @@ func (b *portableBackend) acceptLoop() {
 }
 
 // acquireSlot takes a place under MaxConns, evicting the longest-idle
-// keep-alive connection if there is none free, or waiting until one
-// closes. It reports false if the Server stopped first.
+// keep-alive connection if there is none free, or else the fresh one
+// that has waited longest, or waiting until one closes. It reports false
+// if the Server stopped first.
 func (b *portableBackend) acquireSlot() bool {
 	b.s.limit.acquire() // counts; the bound is slots
 	if b.slots == nil {
@@ -259,7 +266,11 @@ func (b *portableBackend) acquireSlot() bool {
 		default:
 		}
 		b.mu.Lock()
-		if v := b.idle.head; v != nil {
+		v := b.idle.head
+		if v == nil {
+			v = b.fresh.head
+		}
+		if v != nil {
 			b.evict(v)
 			b.opts.Metrics.ConnEvicted(metrics.MaxConns)
 		}
@@ -282,21 +293,26 @@ func (b *portableBackend) acquireSlot() bool {
 // connection to evict, looks again.
 const evictRetry = 50 * time.Millisecond
 
-// evict closes an idle connection to make room, taking it off the idle
-// lists. b.mu is held.
+// evict closes an idle or fresh connection to make room, taking it off
+// the lists. b.mu is held.
 func (b *portableBackend) evict(pc *portableConn) {
 	b.unidle(pc)
 	pc.evicted = true
 	pc.c.Close()
 }
 
-// unidle takes pc off the idle lists, if it is on them. b.mu is held.
+// unidle takes pc off the idle lists or fresh, if it is on them. b.mu is
+// held.
 func (b *portableBackend) unidle(pc *portableConn) {
-	if pc.waiting && pc.keepAlive && !pc.evicted {
+	switch {
+	case !pc.waiting || pc.evicted:
+	case pc.keepAlive:
 		b.idle.remove(pc)
 		if pc.peer != nil {
 			pc.peer.ext.remove(pc)
 		}
+	default:
+		b.fresh.remove(pc)
 	}
 	pc.waiting = false
 }
@@ -326,14 +342,22 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 		b.done(pc)
 	}()
 	o := &b.opts
-	n := 0        // bytes in pc.in: the start of the next request
-	scanned := 0  // of which searched for the end of a head in vain
-	first := true // no reply yet: the read-header timeout runs from the start
+	n := 0           // bytes in pc.in: the start of the next request
+	scanned := 0     // of which searched for the end of a head in vain
+	first := true    // no reply yet: the read-header timeout runs from the start
+	waiting := false // pc is marked waiting (setIdle): pc.in[:n] is blank
 	for {
-		if n == 0 {
+		// A connection that holds nothing of a request but perhaps empty
+		// lines may be evicted (setIdle), and stays so until it sends
+		// something else: only such a connection takes the lock here
+		// more than once per request.
+		if !waiting && onlyBlank(pc.in[:n]) {
 			if !b.setIdle(pc, true, !first) {
 				return
 			}
+			waiting = true
+		}
+		if n == 0 {
 			t := o.IdleTimeout
 			if first {
 				t = o.ReadHeaderTimeout
@@ -341,17 +365,18 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 			setDeadline(c.SetReadDeadline, t)
 		}
 		m, err := c.Read(pc.in[n:])
-		if n == 0 {
-			b.setIdle(pc, false, false)
-			if m > 0 && !first {
-				// A request's first bytes: its head has until then.
-				setDeadline(c.SetReadDeadline, o.ReadHeaderTimeout)
-			}
+		if n == 0 && m > 0 && !first {
+			// A request's first bytes: its head has until then.
+			setDeadline(c.SetReadDeadline, o.ReadHeaderTimeout)
 		}
 		if m == 0 && err != nil {
 			return
 		}
 		n += m
+		if waiting && !onlyBlank(pc.in[:n]) {
+			b.setIdle(pc, false, false)
+			waiting = false
+		}
 		answered := false
 		for {
 			res := pc.resp.respond(pc.in[:n], scanned, remote, pc.out[:0], b.isDraining(), time.Now())
@@ -396,8 +421,9 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 	}
 }
 
-// setIdle marks the connection waiting for a request, a keep-alive one
-// (not its first request) with keepAlive, or not waiting. It reports
+// setIdle marks the connection waiting for a request (it holds nothing
+// of one but perhaps empty lines), a keep-alive one (not its first
+// request) with keepAlive, or not waiting. It reports
 // false if the connection is to close: the Server is shutting down, or
 // it was evicted.
 func (b *portableBackend) setIdle(pc *portableConn, waiting, keepAlive bool) bool {
@@ -419,6 +445,8 @@ func (b *portableBackend) setIdle(pc *portableConn, waiting, keepAlive bool) boo
 		if pc.peer != nil {
 			pc.peer.ext.push(pc)
 		}
+	} else {
+		b.fresh.push(pc)
 	}
 	return true
 }

@@ -286,10 +286,13 @@ type loop struct {
 	wakefd int // -1 once closed
 
 	draining, killed, paused atomic.Bool
-	// idleN is the number of idle connections, published before each
+	// idleN is the number of connections the loop could evict (idle
+	// ones, and at MaxConns blank ones among the first evictScan of the
+	// reading list: victim), readN the number reading a request (which
+	// may be blank ones beyond those counted), published before each
 	// wait for other loops to read (askEviction); evictReq the number of
-	// them other loops ask this one to close.
-	idleN, evictReq atomic.Int32
+	// connections other loops ask this one to evict.
+	idleN, readN, evictReq atomic.Int32
 
 	conns  []*conn // by descriptor
 	free   []*conn
@@ -419,8 +422,15 @@ func (l *loop) run() {
 		if l.killed.Load() || (l.draining.Load() && l.nconns == 0) {
 			return
 		}
-		if n := int32(l.idle.n); n != l.idleN.Load() {
+		n := l.idle.n
+		if l.srv.limit.full() {
+			n += l.blankCount()
+		}
+		if n := int32(n); n != l.idleN.Load() {
 			l.idleN.Store(n)
+		}
+		if n := int32(l.reading.n); n != l.readN.Load() {
+			l.readN.Store(n)
 		}
 		n, err := l.wait()
 		if err != nil {
@@ -538,9 +548,13 @@ func (l *loop) woken() {
 	if l.draining.Load() && l.lfd >= 0 {
 		l.drain()
 	}
-	for k := l.evictReq.Swap(0); k > 0 && l.idle.head != nil; k-- {
+	for k := l.evictReq.Swap(0); k > 0; k-- {
+		v := l.victim()
+		if v == nil {
+			break
+		}
 		l.opts.Metrics.ConnEvicted(metrics.MaxConns)
-		l.closeConn(l.idle.head)
+		l.closeConn(v)
 	}
 	if l.paused.Load() && !l.srv.limit.full() {
 		l.paused.Store(false)
@@ -577,7 +591,7 @@ func (l *loop) drain() {
 	// perhaps empty lines.
 	for c := l.reading.head; c != nil; {
 		next := c.next
-		if skip, _ := skipEmptyLines(c.partial); skip == len(c.partial) {
+		if onlyBlank(c.partial) {
 			l.closeConn(c)
 		}
 		c = next
@@ -600,12 +614,13 @@ func (l *loop) exit() {
 
 // accept accepts the connections waiting, up to acceptBatch, and serves
 // each at once. At MaxConns it makes room for a connection waiting by
-// closing the loop's longest-idle keep-alive connection, or, if it has
-// none, stops accepting until a connection closes.
+// closing one the loop may evict (victim), or, if it has none, stops
+// accepting until a connection closes.
 func (l *loop) accept() {
 	for range acceptBatch {
 		if !l.srv.limit.acquire() {
-			if l.idle.head == nil {
+			v := l.victim()
+			if v == nil {
 				l.pause()
 				if l.listenerReady() {
 					l.askEviction()
@@ -619,7 +634,7 @@ func (l *loop) accept() {
 			}
 			// The evicted connection's slot is the new one's.
 			l.opts.Metrics.ConnEvicted(metrics.MaxConns)
-			l.drop(l.idle.head, true)
+			l.drop(v, true)
 		}
 		l.salen = uint32(unsafe.Sizeof(l.sa))
 		fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(l.lfd),
@@ -691,14 +706,64 @@ func (l *loop) pause() {
 	}
 }
 
-// askEviction asks the loop with the most idle connections to close its
-// longest-idle one: this loop, paused at MaxConns, has none, and a new
-// connection waits on its socket. The slot that frees resumes it.
+// evictScan bounds how many connections of the reading list victim and
+// blankCount look at, so that their cost per accept (or per wait) stays
+// bounded however many connections are half-way through a request.
+const evictScan = 64
+
+// victim returns the connection to close at MaxConns for a new one: the
+// longest-idle keep-alive connection, or else the one that has held
+// nothing but blank lines (or nothing) the longest among the first
+// evictScan of the reading list (in the order they started reading), or
+// nil. A connection that has sent only blank lines has sent nothing
+// meaningful: it is as good as idle, and a client that sends one every
+// second must not hold its place until the read-header timeout.
+func (l *loop) victim() *conn {
+	if l.idle.head != nil {
+		return l.idle.head
+	}
+	k := 0
+	for c := l.reading.head; c != nil && k < evictScan; c, k = c.next, k+1 {
+		if onlyBlank(c.partial) {
+			return c
+		}
+	}
+	return nil
+}
+
+// blankCount counts the connections victim would find on the reading
+// list, up to evictScan.
+func (l *loop) blankCount() int {
+	n, k := 0, 0
+	for c := l.reading.head; c != nil && k < evictScan; c, k = c.next, k+1 {
+		if onlyBlank(c.partial) {
+			n++
+		}
+	}
+	return n
+}
+
+// askEviction asks the loop with the most connections to evict (idle
+// ones, and at MaxConns blank ones: victim) to close one: this loop,
+// paused at MaxConns, has none, and a new connection waits on its socket.
+// The slot that frees resumes it. A loop counts its blank connections
+// only while the Server is at MaxConns, which it may not have been when
+// the loop last published them: failing a loop with a connection to
+// evict, the one with the most connections reading a request is asked,
+// and evicts a blank one if it finds one. This loop is paused until a
+// slot frees, so it asks at most once per slot.
 func (l *loop) askEviction() {
 	var best *loop
 	for _, o := range l.be.loops {
 		if o != l && o.idleN.Load() > 0 && (best == nil || o.idleN.Load() > best.idleN.Load()) {
 			best = o
+		}
+	}
+	if best == nil {
+		for _, o := range l.be.loops {
+			if o != l && o.readN.Load() > 0 && (best == nil || o.readN.Load() > best.readN.Load()) {
+				best = o
+			}
 		}
 	}
 	if best != nil {
@@ -889,6 +954,9 @@ func (l *loop) process(c *conn, data []byte) {
 	case answered:
 		c.state = stateReading
 		l.reading.push(c, l.now)
+		if onlyBlank(data) {
+			l.evictable() // the empty lines some clients send after a request
+		}
 	default:
 		l.setReading(c)
 	}
@@ -1076,12 +1144,17 @@ func (l *loop) setIdle(c *conn) bool {
 	if c.peer != nil {
 		c.peer.ext[l.idx].push(c)
 	}
+	l.evictable()
+	return false
+}
+
+// evictable is called when a connection becomes one victim may choose:
+// a loop paused at MaxConns listens again, with a connection to evict.
+func (l *loop) evictable() {
 	if l.paused.Load() {
-		// At MaxConns, with a connection to evict now: listen again.
 		l.paused.Store(false)
 		l.listen(true)
 	}
-	return false
 }
 
 // want sets c's epoll interest, registering it the first time. If that
