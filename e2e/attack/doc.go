@@ -26,9 +26,9 @@
 //     unless TRACKD_REQUIRE_EXTERNAL=1).
 //   - DribblersAtMaxConns: 200 such dribblers from one address,
 //     reconnecting when closed, against -max-conns 200 and the default
-//     max_conns_per_ip, for 9 s. Here the slowest announce may take
-//     read_header_timeout + 1 s: unless the default bounds one address
-//     below 200 connections, a newcomer may wait for a dribbler's close.
+//     max_conns_per_ip (512, so all of them get in), for 9 s: at the cap,
+//     trackd closes the connection that has sent only blank lines the
+//     longest to make room, so the usual 1 s bound holds.
 //   - IdleKeepAliveFlood: 10,500 keep-alive connections, one request each,
 //     ten from each of 1,050 addresses 127.1.x.y, held for 10 s against
 //     -max-conns 10000: every one of them must be answered (at the cap the
