@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"trackd/store"
 	"trackd/internal/ratelog"
+	"trackd/store"
 	"trackd/tracker"
 )
 

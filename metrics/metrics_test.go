@@ -11,8 +11,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"trackd/store"
 	"trackd/internal/ratelog"
+	"trackd/store"
 	"trackd/tracker"
 )
 

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"trackd/metrics"
 	"trackd/internal/ratelog"
+	"trackd/metrics"
 )
 
 // The portable Server: a net.Listener and a goroutine per connection,

@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"trackd/metrics"
 	"trackd/internal/ratelog"
+	"trackd/metrics"
 )
 
 // ServerOptions configure a Server. Zero durations and limits mean none.

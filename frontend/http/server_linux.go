@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"trackd/metrics"
 	"trackd/internal/ratelog"
+	"trackd/metrics"
 )
 
 // The Linux Server: one event loop per CPU. Each loop is a goroutine that
