@@ -62,11 +62,17 @@ func NewHealth(s Store, now func() time.Time) *Health {
 // Observe records the outcome of a store call made for a request: nil for
 // success. A call ended by its context's cancellation (the client left,
 // the server shuts down) says nothing about the store and is not counted.
-// It costs one atomic load when nothing changes, so the core calls it on
-// every request.
+// A refusal of a store at its memory bound (ErrNoNewTorrents,
+// ErrNoNewPeers) is the store serving as it should, so a success: a flood
+// of new torrents must not take the tracker out of a load balancer's
+// rotation. It costs one atomic load when nothing changes, so the core
+// calls it on every request.
 func (h *Health) Observe(err error) {
 	if h == nil {
 		return
+	}
+	if errors.Is(err, ErrNoNewTorrents) || errors.Is(err, ErrNoNewPeers) {
+		err = nil
 	}
 	if err == nil {
 		if h.failing.Load() {

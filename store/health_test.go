@@ -76,6 +76,23 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// TestHealthShedding: a store refusing new torrents or peers at its memory
+// bound serves; /readyz must not fail under a flood of new torrents.
+func TestHealthShedding(t *testing.T) {
+	h := store.NewHealth(&probed{}, nil)
+	for _, err := range []error{store.ErrNoNewTorrents, store.ErrNoNewPeers} {
+		h.Observe(err)
+		if got := h.Check(context.Background()); got != nil {
+			t.Errorf("after %v: Check = %v, want nil", err, got)
+		}
+	}
+	h.Observe(errors.New("connection refused"))
+	h.Observe(store.ErrNoNewTorrents) // a request served: the failure is over
+	if got := h.Check(context.Background()); got != nil {
+		t.Errorf("after a refusal that followed a failure: Check = %v, want nil", got)
+	}
+}
+
 func TestHealthWithoutProbe(t *testing.T) {
 	st := &totalsOnly{}
 	h := store.NewHealth(st, nil)
