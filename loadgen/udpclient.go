@@ -84,22 +84,21 @@ type udpWorker struct {
 	inflight int
 	outSlot  []int // slot of each datagram queued on mc
 
-	connID      uint64
-	haveID      bool
-	everID      bool
-	idAt        int64 // when the current id was asked for
-	connecting  int   // slot of the connect in flight, or -1
-	connTries   int   // connects sent without a reply, before the first id
-	renewAt     int64 // renew early after an error reply (0: no)
-	deadline    int64
-	nextScan    int64
-	peerSize    int
-	peer        Peer
-	hashes      []bittorrent.InfoHash
-	fills       fillQueue
-	warm, meas  Stats
-	gaveUp      bool
-	lastErrNano int64
+	connID     uint64
+	haveID     bool
+	everID     bool
+	idAt       int64 // when the current id was asked for
+	connecting int   // slot of the connect in flight, or -1
+	connTries  int   // connects sent without a reply, before the first id
+	renewAt    int64 // renew early after an error reply (0: no)
+	deadline   int64
+	nextScan   int64
+	peerSize   int
+	peer       Peer
+	hashes     []bittorrent.InfoHash
+	fills      fillQueue
+	warm, meas Stats
+	gaveUp     bool
 }
 
 func newUDPWorker(r *runner, s, count int) (*udpWorker, error) {

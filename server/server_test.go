@@ -536,13 +536,6 @@ func TestHTTPSOnly(t *testing.T) {
 	}
 }
 
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
 // builders counts the goroutines building a full scrape.
 func builders() int {
 	buf := make([]byte, 1<<20)

@@ -19,12 +19,11 @@ import (
 // rawClient is a blocking client on raw sockets, which allocates nothing
 // per request: allocation counts are then the server's.
 type rawClient struct {
-	t    testing.TB
-	sa   unix.Sockaddr
-	fd   int
-	req  []byte
-	buf  []byte
-	body []byte
+	t   testing.TB
+	sa  unix.Sockaddr
+	fd  int
+	req []byte
+	buf []byte
 }
 
 func newRawClient(t testing.TB, s *Server, req string) *rawClient {

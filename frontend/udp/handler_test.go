@@ -121,7 +121,6 @@ func TestConnectionIDs(t *testing.T) {
 		t.Fatalf("unexpected reply %x", reply)
 		return false
 	}
-	id := f.connect(t, from)
 	steps := []struct {
 		name  string
 		after time.Duration // since the connect
@@ -144,7 +143,7 @@ func TestConnectionIDs(t *testing.T) {
 	// inside the third window.
 	start := f.now.Truncate(time.Minute)
 	*f.now = start
-	id = f.connect(t, from)
+	id := f.connect(t, from)
 	for _, s := range steps {
 		*f.now = start.Add(s.after)
 		if got := scrape(f.h, s.from, id); got != s.valid {

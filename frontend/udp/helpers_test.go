@@ -37,8 +37,6 @@ func newFixture(tb testing.TB, cfg tracker.Config, opts Options) *fixture {
 	return &fixture{h: NewHandler(tr, opts), tr: tr, now: &now}
 }
 
-func (f *fixture) advance(d time.Duration) { *f.now = f.now.Add(d) }
-
 // do sends pkt from from and returns the reply (a fresh slice).
 func (f *fixture) do(from netip.AddrPort, pkt []byte) []byte {
 	return f.h.Handle(context.Background(), from, pkt, make([]byte, 0, 8192))

@@ -11,8 +11,5 @@ func mapMemory(n int) []byte { return make([]byte, n) }
 // unmapMemory leaves b to the garbage collector.
 func unmapMemory([]byte) {}
 
-// offHeap reports whether mapMemory maps memory outside the Go heap.
-const offHeap = false
-
 // minChunk is the smallest chunk of a shard's region: real memory here, so small.
 const minChunk = 4 << 10

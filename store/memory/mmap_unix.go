@@ -21,8 +21,5 @@ func unmapMemory(b []byte) {
 	}
 }
 
-// offHeap reports whether mapMemory maps memory outside the Go heap.
-const offHeap = true
-
 // minChunk is the smallest chunk of a shard's region: virtual memory, of which only the carved pages count.
 const minChunk = 256 << 10

@@ -288,13 +288,6 @@ func (fm *family[R, P]) id(i int) bittorrent.PeerID {
 	return fm.ids[i]
 }
 
-// setID sets the id of the record at i, if the store keeps ids.
-func (fm *family[R, P]) setID(i int, id *bittorrent.PeerID) {
-	if fm.ids != nil {
-		fm.ids[i] = *id
-	}
-}
-
 // resize moves the records and ids to a block with room for at least c of
 // them (c >= f.n), or frees the block for c = 0.
 func (fm *family[R, P]) resize(c int) {
