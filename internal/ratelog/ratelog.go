@@ -25,7 +25,8 @@ const (
 	// KindStore is a request the store failed (Redis down or refusing
 	// writes).
 	KindStore = "store"
-	// KindOverload is a request refused because max_pending were at work.
+	// KindOverload is a request refused because max_pending were at work,
+	// or because the store is at its memory bound (max_memory).
 	KindOverload = "overload"
 	// KindWrite is a UDP reply the kernel refused to send.
 	KindWrite = "write"
