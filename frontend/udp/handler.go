@@ -191,10 +191,7 @@ func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, 
 	if client.Is4() {
 		st.req.Family, maxPeers = store.IPv4Only, maxPeers4
 	}
-	if st.req.NumWant == tracker.NumWantUnset {
-		st.req.NumWant = h.tracker.Config().DefaultNumWant
-	}
-	st.req.NumWant = min(st.req.NumWant, maxPeers)
+	st.req.MaxPeers = maxPeers
 	if err := h.tracker.Announce(ctx, &st.req, &st.resp); err != nil {
 		return h.fail(out, tid, err), err
 	}
