@@ -485,7 +485,6 @@ func (s *Server) statCounts(ctx context.Context) (stats.Counts, error) {
 		Leechers6:    t.Leechers6,
 		HTTPRequests: s.metrics.Requests(metrics.HTTP),
 		UDPRequests:  s.metrics.Requests(metrics.UDP),
-		WSRequests:   s.metrics.Requests(metrics.WS),
 	}, nil
 }
 
