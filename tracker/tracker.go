@@ -197,10 +197,6 @@ type AnnounceRequest struct {
 	// Family restricts the peers handed out to one address family: a UDP
 	// reply carries only peers of the family the request came over.
 	Family store.Family
-	// Path is the request path: BEP 41 URL data over UDP (e.g.
-	// "/announce?passkey=..."), empty over HTTP. It is valid only during
-	// the call and is not used yet; access lists will be.
-	Path []byte
 }
 
 // AnnounceResponse is what the tracker answers to an announce.
