@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"trackd/internal/race"
 )
 
 // startCanned starts a canned server on loopback ports picked by the
@@ -319,7 +321,7 @@ func TestUDPSteadyStateDoesNotAllocate(t *testing.T) {
 		t.Fatalf("no announces: %+v", w.meas)
 	}
 	allocs := testing.AllocsPerRun(500, func() { w.step() })
-	if allocs != 0 && !raceEnabled {
+	if allocs != 0 && !race.Enabled {
 		t.Errorf("a step allocates %v times", allocs)
 	}
 	if w.meas.Errors != 0 || w.meas.Timeouts != 0 {

@@ -29,11 +29,10 @@ type Protocol uint8
 const (
 	HTTP Protocol = iota
 	UDP
-	WS
 	numProtocols
 )
 
-var protocolNames = [numProtocols]string{"http", "udp", "ws"}
+var protocolNames = [numProtocols]string{"http", "udp"}
 
 func (p Protocol) String() string { return protocolNames[p] }
 

@@ -82,8 +82,8 @@ func TestRequests(t *testing.T) {
 	if got := value(t, m, "trackd_full_scrapes_total", nil); got != 2 {
 		t.Errorf("full scrapes %v", got)
 	}
-	if m.Requests(UDP) != 5 || m.Requests(HTTP) != 2 || m.Requests(WS) != 0 {
-		t.Errorf("per protocol: %d %d %d", m.Requests(UDP), m.Requests(HTTP), m.Requests(WS))
+	if m.Requests(UDP) != 5 || m.Requests(HTTP) != 2 {
+		t.Errorf("per protocol: %d %d", m.Requests(UDP), m.Requests(HTTP))
 	}
 }
 

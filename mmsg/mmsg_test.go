@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"trackd/internal/race"
 )
 
 // listen returns an unconnected UDP socket on addr, closed when the test
@@ -596,7 +598,7 @@ func (p *echoPair) round(t testing.TB) int {
 // TestNoAllocs: a whole cycle of Read, Message, Queue and Flush allocates
 // nothing, on either side of the exchange.
 func TestNoAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	p := newEchoPair(t, 16)

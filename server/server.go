@@ -25,7 +25,6 @@ import (
 	"trackd/metrics"
 	"trackd/stats"
 	"trackd/store"
-	"trackd/store/memory"
 	"trackd/tlscert"
 	"trackd/tracker"
 )
@@ -222,10 +221,8 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // per listener once it accepts requests. If one listener cannot be bound,
 // none is left open.
 func (s *Server) Start() error {
+	goroutinePerConn, udpSockets := servingModel(s.store, s.cfg.UDPSockets)
 	if s.cfg.HTTP != "" {
-		// The event loops answer one request at a time each: right for
-		// the in-memory store, not for one that waits on the network.
-		_, inMemory := s.store.(*memory.Store)
 		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
 		hs, err := httpfrontend.Listen(s.cfg.HTTP, s.httpHandler, httpfrontend.ServerOptions{
 			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -235,7 +232,7 @@ func (s *Server) Start() error {
 			MaxConns:          s.cfg.MaxConns,
 			MaxConnsPerIP:     s.cfg.MaxConnsPerIP,
 			TrustedProxies:    trustedProxies,
-			GoroutinePerConn:  !inMemory,
+			GoroutinePerConn:  goroutinePerConn,
 			Logger:            s.log,
 			Metrics:           s.metrics,
 			Errors:            s.errs,
@@ -247,15 +244,8 @@ func (s *Server) Start() error {
 		s.metrics.OpenConns(hs.OpenConns)
 	}
 	if s.udpHandler != nil {
-		// Each socket's reader answers one packet at a time: with a store
-		// that waits on the network, more sockets keep more requests in
-		// flight.
-		sockets := s.cfg.UDPSockets
-		if _, inMemory := s.store.(*memory.Store); !inMemory && sockets == 0 {
-			sockets = max(networkStoreUDPSockets, runtime.NumCPU())
-		}
 		us, err := udpfrontend.Listen(s.cfg.UDP, s.udpHandler, udpfrontend.ServeOptions{
-			Sockets: sockets,
+			Sockets: udpSockets,
 			Logger:  s.log,
 			Errors:  s.errs,
 		})
@@ -337,8 +327,26 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// servingModel decides how the frontends call st, from its abilities alone
+// (never its type), and returns the HTTP server's model and the number of
+// UDP sockets for udp_sockets = udpSockets. The epoll event loops and the
+// UDP sockets' readers answer one request at a time each: right for a
+// store.InProcess, which answers from memory, not for a store that waits on
+// the network. That one gets a goroutine per HTTP connection and, unless
+// udp_sockets says otherwise, networkStoreUDPSockets or one per CPU,
+// whichever is more, so that more requests are in flight.
+func servingModel(st store.Store, udpSockets int) (goroutinePerConn bool, sockets int) {
+	if _, ok := st.(store.InProcess); ok {
+		return false, udpSockets
+	}
+	if udpSockets == 0 {
+		udpSockets = max(networkStoreUDPSockets, runtime.NumCPU())
+	}
+	return true, udpSockets
+}
+
 // networkStoreUDPSockets is the default number of UDP sockets with a store
-// other than the in-memory one (udp_sockets = 0).
+// that waits on the network, one not store.InProcess (udp_sockets = 0).
 const networkStoreUDPSockets = 32
 
 // closeListeners closes what Start has bound so far, when a later listener
@@ -442,7 +450,7 @@ func (s *Server) metricTotals(ctx context.Context) (metrics.Totals, error) {
 		Seeders6:  t.Seeders6,
 		Leechers6: t.Leechers6,
 	}
-	if e, ok := s.store.(interface{ Expired() uint64 }); ok {
+	if e, ok := s.store.(store.ExpiryCounter); ok {
 		mt.PeersExpired, mt.PeersExpiredObserved = e.Expired(), true
 	}
 	if mb, ok := s.store.(store.MemoryBounded); ok {
@@ -477,7 +485,6 @@ func (s *Server) statCounts(ctx context.Context) (stats.Counts, error) {
 		Leechers6:    t.Leechers6,
 		HTTPRequests: s.metrics.Requests(metrics.HTTP),
 		UDPRequests:  s.metrics.Requests(metrics.UDP),
-		WSRequests:   s.metrics.Requests(metrics.WS),
 	}, nil
 }
 

@@ -9,14 +9,14 @@ import (
 
 	"trackd/snapshot"
 	"trackd/store"
-	"trackd/store/memory"
 )
 
 // stateFile keeps the in-memory store across restarts: it is read once at
-// start and written every StateInterval and at shutdown (config.State).
+// start and written every StateInterval and at shutdown (config.State). It
+// needs a store.Snapshotter.
 type stateFile struct {
 	path  string
-	store *memory.Store
+	store store.Snapshotter
 	flags uint32
 	mu    sync.Mutex // one write at a time
 }
@@ -27,19 +27,19 @@ type stateFile struct {
 // Other errors (permissions) stop the start: better than running without
 // the snapshot the operator asked for and then overwriting it.
 func (s *Server) loadState(st store.Store) (*stateFile, error) {
-	ms, ok := st.(*memory.Store)
+	ss, ok := st.(store.Snapshotter)
 	if !ok {
-		return nil, errors.New("only the memory store has a state file")
+		return nil, errors.New("the store has no state file (it is no store.Snapshotter): only the in-memory store has one")
 	}
-	sf := &stateFile{path: s.cfg.State, store: ms}
+	sf := &stateFile{path: s.cfg.State, store: ss}
 	if s.cfg.PeerIDs {
 		sf.flags = snapshot.FlagPeerIDs
 	}
 	start := time.Now()
-	info, err := snapshot.Read(sf.path, ms.Restore)
+	info, err := snapshot.Read(sf.path, ss.Restore)
 	switch {
 	case err == nil:
-		tot, _ := ms.Totals(context.Background())
+		tot, _ := st.Totals(context.Background())
 		s.log.Info("state loaded", "file", sf.path, "written", info.WrittenAt.UTC().Format(time.RFC3339),
 			"swarms", info.Swarms, "peers_in_file", info.Peers, "peers_alive", tot.Peers(),
 			"took", time.Since(start).Round(time.Millisecond))

@@ -106,9 +106,6 @@ func charts(s Snapshot) []chart {
 		{"UDP", "#1f77b4", pick(func(x HistoryItem) float64 { return x.UDPRate })},
 		{"HTTP", "#d62728", pick(func(x HistoryItem) float64 { return x.HTTPRate })},
 	}
-	if s.WSRate > 0 || anyPositive(pick(func(x HistoryItem) float64 { return x.WSRate })) {
-		reqs = append(reqs, namedValues{"WebSocket", "#2ca02c", pick(func(x HistoryItem) float64 { return x.WSRate })})
-	}
 	// the first sample has no rate: leave it out of the rate chart
 	rateTimes := times
 	if len(rateTimes) > 0 {
@@ -127,15 +124,6 @@ func charts(s Snapshot) []chart {
 type namedValues struct {
 	name, color string
 	values      []float64
-}
-
-func anyPositive(v []float64) bool {
-	for _, x := range v {
-		if x > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func makeChart(id, title, unit string, times []int64, data []namedValues) chart {

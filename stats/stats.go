@@ -30,7 +30,6 @@ type Counts struct {
 
 	HTTPRequests uint64
 	UDPRequests  uint64
-	WSRequests   uint64
 
 	// Shedding: the store is near its memory bound, evicting torrents of
 	// one peer and refusing new ones (store.MemoryUsage).
@@ -58,7 +57,6 @@ type Sample struct {
 	// Rates over the period ending at Time, in requests per second.
 	HTTPRate float64
 	UDPRate  float64
-	WSRate   float64
 }
 
 // Options configure a Recorder. The zero value samples every 15 s and
@@ -156,7 +154,6 @@ func (r *Recorder) Sample(ctx context.Context) {
 		if dt := now.Sub(r.lastAt).Seconds(); dt > 0 {
 			s.HTTPRate = rate(r.last.HTTPRequests, c.HTTPRequests, dt)
 			s.UDPRate = rate(r.last.UDPRequests, c.UDPRequests, dt)
-			s.WSRate = rate(r.last.WSRequests, c.WSRequests, dt)
 		}
 	}
 	r.last, r.lastAt, r.current = c, now, c
@@ -209,7 +206,6 @@ type Snapshot struct {
 	// Requests per second over the last period, by protocol.
 	HTTPRate float64 `json:"http_requests_per_second"`
 	UDPRate  float64 `json:"udp_requests_per_second"`
-	WSRate   float64 `json:"ws_requests_per_second"`
 
 	Top     []TopTorrent  `json:"top_torrents"`
 	History []HistoryItem `json:"history"`
@@ -230,7 +226,6 @@ type HistoryItem struct {
 	Peers    uint64  `json:"peers"`
 	HTTPRate float64 `json:"http_rps"`
 	UDPRate  float64 `json:"udp_rps"`
-	WSRate   float64 `json:"ws_rps"`
 }
 
 // Snapshot returns the current totals, the busiest torrents and the
@@ -261,7 +256,7 @@ func (r *Recorder) Snapshot() Snapshot {
 	}
 	add := func(x Sample) {
 		s.History = append(s.History, HistoryItem{Time: x.Time.Unix(), Torrents: x.Torrents, Peers: x.Peers,
-			HTTPRate: x.HTTPRate, UDPRate: x.UDPRate, WSRate: x.WSRate})
+			HTTPRate: x.HTTPRate, UDPRate: x.UDPRate})
 	}
 	if r.full {
 		for _, x := range r.ring[r.next:] {
@@ -273,7 +268,7 @@ func (r *Recorder) Snapshot() Snapshot {
 	}
 	if n := len(s.History); n > 0 {
 		last := s.History[n-1]
-		s.HTTPRate, s.UDPRate, s.WSRate = last.HTTPRate, last.UDPRate, last.WSRate
+		s.HTTPRate, s.UDPRate = last.HTTPRate, last.UDPRate
 	}
 	return s
 }

@@ -6,6 +6,28 @@
 // in memory. Every method takes a context and may fail.
 //
 // Every backend must pass the conformance suite in store/storetest.
+//
+// # Optional abilities
+//
+// Beyond Store, a backend may have abilities that the server uses where
+// they exist, asking for them by interface (never by concrete type):
+//
+//   - InProcess: answers from the process's memory, never waiting on the
+//     network; the server then answers on its event loops rather than
+//     with a goroutine per connection (the in-memory store).
+//   - Prober: checks that it serves reads and writes, for /readyz (both
+//     stores; without it Health reads Totals).
+//   - ExpiryCounter: counts the peers dropped for their lifetime, for the
+//     metrics (the in-memory store).
+//   - MemoryBounded: keeps its memory under a bound, max_memory (the
+//     in-memory store; Redis bounds its own).
+//   - Snapshotter: writes its swarms to a state file and reads them back,
+//     config.State (the in-memory store).
+//   - Settler: brings its lagging Totals up to date on demand, for the
+//     conformance suite (Redis).
+//
+// Each backend asserts the abilities it has at compile time, so that
+// losing one by a changed signature is a build error, not a slower path.
 package store
 
 import (

@@ -62,7 +62,7 @@ type Config struct {
 	Access Access
 	// PeerIDs says that the store keeps peer ids (store.Options.PeerIDs)
 	// and replies may carry them. When false, the store's peers have zero
-	// ids, so Announce sets AnnounceRequest.NoPeerID: a non-compact reply
+	// ids, so Announce sets AnnounceResponse.NoPeerID: a non-compact reply
 	// then leaves "peer id" out, as for a client that sent no_peer_id=1.
 	PeerIDs bool
 	// Health, when set, is told the outcome of every store call made for
@@ -182,21 +182,21 @@ type AnnounceRequest struct {
 	// seeder, LeftUnknown when the client did not tell.
 	Left  uint64
 	Event bittorrent.Event
-	// NumWant is the number of peers asked for, or NumWantUnset.
+	// NumWant is the number of peers asked for, or NumWantUnset: the
+	// tracker then gives Config.DefaultNumWant.
 	NumWant int
+	// MaxPeers is the most peers the frontend's reply can carry (a UDP
+	// datagram's payload); 0 means no bound but Config.MaxNumWant.
+	MaxPeers int
 	// Compact and NoPeerID are the client's reply-format wishes. A frontend
-	// whose wire format is always compact (UDP) sets Compact. Announce sets
-	// NoPeerID when the tracker keeps no peer ids (Config.PeerIDs): the
-	// frontend reads it back for the reply.
+	// whose wire format is always compact (UDP) sets Compact. Announce
+	// leaves the request as it is: what the reply must show comes back in
+	// AnnounceResponse.NoPeerID.
 	Compact  bool
 	NoPeerID bool
 	// Family restricts the peers handed out to one address family: a UDP
 	// reply carries only peers of the family the request came over.
 	Family store.Family
-	// Path is the request path: BEP 41 URL data over UDP (e.g.
-	// "/announce?passkey=..."), empty over HTTP. It is valid only during
-	// the call and is not used yet; access lists will be.
-	Path []byte
 }
 
 // AnnounceResponse is what the tracker answers to an announce.
@@ -208,6 +208,10 @@ type AnnounceResponse struct {
 	Downloaded  uint32 // completed downloads
 	// Peers are the peers handed out, of both address families.
 	Peers []bittorrent.Peer
+	// NoPeerID says that a reply listing peers must leave their ids out:
+	// the client asked so (AnnounceRequest.NoPeerID), or the tracker keeps
+	// no ids (Config.PeerIDs) and the peers carry zero ids.
+	NoPeerID bool
 }
 
 // ScrapeResponse is what the tracker answers to a scrape.
@@ -274,14 +278,10 @@ func (t *Tracker) Config() Config { return t.cfg }
 
 // Announce applies req and fills resp. resp.Peers is reused (truncated and
 // appended to) so a caller that keeps resp between requests allocates
-// nothing. A ClientError says the request was refused. Without
-// Config.PeerIDs it sets req.NoPeerID.
+// nothing. A ClientError says the request was refused. req is only read.
 func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *AnnounceResponse) error {
 	if t.cfg.RequireCompact && !req.Compact && !req.NoPeerID {
 		return ErrCompactRequired
-	}
-	if !t.cfg.PeerIDs {
-		req.NoPeerID = true
 	}
 	if req.Addr.Port() == 0 {
 		return ErrPortZero
@@ -313,6 +313,7 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 	resp.Complete = stats.Seeders
 	resp.Incomplete = stats.Leechers
 	resp.Downloaded = stats.Downloaded
+	resp.NoPeerID = req.NoPeerID || !t.cfg.PeerIDs
 	resp.Interval, resp.MinInterval, err = t.Intervals(ctx)
 	return err
 }
@@ -341,17 +342,21 @@ func (t *Tracker) storeError(err error) error {
 }
 
 // numWant is how many peers req gets: none when it stops, the default when
-// it did not say, never more than the cap.
+// it did not say, never more than the cap nor than its reply can carry.
 func (t *Tracker) numWant(req *AnnounceRequest) int {
+	n := req.NumWant
 	switch {
 	case req.Event == bittorrent.EventStopped:
 		return 0
-	case req.NumWant < 0:
-		return t.cfg.DefaultNumWant
-	case req.NumWant > t.cfg.MaxNumWant:
-		return t.cfg.MaxNumWant
+	case n < 0:
+		n = t.cfg.DefaultNumWant
+	case n > t.cfg.MaxNumWant:
+		n = t.cfg.MaxNumWant
 	}
-	return req.NumWant
+	if req.MaxPeers > 0 {
+		n = min(n, req.MaxPeers)
+	}
+	return n
 }
 
 // Intervals returns the announce interval and min interval for the

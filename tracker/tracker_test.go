@@ -111,6 +111,10 @@ func TestAnnounceRules(t *testing.T) {
 		{name: "numwant zero", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant = 0 }, peers: 0},
 		{name: "numwant capped", cfg: tracker.Config{MaxNumWant: 20}, prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant = 1000 }, peers: 20},
 		{name: "default above cap is capped", cfg: tracker.Config{MaxNumWant: 10, DefaultNumWant: 50}, prepare: 80, peers: 10},
+		{name: "default within the reply's room", cfg: tracker.Config{DefaultNumWant: 50}, prepare: 80, req: func(r *tracker.AnnounceRequest) { r.MaxPeers = 30 }, peers: 30},
+		{name: "numwant within the reply's room", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant, r.MaxPeers = 70, 30 }, peers: 30},
+		{name: "reply's room above numwant", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant, r.MaxPeers = 7, 30 }, peers: 7},
+		{name: "reply's room above the cap", cfg: tracker.Config{MaxNumWant: 20}, prepare: 80, req: func(r *tracker.AnnounceRequest) { r.NumWant, r.MaxPeers = 1000, 30 }, peers: 20},
 		{name: "fewer than wanted", prepare: 3, peers: 3},
 		{name: "stopped gets none", prepare: 80, req: func(r *tracker.AnnounceRequest) { r.Event = bittorrent.EventStopped }, peers: 0},
 		{name: "require compact refuses plain", cfg: tracker.Config{RequireCompact: true}, req: func(r *tracker.AnnounceRequest) { r.Compact = false }, err: tracker.ErrCompactRequired},
@@ -209,11 +213,11 @@ func TestAnnounceCountsAndSeederRules(t *testing.T) {
 	}
 }
 
-// TestPeerIDs checks that a tracker without peer ids marks every announce
-// NoPeerID (so that a non-compact reply leaves them out) and hands out
-// peers with zero ids, and that one with ids hands them out and leaves the
-// client's choice alone; RequireCompact still looks at what the client
-// sent.
+// TestPeerIDs checks that a tracker without peer ids marks every announce's
+// response NoPeerID (so that a non-compact reply leaves them out) and hands
+// out peers with zero ids, and that one with ids hands them out and passes
+// the client's choice on; RequireCompact still looks at what the client
+// sent, and the request is left as the client sent it.
 func TestPeerIDs(t *testing.T) {
 	tests := []struct {
 		name                 string
@@ -249,8 +253,11 @@ func TestPeerIDs(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if r.NoPeerID != tt.wantNoPeerID {
-				t.Errorf("NoPeerID after Announce = %v, want %v", r.NoPeerID, tt.wantNoPeerID)
+			if resp.NoPeerID != tt.wantNoPeerID {
+				t.Errorf("response NoPeerID = %v, want %v", resp.NoPeerID, tt.wantNoPeerID)
+			}
+			if r.NoPeerID != tt.noPeerID || r.Compact != tt.compact {
+				t.Errorf("Announce changed the request: NoPeerID %v, Compact %v; sent %v, %v", r.NoPeerID, r.Compact, tt.noPeerID, tt.compact)
 			}
 			if len(resp.Peers) != 1 {
 				t.Fatalf("%d peers returned, want 1", len(resp.Peers))

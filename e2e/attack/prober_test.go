@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"trackd/internal/race"
 )
 
 // The well-behaved client. It announces every probeEvery over HTTP (a new
@@ -18,16 +20,21 @@ const (
 	residentAddr = "127.0.0.4" // the probed swarm's seeder
 	probeEvery   = 500 * time.Millisecond
 	probeTimeout = 5 * time.Second
-	// slowestBound is what the slowest probe may take. An announce on
-	// loopback is answered in well under a millisecond; the bound leaves
-	// room for a shared 2-vCPU machine (other builds and tests, the
-	// attack itself competing for the CPU, GC pauses) and is still far
-	// below the stalls the attacks caused (seconds, or no answer). Under
-	// the race detector the test's own clients (not trackd, built
-	// without it) are several times slower: the bound is three times
-	// as long there.
-	slowestBound = time.Second * raceSlowdown
 )
+
+// slowestBound is what the slowest probe may take. An announce on loopback
+// is answered in well under a millisecond; the bound leaves room for a
+// shared 2-vCPU machine (other builds and tests, the attack itself
+// competing for the CPU, GC pauses) and is still far below the stalls the
+// attacks caused (seconds, or no answer). Under the race detector the
+// test's own clients (not trackd, built without it) are several times
+// slower: the bound is three times as long there.
+var slowestBound = func() time.Duration {
+	if race.Enabled {
+		return 3 * time.Second
+	}
+	return time.Second
+}()
 
 var probeHash = id20("attack-probe-torrent")
 

@@ -317,7 +317,7 @@ func appendAnnounce(b []byte, req *tracker.AnnounceRequest, resp *tracker.Announ
 			b = append(b, 'd')
 			b = bencode.AppendString(b, "ip")
 			b = appendAddrString(b, p.Addr.Addr())
-			if !req.NoPeerID {
+			if !resp.NoPeerID {
 				b = bencode.AppendString(b, "peer id")
 				b = bencode.AppendBytes(b, p.ID[:])
 			}

@@ -19,6 +19,7 @@ import (
 
 	"trackd/bencode"
 	"trackd/bittorrent"
+	"trackd/internal/race"
 	"trackd/internal/ratelog"
 	"trackd/store"
 	"trackd/store/memory"
@@ -370,7 +371,7 @@ func TestClientAddress(t *testing.T) {
 }
 
 func TestAnnounceAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	f := newFixture(t, tracker.Config{}, Options{})

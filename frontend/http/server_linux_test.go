@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"trackd/bencode"
+	"trackd/internal/race"
 )
 
 // rawClient is a blocking client on raw sockets, which allocates nothing
@@ -97,7 +98,7 @@ func (c *rawClient) contentLength(head int) int {
 // request once warm: keep-alive, and a new connection per request; with
 // the connection bounds on, as trackd runs.
 func TestServerAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	h := testHandler(t, Options{})

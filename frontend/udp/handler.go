@@ -1,5 +1,6 @@
 // Package udp is trackd's UDP frontend: the UDP tracker protocol of BEP 15
-// with the URL data option of BEP 41, over IPv4 and IPv6. Handler turns
+// with BEP 41's options (checked; their URL data is not used), over IPv4
+// and IPv6. Handler turns
 // packets into calls on the core tracker and replies into packets; Server
 // moves packets between sockets and a Handler in batches.
 package udp
@@ -69,14 +70,9 @@ type state struct {
 	id     idScratch
 	req    tracker.AnnounceRequest
 	resp   tracker.AnnounceResponse
-	path   []byte // BEP 41 URL data
 	hashes []bittorrent.InfoHash
 	scrape tracker.ScrapeResponse
 }
-
-// maxPooledPath is the largest URL data buffer kept in the pool; a bigger
-// one (a packet stuffed with URL data) is dropped after use.
-const maxPooledPath = 4 << 10
 
 // NewHandler returns a Handler that answers with t.
 func NewHandler(t *tracker.Tracker, opts Options) *Handler {
@@ -93,7 +89,6 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	h := &Handler{tracker: t, opts: opts, log: log, ids: newConnIDs(opts.Secret, opts.Now)}
 	h.pool.New = func() any {
 		return &state{
-			path:   make([]byte, 0, 256),
 			hashes: make([]bittorrent.InfoHash, 0, maxScrapeHashes),
 			resp:   tracker.AnnounceResponse{Peers: make([]bittorrent.Peer, 0, 64)},
 			scrape: tracker.ScrapeResponse{Files: make([]store.Stats, 0, maxScrapeHashes)},
@@ -162,19 +157,13 @@ func (h *Handler) Handle(ctx context.Context, from netip.AddrPort, req, out []by
 }
 
 func (h *Handler) put(st *state) {
-	st.req.Path = nil
-	if cap(st.path) > maxPooledPath {
-		st.path = make([]byte, 0, 256)
-	}
 	h.pool.Put(st)
 }
 
 // announce answers an announce; err is what the reply reports, if anything.
 func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, pkt, out []byte) ([]byte, error) {
 	tid := pkt[12:16]
-	var err error
-	st.path, err = parseAnnounce(pkt, &st.req, st.path)
-	if err != nil {
+	if err := parseAnnounce(pkt, &st.req); err != nil {
 		return h.fail(out, tid, err), err
 	}
 	client := from.Addr()
@@ -191,10 +180,7 @@ func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, 
 	if client.Is4() {
 		st.req.Family, maxPeers = store.IPv4Only, maxPeers4
 	}
-	if st.req.NumWant == tracker.NumWantUnset {
-		st.req.NumWant = h.tracker.Config().DefaultNumWant
-	}
-	st.req.NumWant = min(st.req.NumWant, maxPeers)
+	st.req.MaxPeers = maxPeers
 	if err := h.tracker.Announce(ctx, &st.req, &st.resp); err != nil {
 		return h.fail(out, tid, err), err
 	}

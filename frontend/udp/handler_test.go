@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/internal/race"
 	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/store"
@@ -700,7 +701,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("sync.Pool drops items at random under the race detector")
 	}
 	// with metrics on: counting a request allocates nothing either

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"trackd/internal/race"
 	"trackd/mmsg"
 )
 
@@ -551,7 +552,7 @@ func TestWriteSkipsRefusedDestination(t *testing.T) {
 // through package mmsg, which allocates nothing either) sends batches of
 // requests and reads the replies.
 func TestSocketLoopAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
 	const batch = 8

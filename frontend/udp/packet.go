@@ -86,14 +86,13 @@ var (
 // Addr when it is 0) and the announced port; the caller decides whether to
 // believe the address. Compact is set, Family is left to the caller.
 //
-// The URL data of BEP 41 options is appended to scratch[:0], and req.Path
-// points into the result, or is nil when the packet has none. The grown
-// scratch is returned for reuse whatever happens, so that the caller's
-// buffer stops allocating once it is big enough.
-func parseAnnounce(pkt []byte, req *tracker.AnnounceRequest, scratch []byte) ([]byte, error) {
+// BEP 41 options after the announce are checked (checkOptions); their URL
+// data (a request path such as "/announce?passkey=...") is not used:
+// trackd tracks by info hash alone.
+func parseAnnounce(pkt []byte, req *tracker.AnnounceRequest) error {
 	*req = tracker.AnnounceRequest{}
 	if len(pkt) < announceLen {
-		return scratch, errShortAnnounce
+		return errShortAnnounce
 	}
 	be := binary.BigEndian
 	copy(req.InfoHash[:], pkt[16:36])
@@ -138,46 +137,38 @@ func parseAnnounce(pkt []byte, req *tracker.AnnounceRequest, scratch []byte) ([]
 	req.Addr = netip.AddrPortFrom(addr, port)
 	req.Compact = true
 
-	path, err := parseOptions(pkt[announceLen:], scratch[:0])
-	if err != nil {
-		return path, err
-	}
-	if len(path) > 0 {
-		req.Path = path
-	}
-	return path, nil
+	return checkOptions(pkt[announceLen:])
 }
 
-// parseOptions decodes the BEP 41 options that follow an announce and
-// appends their URL data, in order, to path. Several URLData options are
-// one string cut in pieces of at most 255 bytes. Parsing stops at
-// EndOfOptions or at the end of the packet; what follows EndOfOptions is
-// ignored. An unknown option type, or an option whose length runs past the
-// end, is an error: the options cannot be skipped without knowing their
-// layout, and a request path cut short could mean another request.
-func parseOptions(opts, path []byte) ([]byte, error) {
+// checkOptions checks the BEP 41 options that follow an announce: NOPs and
+// URLData options (a length byte and as many bytes of a request path, cut
+// in pieces of at most 255 bytes), up to EndOfOptions or the end of the
+// packet; what follows EndOfOptions is ignored. An unknown option type, or
+// an option whose length runs past the end, is an error: the options
+// cannot be skipped without knowing their layout, and a request path cut
+// short could mean another request.
+func checkOptions(opts []byte) error {
 	for i := 0; i < len(opts); {
 		switch opts[i] {
 		case optEndOfOptions:
-			return path, nil
+			return nil
 		case optNOP:
 			i++
 		case optURLData:
 			if i+1 >= len(opts) {
-				return path, errBadOption
+				return errBadOption
 			}
 			n := int(opts[i+1])
 			start := i + 2
 			if n > len(opts)-start {
-				return path, errBadOption
+				return errBadOption
 			}
-			path = append(path, opts[start:start+n]...)
 			i = start + n
 		default:
-			return path, errBadOption
+			return errBadOption
 		}
 	}
-	return path, nil
+	return nil
 }
 
 // parseScrape appends the info hashes of a scrape packet to hashes.

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"trackd/bittorrent"
+	"trackd/internal/race"
 	"trackd/store"
 )
 
@@ -172,7 +173,7 @@ func testFamily(t *testing.T, ids bool) {
 	model := make(map[uint64]state) // key -> role and id generation
 	grow := false
 	steps := 60000
-	if raceEnabled {
+	if race.Enabled {
 		steps /= 4
 	}
 	for step := range steps {
@@ -482,7 +483,7 @@ func testModel(t *testing.T, poolSize int, lifetime, maxJump time.Duration, step
 			t.Errorf("IPv4 family indexed after %d steps, IPv6 after %d: the test does not reach the indexes", indexed4, indexed6)
 		}
 	}()
-	if raceEnabled {
+	if race.Enabled {
 		steps /= 4
 	}
 	var buf []bittorrent.Peer
@@ -668,7 +669,7 @@ func testPick(t *testing.T, ids bool) {
 				}
 				counts := make(map[netip.AddrPort]int)
 				rounds := 2000
-				if raceEnabled {
+				if race.Enabled {
 					rounds = 500
 				}
 				for range rounds {

@@ -283,8 +283,22 @@ func (s *Store) compact(sh *shard, sw *swarm, now uint32) {
 	}
 }
 
-// Expired returns how many peers the store has dropped because their
-// lifetime passed, since it was made (for the metrics).
+// The abilities of the in-memory store (package store's "Optional
+// abilities"); MemoryBounded is asserted in bound.go.
+var (
+	_ store.InProcess     = (*Store)(nil)
+	_ store.Prober        = (*Store)(nil)
+	_ store.ExpiryCounter = (*Store)(nil)
+	_ store.Snapshotter   = (*Store)(nil)
+)
+
+// InProcess implements store.InProcess: every call answers from the
+// shards in this process, under a shard's mutex held for microseconds.
+func (*Store) InProcess() {}
+
+// Expired implements store.ExpiryCounter: how many peers the store has
+// dropped because their lifetime passed, since it was made (for the
+// metrics).
 func (s *Store) Expired() uint64 { return s.expired.Load() }
 
 // removeIfEmpty deletes the swarm in slot i of sh if it has no peer and no

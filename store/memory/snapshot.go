@@ -9,11 +9,11 @@ import (
 	"trackd/store"
 )
 
-// Dump calls fn for every swarm that has peers or a download count, with
-// each peer's role, completed flag, id (zero unless the store keeps ids)
-// and expiry time. Peers already expired are left out. fn runs with no
-// lock held (see walk), so a slow fn (a disk) never holds up announces. fn
-// must not keep the Swarm.
+// Dump implements store.Snapshotter: it calls fn for every swarm that has
+// peers or a download count, with each peer's role, completed flag, id
+// (zero unless the store keeps ids) and expiry time. Peers already expired
+// are left out. fn runs with no lock held (see walk), so a slow fn (a
+// disk) never holds up announces. fn must not keep the Swarm.
 func (s *Store) Dump(fn func(*snapshot.Swarm) error) error {
 	return walk(s, s.dumpSwarm, fn)
 }
@@ -48,13 +48,14 @@ func (s *Store) dumpPeer(addr netip.AddrPort, seeder bool, e uint16, m uint32, f
 	}
 }
 
-// Restore puts a swarm read back from a snapshot into the store: its
-// download count (the larger of the store's and the snapshot's) and every
-// peer whose expiry has not passed, with its role and completed flag; a
-// peer expiring later than a fresh announce would is cut back to that.
-// It is meant for an empty store at start; a peer the store already holds
-// is updated as by an announce. Once the store is at its memory bound
-// (SetMemoryLimit), the peers left are left out.
+// Restore implements store.Snapshotter: it puts a swarm read back from a
+// snapshot into the store: its download count (the larger of the store's
+// and the snapshot's) and every peer whose expiry has not passed, with its
+// role and completed flag; a peer expiring later than a fresh announce
+// would is cut back to that. It is meant for an empty store at start; a
+// peer the store already holds is updated as by an announce. Once the
+// store is at its memory bound (SetMemoryLimit), the peers left are left
+// out.
 func (s *Store) Restore(snap *snapshot.Swarm) error {
 	now, maxExp := s.clock()
 	sh, hash := s.shardFor(&snap.InfoHash)

@@ -101,12 +101,12 @@ func (s *Store) takeLease(ctx context.Context) (bool, error) {
 	return n == 1, nil
 }
 
-// Settle brings Totals up to date at once, at the store's clock: it drops
-// every expired peer (as the sweeper does, in bounded steps) and sums the
-// bucket counts, whether or not this instance holds the sweeper's lease.
-// The conformance suite calls it before it checks Totals (see
-// storetest.Settler); in production the background rounds do the same
-// every Options.Interval.
+// Settle implements store.Settler: it brings Totals up to date at once,
+// at the store's clock: it drops every expired peer (as the sweeper does,
+// in bounded steps) and sums the bucket counts, whether or not this
+// instance holds the sweeper's lease. The conformance suite calls it
+// before it checks Totals; in production the background rounds do the
+// same every Options.Interval.
 func (s *Store) Settle(ctx context.Context) error {
 	s.bgMu.Lock()
 	defer s.bgMu.Unlock()

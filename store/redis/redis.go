@@ -335,6 +335,15 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
+// The abilities of the Redis store (package store's "Optional
+// abilities"). It waits on the network, so it is not store.InProcess; it
+// expires peers inside its scripts without counting them, bounds its
+// memory in Redis (maxmemory) and keeps its own state.
+var (
+	_ store.Prober  = (*Store)(nil)
+	_ store.Settler = (*Store)(nil)
+)
+
 // Probe implements store.Prober: Ping, then a write of the key
 // <prefix>probe (expiring after a minute), within the timeout each. A
 // Redis that answers PING but refuses writes (maxmemory reached with the

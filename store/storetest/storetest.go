@@ -23,8 +23,8 @@
 // empties it.
 //
 // Totals may lag (see store.Store): a backend that brings them up to date in
-// the background implements Settler, and the suite settles it before each
-// check of Totals.
+// the background implements store.Settler, and the suite settles it before
+// each check of Totals.
 package storetest
 
 import (
@@ -48,14 +48,6 @@ import (
 // Lifetime is the store.Options.PeerLifetime every store of the suite is
 // opened with.
 const Lifetime = 30 * time.Minute
-
-// Settler is implemented by a backend whose Totals lag the other methods
-// (as store.Store allows for a few seconds). Settle brings Totals up to date
-// with everything done so far, at the store's clock; the suite calls it
-// before every check of Totals.
-type Settler interface {
-	Settle(ctx context.Context) error
-}
 
 // Run runs the conformance suite as subtests of t, once without peer ids
 // and once with. open must return a new, empty store configured with opts.
@@ -258,7 +250,7 @@ func (e *env) scrapeAll() map[bittorrent.InfoHash]store.Stats {
 
 func (e *env) totals() store.Totals {
 	e.t.Helper()
-	if s, ok := e.s.(Settler); ok {
+	if s, ok := e.s.(store.Settler); ok {
 		if err := s.Settle(e.ctx); err != nil {
 			e.t.Fatalf("Settle: %v", err)
 		}
