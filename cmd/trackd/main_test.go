@@ -79,19 +79,24 @@ func TestServeAndStopOnSignal(t *testing.T) {
 		res.Body.Close()
 		udpConnect(t, udpAddr)
 		cmd.Process.Signal(sig)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%v: exit %v", sig, err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatalf("%v: trackd did not exit", sig)
-		}
+		// Read stderr to its end before Wait, which closes the pipe:
+		// lines not read by then would be lost.
 		var rest strings.Builder
-		for l := range lines {
-			rest.WriteString(l + "\n")
+		exited := time.After(15 * time.Second)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break read
+				}
+				rest.WriteString(l + "\n")
+			case <-exited:
+				t.Fatalf("%v: trackd did not exit", sig)
+			}
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("%v: exit %v", sig, err)
 		}
 		if !strings.Contains(rest.String(), "shutting down") {
 			t.Errorf("%v: no shutdown log line: %q", sig, rest.String())
@@ -103,7 +108,8 @@ func TestServeAndStopOnSignal(t *testing.T) {
 }
 
 // startLogging starts cmd, kills it when the test ends, and returns its
-// stderr, a line at a time; the channel closes when cmd exits.
+// stderr, a line at a time; the channel closes when cmd exits. Read it to
+// its end before calling cmd.Wait, which closes the pipe.
 func startLogging(t *testing.T, cmd *exec.Cmd) <-chan string {
 	t.Helper()
 	stderr, err := cmd.StderrPipe()
