@@ -123,34 +123,7 @@ func TestServerDribblersDoNotLockOut(t *testing.T) {
 	const rht = 200 * time.Millisecond
 	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
 		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{ReadHeaderTimeout: rht, MaxConns: 200})
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 200 {
-			wg.Go(func() {
-				// Bounded: until stop, or 20 connections.
-				for range 20 {
-					d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-					c, err := d.Dial("tcp", s.Addr().String())
-					if err != nil {
-						return
-					}
-					for err == nil {
-						select {
-						case <-stop:
-							c.Close()
-							return
-						case <-time.After(60 * time.Millisecond):
-						}
-						_, err = io.WriteString(c, "\r\n")
-					}
-					c.Close()
-				}
-			})
-		}
-		defer func() {
-			close(stop)
-			wg.Wait()
-		}()
+		startDribblers(t, s, 200, 20, 60*time.Millisecond)
 		time.Sleep(300 * time.Millisecond) // the dribblers fill the cap
 		var slowest time.Duration
 		for i := range 8 {
@@ -188,44 +161,7 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{
 			ReadHeaderTimeout: 10 * time.Second, MaxConns: dribblers, Metrics: m,
 		})
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for range dribblers {
-			wg.Go(func() {
-				// Bounded: until stop, or 30 connections.
-				for range 30 {
-					d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-					c, err := d.Dial("tcp", s.Addr().String())
-					if err != nil {
-						return
-					}
-					// A line, then a read for the next 300 ms: it times
-					// out, unless the server closed the connection
-					// (evicted), and then the dribbler connects again.
-					var buf [64]byte
-					for err == nil {
-						select {
-						case <-stop:
-							c.Close()
-							return
-						default:
-						}
-						if _, err = io.WriteString(c, "\r\n"); err != nil {
-							break
-						}
-						c.SetReadDeadline(time.Now().Add(every))
-						if _, err = c.Read(buf[:]); errors.Is(err, os.ErrDeadlineExceeded) {
-							err = nil
-						}
-					}
-					c.Close()
-				}
-			})
-		}
-		defer func() {
-			close(stop)
-			wg.Wait()
-		}()
+		startDribblers(t, s, dribblers, 30, every)
 		// Bounded: 5 s for the dribblers to fill the cap.
 		for deadline := time.Now().Add(5 * time.Second); s.OpenConns() < dribblers; {
 			if time.Now().After(deadline) {
@@ -843,5 +779,47 @@ func BenchmarkPeerTable(b *testing.B) {
 		e, _ := tab.acquire(addrs[i%len(addrs)])
 		tab.release(e)
 		i++
+	}
+}
+
+// startDribblers starts n clients on 127.0.0.2 that each connect to s and
+// send only "\r\n", one every period, and connect again when s closes the
+// connection; each makes at most conns connections, and all stop when the
+// test ends. A dribbler notices the close by reading between two lines:
+// the read times out after period unless s closed the connection.
+func startDribblers(t *testing.T, s *Server, n, conns int, every time.Duration) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		close(stop)
+		wg.Wait()
+	})
+	for range n {
+		wg.Go(func() {
+			for range conns {
+				d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+				c, err := d.Dial("tcp", s.Addr().String())
+				if err != nil {
+					return
+				}
+				var buf [64]byte
+				for err == nil {
+					select {
+					case <-stop:
+						c.Close()
+						return
+					default:
+					}
+					if _, err = io.WriteString(c, "\r\n"); err != nil {
+						break
+					}
+					c.SetReadDeadline(time.Now().Add(every))
+					if _, err = c.Read(buf[:]); errors.Is(err, os.ErrDeadlineExceeded) {
+						err = nil
+					}
+				}
+				c.Close()
+			}
+		})
 	}
 }
