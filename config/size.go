@@ -84,5 +84,13 @@ func (z *Size) UnmarshalTOML(v any) error {
 }
 
 // DefaultMaxMemory is the default max_memory: memory.DefaultMemoryLimit,
-// half of the machine's memory or of its cgroup's limit.
-func DefaultMaxMemory() int64 { return memory.DefaultMemoryLimit() }
+// half of the machine's memory or of its cgroup's limit, and never below
+// the smallest bound Validate takes (a container of under 64 MiB must
+// still start with the defaults).
+func DefaultMaxMemory() int64 {
+	n := memory.DefaultMemoryLimit()
+	if n > 0 && n < minMaxMemory {
+		n = minMaxMemory
+	}
+	return n
+}

@@ -137,7 +137,7 @@ func New(opts Options) *Metrics {
 	m.errorsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "trackd", Name: "errors_total",
 		Help: "Server-side errors by kind, every one counted although the log shows only the first of a kind and then a count every 10 s: " +
-			"store (the store failed a request), overload (a request refused at max_pending), write (a UDP reply not sent), " +
+			"store (the store failed a request), overload (a request refused at max_pending or at max_memory), write (a UDP reply not sent), " +
 			"accept (a connection not accepted), store_background (a round of the store's background work failed).",
 	}, []string{"kind"})
 	m.errors = make(map[string]prometheus.Counter, len(ratelog.Kinds))

@@ -259,7 +259,7 @@ func TestPageShedding(t *testing.T) {
 		r, _ := newRecorder(t, 10, func(context.Context) (Counts, error) { return Counts{Torrents: 5, Shedding: shedding}, nil }, nil)
 		r.Sample(context.Background())
 		_, body := serve(t, r, "/stats")
-		if got := strings.Contains(body, `id="t-shedding"`) && strings.Contains(body, "evicting new single-peer torrents"); got != shedding {
+		if got := strings.Contains(body, `id="t-shedding"`) && strings.Contains(body, "evicting the oldest single-peer torrents"); got != shedding {
 			t.Errorf("shedding %v: the page shows it: %v", shedding, got)
 		}
 		_, js := serve(t, r, "/stats.json")

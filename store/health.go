@@ -71,10 +71,7 @@ func (h *Health) Observe(err error) {
 	if h == nil {
 		return
 	}
-	if errors.Is(err, ErrNoNewTorrents) || errors.Is(err, ErrNoNewPeers) {
-		err = nil
-	}
-	if err == nil {
+	if err == nil || errors.Is(err, ErrNoNewTorrents) || errors.Is(err, ErrNoNewPeers) {
 		if h.failing.Load() {
 			h.failing.Store(false)
 		}

@@ -174,7 +174,7 @@ type MemoryUsage struct {
 	Held  int64
 	Limit int64 // the bound; 0 for none
 	// Shedding is true while the store evicts torrents or refuses
-	// announces to stay under its bound (and for a few seconds after).
+	// announces to stay under its bound (and for 30 s after).
 	Shedding bool
 	Evicted  uint64 // torrents evicted to stay under the bound, ever
 	Refused  uint64 // announces refused (ErrNoNewTorrents, ErrNoNewPeers), ever

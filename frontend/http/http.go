@@ -71,7 +71,6 @@ type Options struct {
 type Handler struct {
 	tracker *tracker.Tracker
 	opts    Options
-	log     *slog.Logger
 	pool    sync.Pool // *state
 
 	full fullScrape
@@ -106,7 +105,7 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.Errors == nil {
 		opts.Errors = ratelog.New(log, ratelog.Options{})
 	}
-	h := &Handler{tracker: t, opts: opts, log: log}
+	h := &Handler{tracker: t, opts: opts}
 	h.pool.New = func() any { return newState() }
 	if opts.FullScrape {
 		h.full.start(t, &opts, log)

@@ -374,7 +374,9 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 		}
 		n += m
 		if waiting && !onlyBlank(pc.in[:n]) {
-			b.setIdle(pc, false, false)
+			if !b.setIdle(pc, false, false) {
+				return // evicted while its request arrived: not served
+			}
 			waiting = false
 		}
 		answered := false

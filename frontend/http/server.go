@@ -81,8 +81,8 @@ const (
 	// DefaultMaxConnsPerIP is a default for ServerOptions.MaxConnsPerIP:
 	// far more than one BitTorrent client opens to a tracker (one per
 	// announce at a time), so that many users behind one carrier-grade
-	// NAT address still fit, and few enough that about twenty addresses
-	// cannot fill DefaultMaxConns.
+	// NAT address still fit, and few enough that it takes about twenty
+	// addresses to fill DefaultMaxConns.
 	DefaultMaxConnsPerIP = 512
 )
 

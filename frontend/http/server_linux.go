@@ -621,8 +621,9 @@ func (l *loop) accept() {
 		if !l.srv.limit.acquire() {
 			v := l.victim()
 			if v == nil {
-				l.pause()
-				if l.listenerReady() {
+				// Ask another loop to make room only if the count is
+				// still at the bound (pause may have found a slot free).
+				if l.pause(); l.paused.Load() && l.listenerReady() {
 					l.askEviction()
 				}
 				return

@@ -59,7 +59,6 @@ type PacketHandler interface {
 type Handler struct {
 	tracker *tracker.Tracker
 	opts    Options
-	log     *slog.Logger
 	ids     connIDs
 	pool    sync.Pool // *state
 }
@@ -86,7 +85,7 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.Errors == nil {
 		opts.Errors = ratelog.New(log, ratelog.Options{})
 	}
-	h := &Handler{tracker: t, opts: opts, log: log, ids: newConnIDs(opts.Secret, opts.Now)}
+	h := &Handler{tracker: t, opts: opts, ids: newConnIDs(opts.Secret, opts.Now)}
 	h.pool.New = func() any {
 		return &state{
 			hashes: make([]bittorrent.InfoHash, 0, maxScrapeHashes),

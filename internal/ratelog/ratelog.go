@@ -89,9 +89,6 @@ func New(log *slog.Logger, opts Options) *Logger {
 	return &Logger{log: log, opts: opts, kinds: make(map[string]*entry)}
 }
 
-// Interval returns the shortest time between two lines of one kind.
-func (l *Logger) Interval() time.Duration { return l.opts.Interval }
-
 // Log records an occurrence of kind. It is written at once, as msg with
 // kind=kind and args, if no line of that kind was written in the last
 // interval; it then carries repeated=N when N more occurred since that line

@@ -50,7 +50,11 @@ func memTotal(fsys fs.FS) int64 {
 // cgroupLimit returns the memory limit of the process's cgroup, read from
 // fsys as /proc/self/cgroup names it: cgroup v2's memory.max, else v1's
 // memory.limit_in_bytes. It returns 0 for none ("max", or v1's huge
-// "unlimited") or unknown.
+// "unlimited") or unknown. The smallest limit on the way from the
+// process's cgroup up to the root counts: a parent's (a systemd slice)
+// bounds its children, and inside a container the process's own cgroup is
+// often mounted as the root, where the path /proc/self/cgroup gives does
+// not exist.
 func cgroupLimit(fsys fs.FS) int64 {
 	b, err := fs.ReadFile(fsys, "proc/self/cgroup")
 	if err != nil {
@@ -65,7 +69,7 @@ func cgroupLimit(fsys fs.FS) int64 {
 		}
 		switch {
 		case f[0] == "0" && f[1] == "":
-			if n := readLimit(fsys, path.Join("sys/fs/cgroup", f[2], "memory.max")); n > 0 {
+			if n := smallestLimit(fsys, "sys/fs/cgroup", f[2], "memory.max"); n > 0 {
 				return n
 			}
 		case v1 == "" && hasController(f[1], "memory"):
@@ -73,9 +77,24 @@ func cgroupLimit(fsys fs.FS) int64 {
 		}
 	}
 	if v1 != "" {
-		return readLimit(fsys, path.Join("sys/fs/cgroup/memory", v1, "memory.limit_in_bytes"))
+		return smallestLimit(fsys, "sys/fs/cgroup/memory", v1, "memory.limit_in_bytes")
 	}
 	return 0
+}
+
+// smallestLimit returns the smallest limit in the file name of the cgroup
+// dir under root and of each of its ancestors up to root itself; 0 if none
+// has one.
+func smallestLimit(fsys fs.FS, root, dir, name string) int64 {
+	var least int64
+	for d := path.Clean("/" + dir); ; d = path.Dir(d) {
+		if n := readLimit(fsys, path.Join(root, d, name)); n > 0 && (least == 0 || n < least) {
+			least = n
+		}
+		if d == "/" {
+			return least
+		}
+	}
 }
 
 func hasController(list, name string) bool {

@@ -35,6 +35,17 @@ func TestDefaultMemoryLimit(t *testing.T) {
 			"proc/self/cgroup": "9:name=systemd:/\n4:memory:/docker/abc\n0::/\n",
 			"sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": "536870912\n",
 		}, 1 << 28},
+		{"v1 in a container: its cgroup mounted as the root", map[string]string{
+			"proc/meminfo":     meminfo,
+			"proc/self/cgroup": "4:memory:/docker/abc\n",
+			"sys/fs/cgroup/memory/memory.limit_in_bytes": "536870912\n",
+		}, 1 << 28},
+		{"v2 limit of a parent slice", map[string]string{
+			"proc/meminfo":     meminfo,
+			"proc/self/cgroup": "0::/trackd.slice/trackd.service\n",
+			"sys/fs/cgroup/trackd.slice/trackd.service/memory.max": "max\n",
+			"sys/fs/cgroup/trackd.slice/memory.max":                "1073741824\n",
+		}, 1 << 29},
 		{"v1 unlimited", map[string]string{
 			"proc/meminfo":     meminfo,
 			"proc/self/cgroup": "4:cpu,memory:/\n",
