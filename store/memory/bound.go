@@ -120,7 +120,6 @@ func (s *Store) shed(now uint32) {
 	}
 	s.sweepMu.Lock()
 	defer s.sweepMu.Unlock()
-	s.markShed(now)
 	want := (used-lim/10*8)/evictEstimate + 1
 
 	// Candidates by age: hist[0] those with no peer, hist[k] those whose
@@ -150,6 +149,16 @@ func (s *Store) shed(now uint32) {
 		sh.mu.Unlock()
 		runtime.Gosched()
 	}
+	// Nothing to evict (every torrent has two peers or more): no second
+	// walk, and the store is not shedding unless it refuses announces.
+	var candidates int64
+	for _, n := range hist {
+		candidates += int64(n)
+	}
+	if candidates == 0 {
+		return
+	}
+	s.markShed(now)
 	// Evict every candidate of age below cut, and quota of those at cut.
 	cut, quota := len(hist), int64(0)
 	var sum int64

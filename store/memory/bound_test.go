@@ -130,6 +130,29 @@ func TestMemoryLimitShed(t *testing.T) {
 	}
 }
 
+// TestMemoryLimitShedNothingToEvict: above the high-water mark with only
+// swarms of two peers, shed evicts nothing and the store does not say it
+// is shedding (it refuses nothing yet either).
+func TestMemoryLimitShedNothingToEvict(t *testing.T) {
+	clock := newFakeClock()
+	s := NewWithConfig(store.Options{PeerLifetime: 10 * time.Minute, Now: clock.Now}, Config{Shards: 8, SweepInterval: -1})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 2000 {
+		for k := range 2 {
+			if _, _, err := s.Announce(ctx, store.Announce{InfoHash: boundHash(1, i), Peer: boundPeer(i, uint16(1+k))}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	limit := s.MemoryUsage().Bytes * 100 / 92 // above the high-water mark
+	s.SetMemoryLimit(limit)
+	s.shed(s.nowSec())
+	if u := s.MemoryUsage(); u.Evicted != 0 || u.Shedding {
+		t.Errorf("after shed with no single-peer torrent: %+v, want nothing evicted and not shedding", u)
+	}
+}
+
 // TestMemoryLimitRefuse checks the refusals near the bound: from 95% a new
 // torrent is refused and a known one still takes new peers; at the bound a
 // new peer is refused too; re-announces, stops and scrapes always work.
