@@ -33,15 +33,18 @@ type ServerOptions struct {
 	MaxHeaderBytes int
 	// MaxConns bounds the open connections. At the bound, a new
 	// connection is admitted by closing the keep-alive connection that
-	// has waited longest for its next request (see Server); if there is
-	// none, new connections wait in the kernel's accept queue until one
-	// closes.
+	// has waited longest for its next request, or failing one the
+	// connection that has sent nothing but empty lines the longest (on
+	// Linux, among the accepting loop's own first, then another loop's);
+	// if there is none, new connections wait in the kernel's accept queue
+	// until one closes.
 	MaxConns int
 	// MaxConnsPerIP bounds the open connections of one client address
 	// (an IPv4 address, or an IPv6 /64, the block one host is given);
 	// addresses in TrustedProxies are not bounded. At the bound, a new
 	// connection from the address is admitted by closing that address's
-	// own longest-idle keep-alive connection, or else closed at once.
+	// own longest-idle keep-alive connection (on Linux, one on the same
+	// event loop), or else closed at once.
 	MaxConnsPerIP int
 	// TrustedProxies are the reverse proxies exempt from MaxConnsPerIP:
 	// a proxy carries many clients' connections.
@@ -136,8 +139,8 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // the connection.
 //
 // What a client can hold is bounded: MaxConns in all, MaxConnsPerIP per
-// address, each making room by closing the longest-idle keep-alive
-// connection (see ServerOptions), and time, by the timeouts. A streamed
+// address, each making room by closing an idle (or blank) connection
+// (see ServerOptions), and time, by the timeouts. A streamed
 // body (reply.stream) is copied a chunk at a time as the socket takes it,
 // its write timeout counted from the last progress.
 type Server struct {

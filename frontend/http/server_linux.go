@@ -286,9 +286,9 @@ type loop struct {
 	wakefd int // -1 once closed
 
 	draining, killed, paused atomic.Bool
-	// idleN is the number of connections the loop could evict (idle
-	// ones, and at MaxConns blank ones among the first evictScan of the
-	// reading list: victim), readN the number reading a request (which
+	// idleN is the number of idle connections the loop could evict, or
+	// 1 when it has none but, at MaxConns, a blank one among the first
+	// evictScan of the reading list (victim); readN the number reading a request (which
 	// may be blank ones beyond those counted), published before each
 	// wait for other loops to read (askEviction); evictReq the number of
 	// connections other loops ask this one to evict.
@@ -423,8 +423,11 @@ func (l *loop) run() {
 			return
 		}
 		n := l.idle.n
-		if l.srv.limit.full() {
-			n += l.blankCount()
+		if n == 0 && l.srv.limit.full() && l.victim() != nil {
+			// A blank connection to evict: other loops need to know
+			// there is one, not how many (askEviction), and the scan
+			// stops at the first.
+			n = 1
 		}
 		if n := int32(n); n != l.idleN.Load() {
 			l.idleN.Store(n)
@@ -707,9 +710,9 @@ func (l *loop) pause() {
 	}
 }
 
-// evictScan bounds how many connections of the reading list victim and
-// blankCount look at, so that their cost per accept (or per wait) stays
-// bounded however many connections are half-way through a request.
+// evictScan bounds how many connections of the reading list victim looks
+// at, so that its cost per accept (or per wait) stays bounded however many
+// connections are half-way through a request.
 const evictScan = 64
 
 // victim returns the connection to close at MaxConns for a new one: the
@@ -730,18 +733,6 @@ func (l *loop) victim() *conn {
 		}
 	}
 	return nil
-}
-
-// blankCount counts the connections victim would find on the reading
-// list, up to evictScan.
-func (l *loop) blankCount() int {
-	n, k := 0, 0
-	for c := l.reading.head; c != nil && k < evictScan; c, k = c.next, k+1 {
-		if onlyBlank(c.partial) {
-			n++
-		}
-	}
-	return n
 }
 
 // askEviction asks the loop with the most connections to evict (idle
