@@ -24,7 +24,6 @@ import (
 	"trackd/config"
 	"trackd/internal/external"
 	"trackd/server"
-	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -150,7 +149,7 @@ func udpAnnounceURL(srv *server.Server) string {
 
 // swarmStats asks srv's core tracker (not the wire) for one torrent's
 // counts.
-func swarmStats(ctx context.Context, t testing.TB, srv *server.Server, ih [20]byte) store.Stats {
+func swarmStats(ctx context.Context, t testing.TB, srv *server.Server, ih [20]byte) bittorrent.Stats {
 	t.Helper()
 	var resp tracker.ScrapeResponse
 	if err := srv.Tracker().Scrape(ctx, []bittorrent.InfoHash{ih}, &resp); err != nil {

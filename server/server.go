@@ -150,7 +150,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	s.stats = stats.New(s.statCounts, stats.TopFromScrape(func(ctx context.Context, fn func(bittorrent.InfoHash, uint32, uint32) error) error {
-		_, err := tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, c store.Stats) error { return fn(h, c.Seeders, c.Leechers) })
+		_, err := tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, c bittorrent.Stats) error { return fn(h, c.Seeders, c.Leechers) })
 		return err
 	}), stats.Options{Logger: log, Version: BuildVersion()})
 	if cfg.HTTP != "" || cfg.HTTPS != "" {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"trackd/bittorrent"
-	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -24,7 +23,7 @@ func announceVia(t *testing.T, srv *Server, ih bittorrent.InfoHash, port uint16,
 	}
 }
 
-func scrapeVia(t *testing.T, srv *Server, ih bittorrent.InfoHash) store.Stats {
+func scrapeVia(t *testing.T, srv *Server, ih bittorrent.InfoHash) bittorrent.Stats {
 	t.Helper()
 	var resp tracker.ScrapeResponse
 	if err := srv.Tracker().Scrape(context.Background(), []bittorrent.InfoHash{ih}, &resp); err != nil {
@@ -56,7 +55,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	announceVia(t, srv, ih, 6882, bittorrent.EventStarted, 10)
 	announceVia(t, srv, ih, 6883, bittorrent.EventCompleted, 0)
 	announceVia(t, srv, ih, 6883, bittorrent.EventStopped, 0)
-	want := store.Stats{Seeders: 1, Leechers: 1, Downloaded: 2}
+	want := bittorrent.Stats{Seeders: 1, Leechers: 1, Downloaded: 2}
 	if got := scrapeVia(t, srv, ih); got != want {
 		t.Fatalf("before the restart: %+v", got)
 	}

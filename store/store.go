@@ -57,23 +57,7 @@ type Announce struct {
 	NumWant int
 	// Family restricts the peers returned to one address family; the
 	// zero value returns both.
-	Family Family
-}
-
-// Family selects the address families of the peers an announce returns.
-type Family uint8
-
-const (
-	AnyFamily Family = iota // IPv4 and IPv6 peers
-	IPv4Only
-	IPv6Only
-)
-
-// Stats are the counts of one swarm, as scrape reports them.
-type Stats struct {
-	Seeders    uint32 // peers with nothing left ("complete")
-	Leechers   uint32 // peers still downloading ("incomplete")
-	Downloaded uint32 // completed downloads ever counted ("downloaded")
+	Family bittorrent.Family
 }
 
 // Totals are the counts over every swarm of a store.
@@ -99,16 +83,16 @@ type Store interface {
 	// Announce applies a to its swarm, then appends to peers up to
 	// a.NumWant other peers of that swarm chosen at random and returns the
 	// extended slice and the swarm's counts after the announce.
-	Announce(ctx context.Context, a Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, Stats, error)
+	Announce(ctx context.Context, a Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error)
 
 	// Scrape appends to stats the counts of each hash, in order; a torrent
 	// the store does not know has zero counts.
-	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, stats []Stats) ([]Stats, error)
+	Scrape(ctx context.Context, hashes []bittorrent.InfoHash, stats []bittorrent.Stats) ([]bittorrent.Stats, error)
 
 	// ScrapeAll calls fn for every torrent that has peers or a non-zero
 	// download count, in no particular order, and stops at fn's first error.
 	// fn must not call back into the store.
-	ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, Stats) error) error
+	ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, bittorrent.Stats) error) error
 
 	// Totals returns the counts over all swarms. It is cheap: callers may
 	// ask on every request. Unlike the other methods it may count peers

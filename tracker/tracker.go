@@ -154,6 +154,10 @@ var (
 	ErrNotAllowed      = ClientError("this torrent is not tracked here (access list)")
 )
 
+// ErrClosed is the error of a request that reached the tracker after its
+// store was closed (a request caught by shutdown): no failure to log.
+var ErrClosed = store.ErrClosed
+
 // IsClientError reports whether err is the client's fault.
 func IsClientError(err error) bool {
 	var ce ClientError
@@ -196,7 +200,7 @@ type AnnounceRequest struct {
 	NoPeerID bool
 	// Family restricts the peers handed out to one address family: a UDP
 	// reply carries only peers of the family the request came over.
-	Family store.Family
+	Family bittorrent.Family
 }
 
 // AnnounceResponse is what the tracker answers to an announce.
@@ -217,7 +221,7 @@ type AnnounceResponse struct {
 // ScrapeResponse is what the tracker answers to a scrape.
 type ScrapeResponse struct {
 	// Files has the counts of each requested hash, in request order.
-	Files []store.Stats
+	Files []bittorrent.Stats
 	// MinRequestInterval is how long a client should wait between scrapes.
 	MinRequestInterval time.Duration
 }
@@ -414,7 +418,7 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 		// changed; they are not reported.
 		for i, h := range hashes {
 			if !t.cfg.Access.Allowed(h) {
-				files[i] = store.Stats{}
+				files[i] = bittorrent.Stats{}
 			}
 		}
 	}
@@ -425,10 +429,10 @@ func (t *Tracker) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, resp
 
 // ScrapeAll calls fn for every torrent the tracker knows (the "full" or
 // "global" scrape) and returns the min_request_interval to send with it.
-func (t *Tracker) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, store.Stats) error) (time.Duration, error) {
+func (t *Tracker) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, bittorrent.Stats) error) (time.Duration, error) {
 	if acc := t.cfg.Access; acc != nil {
 		all := fn
-		fn = func(h bittorrent.InfoHash, s store.Stats) error {
+		fn = func(h bittorrent.InfoHash, s bittorrent.Stats) error {
 			if !acc.Allowed(h) {
 				return nil
 			}

@@ -284,7 +284,7 @@ func TestScrape(t *testing.T) {
 	if err := tr.Scrape(ctx, []bittorrent.InfoHash{{1}, {2}}, &sr); err != nil {
 		t.Fatal(err)
 	}
-	if len(sr.Files) != 2 || sr.Files[0].Seeders != 1 || sr.Files[1] != (store.Stats{}) {
+	if len(sr.Files) != 2 || sr.Files[0].Seeders != 1 || sr.Files[1] != (bittorrent.Stats{}) {
 		t.Errorf("scrape = %+v", sr.Files)
 	}
 	if sr.MinRequestInterval != 60*time.Second {
@@ -295,7 +295,7 @@ func TestScrape(t *testing.T) {
 		t.Errorf("3 hashes over a cap of 2: err = %v, want a client error", err)
 	}
 	n := 0
-	if _, err := tr.ScrapeAll(ctx, func(bittorrent.InfoHash, store.Stats) error { n++; return nil }); err != nil || n != 1 {
+	if _, err := tr.ScrapeAll(ctx, func(bittorrent.InfoHash, bittorrent.Stats) error { n++; return nil }); err != nil || n != 1 {
 		t.Errorf("ScrapeAll visited %d, err %v", n, err)
 	}
 }
@@ -393,11 +393,11 @@ func TestAccess(t *testing.T) {
 	if err := tr.Scrape(ctx, []bittorrent.InfoHash{{1}, {2}}, &sr); err != nil {
 		t.Fatal(err)
 	}
-	if sr.Files[0].Seeders != 2 || sr.Files[1] != (store.Stats{}) {
+	if sr.Files[0].Seeders != 2 || sr.Files[1] != (bittorrent.Stats{}) {
 		t.Errorf("scrape %+v: want the allowed hash counted and the refused one zero", sr.Files)
 	}
 	var seen []bittorrent.InfoHash
-	tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, _ store.Stats) error { seen = append(seen, h); return nil })
+	tr.ScrapeAll(ctx, func(h bittorrent.InfoHash, _ bittorrent.Stats) error { seen = append(seen, h); return nil })
 	if len(seen) != 1 || seen[0] != (bittorrent.InfoHash{1}) {
 		t.Errorf("full scrape lists %v, want only the allowed hash", seen)
 	}
@@ -411,7 +411,7 @@ type gatedStore struct {
 	gate    chan struct{}
 }
 
-func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	g.entered <- struct{}{}
 	<-g.gate
 	return g.Store.Announce(ctx, a, peers)

@@ -15,7 +15,6 @@ import (
 
 	"trackd/bencode"
 	"trackd/bittorrent"
-	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -197,7 +196,7 @@ func (f *fullScrape) build(ctx context.Context) error {
 // output at once.
 func buildFullScrape(ctx context.Context, t *tracker.Tracker, hint float64) (*scrapeBuild, error) {
 	var c collector
-	interval, err := t.ScrapeAll(ctx, func(ih bittorrent.InfoHash, s store.Stats) error {
+	interval, err := t.ScrapeAll(ctx, func(ih bittorrent.InfoHash, s bittorrent.Stats) error {
 		return c.add(ctx, ih, s)
 	})
 	if err != nil {
@@ -212,7 +211,7 @@ func buildFullScrape(ctx context.Context, t *tracker.Tracker, hint float64) (*sc
 type scrapeEntry struct {
 	hi, mid uint64 // bytes 0–7 and 8–15
 	lo      uint32 // bytes 16–19
-	s       store.Stats
+	s       bittorrent.Stats
 }
 
 func entryLess(a, b *scrapeEntry) bool {
@@ -251,7 +250,7 @@ type collector struct {
 	n      int
 }
 
-func (c *collector) add(ctx context.Context, ih bittorrent.InfoHash, s store.Stats) error {
+func (c *collector) add(ctx context.Context, ih bittorrent.InfoHash, s bittorrent.Stats) error {
 	if c.n%4096 == 0 {
 		if err := ctx.Err(); err != nil {
 			return err // the Handler is closing

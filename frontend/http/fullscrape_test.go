@@ -50,7 +50,7 @@ func syntheticBuild(t testing.TB, n int, seed uint64) *scrapeBuild {
 		for i := range ih {
 			ih[i] = byte(rng.Uint32())
 		}
-		s := store.Stats{Seeders: rng.Uint32N(50), Leechers: rng.Uint32N(50), Downloaded: rng.Uint32N(1000)}
+		s := bittorrent.Stats{Seeders: rng.Uint32N(50), Leechers: rng.Uint32N(50), Downloaded: rng.Uint32N(1000)}
 		if err := c.add(ctx, ih, s); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func decodeDict(t testing.TB, b []byte) map[string]any {
 
 // referenceFullScrape encodes the full scrape of the given torrents the
 // simple way: a map of everything, marshaled by the bencode package.
-func referenceFullScrape(t testing.TB, all map[bittorrent.InfoHash]store.Stats, minInterval int64) []byte {
+func referenceFullScrape(t testing.TB, all map[bittorrent.InfoHash]bittorrent.Stats, minInterval int64) []byte {
 	t.Helper()
 	files := map[string]any{}
 	for ih, s := range all {
@@ -174,7 +174,7 @@ func TestFullScrapeReference(t *testing.T) {
 	defer h.Close()
 	waitFullScrape(t, h)
 
-	want := map[bittorrent.InfoHash]store.Stats{}
+	want := map[bittorrent.InfoHash]bittorrent.Stats{}
 	announce := func(ih bittorrent.InfoHash, peer int, left int) {
 		t.Helper()
 		a := store.Announce{InfoHash: ih, Peer: bittorrent.Peer{
@@ -192,7 +192,7 @@ func TestFullScrapeReference(t *testing.T) {
 		for p := range i + 1 {
 			announce(ih, 1000*i+p, p%2)
 		}
-		want[ih] = store.Stats{Seeders: uint32((i + 2) / 2), Leechers: uint32((i + 1) / 2)}
+		want[ih] = bittorrent.Stats{Seeders: uint32((i + 2) / 2), Leechers: uint32((i + 1) / 2)}
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 3*blockSize + 17 {
@@ -201,7 +201,7 @@ func TestFullScrapeReference(t *testing.T) {
 			ih[j] = byte(rng.Uint32())
 		}
 		announce(ih, i, 0)
-		want[ih] = store.Stats{Seeders: 1}
+		want[ih] = bittorrent.Stats{Seeders: 1}
 	}
 	announce(denied, 1, 0)
 
@@ -264,10 +264,10 @@ func TestFullScrapeMerge(t *testing.T) {
 				ih[j] = byte(rng.Uint32())
 			}
 			hashes = append(hashes, ih)
-			c.add(context.Background(), ih, store.Stats{Seeders: 1})
+			c.add(context.Background(), ih, bittorrent.Stats{Seeders: 1})
 		}
 		if n > 0 { // one listed twice
-			c.add(context.Background(), hashes[n/2], store.Stats{Seeders: 1})
+			c.add(context.Background(), hashes[n/2], bittorrent.Stats{Seeders: 1})
 		}
 		b, err := c.encode(context.Background(), time.Minute, 0)
 		if err != nil {
@@ -275,9 +275,9 @@ func TestFullScrapeMerge(t *testing.T) {
 		}
 		zr, _ := gzip.NewReader(bytes.NewReader(b.gz))
 		body, _ := io.ReadAll(zr)
-		all := map[bittorrent.InfoHash]store.Stats{}
+		all := map[bittorrent.InfoHash]bittorrent.Stats{}
 		for _, ih := range hashes {
-			all[ih] = store.Stats{Seeders: 1}
+			all[ih] = bittorrent.Stats{Seeders: 1}
 		}
 		if !bytes.Equal(body, referenceFullScrape(t, all, 60)) {
 			t.Errorf("%d torrents: not the reference encoding", n)
@@ -315,7 +315,7 @@ func (g *gatedScrapeStore) open() {
 	g.mu.Unlock()
 }
 
-func (g *gatedScrapeStore) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, store.Stats) error) error {
+func (g *gatedScrapeStore) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, bittorrent.Stats) error) error {
 	g.mu.Lock()
 	armed, gate, fail := g.armed, g.gate, g.fail
 	g.mu.Unlock()
@@ -571,7 +571,7 @@ type countingStore struct {
 	walks int
 }
 
-func (c *countingStore) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, store.Stats) error) error {
+func (c *countingStore) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, bittorrent.Stats) error) error {
 	c.mu.Lock()
 	c.walks++
 	c.mu.Unlock()
@@ -601,7 +601,7 @@ func BenchmarkFullScrapeBuild(b *testing.B) {
 			for b.Loop() {
 				var c collector
 				for i := range hashes {
-					c.add(context.Background(), hashes[i], store.Stats{Seeders: uint32(i % 7), Leechers: uint32(i % 3), Downloaded: uint32(i % 100)})
+					c.add(context.Background(), hashes[i], bittorrent.Stats{Seeders: uint32(i % 7), Leechers: uint32(i % 3), Downloaded: uint32(i % 100)})
 				}
 				sb, err := c.encode(context.Background(), time.Minute, 0)
 				if err != nil {

@@ -25,7 +25,6 @@ import (
 	"trackd/bittorrent"
 	"trackd/internal/ratelog"
 	"trackd/metrics"
-	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -406,7 +405,7 @@ func (h *Handler) scrape(ctx context.Context, st *state, r *request) reply {
 	return reply{status: http.StatusOK, body: st.buf}
 }
 
-func appendScrapeEntry(b []byte, ih bittorrent.InfoHash, s store.Stats) []byte {
+func appendScrapeEntry(b []byte, ih bittorrent.InfoHash, s bittorrent.Stats) []byte {
 	b = bencode.AppendBytes(b, ih[:])
 	b = append(b, 'd')
 	b = bencode.AppendString(b, "complete")

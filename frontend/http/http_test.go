@@ -473,7 +473,7 @@ type gatedStore struct {
 	gate    chan struct{}
 }
 
-func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+func (g *gatedStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	g.entered <- struct{}{}
 	<-g.gate
 	return g.Store.Announce(ctx, a, peers)
@@ -518,11 +518,11 @@ type downStore struct{ store.Store }
 
 var errDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
 
-func (downStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
-	return nil, store.Stats{}, errDown
+func (downStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
+	return nil, bittorrent.Stats{}, errDown
 }
 
-func (downStore) Scrape(context.Context, []bittorrent.InfoHash, []store.Stats) ([]store.Stats, error) {
+func (downStore) Scrape(context.Context, []bittorrent.InfoHash, []bittorrent.Stats) ([]bittorrent.Stats, error) {
 	return nil, errDown
 }
 

@@ -17,7 +17,6 @@ import (
 	"trackd/bittorrent"
 	"trackd/internal/ratelog"
 	"trackd/metrics"
-	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -90,7 +89,7 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 		return &state{
 			hashes: make([]bittorrent.InfoHash, 0, maxScrapeHashes),
 			resp:   tracker.AnnounceResponse{Peers: make([]bittorrent.Peer, 0, 64)},
-			scrape: tracker.ScrapeResponse{Files: make([]store.Stats, 0, maxScrapeHashes)},
+			scrape: tracker.ScrapeResponse{Files: make([]bittorrent.Stats, 0, maxScrapeHashes)},
 		}
 	}
 	return h
@@ -175,9 +174,9 @@ func (h *Handler) announce(ctx context.Context, st *state, from netip.AddrPort, 
 	}
 	st.req.Addr = netip.AddrPortFrom(addr, st.req.Addr.Port())
 	maxPeers := maxPeers6
-	st.req.Family = store.IPv6Only
+	st.req.Family = bittorrent.IPv6Only
 	if client.Is4() {
-		st.req.Family, maxPeers = store.IPv4Only, maxPeers4
+		st.req.Family, maxPeers = bittorrent.IPv4Only, maxPeers4
 	}
 	st.req.MaxPeers = maxPeers
 	if err := h.tracker.Announce(ctx, &st.req, &st.resp); err != nil {
@@ -216,7 +215,7 @@ func (h *Handler) fail(out, tid []byte, err error) []byte {
 	} else if tracker.IsClientError(err) {
 		msg = err.Error()
 	} else {
-		if !errors.Is(err, store.ErrClosed) { // a packet caught by shutdown is no failure
+		if !errors.Is(err, tracker.ErrClosed) { // a packet caught by shutdown is no failure
 			h.opts.Errors.Log(context.Background(), slog.LevelError, ratelog.KindStore,
 				"request failed", "protocol", "udp", "err", err)
 		}

@@ -596,13 +596,13 @@ type failingStore struct{}
 
 var errStoreDown = errors.New("store is down")
 
-func (failingStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
-	return nil, store.Stats{}, errStoreDown
+func (failingStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
+	return nil, bittorrent.Stats{}, errStoreDown
 }
-func (failingStore) Scrape(context.Context, []bittorrent.InfoHash, []store.Stats) ([]store.Stats, error) {
+func (failingStore) Scrape(context.Context, []bittorrent.InfoHash, []bittorrent.Stats) ([]bittorrent.Stats, error) {
 	return nil, errStoreDown
 }
-func (failingStore) ScrapeAll(context.Context, func(bittorrent.InfoHash, store.Stats) error) error {
+func (failingStore) ScrapeAll(context.Context, func(bittorrent.InfoHash, bittorrent.Stats) error) error {
 	return errStoreDown
 }
 func (failingStore) Totals(context.Context) (store.Totals, error) {

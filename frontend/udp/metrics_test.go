@@ -137,10 +137,10 @@ type blockedStore struct {
 	release chan struct{}
 }
 
-func (b *blockedStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+func (b *blockedStore) Announce(context.Context, store.Announce, []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	b.entered <- struct{}{}
 	<-b.release
-	return nil, store.Stats{}, nil
+	return nil, bittorrent.Stats{}, nil
 }
 
 func (b *blockedStore) Totals(context.Context) (store.Totals, error) { return store.Totals{}, nil }

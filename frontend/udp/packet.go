@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"trackd/bittorrent"
-	"trackd/store"
 	"trackd/tracker"
 )
 
@@ -204,12 +203,12 @@ func appendConnect(b []byte, tid []byte, id uint64) []byte {
 // appendAnnounce appends an announce reply with the peers of one family:
 // 6 bytes per IPv4 peer, or 18 per IPv6 peer. Peers of the other family
 // (which the store does not return when asked for one) are left out.
-func appendAnnounce(b []byte, tid []byte, resp *tracker.AnnounceResponse, fam store.Family) []byte {
+func appendAnnounce(b []byte, tid []byte, resp *tracker.AnnounceResponse, fam bittorrent.Family) []byte {
 	b = appendHeader(b, actionAnnounce, tid)
 	b = appendInt32(b, uint64(max(resp.Interval/time.Second, 0)))
 	b = appendInt32(b, uint64(resp.Incomplete))
 	b = appendInt32(b, uint64(resp.Complete))
-	v6 := fam == store.IPv6Only
+	v6 := fam == bittorrent.IPv6Only
 	for i := range resp.Peers {
 		ap := resp.Peers[i].Addr
 		a := ap.Addr()
@@ -229,7 +228,7 @@ func appendAnnounce(b []byte, tid []byte, resp *tracker.AnnounceResponse, fam st
 }
 
 // appendScrape appends a scrape reply.
-func appendScrape(b []byte, tid []byte, files []store.Stats) []byte {
+func appendScrape(b []byte, tid []byte, files []bittorrent.Stats) []byte {
 	b = appendHeader(b, actionScrape, tid)
 	for _, f := range files {
 		b = appendInt32(b, uint64(f.Seeders))

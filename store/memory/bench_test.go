@@ -169,7 +169,7 @@ func BenchmarkScrape(b *testing.B) {
 	s, anns := filledStore()
 	ctx := context.Background()
 	hashes := make([]bittorrent.InfoHash, 1)
-	stats := make([]store.Stats, 0, 1)
+	stats := make([]bittorrent.Stats, 0, 1)
 	i := 0
 	b.ReportAllocs()
 	defer cpuPerOp(b)()

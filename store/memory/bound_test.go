@@ -68,7 +68,7 @@ func TestMemoryLimitShed(t *testing.T) {
 		if u.Bytes >= limit/10*9 || u.Evicted == 0 || !u.Shedding || u.Limit != limit {
 			t.Fatalf("v6 %v: after shed %+v, want under %d (90%% of the limit), some evicted, shedding", v6, u, limit/10*9)
 		}
-		scrape := func(h bittorrent.InfoHash) store.Stats {
+		scrape := func(h bittorrent.InfoHash) bittorrent.Stats {
 			st, err := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -161,7 +161,7 @@ func TestMemoryLimitRefuse(t *testing.T) {
 	s := NewWithConfig(store.Options{PeerLifetime: 10 * time.Minute, Now: clock.Now}, Config{Shards: 4, SweepInterval: -1})
 	defer s.Close()
 	ctx := context.Background()
-	ann := func(h bittorrent.InfoHash, p bittorrent.Peer, ev bittorrent.Event) (store.Stats, error) {
+	ann := func(h bittorrent.InfoHash, p bittorrent.Peer, ev bittorrent.Event) (bittorrent.Stats, error) {
 		_, st, err := s.Announce(ctx, store.Announce{InfoHash: h, Peer: p, Event: ev}, nil)
 		return st, err
 	}
@@ -198,7 +198,7 @@ func TestMemoryLimitRefuse(t *testing.T) {
 	if st, err := ann(known, boundPeer(1, 8), bittorrent.EventStopped); err != nil || st.Leechers != 1 {
 		t.Fatalf("stop at the bound: %+v, %v", st, err)
 	}
-	if st, err := s.Scrape(ctx, []bittorrent.InfoHash{known, newTorrent}, nil); err != nil || st[0].Leechers != 1 || st[1] != (store.Stats{}) {
+	if st, err := s.Scrape(ctx, []bittorrent.InfoHash{known, newTorrent}, nil); err != nil || st[0].Leechers != 1 || st[1] != (bittorrent.Stats{}) {
 		t.Fatalf("scrape at the bound: %+v, %v", st, err)
 	}
 	if st := s.MemoryUsage(); st.Refused != 3 {

@@ -366,7 +366,7 @@ func checkMemory(t *testing.T, sh *shard) {
 // checkSwarm checks the layout invariants of sw against the model.
 func checkSwarm(t *testing.T, sh *shard, sw *swarm, model map[netip.AddrPort]*modelPeer, downloaded uint32, now time.Time, base time.Time) {
 	t.Helper()
-	var want store.Stats
+	var want bittorrent.Stats
 	for _, p := range model {
 		if p.seeder {
 			want.Seeders++
@@ -375,7 +375,7 @@ func checkSwarm(t *testing.T, sh *shard, sw *swarm, model map[netip.AddrPort]*mo
 		}
 	}
 	want.Downloaded = downloaded
-	var got store.Stats
+	var got bittorrent.Stats
 	if sw != nil {
 		got = sh.stats(sw)
 	}
@@ -509,7 +509,7 @@ func testModel(t *testing.T, poolSize int, lifetime, maxJump time.Duration, step
 		case 1, 2:
 			a.Event = bittorrent.EventCompleted
 		}
-		var st store.Stats
+		var st bittorrent.Stats
 		var err error
 		buf, st, err = s.Announce(ctx, a, buf[:0])
 		if err != nil {
@@ -673,7 +673,7 @@ func testPick(t *testing.T, ids bool) {
 					rounds = 500
 				}
 				for range rounds {
-					got := sh.pick(sw, me.seeder, store.AnyFamily, me.self4, me.self6, want, nil)
+					got := sh.pick(sw, me.seeder, bittorrent.AnyFamily, me.self4, me.self6, want, nil)
 					if len(got) != min(want, len(cand)) {
 						t.Fatalf("%s: %d peers, want %d", name, len(got), min(want, len(cand)))
 					}
@@ -918,7 +918,7 @@ func TestClose(t *testing.T) {
 	if _, err := s.Scrape(ctx, []bittorrent.InfoHash{{1}}, nil); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Scrape after Close: %v, want store.ErrClosed", err)
 	}
-	if err := s.ScrapeAll(ctx, func(bittorrent.InfoHash, store.Stats) error { return nil }); !errors.Is(err, store.ErrClosed) {
+	if err := s.ScrapeAll(ctx, func(bittorrent.InfoHash, bittorrent.Stats) error { return nil }); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("ScrapeAll after Close: %v, want store.ErrClosed", err)
 	}
 	if _, err := s.Totals(ctx); err != nil {

@@ -314,27 +314,27 @@ func (s *Store) removeIfEmpty(sh *shard, sw *swarm, i int) bool {
 
 // Announce implements store.Store. It fails only for an invalid address or
 // a closed store.
-func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	if !a.Peer.Addr.IsValid() {
-		return peers, store.Stats{}, errNoAddr
+		return peers, bittorrent.Stats{}, errNoAddr
 	}
 	now, exp := s.clock()
 	sh, hash := s.shardFor(&a.InfoHash)
 	sh.mu.Lock()
 	if sh.closed {
 		sh.mu.Unlock()
-		return peers, store.Stats{}, errClosed
+		return peers, bittorrent.Stats{}, errClosed
 	}
 	sw, i := sh.swarms.lookup(sh, &a.InfoHash, hash)
 	if sw == nil {
 		if a.Event == bittorrent.EventStopped {
 			sh.mu.Unlock()
-			return peers, store.Stats{}, nil
+			return peers, bittorrent.Stats{}, nil
 		}
 		if s.heap.torrentsFull() {
 			sh.mu.Unlock()
 			s.refuse(now)
-			return peers, store.Stats{}, store.ErrNoNewTorrents
+			return peers, bittorrent.Stats{}, store.ErrNoNewTorrents
 		}
 		i = sh.swarms.insert(sh, s.seed, &a.InfoHash, hash, i)
 		sw = &sh.swarms.slots(sh)[i]
@@ -363,7 +363,7 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 		sh.tidyMemory()
 		sh.mu.Unlock()
 		s.refuse(now)
-		return peers, store.Stats{}, store.ErrNoNewPeers
+		return peers, bittorrent.Stats{}, store.ErrNoNewPeers
 	}
 	if a.Event != bittorrent.EventStopped {
 		if exp < sw.minExp {
@@ -399,12 +399,12 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 }
 
 // Scrape implements store.Store. It fails only for a closed store.
-func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, stats []store.Stats) ([]store.Stats, error) {
+func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, stats []bittorrent.Stats) ([]bittorrent.Stats, error) {
 	now := s.nowSec()
 	for i := range hashes {
 		h := &hashes[i]
 		sh, hash := s.shardFor(h)
-		var st store.Stats
+		var st bittorrent.Stats
 		sh.mu.Lock()
 		if sh.closed {
 			sh.mu.Unlock()
@@ -428,12 +428,12 @@ func (s *Store) Scrape(_ context.Context, hashes []bittorrent.InfoHash, stats []
 
 type scraped struct {
 	hash  bittorrent.InfoHash
-	stats store.Stats
+	stats bittorrent.Stats
 }
 
 // ScrapeAll implements store.Store. fn never runs with a lock held (see
 // walk). It fails only for a closed store, or with fn's error.
-func (s *Store) ScrapeAll(_ context.Context, fn func(bittorrent.InfoHash, store.Stats) error) error {
+func (s *Store) ScrapeAll(_ context.Context, fn func(bittorrent.InfoHash, bittorrent.Stats) error) error {
 	return walk(s,
 		func(buf []scraped, sh *shard, sw *swarm) []scraped {
 			return append(buf, scraped{sw.hash, sh.stats(sw)})

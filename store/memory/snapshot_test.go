@@ -40,10 +40,10 @@ func dumpAll(t *testing.T, s *Store) []snapshot.Swarm {
 	return out
 }
 
-func scrapeMap(t *testing.T, s *Store) map[bittorrent.InfoHash]store.Stats {
+func scrapeMap(t *testing.T, s *Store) map[bittorrent.InfoHash]bittorrent.Stats {
 	t.Helper()
-	m := map[bittorrent.InfoHash]store.Stats{}
-	if err := s.ScrapeAll(context.Background(), func(h bittorrent.InfoHash, st store.Stats) error { m[h] = st; return nil }); err != nil {
+	m := map[bittorrent.InfoHash]bittorrent.Stats{}
+	if err := s.ScrapeAll(context.Background(), func(h bittorrent.InfoHash, st bittorrent.Stats) error { m[h] = st; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -88,7 +88,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			if got := mustTotals(t, b); got != wantTot {
 				t.Errorf("restored totals %+v, want %+v", got, wantTot)
 			}
-			if want[h2] != (store.Stats{Downloaded: 1}) {
+			if want[h2] != (bittorrent.Stats{Downloaded: 1}) {
 				t.Errorf("swarm without peers: %+v", want[h2])
 			}
 			// completed again from the session that completed: no second download
@@ -125,7 +125,7 @@ func mustTotals(t *testing.T, s *Store) store.Totals {
 	return tot
 }
 
-func mapsEqual(a, b map[bittorrent.InfoHash]store.Stats) bool {
+func mapsEqual(a, b map[bittorrent.InfoHash]bittorrent.Stats) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -154,7 +154,7 @@ func TestRestoreDropsExpired(t *testing.T) {
 	if err := s.Restore(&snap); err != nil {
 		t.Fatal(err)
 	}
-	if got := scrapeMap(t, s); got[snap.InfoHash] != (store.Stats{Seeders: 1, Leechers: 1}) {
+	if got := scrapeMap(t, s); got[snap.InfoHash] != (bittorrent.Stats{Seeders: 1, Leechers: 1}) {
 		t.Errorf("restored %+v", got)
 	}
 	if tot := mustTotals(t, s); tot != (store.Totals{Torrents: 1, Seeders: 1, Leechers: 1, Seeders6: 1}) {

@@ -71,8 +71,8 @@ func (sh *shard) numPeers(sw *swarm) int {
 
 func (sh *shard) numPeers6(sw *swarm) int { return int(sh.extra(sw).v6.n) }
 
-func (sh *shard) stats(sw *swarm) store.Stats {
-	st := store.Stats{Seeders: sw.v4.ns, Leechers: sw.v4.n - sw.v4.ns, Downloaded: sw.downloaded}
+func (sh *shard) stats(sw *swarm) bittorrent.Stats {
+	st := bittorrent.Stats{Seeders: sw.v4.ns, Leechers: sw.v4.n - sw.v4.ns, Downloaded: sw.downloaded}
 	if sw.x != 0 {
 		x := sh.extra(sw)
 		st.Seeders += x.v6.ns
@@ -378,9 +378,9 @@ type candidates struct {
 // likely for every peer, each is chosen with probability exactly want/m.
 // Seeders and leechers (and IPv4 and IPv6 peers) come in proportion to
 // their numbers, within one.
-func (sh *shard) pick(sw *swarm, seeder bool, fam store.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
+func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
 	var c candidates
-	if fam != store.IPv6Only {
+	if fam != bittorrent.IPv6Only {
 		c.a4, c.id4 = sh.peers4(sw)
 		if seeder {
 			c.a4 = c.a4[sw.v4.ns:]
@@ -391,7 +391,7 @@ func (sh *shard) pick(sw *swarm, seeder bool, fam store.Family, self4, self6, wa
 	} else {
 		self4 = -1
 	}
-	if fam != store.IPv4Only && sw.x != 0 {
+	if fam != bittorrent.IPv4Only && sw.x != 0 {
 		x := sh.extra(sw)
 		c.a6, c.id6 = sh.peers6(x)
 		if seeder {

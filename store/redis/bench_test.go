@@ -184,7 +184,7 @@ func BenchmarkRedis(b *testing.B) {
 	for _, n := range []int{1, 74} {
 		b.Run("Scrape"+[]string{1: "1", 74: "74"}[n], func(b *testing.B) {
 			hashes := make([]bittorrent.InfoHash, n)
-			stats := make([]store.Stats, 0, n)
+			stats := make([]bittorrent.Stats, 0, n)
 			i := 0
 			before := startCommands(b, rdb)
 			b.ReportAllocs()

@@ -42,12 +42,12 @@ func TestCluster(t *testing.T) {
 
 		const torrents = 400
 		hashes := make([]bittorrent.InfoHash, torrents)
-		want := make(map[bittorrent.InfoHash]store.Stats)
+		want := make(map[bittorrent.InfoHash]bittorrent.Stats)
 		var tot store.Totals
 		for i := range hashes {
 			h := hashN(i)
 			hashes[i] = h
-			var st store.Stats
+			var st bittorrent.Stats
 			var s6, l6 uint64
 			peers := i%6 + 1
 			for j := range peers {
@@ -77,7 +77,7 @@ func TestCluster(t *testing.T) {
 				}
 				st.Seeders, st.Leechers, s6, l6 = 0, 0, 0, 0
 			}
-			if st != (store.Stats{}) {
+			if st != (bittorrent.Stats{}) {
 				want[h] = st
 			}
 			if st.Seeders+st.Leechers > 0 {
@@ -141,7 +141,7 @@ func TestCluster(t *testing.T) {
 		}
 		all := scrapeAll(t, a)
 		for h, w := range want {
-			if w.Downloaded > 0 && all[h] != (store.Stats{Downloaded: w.Downloaded}) {
+			if w.Downloaded > 0 && all[h] != (bittorrent.Stats{Downloaded: w.Downloaded}) {
 				t.Errorf("after expiry: ScrapeAll: %v = %+v, want %d downloads", h, all[h], w.Downloaded)
 			}
 			if _, ok := all[h]; ok && w.Downloaded == 0 {

@@ -55,7 +55,7 @@ func peerN(n int, v6 bool) bittorrent.Peer {
 }
 
 // mustAnnounce announces and fails t on error.
-func mustAnnounce(t testing.TB, s store.Store, a store.Announce) ([]bittorrent.Peer, store.Stats) {
+func mustAnnounce(t testing.TB, s store.Store, a store.Announce) ([]bittorrent.Peer, bittorrent.Stats) {
 	t.Helper()
 	peers, st, err := s.Announce(context.Background(), a, nil)
 	if err != nil {
@@ -65,10 +65,10 @@ func mustAnnounce(t testing.TB, s store.Store, a store.Announce) ([]bittorrent.P
 }
 
 // scrapeAll returns everything ScrapeAll visits.
-func scrapeAll(t testing.TB, s store.Store) map[bittorrent.InfoHash]store.Stats {
+func scrapeAll(t testing.TB, s store.Store) map[bittorrent.InfoHash]bittorrent.Stats {
 	t.Helper()
-	m := make(map[bittorrent.InfoHash]store.Stats)
-	err := s.ScrapeAll(context.Background(), func(h bittorrent.InfoHash, st store.Stats) error {
+	m := make(map[bittorrent.InfoHash]bittorrent.Stats)
+	err := s.ScrapeAll(context.Background(), func(h bittorrent.InfoHash, st bittorrent.Stats) error {
 		if _, dup := m[h]; dup {
 			t.Errorf("ScrapeAll visited %v twice", h)
 		}

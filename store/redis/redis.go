@@ -383,21 +383,21 @@ func (s *Store) cut() (cut, score int64) {
 const announceArgLen = 20 + 20 + 1 + 1 + 1 + 1 + 2 + 8 + 8 + 4
 
 // Announce implements store.Store in one round trip.
-func (s *Store) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, store.Stats, error) {
+func (s *Store) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	if !a.Peer.Addr.IsValid() {
-		return peers, store.Stats{}, errNoAddr
+		return peers, bittorrent.Stats{}, errNoAddr
 	}
 	keys, arg := s.announceArgs(&a)
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	res, err := s.sc.announce.Run(ctx, s.rdb, keys, arg).Slice()
 	if err != nil {
-		return peers, store.Stats{}, fmt.Errorf("redis store: announce: %w", err)
+		return peers, bittorrent.Stats{}, fmt.Errorf("redis store: announce: %w", err)
 	}
 	if len(res) != 6 {
-		return peers, store.Stats{}, fmt.Errorf("redis store: announce: unexpected reply of %d values", len(res))
+		return peers, bittorrent.Stats{}, fmt.Errorf("redis store: announce: unexpected reply of %d values", len(res))
 	}
-	st := store.Stats{Seeders: toU32(res[0]), Leechers: toU32(res[1]), Downloaded: toU32(res[2])}
+	st := bittorrent.Stats{Seeders: toU32(res[0]), Leechers: toU32(res[1]), Downloaded: toU32(res[2])}
 	v4, _ := res[3].(string)
 	v6, _ := res[4].(string)
 	ids, _ := res[5].(string)
@@ -478,20 +478,20 @@ func (s *Store) queueScrape(ctx context.Context, pipe goredis.Pipeliner, h *bitt
 }
 
 // stats reads the results of c.
-func (c scrapeCmds) stats() (store.Stats, error) {
+func (c scrapeCmds) stats() (bittorrent.Stats, error) {
 	var n [4]int64
 	for i, cmd := range c.sets {
 		v, err := cmd.Result()
 		if err != nil {
-			return store.Stats{}, err
+			return bittorrent.Stats{}, err
 		}
 		n[i] = v
 	}
 	dl, err := c.dl.Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return store.Stats{}, err
+		return bittorrent.Stats{}, err
 	}
-	return store.Stats{
+	return bittorrent.Stats{
 		Seeders:    uint32(min(n[0]+n[2], math.MaxUint32)),
 		Leechers:   uint32(min(n[1]+n[3], math.MaxUint32)),
 		Downloaded: parseU32(dl),
@@ -503,7 +503,7 @@ func aliveFrom(cut int64) string { return "(" + strconv.FormatInt(cut, 10) }
 
 // Scrape implements store.Store in one round trip (a pipeline; with a
 // cluster, one per node, in parallel).
-func (s *Store) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, stats []store.Stats) ([]store.Stats, error) {
+func (s *Store) Scrape(ctx context.Context, hashes []bittorrent.InfoHash, stats []bittorrent.Stats) ([]bittorrent.Stats, error) {
 	if len(hashes) == 0 {
 		return stats, nil
 	}
@@ -543,9 +543,9 @@ const (
 // torrents of the batch's buckets, then one per 256 of them for their
 // counts. Each round trip is bounded by the timeout; the walk as a whole
 // by ctx alone.
-func (s *Store) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, store.Stats) error) error {
+func (s *Store) ScrapeAll(ctx context.Context, fn func(bittorrent.InfoHash, bittorrent.Stats) error) error {
 	var hashes []bittorrent.InfoHash
-	var stats []store.Stats
+	var stats []bittorrent.Stats
 	for first := 0; first < numBuckets; first += scrapeAllBuckets {
 		var active []*bucketScan
 		for b := first; b < min(first+scrapeAllBuckets, numBuckets); b++ {

@@ -98,7 +98,7 @@ func TestDownloadedSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []store.Stats{{Seeders: 3, Downloaded: 3}, {Downloaded: 1}}
+	want := []bittorrent.Stats{{Seeders: 3, Downloaded: 3}, {Downloaded: 1}}
 	if st[0] != want[0] || st[1] != want[1] {
 		t.Errorf("after a new Store: Scrape = %+v, want %+v", st, want)
 	}
@@ -108,7 +108,7 @@ func TestDownloadedSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	all := scrapeAll(t, s2)
-	if len(all) != 2 || all[h1] != (store.Stats{Downloaded: 3}) || all[h2] != (store.Stats{Downloaded: 1}) {
+	if len(all) != 2 || all[h1] != (bittorrent.Stats{Downloaded: 3}) || all[h2] != (bittorrent.Stats{Downloaded: 1}) {
 		t.Errorf("after expiry: ScrapeAll = %v", all)
 	}
 	if tot, _ := s2.Totals(context.Background()); tot != (store.Totals{}) {
@@ -116,7 +116,7 @@ func TestDownloadedSurvivesRestart(t *testing.T) {
 	}
 	// A session that completes again after expiry is a new one.
 	_, st1 := mustAnnounce(t, s2, store.Announce{InfoHash: h1, Peer: peerN(0, false), Event: bittorrent.EventCompleted, Seeder: true})
-	if st1 != (store.Stats{Seeders: 1, Downloaded: 4}) {
+	if st1 != (bittorrent.Stats{Seeders: 1, Downloaded: 4}) {
 		t.Errorf("completed again after expiry: %+v", st1)
 	}
 }
@@ -141,7 +141,7 @@ func TestBigSwarmExpiry(t *testing.T) {
 
 	self := peerN(n+2, true)
 	peers, st := mustAnnounce(t, s, store.Announce{InfoHash: h, Peer: self, NumWant: 200})
-	if st != (store.Stats{Leechers: 2}) {
+	if st != (bittorrent.Stats{Leechers: 2}) {
 		t.Errorf("announce after %d peers expired: stats %+v, want 2 leechers", n, st)
 	}
 	if len(peers) != 1 || peers[0] != fresh {
@@ -155,7 +155,7 @@ func TestBigSwarmExpiry(t *testing.T) {
 			t.Errorf("after one announce: %d entries in set %d, want 250 expired left (+1 alive)", got, k)
 		}
 	}
-	if got, err := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); err != nil || got[0] != (store.Stats{Leechers: 2}) {
+	if got, err := s.Scrape(ctx, []bittorrent.InfoHash{h}, nil); err != nil || got[0] != (bittorrent.Stats{Leechers: 2}) {
 		t.Errorf("Scrape with expired peers left = %+v, %v", got, err)
 	}
 	if err := s.Settle(ctx); err != nil {
@@ -203,7 +203,7 @@ func TestTwoInstances(t *testing.T) {
 	pa, pb := peerN(1, false), peerN(2, true)
 	mustAnnounce(t, a, store.Announce{InfoHash: h, Peer: pa, Seeder: true})
 	peers, st := mustAnnounce(t, b, store.Announce{InfoHash: h, Peer: pb, NumWant: 10})
-	if len(peers) != 1 || peers[0] != pa || st != (store.Stats{Seeders: 1, Leechers: 1}) {
+	if len(peers) != 1 || peers[0] != pa || st != (bittorrent.Stats{Seeders: 1, Leechers: 1}) {
 		t.Errorf("B's announce: peers %v, stats %+v; want A's peer %v", peers, st, pa)
 	}
 	want := store.Totals{Torrents: 1, Seeders: 1, Leechers: 1, Leechers6: 1}
@@ -429,9 +429,9 @@ func TestScrapeAllBigBucket(t *testing.T) {
 		t.Errorf("ScrapeAll visited %d torrents, want %d", len(got), n)
 	}
 	for _, a := range anns {
-		want := store.Stats{Leechers: 1}
+		want := bittorrent.Stats{Leechers: 1}
 		if a.Seeder {
-			want = store.Stats{Seeders: 1}
+			want = bittorrent.Stats{Seeders: 1}
 		}
 		if got[a.InfoHash] != want {
 			t.Errorf("ScrapeAll: %v = %+v, want %+v", a.InfoHash, got[a.InfoHash], want)

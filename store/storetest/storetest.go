@@ -188,7 +188,7 @@ var (
 	stopped   = ann{event: bittorrent.EventStopped}
 )
 
-func (e *env) announce(h bittorrent.InfoHash, p bittorrent.Peer, o ann) ([]bittorrent.Peer, store.Stats) {
+func (e *env) announce(h bittorrent.InfoHash, p bittorrent.Peer, o ann) ([]bittorrent.Peer, bittorrent.Stats) {
 	e.t.Helper()
 	a := store.Announce{InfoHash: h, Peer: p, Event: o.event, Seeder: o.seeder, NumWant: o.numWant}
 	peers, st, err := e.s.Announce(e.ctx, a, nil)
@@ -218,7 +218,7 @@ func checkReturned(t testing.TB, self bittorrent.Peer, o ann, peers []bittorrent
 	}
 }
 
-func (e *env) scrape(hashes ...bittorrent.InfoHash) []store.Stats {
+func (e *env) scrape(hashes ...bittorrent.InfoHash) []bittorrent.Stats {
 	e.t.Helper()
 	st, err := e.s.Scrape(e.ctx, hashes, nil)
 	if err != nil {
@@ -230,12 +230,12 @@ func (e *env) scrape(hashes ...bittorrent.InfoHash) []store.Stats {
 	return st
 }
 
-func (e *env) scrapeOne(h bittorrent.InfoHash) store.Stats { return e.scrape(h)[0] }
+func (e *env) scrapeOne(h bittorrent.InfoHash) bittorrent.Stats { return e.scrape(h)[0] }
 
-func (e *env) scrapeAll() map[bittorrent.InfoHash]store.Stats {
+func (e *env) scrapeAll() map[bittorrent.InfoHash]bittorrent.Stats {
 	e.t.Helper()
-	m := make(map[bittorrent.InfoHash]store.Stats)
-	err := e.s.ScrapeAll(e.ctx, func(h bittorrent.InfoHash, st store.Stats) error {
+	m := make(map[bittorrent.InfoHash]bittorrent.Stats)
+	err := e.s.ScrapeAll(e.ctx, func(h bittorrent.InfoHash, st bittorrent.Stats) error {
 		if _, dup := m[h]; dup {
 			e.t.Errorf("ScrapeAll visited %v twice", h)
 		}
@@ -262,7 +262,7 @@ func (e *env) totals() store.Totals {
 	return tot
 }
 
-func (e *env) wantStats(what string, got, want store.Stats) {
+func (e *env) wantStats(what string, got, want bittorrent.Stats) {
 	e.t.Helper()
 	if got != want {
 		e.t.Errorf("%s: stats = %+v, want %+v", what, got, want)
@@ -302,21 +302,21 @@ func testFirstAnnounce(e *env) {
 	h := hashOf("first")
 	l1, s1, l2 := peerV4(10, 0, 0, 1, 6881, "l1"), peerV4(10, 0, 0, 2, 6881, "s1"), peerV4(10, 0, 0, 3, 6881, "l2")
 	e.wantTotals("empty store", store.Totals{})
-	e.wantStats("scrape of an empty store", e.scrapeOne(h), store.Stats{})
+	e.wantStats("scrape of an empty store", e.scrapeOne(h), bittorrent.Stats{})
 
 	peers, st := e.announce(h, l1, ann{event: bittorrent.EventStarted, numWant: 50})
-	e.wantStats("first announce (leecher)", st, store.Stats{Leechers: 1})
+	e.wantStats("first announce (leecher)", st, bittorrent.Stats{Leechers: 1})
 	e.wantPeers("first announce", peers)
 
 	peers, st = e.announce(h, s1, ann{seeder: true, event: bittorrent.EventStarted, numWant: 50})
-	e.wantStats("second announce (seeder)", st, store.Stats{Seeders: 1, Leechers: 1})
+	e.wantStats("second announce (seeder)", st, bittorrent.Stats{Seeders: 1, Leechers: 1})
 	e.wantPeers("second announce (seeder)", peers, l1)
 
 	peers, st = e.announce(h, l2, leech)
-	e.wantStats("third announce (leecher)", st, store.Stats{Seeders: 1, Leechers: 2})
+	e.wantStats("third announce (leecher)", st, bittorrent.Stats{Seeders: 1, Leechers: 2})
 	e.wantPeers("third announce (leecher)", peers, l1, s1)
 
-	e.wantStats("scrape", e.scrapeOne(h), store.Stats{Seeders: 1, Leechers: 2})
+	e.wantStats("scrape", e.scrapeOne(h), bittorrent.Stats{Seeders: 1, Leechers: 2})
 	e.wantTotals("one swarm", store.Totals{Torrents: 1, Seeders: 1, Leechers: 2})
 }
 
@@ -329,24 +329,24 @@ func testSessionIdentity(e *env) {
 	obs := peerV4(198, 51, 100, 7, 1000, "observer")
 
 	_, st := e.announce(h, a1, leech)
-	e.wantStats("first announce", st, store.Stats{Leechers: 1})
+	e.wantStats("first announce", st, bittorrent.Stats{Leechers: 1})
 	_, st = e.announce(h, a2, leech)
-	e.wantStats("re-announce from the same ip:port with a new peer id", st, store.Stats{Leechers: 1})
+	e.wantStats("re-announce from the same ip:port with a new peer id", st, bittorrent.Stats{Leechers: 1})
 	peers, st := e.announce(h, obs, leech)
-	e.wantStats("observer", st, store.Stats{Leechers: 2})
+	e.wantStats("observer", st, bittorrent.Stats{Leechers: 2})
 	e.wantPeers("observer after id change", peers, a2)
 
 	_, st = e.announce(h, otherPort, leech)
-	e.wantStats("same ip, other port", st, store.Stats{Leechers: 3})
+	e.wantStats("same ip, other port", st, bittorrent.Stats{Leechers: 3})
 	_, st = e.announce(h, otherIP, leech)
-	e.wantStats("same port, other ip", st, store.Stats{Leechers: 4})
+	e.wantStats("same port, other ip", st, bittorrent.Stats{Leechers: 4})
 	peers, _ = e.announce(h, obs, leech)
 	e.wantPeers("observer sees every session", peers, a2, otherPort, otherIP)
 
 	// A change of id and of role at once is still the same session.
 	a3 := peerV4(192, 0, 2, 1, 6881, "a-third")
 	_, st = e.announce(h, a3, seed)
-	e.wantStats("same session as a seeder with a third id", st, store.Stats{Seeders: 1, Leechers: 3})
+	e.wantStats("same session as a seeder with a third id", st, bittorrent.Stats{Seeders: 1, Leechers: 3})
 	peers, _ = e.announce(h, obs, leech)
 	e.wantPeers("observer after role change", peers, a3, otherPort, otherIP)
 	e.wantTotals("totals", store.Totals{Torrents: 1, Seeders: 1, Leechers: 3})
@@ -365,11 +365,11 @@ func testIPv4AndIPv6(e *env) {
 
 	for i, p := range all {
 		_, st := e.announce(h, p, leech)
-		e.wantStats(fmt.Sprintf("announce %d (%v)", i, p.Addr), st, store.Stats{Leechers: uint32(i + 1)})
+		e.wantStats(fmt.Sprintf("announce %d (%v)", i, p.Addr), st, bittorrent.Stats{Leechers: uint32(i + 1)})
 	}
 	obs4 := peerAt("198.51.100.1:1000", "obs4")
 	peers, st := e.announce(h, obs4, leech)
-	e.wantStats("v4 observer", st, store.Stats{Leechers: 7})
+	e.wantStats("v4 observer", st, bittorrent.Stats{Leechers: 7})
 	e.wantPeers("v4 observer", peers, all...)
 	for _, p := range peers {
 		// Peers come back exactly as announced: a 4-byte address stays a
@@ -387,13 +387,13 @@ func testIPv4AndIPv6(e *env) {
 	}
 	obs6 := peerAt("[2001:db8:ffff::1]:1000", "obs6")
 	peers, st = e.announce(h, obs6, seed)
-	e.wantStats("v6 observer (seeder)", st, store.Stats{Seeders: 1, Leechers: 7})
+	e.wantStats("v6 observer (seeder)", st, bittorrent.Stats{Seeders: 1, Leechers: 7})
 	e.wantPeers("v6 observer (seeder)", peers, append(slices.Clone(all), obs4)...)
 
 	_, st = e.announce(h, p6, stopped)
-	e.wantStats("v6 peer stopped", st, store.Stats{Seeders: 1, Leechers: 6})
+	e.wantStats("v6 peer stopped", st, bittorrent.Stats{Seeders: 1, Leechers: 6})
 	_, st = e.announce(h, p4, seed)
-	e.wantStats("v4 peer now seeding", st, store.Stats{Seeders: 2, Leechers: 5})
+	e.wantStats("v4 peer now seeding", st, bittorrent.Stats{Seeders: 2, Leechers: 5})
 	peers, _ = e.announce(h, obs4, leech)
 	e.wantPeers("v4 observer after changes", peers, p4, p4b, p6b, p6c, compat, obs6)
 	e.wantTotals("totals", store.Totals{Torrents: 1, Seeders: 2, Leechers: 5, Seeders6: 1, Leechers6: 3})
@@ -405,23 +405,23 @@ func testStopped(e *env) {
 	e.announce(h, a, leech)
 	e.announce(h, b, seed)
 	_, st := e.announce(h, c, leech)
-	e.wantStats("three peers", st, store.Stats{Seeders: 1, Leechers: 2})
+	e.wantStats("three peers", st, bittorrent.Stats{Seeders: 1, Leechers: 2})
 
 	peers, st := e.announce(h, a, stopped)
-	e.wantStats("a stopped", st, store.Stats{Seeders: 1, Leechers: 1})
+	e.wantStats("a stopped", st, bittorrent.Stats{Seeders: 1, Leechers: 1})
 	e.wantPeers("a stopped (NumWant 0)", peers)
 	peers, _ = e.announce(h, c, leech)
 	e.wantPeers("c after a stopped", peers, b)
 
 	_, st = e.announce(h, a, stopped)
-	e.wantStats("a stopped twice", st, store.Stats{Seeders: 1, Leechers: 1})
+	e.wantStats("a stopped twice", st, bittorrent.Stats{Seeders: 1, Leechers: 1})
 	_, st = e.announce(h, peerV4(10, 1, 0, 9, 9, "stranger"), stopped)
-	e.wantStats("unknown peer stopped", st, store.Stats{Seeders: 1, Leechers: 1})
+	e.wantStats("unknown peer stopped", st, bittorrent.Stats{Seeders: 1, Leechers: 1})
 
 	peers, st = e.announce(unknown, a, ann{event: bittorrent.EventStopped, numWant: 50})
-	e.wantStats("stop on an unknown torrent", st, store.Stats{})
+	e.wantStats("stop on an unknown torrent", st, bittorrent.Stats{})
 	e.wantPeers("stop on an unknown torrent", peers)
-	e.wantStats("scrape of the unknown torrent", e.scrapeOne(unknown), store.Stats{})
+	e.wantStats("scrape of the unknown torrent", e.scrapeOne(unknown), bittorrent.Stats{})
 	if m := e.scrapeAll(); len(m) != 1 {
 		e.t.Errorf("ScrapeAll visited %d torrents, want 1 (a stop must create nothing): %v", len(m), m)
 	}
@@ -429,11 +429,11 @@ func testStopped(e *env) {
 
 	// A stopping seeder is given only leechers, like any seeder.
 	peers, st = e.announce(h, b, ann{seeder: true, event: bittorrent.EventStopped, numWant: 50})
-	e.wantStats("b stopped", st, store.Stats{Leechers: 1})
+	e.wantStats("b stopped", st, bittorrent.Stats{Leechers: 1})
 	e.wantPeers("b stopped with NumWant 50", peers, c)
 	_, st = e.announce(h, c, stopped)
-	e.wantStats("last peer stopped", st, store.Stats{})
-	e.wantStats("scrape after every peer stopped", e.scrapeOne(h), store.Stats{})
+	e.wantStats("last peer stopped", st, bittorrent.Stats{})
+	e.wantStats("scrape after every peer stopped", e.scrapeOne(h), bittorrent.Stats{})
 	if m := e.scrapeAll(); len(m) != 0 {
 		e.t.Errorf("ScrapeAll visited %v; want nothing (no peers, no downloads)", m)
 	}
@@ -441,7 +441,7 @@ func testStopped(e *env) {
 
 	// The session can start again.
 	_, st = e.announce(h, a, leech)
-	e.wantStats("a back", st, store.Stats{Leechers: 1})
+	e.wantStats("a back", st, bittorrent.Stats{Leechers: 1})
 }
 
 func testCompleted(e *env) {
@@ -449,25 +449,25 @@ func testCompleted(e *env) {
 	a, b, c := peerV4(10, 2, 0, 1, 1, "a"), peerV4(10, 2, 0, 2, 2, "b"), peerV4(10, 2, 0, 3, 3, "c")
 	e.announce(h, a, leech)
 	_, st := e.announce(h, a, completed)
-	e.wantStats("a completed", st, store.Stats{Seeders: 1, Downloaded: 1})
+	e.wantStats("a completed", st, bittorrent.Stats{Seeders: 1, Downloaded: 1})
 	_, st = e.announce(h, a, completed)
-	e.wantStats("a completed twice", st, store.Stats{Seeders: 1, Downloaded: 1})
+	e.wantStats("a completed twice", st, bittorrent.Stats{Seeders: 1, Downloaded: 1})
 	_, st = e.announce(h, a, seed)
-	e.wantStats("a re-announces", st, store.Stats{Seeders: 1, Downloaded: 1})
+	e.wantStats("a re-announces", st, bittorrent.Stats{Seeders: 1, Downloaded: 1})
 
 	e.announce(h, b, leech)
 	_, st = e.announce(h, b, seed)
-	e.wantStats("b seeds without a completed event", st, store.Stats{Seeders: 2, Downloaded: 1})
+	e.wantStats("b seeds without a completed event", st, bittorrent.Stats{Seeders: 2, Downloaded: 1})
 
 	_, st = e.announce(h, c, completed)
-	e.wantStats("c's first announce is completed", st, store.Stats{Seeders: 3, Downloaded: 2})
+	e.wantStats("c's first announce is completed", st, bittorrent.Stats{Seeders: 3, Downloaded: 2})
 
 	e.announce(h, a, stopped)
 	_, st = e.announce(h, a, leech)
-	e.wantStats("a back as a new session", st, store.Stats{Seeders: 2, Leechers: 1, Downloaded: 2})
+	e.wantStats("a back as a new session", st, bittorrent.Stats{Seeders: 2, Leechers: 1, Downloaded: 2})
 	_, st = e.announce(h, a, completed)
-	e.wantStats("new session of a completed", st, store.Stats{Seeders: 3, Downloaded: 3})
-	e.wantStats("scrape", e.scrapeOne(h), store.Stats{Seeders: 3, Downloaded: 3})
+	e.wantStats("new session of a completed", st, bittorrent.Stats{Seeders: 3, Downloaded: 3})
+	e.wantStats("scrape", e.scrapeOne(h), bittorrent.Stats{Seeders: 3, Downloaded: 3})
 }
 
 func testMoves(e *env) {
@@ -478,7 +478,7 @@ func testMoves(e *env) {
 	e.wantTotals("two leechers", store.Totals{Torrents: 1, Leechers: 2})
 
 	_, st := e.announce(h, a, seed)
-	e.wantStats("a seeds", st, store.Stats{Seeders: 1, Leechers: 1})
+	e.wantStats("a seeds", st, bittorrent.Stats{Seeders: 1, Leechers: 1})
 	e.wantTotals("a seeds", store.Totals{Torrents: 1, Seeders: 1, Leechers: 1})
 	peers, _ := e.announce(h, s, seed)
 	e.wantPeers("a seeder gets only leechers", peers, b)
@@ -486,16 +486,16 @@ func testMoves(e *env) {
 	e.wantPeers("a leecher gets everyone", peers, a, s)
 
 	_, st = e.announce(h, a, leech)
-	e.wantStats("a leeches again", st, store.Stats{Seeders: 1, Leechers: 2})
+	e.wantStats("a leeches again", st, bittorrent.Stats{Seeders: 1, Leechers: 2})
 	peers, _ = e.announce(h, s, seed)
 	e.wantPeers("seeder after a leeches again", peers, a, b)
 	for i := range 5 {
 		e.announce(h, b, ann{seeder: i%2 == 0, numWant: 50})
 	}
 	_, st = e.announce(h, b, seed)
-	e.wantStats("b flipped back and forth", st, store.Stats{Seeders: 2, Leechers: 1})
+	e.wantStats("b flipped back and forth", st, bittorrent.Stats{Seeders: 2, Leechers: 1})
 	e.wantTotals("end", store.Totals{Torrents: 1, Seeders: 2, Leechers: 1})
-	e.wantStats("scrape", e.scrapeOne(h), store.Stats{Seeders: 2, Leechers: 1})
+	e.wantStats("scrape", e.scrapeOne(h), bittorrent.Stats{Seeders: 2, Leechers: 1})
 
 	// Many moves in a bigger swarm of both families, checked by two
 	// observers that see everyone.
@@ -520,7 +520,7 @@ func testMoves(e *env) {
 		i := int(x>>8) % n
 		role[i] = !role[i]
 		_, st := e.announce(h, swarm[i], ann{seeder: role[i]})
-		want := store.Stats{Seeders: 1, Leechers: 1} // the observers
+		want := bittorrent.Stats{Seeders: 1, Leechers: 1} // the observers
 		var leechers, everyone []bittorrent.Peer
 		for j, p := range swarm {
 			everyone = append(everyone, p)
@@ -568,7 +568,7 @@ func testSelection(e *env) {
 	for _, p := range seeders {
 		inSwarm[p.Addr] = p.ID
 	}
-	want := store.Stats{Seeders: 5, Leechers: 8}
+	want := bittorrent.Stats{Seeders: 5, Leechers: 8}
 
 	peers, st := e.announce(h, seeders[0], seed)
 	e.wantStats("seeder", st, want)
@@ -660,7 +660,7 @@ func testRandomSelection(e *env) {
 	seeders := 0
 	for d := range draws {
 		peers, st := e.announce(h, self, ann{numWant: k})
-		if st != (store.Stats{Seeders: n / 2, Leechers: n/2 + 1}) {
+		if st != (bittorrent.Stats{Seeders: n / 2, Leechers: n/2 + 1}) {
 			e.t.Fatalf("draw %d: stats %+v", d, st)
 		}
 		if len(peers) != k {
@@ -714,36 +714,36 @@ func testExpiry(e *env) {
 	e.announce(h, b, leech) // b announces in time; a and c do not
 
 	e.clock.Advance(Lifetime/2 - time.Second) // one second before a and c expire
-	e.wantStats("scrape just before expiry", e.scrapeOne(h), store.Stats{Seeders: 1, Leechers: 1, Downloaded: 1})
+	e.wantStats("scrape just before expiry", e.scrapeOne(h), bittorrent.Stats{Seeders: 1, Leechers: 1, Downloaded: 1})
 	e.wantTotals("just before expiry", store.Totals{Torrents: 2, Seeders: 2, Leechers: 1})
 
 	// One second after: a and c are gone. Announce looks first.
 	e.clock.Advance(2 * time.Second)
 	peers, st := e.announce(h, d, leech)
-	e.wantStats("announce after a expired", st, store.Stats{Leechers: 2, Downloaded: 1})
+	e.wantStats("announce after a expired", st, bittorrent.Stats{Leechers: 2, Downloaded: 1})
 	e.wantPeers("announce after a expired", peers, b)
-	e.wantStats("scrape of a swarm whose only peer expired", e.scrapeOne(lone), store.Stats{})
-	e.wantStats("scrape after a expired", e.scrapeOne(h), store.Stats{Leechers: 2, Downloaded: 1})
+	e.wantStats("scrape of a swarm whose only peer expired", e.scrapeOne(lone), bittorrent.Stats{})
+	e.wantStats("scrape after a expired", e.scrapeOne(h), bittorrent.Stats{Leechers: 2, Downloaded: 1})
 	all := e.scrapeAll()
-	if len(all) != 1 || all[h] != (store.Stats{Leechers: 2, Downloaded: 1}) {
+	if len(all) != 1 || all[h] != (bittorrent.Stats{Leechers: 2, Downloaded: 1}) {
 		e.t.Errorf("ScrapeAll after a and c expired = %v, want only %v with 2 leechers, 1 download", all, h)
 	}
 	e.wantTotals("after a and c expired", store.Totals{Torrents: 1, Leechers: 2})
 	peers, st = e.announce(lone, d, seed)
-	e.wantStats("announce to the swarm whose only peer expired", st, store.Stats{Seeders: 1})
+	e.wantStats("announce to the swarm whose only peer expired", st, bittorrent.Stats{Seeders: 1})
 	e.wantPeers("announce to the swarm whose only peer expired", peers)
 	e.wantTotals("after d joined lone", store.Totals{Torrents: 2, Seeders: 1, Leechers: 2})
 
 	// Everyone expired. Totals looks first.
 	e.clock.Advance(Lifetime + time.Second)
 	e.wantTotals("all expired", store.Totals{})
-	e.wantStats("scrape when all expired", e.scrapeOne(h), store.Stats{Downloaded: 1})
+	e.wantStats("scrape when all expired", e.scrapeOne(h), bittorrent.Stats{Downloaded: 1})
 	all = e.scrapeAll()
-	if len(all) != 1 || all[h] != (store.Stats{Downloaded: 1}) {
+	if len(all) != 1 || all[h] != (bittorrent.Stats{Downloaded: 1}) {
 		e.t.Errorf("ScrapeAll when all expired = %v, want only %v with 1 download", all, h)
 	}
 	peers, st = e.announce(h, a, completed)
-	e.wantStats("a back after expiry, completing", st, store.Stats{Seeders: 1, Downloaded: 2})
+	e.wantStats("a back after expiry, completing", st, bittorrent.Stats{Seeders: 1, Downloaded: 2})
 	e.wantPeers("a back after expiry", peers)
 	e.announce(third, b, leech)
 	e.announce(third, c, completed)
@@ -751,11 +751,11 @@ func testExpiry(e *env) {
 
 	// Everyone expired again. Scrape looks first, then ScrapeAll.
 	e.clock.Advance(Lifetime + time.Second)
-	e.wantStats("scrape of third when all expired", e.scrapeOne(third), store.Stats{Downloaded: 1})
+	e.wantStats("scrape of third when all expired", e.scrapeOne(third), bittorrent.Stats{Downloaded: 1})
 	e.announce(lone, d, leech)
 	e.clock.Advance(Lifetime + time.Second)
 	all = e.scrapeAll()
-	want := map[bittorrent.InfoHash]store.Stats{h: {Downloaded: 2}, third: {Downloaded: 1}}
+	want := map[bittorrent.InfoHash]bittorrent.Stats{h: {Downloaded: 2}, third: {Downloaded: 1}}
 	if !maps.Equal(all, want) {
 		e.t.Errorf("ScrapeAll when all expired = %v, want %v", all, want)
 	}
@@ -770,20 +770,20 @@ func testScrape(e *env) {
 	for i := range 3 {
 		e.announce(h2, peerV4(10, 6, 1, byte(i), 1, "x"), leech)
 	}
-	s1 := store.Stats{Seeders: 2, Leechers: 1, Downloaded: 1}
-	s2 := store.Stats{Leechers: 3}
+	s1 := bittorrent.Stats{Seeders: 2, Leechers: 1, Downloaded: 1}
+	s2 := bittorrent.Stats{Leechers: 3}
 
-	prefix := store.Stats{Seeders: 99, Leechers: 98, Downloaded: 97}
-	got, err := e.s.Scrape(e.ctx, []bittorrent.InfoHash{h2, h3, h1, h2}, []store.Stats{prefix})
+	prefix := bittorrent.Stats{Seeders: 99, Leechers: 98, Downloaded: 97}
+	got, err := e.s.Scrape(e.ctx, []bittorrent.InfoHash{h2, h3, h1, h2}, []bittorrent.Stats{prefix})
 	if err != nil {
 		e.t.Fatalf("Scrape: %v", err)
 	}
-	want := []store.Stats{prefix, s2, {}, s1, s2}
+	want := []bittorrent.Stats{prefix, s2, {}, s1, s2}
 	if !slices.Equal(got, want) {
 		e.t.Errorf("Scrape = %+v, want %+v", got, want)
 	}
-	got, err = e.s.Scrape(e.ctx, nil, []store.Stats{prefix})
-	if err != nil || !slices.Equal(got, []store.Stats{prefix}) {
+	got, err = e.s.Scrape(e.ctx, nil, []bittorrent.Stats{prefix})
+	if err != nil || !slices.Equal(got, []bittorrent.Stats{prefix}) {
 		e.t.Errorf("Scrape of no hashes = %+v, %v; want the given slice", got, err)
 	}
 	if m := e.scrapeAll(); len(m) != 2 {
@@ -792,10 +792,10 @@ func testScrape(e *env) {
 }
 
 func testScrapeAll(e *env) {
-	want := make(map[bittorrent.InfoHash]store.Stats)
+	want := make(map[bittorrent.InfoHash]bittorrent.Stats)
 	for i := range 40 {
 		h := hashOf(fmt.Sprintf("all-%d", i))
-		var st store.Stats
+		var st bittorrent.Stats
 		for j := range i%7 + 1 {
 			p := peerV4(10, 7, byte(i), byte(j), 1, "p")
 			switch {
@@ -817,7 +817,7 @@ func testScrapeAll(e *env) {
 	gone := hashOf("all-gone-downloaded")
 	e.announce(gone, peerV4(10, 7, 255, 1, 1, "g"), completed)
 	e.announce(gone, peerV4(10, 7, 255, 1, 1, "g"), stopped)
-	want[gone] = store.Stats{Downloaded: 1}
+	want[gone] = bittorrent.Stats{Downloaded: 1}
 	// Every peer gone, no download: not visited.
 	empty := hashOf("all-gone-empty")
 	e.announce(empty, peerV4(10, 7, 255, 2, 1, "g"), leech)
@@ -837,7 +837,7 @@ func testScrapeAll(e *env) {
 
 	errStop := errors.New("stop here")
 	calls := 0
-	err := e.s.ScrapeAll(e.ctx, func(bittorrent.InfoHash, store.Stats) error {
+	err := e.s.ScrapeAll(e.ctx, func(bittorrent.InfoHash, bittorrent.Stats) error {
 		calls++
 		if calls == 3 {
 			return errStop
@@ -896,12 +896,12 @@ func testBinaryKeys(e *env) {
 	copy(abcZero[:], "abc")
 	copy(abcSpace[:], "abc                 ")
 	hashes := []bittorrent.InfoHash{zeros, space, ones, onesFE, nulMid, abcZero, abcSpace}
-	want := make(map[bittorrent.InfoHash]store.Stats)
+	want := make(map[bittorrent.InfoHash]bittorrent.Stats)
 	for i, h := range hashes {
 		for j := range i + 1 {
 			e.announce(h, peerV4(10, 9, byte(i), byte(j), 1, "p"), leech)
 		}
-		want[h] = store.Stats{Leechers: uint32(i + 1)}
+		want[h] = bittorrent.Stats{Leechers: uint32(i + 1)}
 	}
 	got := e.scrape(hashes...)
 	for i, h := range hashes {
@@ -1022,7 +1022,7 @@ func testConcurrency(e *env) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			var stats []store.Stats
+			var stats []bittorrent.Stats
 			for {
 				select {
 				case <-done:
@@ -1044,7 +1044,7 @@ func testConcurrency(e *env) {
 					report(err)
 					return
 				}
-				err = e.s.ScrapeAll(e.ctx, func(bittorrent.InfoHash, store.Stats) error { return nil })
+				err = e.s.ScrapeAll(e.ctx, func(bittorrent.InfoHash, bittorrent.Stats) error { return nil })
 				if err != nil {
 					report(err)
 					return
@@ -1060,7 +1060,7 @@ func testConcurrency(e *env) {
 		e.t.Error(err)
 	}
 
-	want := make([]store.Stats, torrents)
+	want := make([]bittorrent.Stats, torrents)
 	var seeders6, leechers6 uint64
 	for w := range writers {
 		for i := range perW {
@@ -1113,17 +1113,17 @@ func testFamilyFilter(e *env) {
 	tests := []struct {
 		name   string
 		self   bittorrent.Peer
-		family store.Family
+		family bittorrent.Family
 		seeder bool
 		want4  int
 		want6  int
 	}{
-		{"v4 requester, IPv4 only", peerV4(10, 0, 0, 1, 6881, "v4-0"), store.IPv4Only, false, 4, 0},
-		{"v4 requester, IPv6 only", peerV4(10, 0, 0, 1, 6881, "v4-0"), store.IPv6Only, false, 0, 5},
-		{"v6 requester, IPv6 only", peerAt("[2001:db8::1]:6881", "v6-0"), store.IPv6Only, false, 0, 4},
-		{"v6 requester, IPv4 only", peerAt("[2001:db8::1]:6881", "v6-0"), store.IPv4Only, false, 5, 0},
-		{"v6 requester, any", peerAt("[2001:db8::1]:6881", "v6-0"), store.AnyFamily, false, 5, 4},
-		{"new v4 seeder, IPv4 only", peerV4(10, 0, 0, 99, 6881, "s"), store.IPv4Only, true, 5, 0},
+		{"v4 requester, IPv4 only", peerV4(10, 0, 0, 1, 6881, "v4-0"), bittorrent.IPv4Only, false, 4, 0},
+		{"v4 requester, IPv6 only", peerV4(10, 0, 0, 1, 6881, "v4-0"), bittorrent.IPv6Only, false, 0, 5},
+		{"v6 requester, IPv6 only", peerAt("[2001:db8::1]:6881", "v6-0"), bittorrent.IPv6Only, false, 0, 4},
+		{"v6 requester, IPv4 only", peerAt("[2001:db8::1]:6881", "v6-0"), bittorrent.IPv4Only, false, 5, 0},
+		{"v6 requester, any", peerAt("[2001:db8::1]:6881", "v6-0"), bittorrent.AnyFamily, false, 5, 4},
+		{"new v4 seeder, IPv4 only", peerV4(10, 0, 0, 99, 6881, "s"), bittorrent.IPv4Only, true, 5, 0},
 	}
 	for _, tt := range tests {
 		a := store.Announce{InfoHash: h, Peer: tt.self, Seeder: tt.seeder, NumWant: 50, Family: tt.family}
@@ -1179,14 +1179,14 @@ func testMemoryLimit(e *env) {
 	}
 	peers, st := e.announce(known, a, ann{numWant: 10, event: bittorrent.EventCompleted})
 	e.wantPeers("re-announce at the bound", peers, b)
-	e.wantStats("re-announce at the bound", st, store.Stats{Leechers: 2, Downloaded: 1})
+	e.wantStats("re-announce at the bound", st, bittorrent.Stats{Leechers: 2, Downloaded: 1})
 	e.announce(known, b, stopped)
-	e.wantStats("scrape at the bound", e.scrapeOne(known), store.Stats{Leechers: 1, Downloaded: 1})
-	e.wantStats("scrape of the refused torrent", e.scrapeOne(fresh), store.Stats{})
+	e.wantStats("scrape at the bound", e.scrapeOne(known), bittorrent.Stats{Leechers: 1, Downloaded: 1})
+	e.wantStats("scrape of the refused torrent", e.scrapeOne(fresh), bittorrent.Stats{})
 	if u := mb.MemoryUsage(); u.Refused != before.Refused+2 || u.Limit != 1 || !u.Shedding {
 		e.t.Errorf("MemoryUsage %+v after two refusals at a bound of 1 byte", u)
 	}
 	mb.SetMemoryLimit(0)
 	e.announce(fresh, a, leech)
-	e.wantStats("new torrent without a bound", e.scrapeOne(fresh), store.Stats{Leechers: 1})
+	e.wantStats("new torrent without a bound", e.scrapeOne(fresh), bittorrent.Stats{Leechers: 1})
 }
