@@ -79,9 +79,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, er
 	return build(ctx, cfg, log, openStoreRetry)
 }
 
+// Validate reports every setting of cfg that cannot work: those of the
+// store it names (the server's, as only the server knows the stores), then
+// config.Config.Validate's. New and Open call it; cmd/trackd calls it
+// after config.Load to refuse a bad configuration as a usage error.
+func Validate(cfg config.Config) error {
+	return errors.Join(checkStore(cfg), cfg.Validate())
+}
+
 func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	open func(context.Context, config.Config, *slog.Logger, *ratelog.Logger) (store.Store, error)) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := Validate(cfg); err != nil {
 		return nil, err
 	}
 	if log == nil {
