@@ -34,9 +34,10 @@ func checkStore(cfg config.Config) error {
 }
 
 // openStore opens the store cfg names: the in-memory store, or Redis. It
-// tries Redis once; Open's retry loop is in openStoreRetry. It is the one
-// place in the server that names a backend: the rest asks the store for
-// its abilities (package store's "Optional abilities").
+// tries Redis once; Open's retry loop is in openStoreRetry. This file
+// (openStore, checkStore) is the one place in the server that names a
+// backend: the rest asks the store for its abilities (package store's
+// "Optional abilities").
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, errs *ratelog.Logger) (store.Store, error) {
 	opts := store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs}
 	if cfg.Store == "memory" {
