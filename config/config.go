@@ -14,7 +14,7 @@ import (
 	"time"
 	"trackd/accesslist"
 	httpfrontend "trackd/frontend/http"
-	"trackd/store/redis"
+	"trackd/tracker"
 
 	"github.com/BurntSushi/toml"
 )
@@ -35,7 +35,8 @@ type Config struct {
 
 	// Store is where swarms live: "memory" (the default), or a Redis URL
 	// (redis://, rediss://, redis+cluster://; see store/redis) that several
-	// trackd instances share.
+	// trackd instances share. server.Validate checks it: config does not
+	// know the stores.
 	Store string `toml:"store"`
 	// RedisTimeout bounds one round trip to Redis; a request that waits
 	// longer gets an error reply.
@@ -46,7 +47,8 @@ type Config struct {
 	// StateInterval is the period of the periodic snapshot.
 	StateInterval time.Duration `toml:"state_interval"`
 	// PeerLifetime is how long a peer that stopped announcing stays in
-	// its swarm: at most 9h (memory.MaxPeerLifetime).
+	// its swarm: with the memory store at most memory.MaxPeerLifetime
+	// (9h; server.Validate checks it).
 	PeerLifetime time.Duration `toml:"peer_lifetime"`
 	// PeerIDs keeps each peer's peer_id so that non-compact HTTP replies
 	// carry it (store.Options.PeerIDs). Off, the store keeps none, 20 bytes
@@ -120,8 +122,12 @@ type Config struct {
 	LogFormat string `toml:"log_format"` // text or json
 }
 
-// Default returns the configuration trackd runs with when given none.
+// Default returns the configuration trackd runs with when given none. A
+// setting a component has a default for takes it from the component
+// (tracker.DefaultConfig, the HTTP frontend's Default constants); the
+// rest are trackd's own and written only here.
 func Default() Config {
+	t := tracker.DefaultConfig()
 	return Config{
 		HTTP:               ":6969",
 		UDP:                ":6969",
@@ -132,17 +138,17 @@ func Default() Config {
 		Admin:              "127.0.0.1:6970",
 		PeerLifetime:       35 * time.Minute,
 		MaxMemory:          Size(DefaultMaxMemory()),
-		TargetAnnounceRate: 1000,
-		MinInterval:        time.Minute,
-		MaxInterval:        30 * time.Minute,
-		DefaultNumWant:     50,
-		MaxNumWant:         200,
-		MaxScrapeHashes:    74,
+		TargetAnnounceRate: t.TargetAnnounceRate,
+		MinInterval:        t.MinInterval,
+		MaxInterval:        t.MaxInterval,
+		DefaultNumWant:     t.DefaultNumWant,
+		MaxNumWant:         t.MaxNumWant,
+		MaxScrapeHashes:    t.MaxScrapeHashes,
 		FullScrape:         true,
-		FullScrapeInterval: 30 * time.Second,
-		MaxPending:         4096,
-		RetryIn:            2 * time.Minute,
-		MaxQueryBytes:      8 << 10,
+		FullScrapeInterval: httpfrontend.DefaultFullScrapeInterval,
+		MaxPending:         tracker.DefaultMaxPending,
+		RetryIn:            t.RetryIn,
+		MaxQueryBytes:      httpfrontend.DefaultMaxQueryBytes,
 		MaxHeaderBytes:     16 << 10,
 		MaxConns:           httpfrontend.DefaultMaxConns,
 		MaxConnsPerIP:      httpfrontend.DefaultMaxConnsPerIP,
@@ -158,10 +164,21 @@ func Default() Config {
 // version and exits.
 var ErrVersion = errors.New("version requested")
 
-// Load builds the configuration from command-line arguments: defaults, then
-// the TOML file named by -config, then every flag given. Usage and errors go
-// to out. It returns flag.ErrHelp for -h.
+// Load is Parse, then Validate.
 func Load(args []string, out io.Writer) (Config, error) {
+	cfg, err := Parse(args, out)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Parse builds the configuration from command-line arguments: defaults,
+// then the TOML file named by -config, then every flag given. Usage and
+// errors go to out. It returns flag.ErrHelp for -h. It does not validate:
+// cmd/trackd calls server.Validate, which adds the stores' checks to
+// Validate's.
+func Parse(args []string, out io.Writer) (Config, error) {
 	cfg := Default()
 	var file string
 	fs := cfg.flagSet(&file, out)
@@ -191,7 +208,7 @@ func Load(args []string, out io.Writer) (Config, error) {
 			return cfg, err
 		}
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 // flagSet returns a flag set whose flags write into c.
@@ -264,7 +281,11 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-// Validate reports the first setting that cannot work.
+// Validate reports every setting that cannot work, as far as config can
+// tell without knowing the stores: what store names and what only one
+// kind of store takes (a state file, the longest peer_lifetime) are
+// checked where the store is chosen, by server.Validate, which calls
+// Validate too.
 func (c *Config) Validate() error {
 	var errs []error
 	check := func(ok bool, format string, a ...any) {
@@ -272,13 +293,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf(format, a...))
 		}
 	}
-	memoryStore := c.Store == "memory"
-	check(memoryStore || redis.IsURL(c.Store), "store %q: want memory or a Redis URL (redis://, rediss://, redis+cluster://)", c.Store)
 	check(c.PeerLifetime > 0, "peer_lifetime must be positive")
-	check(!memoryStore || c.PeerLifetime <= MaxPeerLifetime, "peer_lifetime must be at most %v with the memory store", MaxPeerLifetime)
 	check(c.MaxMemory == 0 || c.MaxMemory >= minMaxMemory, "max_memory must be 0 (no bound) or at least %v", Size(minMaxMemory))
 	check(c.RedisTimeout > 0, "redis_timeout must be positive")
-	check(c.State == "" || memoryStore, "state: only the memory store needs a state file (Redis keeps its own)")
 	check(c.StateInterval > 0, "state_interval must be positive")
 	check(c.HTTPS == "" || (c.TLSCert != "" && c.TLSKey != ""), "https needs tls_cert and tls_key")
 	check(c.HTTPS == "" || validListenAddr(c.HTTPS), "https %q: want host:port, such as :443", c.HTTPS)
@@ -311,11 +328,6 @@ func (c *Config) Validate() error {
 	check(c.LogFormat == "text" || c.LogFormat == "json", "log_format %q: want text or json", c.LogFormat)
 	return errors.Join(errs...)
 }
-
-// MaxPeerLifetime bounds peer_lifetime: the in-memory store keeps expiries
-// in 15 bits of seconds (memory.MaxPeerLifetime, which a test checks is the
-// same).
-const MaxPeerLifetime = 9 * time.Hour
 
 // minMaxMemory is the smallest max_memory: the in-memory store counts at
 // least a page per shard once its shards are in use (4 MiB), which would be

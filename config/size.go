@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"trackd/store/memory"
+	"trackd/internal/sysmem"
 )
 
 // Size is a number of bytes. It is written as an integer, with or without
@@ -83,12 +83,16 @@ func (z *Size) UnmarshalTOML(v any) error {
 	return fmt.Errorf("size: want an integer or a string such as \"512MiB\", not %T", v)
 }
 
-// DefaultMaxMemory is the default max_memory: memory.DefaultMemoryLimit,
-// half of the machine's memory or of its cgroup's limit, and never below
+// DefaultMaxMemory is the default max_memory ("auto"): half of the
+// machine's memory or of its cgroup's limit if that is lower
+// (sysmem.Limit), 0 (no bound) where neither can be read, and never below
 // the smallest bound Validate takes (a container of under 64 MiB must
-// still start with the defaults).
+// still start with the defaults). Half, because the bound counts the
+// store's torrents and peers only: the rest of the process (the Go heap,
+// the full scrape's cache, what the store has freed and not given back)
+// and the system need room too.
 func DefaultMaxMemory() int64 {
-	n := memory.DefaultMemoryLimit()
+	n := sysmem.Limit() / 2
 	if n > 0 && n < minMaxMemory {
 		n = minMaxMemory
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"trackd/store/memory"
+	"trackd/internal/sysmem"
 )
 
 func TestParseSize(t *testing.T) {
@@ -25,7 +25,7 @@ func TestParseSize(t *testing.T) {
 		{in: "500MB", want: 500e6},
 		{in: "3GB", want: 3e9},
 		{in: "8kB", want: 8000},
-		{in: "auto", want: Size(memory.DefaultMemoryLimit())},
+		{in: "auto", want: Size(sysmem.Limit() / 2)},
 		{in: "", bad: true},
 		{in: "-1", bad: true},
 		{in: "1.5GiB", bad: true},
@@ -58,8 +58,8 @@ func TestParseSize(t *testing.T) {
 
 func TestLoadMaxMemory(t *testing.T) {
 	def := Default()
-	if want := Size(memory.DefaultMemoryLimit()); def.MaxMemory != want {
-		t.Errorf("default max_memory %v, want memory.DefaultMemoryLimit() %v", def.MaxMemory, want)
+	if want := Size(sysmem.Limit() / 2); def.MaxMemory != want {
+		t.Errorf("default max_memory %v, want half of sysmem.Limit() %v", def.MaxMemory, want)
 	}
 	for _, tc := range []struct {
 		file string

@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"trackd/accesslist"
-	"trackd/admin"
 	"trackd/bittorrent"
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
@@ -45,15 +43,12 @@ type Server struct {
 	cert    *tlscert.Loader
 
 	httpHandler *httpfrontend.Handler
-	httpServer  *httpfrontend.Server
-	httpsServer *http.Server
-	httpsLn     net.Listener
 	udpHandler  *udpfrontend.Handler
-	udpServer   *udpfrontend.Server
-	adminServer *http.Server
-	adminLn     net.Listener
-	serveErr    chan error
-	ready       chan struct{}
+	// listeners are the frontends and the admin endpoint Start has
+	// bound, in the order of frontends (frontends.go).
+	listeners []bound
+	serveErr  chan error
+	ready     chan struct{}
 
 	// background work (access list watch, stats samples, snapshots) runs
 	// under bgCtx until Shutdown
@@ -79,9 +74,17 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, er
 	return build(ctx, cfg, log, openStoreRetry)
 }
 
+// Validate reports every setting of cfg that cannot work: those of the
+// store it names (the server's, as only the server knows the stores), then
+// config.Config.Validate's. New and Open call it; cmd/trackd calls it
+// after config.Load to refuse a bad configuration as a usage error.
+func Validate(cfg config.Config) error {
+	return errors.Join(checkStore(cfg), cfg.Validate())
+}
+
 func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	open func(context.Context, config.Config, *slog.Logger, *ratelog.Logger) (store.Store, error)) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := Validate(cfg); err != nil {
 		return nil, err
 	}
 	if log == nil {
@@ -221,108 +224,12 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // per listener once it accepts requests. If one listener cannot be bound,
 // none is left open.
 func (s *Server) Start() error {
-	goroutinePerConn, udpSockets := servingModel(s.store, s.cfg.UDPSockets)
-	if s.cfg.HTTP != "" {
-		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
-		hs, err := httpfrontend.Listen(s.cfg.HTTP, s.httpHandler, httpfrontend.ServerOptions{
-			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-			IdleTimeout:       s.cfg.IdleTimeout,
-			WriteTimeout:      s.cfg.WriteTimeout,
-			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-			MaxConns:          s.cfg.MaxConns,
-			MaxConnsPerIP:     s.cfg.MaxConnsPerIP,
-			TrustedProxies:    trustedProxies,
-			GoroutinePerConn:  goroutinePerConn,
-			Logger:            s.log,
-			Metrics:           s.metrics,
-			Errors:            s.errs,
-		})
-		if err != nil {
-			return fmt.Errorf("http listener: %w", err)
-		}
-		s.httpServer = hs
-		s.metrics.OpenConns(hs.OpenConns)
+	if err := s.bind(); err != nil {
+		return err
 	}
-	if s.udpHandler != nil {
-		us, err := udpfrontend.Listen(s.cfg.UDP, s.udpHandler, udpfrontend.ServeOptions{
-			Sockets: udpSockets,
-			Logger:  s.log,
-			Errors:  s.errs,
-		})
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("udp listener: %w", err)
-		}
-		s.udpServer = us
-	}
-	if s.cfg.HTTPS != "" {
-		ln, err := net.Listen("tcp", s.cfg.HTTPS)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("https listener: %w", err)
-		}
-		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies)
-		s.httpsLn = httpfrontend.LimitListener(ln, httpfrontend.ServerOptions{
-			MaxConnsPerIP:  s.cfg.MaxConnsPerIP,
-			TrustedProxies: trustedProxies,
-			Metrics:        s.metrics,
-		})
-		s.httpsServer = &http.Server{
-			Handler:           s.httpHandler,
-			TLSConfig:         s.cert.Config(),
-			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-			WriteTimeout:      s.cfg.WriteTimeout,
-			IdleTimeout:       s.cfg.IdleTimeout,
-			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		}
-	}
-	if s.cfg.Admin != "" {
-		ln, err := net.Listen("tcp", s.cfg.Admin)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("admin listener: %w", err)
-		}
-		s.adminLn = ln
-		s.adminServer = &http.Server{
-			Handler: admin.NewHandler(admin.Options{
-				Metrics: s.metrics.Handler(),
-				Stats:   s.stats,
-				Ready:   s.health.Check,
-				Pprof:   s.cfg.Pprof,
-			}),
-			ReadHeaderTimeout: 10 * time.Second,
-		}
-	}
-	s.serve(s.httpsServer, s.httpsLn, "https", func(srv *http.Server, ln net.Listener) error { return srv.ServeTLS(ln, "", "") })
-	s.serve(s.adminServer, s.adminLn, "admin", (*http.Server).Serve)
+	s.serveAll()
 	s.background()
-	if hs := s.httpServer; hs != nil {
-		// Its loops are already at work.
-		go func() {
-			for err := range hs.Err() {
-				select {
-				case s.serveErr <- fmt.Errorf("http: %w", err):
-				default:
-				}
-			}
-		}()
-		s.log.Info("serving", "protocol", "http", "addr", hs.Addr().String(),
-			"announce", "http://"+hs.Addr().String()+"/announce")
-	}
-	if us := s.udpServer; us != nil {
-		// The Server's readers are already at work.
-		s.log.Info("serving", "protocol", "udp", "addr", us.Addr().String(),
-			"announce", "udp://"+us.Addr().String()+"/announce")
-	}
-	if ln := s.httpsLn; ln != nil {
-		s.log.Info("serving", "protocol", "https", "addr", ln.Addr().String(),
-			"announce", "https://"+ln.Addr().String()+"/announce")
-	}
-	if ln := s.adminLn; ln != nil {
-		s.log.Info("serving", "protocol", "admin", "addr", ln.Addr().String(),
-			"stats", "http://"+ln.Addr().String()+"/stats", "metrics", "http://"+ln.Addr().String()+"/metrics")
-	}
+	s.logListeners()
 	close(s.ready)
 	return nil
 }
@@ -348,39 +255,6 @@ func servingModel(st store.Store, udpSockets int) (goroutinePerConn bool, socket
 // networkStoreUDPSockets is the default number of UDP sockets with a store
 // that waits on the network, one not store.InProcess (udp_sockets = 0).
 const networkStoreUDPSockets = 32
-
-// closeListeners closes what Start has bound so far, when a later listener
-// fails.
-func (s *Server) closeListeners() {
-	if s.httpServer != nil {
-		s.httpServer.Close()
-		s.httpServer = nil
-	}
-	if s.udpServer != nil {
-		s.udpServer.Close()
-		s.udpServer = nil
-	}
-	if s.httpsLn != nil {
-		s.httpsLn.Close()
-		s.httpsLn, s.httpsServer = nil, nil
-	}
-}
-
-// serve runs srv on ln in the background (both nil: nothing); a failure
-// reaches Err.
-func (s *Server) serve(srv *http.Server, ln net.Listener, name string, run func(*http.Server, net.Listener) error) {
-	if srv == nil {
-		return
-	}
-	go func() {
-		if err := run(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			select {
-			case s.serveErr <- fmt.Errorf("%s: %w", name, err):
-			default:
-			}
-		}
-	}()
-}
 
 // background starts the work that runs beside the listeners until
 // Shutdown: watching the access list file, sampling the stats, writing the
@@ -422,20 +296,10 @@ func (s *Server) Reload() error {
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // AdminAddr returns the address of the admin listener, or nil if it is off.
-func (s *Server) AdminAddr() net.Addr {
-	if s.adminLn == nil {
-		return nil
-	}
-	return s.adminLn.Addr()
-}
+func (s *Server) AdminAddr() net.Addr { return s.addr("admin") }
 
 // HTTPSAddr returns the address of the HTTPS listener, or nil if it is off.
-func (s *Server) HTTPSAddr() net.Addr {
-	if s.httpsLn == nil {
-		return nil
-	}
-	return s.httpsLn.Addr()
-}
+func (s *Server) HTTPSAddr() net.Addr { return s.addr("https") }
 
 // metricTotals reads the store's totals for the gauges.
 func (s *Server) metricTotals(ctx context.Context) (metrics.Totals, error) {
@@ -459,11 +323,16 @@ func (s *Server) metricTotals(ctx context.Context) (metrics.Totals, error) {
 	return mt, nil
 }
 
+// udpDropped sums what the listeners that drop packets (UDP) have
+// dropped.
 func (s *Server) udpDropped() uint64 {
-	if s.udpServer == nil {
-		return 0
+	var n uint64
+	for _, b := range s.listeners {
+		if d, ok := b.listener.(interface{ Dropped() uint64 }); ok {
+			n += d.Dropped()
+		}
 	}
-	return s.udpServer.Dropped()
+	return n
 }
 
 // statCounts reads what the stats page samples.
@@ -497,25 +366,17 @@ func (s *Server) Err() <-chan error { return s.serveErr }
 
 // UDPAddr returns the address of the UDP sockets, or nil if UDP is off. It
 // is valid once Start has returned (or Ready is closed).
-func (s *Server) UDPAddr() net.Addr {
-	if s.udpServer == nil {
-		return nil
-	}
-	return s.udpServer.Addr()
-}
+func (s *Server) UDPAddr() net.Addr { return s.addr("udp") }
 
 // HTTPAddr returns the address of the HTTP listener, or nil if HTTP is off.
 // It is valid once Start has returned (or Ready is closed).
-func (s *Server) HTTPAddr() net.Addr {
-	if s.httpServer == nil {
-		return nil
-	}
-	return s.httpServer.Addr()
-}
+func (s *Server) HTTPAddr() net.Addr { return s.addr("http") }
 
 // Shutdown stops accepting requests, waits for the ones in flight until ctx
-// ends, and closes the store. The UDP sockets close at once: their readers
-// finish the packets they hold, which takes no longer than the handler.
+// ends, and closes the store. The frontends stop together and drain side
+// by side, the admin endpoint after them (it answers /metrics and /readyz
+// meanwhile). The UDP sockets close at once: their readers finish the
+// packets they hold, which takes no longer than the handler.
 // With a state file, the last snapshot is written after the last request.
 // Only the first call does anything; later ones return its result.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -524,27 +385,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
-	var errs []error
-	if s.udpServer != nil {
-		if err := s.udpServer.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("udp: %w", err))
-		}
-	}
-	if s.httpServer != nil {
-		if err := s.httpServer.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http: %w", err))
-		}
-	}
-	if s.httpsServer != nil {
-		if err := s.httpsServer.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("https: %w", err))
-		}
-	}
-	if s.adminServer != nil {
-		if err := s.adminServer.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("admin: %w", err))
-		}
-	}
+	errs := []error{s.shutdownListeners(ctx)}
 	s.bgCancel()
 	s.bg.Wait()
 	s.closeHandler()

@@ -14,10 +14,30 @@ import (
 	redisstore "trackd/store/redis"
 )
 
+// checkStore reports what in cfg the store it names cannot take: a store
+// that is neither the in-memory one nor a Redis URL, a peer_lifetime
+// longer than the in-memory store keeps, a state file for a store that
+// keeps its own. It is config.Config.Validate's other half: config knows
+// no store.
+func checkStore(cfg config.Config) error {
+	var errs []error
+	check := func(ok bool, format string, a ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	memoryStore := cfg.Store == "memory"
+	check(memoryStore || redisstore.IsURL(cfg.Store), "store %q: want memory or a Redis URL (redis://, rediss://, redis+cluster://)", cfg.Store)
+	check(!memoryStore || cfg.PeerLifetime <= memory.MaxPeerLifetime, "peer_lifetime must be at most %v with the memory store", memory.MaxPeerLifetime)
+	check(cfg.State == "" || memoryStore, "state: only the memory store needs a state file (Redis keeps its own)")
+	return errors.Join(errs...)
+}
+
 // openStore opens the store cfg names: the in-memory store, or Redis. It
-// tries Redis once; Open's retry loop is in openStoreRetry. It is the one
-// place in the server that names a backend: the rest asks the store for
-// its abilities (package store's "Optional abilities").
+// tries Redis once; Open's retry loop is in openStoreRetry. This file
+// (openStore, checkStore) is the one place in the server that names a
+// backend: the rest asks the store for its abilities (package store's
+// "Optional abilities").
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, errs *ratelog.Logger) (store.Store, error) {
 	opts := store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs}
 	if cfg.Store == "memory" {

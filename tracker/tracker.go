@@ -72,8 +72,11 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: a target of 1000 announces per second,
-// intervals between 60 s and 30 min, 50 peers by default and at most 200, and
-// up to 74 hashes per scrape (as many as fit a 2 KiB query).
+// intervals between 60 s and 30 min, 50 peers by default and at most 200,
+// up to 74 hashes per scrape (as many as fit a 2 KiB query), and "retry in"
+// 2 minutes; trackd's configuration (package config) starts from them.
+// MaxPending is left 0 (no bound), as a zero Config has it;
+// DefaultMaxPending is the bound trackd's configuration starts from.
 func DefaultConfig() Config {
 	return Config{
 		TargetAnnounceRate: 1000,
@@ -82,8 +85,15 @@ func DefaultConfig() Config {
 		DefaultNumWant:     50,
 		MaxNumWant:         200,
 		MaxScrapeHashes:    74,
+		RetryIn:            2 * time.Minute,
 	}
 }
+
+// DefaultMaxPending is a default for Config.MaxPending, for a tracker on
+// the open internet: enough announces and scrapes at work at once for a
+// store that waits on the network to stay busy, few enough that a stalled
+// store refuses the rest at once rather than holding them.
+const DefaultMaxPending = 4096
 
 func (c *Config) fill() {
 	d := DefaultConfig()
@@ -112,7 +122,7 @@ func (c *Config) fill() {
 		c.MaxScrapeHashes = d.MaxScrapeHashes
 	}
 	if c.RetryIn <= 0 {
-		c.RetryIn = 2 * time.Minute
+		c.RetryIn = d.RetryIn
 	}
 }
 

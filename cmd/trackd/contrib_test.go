@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"trackd/config"
+	"trackd/server"
 )
 
 // TestShippedFilesUseRealFlags: the flags that contrib/trackd.service and
@@ -36,7 +37,11 @@ func TestShippedFilesUseRealFlags(t *testing.T) {
 				args[i] = "../../contrib/trackd.toml"
 			}
 		}
-		if _, err := config.Load(args, &bytes.Buffer{}); err != nil {
+		cfg, err := config.Parse(args, &bytes.Buffer{})
+		if err == nil {
+			err = server.Validate(cfg)
+		}
+		if err != nil {
 			t.Errorf("%s: trackd %v: %v", tc.file, args, err)
 		}
 	}

@@ -23,7 +23,10 @@ import (
 )
 
 func main() {
-	cfg, err := config.Load(os.Args[1:], os.Stderr)
+	cfg, err := config.Parse(os.Args[1:], os.Stderr)
+	if err == nil {
+		err = server.Validate(cfg) // config's checks and the stores'
+	}
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)

@@ -40,7 +40,8 @@ type Options struct {
 	// FullScrapeStreams bounds the full scrapes sent uncompressed at once,
 	// to clients that do not accept gzip (0: DefaultFullScrapeStreams).
 	FullScrapeStreams int
-	// MaxQueryBytes refuses longer query strings (0: 8 KiB).
+	// MaxQueryBytes refuses longer query strings (0:
+	// DefaultMaxQueryBytes).
 	MaxQueryBytes int
 	// TrustedProxies are the reverse proxies whose X-Real-IP and
 	// X-Forwarded-For headers name the client.
@@ -65,6 +66,17 @@ type Options struct {
 	// none, and the http.Server's applies.
 	WriteTimeout time.Duration
 }
+
+// Defaults of Options (trackd's configuration starts from them).
+const (
+	// DefaultMaxQueryBytes is the default of Options.MaxQueryBytes: 8 KiB,
+	// room for an announce with every parameter and for a scrape of
+	// tracker.DefaultConfig's 74 info hashes (about 5 KiB percent-encoded).
+	DefaultMaxQueryBytes = 8 << 10
+	// DefaultFullScrapeInterval is a default for
+	// Options.FullScrapeInterval.
+	DefaultFullScrapeInterval = 30 * time.Second
+)
 
 // Handler serves /announce and /scrape. Anything else is 404.
 type Handler struct {
@@ -92,7 +104,7 @@ func newState() *state { return &state{buf: make([]byte, 0, 1024)} }
 // opts.FullScrape it starts a goroutine, which Close stops.
 func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.MaxQueryBytes <= 0 {
-		opts.MaxQueryBytes = 8 << 10
+		opts.MaxQueryBytes = DefaultMaxQueryBytes
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -1,4 +1,8 @@
-package memory
+// Package sysmem reads how much memory the process may use: the machine's
+// (MemTotal in /proc/meminfo), or its cgroup's limit if that is lower. It
+// is what trackd's default memory bound (config max_memory "auto") is
+// sized from; it knows nothing of what uses the memory.
+package sysmem
 
 import (
 	"bufio"
@@ -10,22 +14,18 @@ import (
 	"strings"
 )
 
-// DefaultMemoryLimit returns the memory bound trackd gives the store when
-// told none (config max_memory): half of the machine's memory (MemTotal in
-// /proc/meminfo), or of its cgroup's limit if that is lower (cgroup v2
-// memory.max, v1 memory.limit_in_bytes). Half, because the bound counts the
-// store's torrents and peers only: the rest of the process (the Go heap,
-// the full scrape's cache, what the store has freed and not given back)
-// and the system need room too. It returns 0 (no bound) where neither
-// can be read.
-func DefaultMemoryLimit() int64 { return defaultMemoryLimit(os.DirFS("/")) }
+// Limit returns the memory the process may use: the machine's memory
+// (MemTotal in /proc/meminfo), or its cgroup's limit if that is lower
+// (cgroup v2 memory.max, v1 memory.limit_in_bytes). It returns 0 where
+// neither can be read.
+func Limit() int64 { return limit(os.DirFS("/")) }
 
-func defaultMemoryLimit(fsys fs.FS) int64 {
+func limit(fsys fs.FS) int64 {
 	total := memTotal(fsys)
 	if c := cgroupLimit(fsys); c > 0 && (total == 0 || c < total) {
 		total = c
 	}
-	return total / 2
+	return total
 }
 
 // memTotal returns MemTotal from proc/meminfo in fsys, 0 if unknown.
