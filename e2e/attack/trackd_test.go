@@ -28,8 +28,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	trackdBin = filepath.Join(dir, "trackd")
-	// The test runs in e2e/attack; the command is two levels up.
-	out, err := exec.Command("go", "build", "-o", trackdBin, "../../cmd/trackd").CombinedOutput()
+	// The test runs in e2e/attack, in the module trackd/e2e; trackd's module
+	// is two levels up. The binary is built there, from trackd's own go.mod
+	// (GOWORK=off), as a user builds it: the e2e module's build list also
+	// holds the test clients' requirements, which could raise the version of
+	// a module trackd shares with them.
+	build := exec.Command("go", "build", "-C", "../..", "-o", trackdBin, "./cmd/trackd")
+	build.Env = append(os.Environ(), "GOWORK=off")
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build trackd: %v\n%s", err, out)
 		os.RemoveAll(dir)
