@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 	"trackd/accesslist"
-	httpfrontend "trackd/frontend/http"
+	"trackd/httpserver"
 	"trackd/store/redis"
 
 	"github.com/BurntSushi/toml"
@@ -144,8 +144,8 @@ func Default() Config {
 		RetryIn:            2 * time.Minute,
 		MaxQueryBytes:      8 << 10,
 		MaxHeaderBytes:     16 << 10,
-		MaxConns:           httpfrontend.DefaultMaxConns,
-		MaxConnsPerIP:      httpfrontend.DefaultMaxConnsPerIP,
+		MaxConns:           httpserver.DefaultMaxConns,
+		MaxConnsPerIP:      httpserver.DefaultMaxConnsPerIP,
 		ReadHeaderTimeout:  10 * time.Second,
 		WriteTimeout:       15 * time.Second,
 		IdleTimeout:        2 * time.Minute,

@@ -21,6 +21,7 @@ import (
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
+	"trackd/httpserver"
 	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/stats"
@@ -45,7 +46,7 @@ type Server struct {
 	cert    *tlscert.Loader
 
 	httpHandler *httpfrontend.Handler
-	httpServer  *httpfrontend.Server
+	httpServer  *httpserver.Server
 	httpsServer *http.Server
 	httpsLn     net.Listener
 	udpHandler  *udpfrontend.Handler
@@ -224,7 +225,7 @@ func (s *Server) Start() error {
 	goroutinePerConn, udpSockets := servingModel(s.store, s.cfg.UDPSockets)
 	if s.cfg.HTTP != "" {
 		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
-		hs, err := httpfrontend.Listen(s.cfg.HTTP, s.httpHandler, httpfrontend.ServerOptions{
+		hs, err := httpserver.Listen(s.cfg.HTTP, s.httpHandler, httpserver.Options{
 			ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 			IdleTimeout:       s.cfg.IdleTimeout,
 			WriteTimeout:      s.cfg.WriteTimeout,
@@ -234,7 +235,7 @@ func (s *Server) Start() error {
 			TrustedProxies:    trustedProxies,
 			GoroutinePerConn:  goroutinePerConn,
 			Logger:            s.log,
-			Metrics:           s.metrics,
+			Metrics:           connMetrics{s.metrics},
 			Errors:            s.errs,
 		})
 		if err != nil {
@@ -262,10 +263,10 @@ func (s *Server) Start() error {
 			return fmt.Errorf("https listener: %w", err)
 		}
 		trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies)
-		s.httpsLn = httpfrontend.LimitListener(ln, httpfrontend.ServerOptions{
+		s.httpsLn = httpserver.LimitListener(ln, httpserver.Options{
 			MaxConnsPerIP:  s.cfg.MaxConnsPerIP,
 			TrustedProxies: trustedProxies,
-			Metrics:        s.metrics,
+			Metrics:        connMetrics{s.metrics},
 		})
 		s.httpsServer = &http.Server{
 			Handler:           s.httpHandler,
