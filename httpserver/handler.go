@@ -116,8 +116,28 @@ type Response struct {
 	Stream    io.ReadCloser
 	StreamLen int64
 	// Takeover, when not nil, takes the connection over once the reply
-	// is written (a 101 Switching Protocols, for instance): see
-	// Takeover.
+	// is written: a WebSocket handler answers an upgrade request with
+	// 101 Switching Protocols and speaks WebSocket from then on. The
+	// Server writes the reply and stops serving the connection: it reads
+	// no more requests from it, its timeouts no longer run, it no longer
+	// counts against MaxConns and MaxConnsPerIP, and neither Shutdown nor
+	// Close closes it. Then it calls Takeover on a goroutine of its own
+	// (never on an event loop) with the connection as a net.Conn, its
+	// deadlines cleared. The bytes the client sent after the request
+	// head, which the Server may have read already (a client that does
+	// not wait for the 101), are the first the net.Conn's Read returns.
+	//
+	// From then on the taker owns the connection, as with net/http's
+	// Hijacker: it must bound what the client can hold (deadlines, a
+	// count of its own) and close it. If the reply cannot be written (the
+	// client is gone, or does not read it within WriteTimeout), the
+	// Server closes the connection and does not call Takeover.
+	//
+	// A reply with Takeover is written as any other but for the
+	// Connection field, which the Server leaves to the Handler
+	// (AddHeader("Connection", "Upgrade")); with a 1xx or 204 status it
+	// has no Content-Type or Content-Length. It may not have a Stream:
+	// one is closed unread.
 	Takeover func(net.Conn)
 
 	header []byte // the AddHeader fields, each "name: value\r\n"

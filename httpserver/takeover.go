@@ -5,30 +5,9 @@ import (
 	"time"
 )
 
-// Taking over a connection
-//
-// A Handler that sets Response.Takeover takes the connection over once its
-// reply is written: a WebSocket handler answers an upgrade request with
-// 101 Switching Protocols and speaks WebSocket from then on. The Server
-// writes the reply and stops serving the connection: it reads no more
-// requests from it, its timeouts no longer run, it no longer counts
-// against MaxConns and MaxConnsPerIP, and neither Shutdown nor Close
-// closes it. Then it calls Takeover on a goroutine of its own (never on an
-// event loop) with the connection as a net.Conn, its deadlines cleared. The
-// bytes the client sent after the request head, which the Server may have
-// read already (a client that does not wait for the 101), are the first
-// the net.Conn's Read returns.
-//
-// From then on the taker owns the connection, as with net/http's
-// Hijacker: it must bound what the client can hold (deadlines, a count of
-// its own) and close it. If the reply cannot be written (the client is
-// gone, or does not read it within WriteTimeout), the Server closes the
-// connection and does not call Takeover.
-//
-// A reply with Takeover is written as any other but for the Connection
-// field, which the Server leaves to the Handler (AddHeader("Connection",
-// "Upgrade")); with a 1xx or 204 status it has no Content-Type or
-// Content-Length. It may not have a Stream: one is closed unread.
+// Taking over a connection (Response.Takeover): the reply is written,
+// and the connection handed over, on a goroutine of the connection's own,
+// so that neither an event loop nor Shutdown waits for it.
 
 // handOver writes reply to c, clears its deadlines and has take take it
 // over, with rest (the bytes read past the request) to be read first. It
