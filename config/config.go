@@ -12,8 +12,10 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
 	"trackd/accesslist"
 	httpfrontend "trackd/frontend/http"
+	"trackd/httpserver"
 	"trackd/tracker"
 
 	"github.com/BurntSushi/toml"
@@ -149,9 +151,9 @@ func Default() Config {
 		MaxPending:         tracker.DefaultMaxPending,
 		RetryIn:            t.RetryIn,
 		MaxQueryBytes:      httpfrontend.DefaultMaxQueryBytes,
-		MaxHeaderBytes:     16 << 10,
-		MaxConns:           httpfrontend.DefaultMaxConns,
-		MaxConnsPerIP:      httpfrontend.DefaultMaxConnsPerIP,
+		MaxHeaderBytes:     httpserver.DefaultMaxHeaderBytes,
+		MaxConns:           httpserver.DefaultMaxConns,
+		MaxConnsPerIP:      httpserver.DefaultMaxConnsPerIP,
 		ReadHeaderTimeout:  10 * time.Second,
 		WriteTimeout:       15 * time.Second,
 		IdleTimeout:        2 * time.Minute,

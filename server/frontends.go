@@ -11,8 +11,8 @@ import (
 
 	"trackd/admin"
 	"trackd/config"
-	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
+	"trackd/httpserver"
 )
 
 // A listener is what Start has bound for one frontend (or the admin
@@ -73,7 +73,7 @@ type bound struct {
 func (s *Server) listenHTTP(addr string) (listener, error) {
 	goroutinePerConn, _ := servingModel(s.store, s.cfg.UDPSockets)
 	trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
-	hs, err := httpfrontend.Listen(addr, s.httpHandler, httpfrontend.ServerOptions{
+	hs, err := httpserver.Listen(addr, s.httpHandler, httpserver.Options{
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
@@ -83,7 +83,7 @@ func (s *Server) listenHTTP(addr string) (listener, error) {
 		TrustedProxies:    trustedProxies,
 		GoroutinePerConn:  goroutinePerConn,
 		Logger:            s.log,
-		Metrics:           s.metrics,
+		Metrics:           connMetrics{s.metrics},
 		Errors:            s.errs,
 	})
 	if err != nil {
@@ -95,7 +95,7 @@ func (s *Server) listenHTTP(addr string) (listener, error) {
 
 // httpListener is the HTTP server, whose loops are at work once it is
 // bound.
-type httpListener struct{ *httpfrontend.Server }
+type httpListener struct{ *httpserver.Server }
 
 func (l httpListener) serve(fail func(error)) {
 	go func() {
@@ -135,10 +135,10 @@ func (s *Server) listenHTTPS(addr string) (listener, error) {
 		return nil, err
 	}
 	trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies)
-	ln = httpfrontend.LimitListener(ln, httpfrontend.ServerOptions{
+	ln = httpserver.LimitListener(ln, httpserver.Options{
 		MaxConnsPerIP:  s.cfg.MaxConnsPerIP,
 		TrustedProxies: trustedProxies,
-		Metrics:        s.metrics,
+		Metrics:        connMetrics{s.metrics},
 	})
 	srv := &http.Server{
 		Handler:           s.httpHandler,

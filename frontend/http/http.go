@@ -2,10 +2,10 @@
 // requests (BEP 3, BEP 23, BEP 7, BEP 48) into calls on the core tracker and
 // writes the bencoded replies. It holds no tracker logic of its own.
 //
-// Handler answers requests through net/http (for HTTPS, and anything that
-// wants an http.Handler); Server is a lean HTTP/1.1 server of this
-// package's own for plain HTTP, which answers the same requests through the
-// same code at a fraction of net/http's cost per connection.
+// Handler answers requests through net/http (ServeHTTP: for HTTPS, and
+// anything that wants an http.Handler) and through package httpserver's
+// lean HTTP/1.1 server (Respond: plain HTTP, at a fraction of net/http's
+// cost per connection), with the same code.
 package http
 
 import (
@@ -23,6 +23,7 @@ import (
 
 	"trackd/bencode"
 	"trackd/bittorrent"
+	"trackd/httpserver"
 	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/tracker"
@@ -96,6 +97,10 @@ type state struct {
 	hashes []bittorrent.InfoHash
 	buf    []byte
 	err    error // what fail reported for the request, for the metrics
+	// req, fwd and enc are Respond's request and the room for its
+	// X-Forwarded-For and Accept-Encoding fields.
+	req      request
+	fwd, enc []string
 }
 
 func newState() *state { return &state{buf: make([]byte, 0, 1024)} }
@@ -133,8 +138,8 @@ func (h *Handler) Close() error {
 }
 
 // request is an announce or scrape as the frontend needs it, whichever
-// server read it off the connection: net/http (ServeHTTP) or this
-// package's Server. Its strings may point into a read buffer that is
+// server read it off the connection: net/http (ServeHTTP) or httpserver
+// (Respond). Its strings may point into a read buffer that is
 // reused once serve returns; nothing keeps them.
 type request struct {
 	// path is the decoded path ("/announce"), query the raw query
@@ -192,6 +197,44 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.realIP = v[0]
 	}
 	h.writeReply(w, r, h.serve(r.Context(), st, &req))
+}
+
+// Handler is an httpserver.Handler too.
+var _ httpserver.Handler = (*Handler)(nil)
+
+// Respond routes a request read by an httpserver.Server. The reply is
+// encoded into w's buffer, and the scratch state comes from the same pool
+// as ServeHTTP's: an announce allocates nothing.
+func (h *Handler) Respond(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
+	st := h.pool.Get().(*state)
+	req := &st.req
+	*req = request{
+		path:           r.Path,
+		query:          r.RawQuery,
+		remote:         r.Remote,
+		realIP:         r.Header("X-Real-IP"),
+		forwardedFor:   r.AppendValues(st.fwd[:0], "X-Forwarded-For"),
+		acceptEncoding: r.AppendValues(st.enc[:0], "Accept-Encoding"),
+	}
+	own := st.buf
+	st.buf = w.Body[:0]
+	rep := h.serve(ctx, st, req)
+	st.buf = own
+	// Nothing of the request stays in the pool.
+	clear(req.forwardedFor)
+	clear(req.acceptEncoding)
+	st.fwd, st.enc = req.forwardedFor[:0], req.acceptEncoding[:0]
+	*req = request{}
+	h.pool.Put(st)
+
+	w.Status, w.Body, w.Shared = rep.status, rep.body, rep.shared
+	w.Stream, w.StreamLen = rep.stream, rep.length
+	if rep.gzip {
+		w.AddHeader("Content-Encoding", "gzip")
+	}
+	if rep.vary {
+		w.AddHeader("Vary", "Accept-Encoding")
+	}
 }
 
 // writeReply writes rep through net/http.
@@ -532,4 +575,25 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// streamChunk is the most ServeHTTP reads from a streamed body at once
+// (as httpserver does).
+const streamChunk = 64 << 10
+
+// copyChunks reads length bytes from stream, streamChunk at a time, and
+// hands each chunk to write. It reports whether all of them were written.
+func copyChunks(stream io.Reader, length int64, write func([]byte) error) bool {
+	buf := make([]byte, min(length, streamChunk))
+	for length > 0 {
+		n, _ := io.ReadFull(stream, buf[:min(int64(len(buf)), length)])
+		if n == 0 {
+			return false // the body ended early, or failed
+		}
+		if err := write(buf[:n]); err != nil {
+			return false
+		}
+		length -= int64(n)
+	}
+	return true
 }

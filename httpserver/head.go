@@ -1,4 +1,4 @@
-package http
+package httpserver
 
 import (
 	"bytes"
@@ -6,8 +6,10 @@ import (
 )
 
 // This file parses HTTP/1.1 request heads (RFC 9112) for the Server: the
-// request line and the header fields, of which it keeps the few that a
-// tracker needs. It accepts what net/http accepts from real clients (bare
+// request line and the header fields, which it keeps as (name, value)
+// pairs pointing into the read buffer (Request.Fields), interpreting the
+// few the Server itself needs (Host, Connection, Content-Length,
+// Transfer-Encoding). It accepts what net/http accepts from real clients (bare
 // LF line ends, any case in field names, optional whitespace around
 // values) and refuses what would make the connection ambiguous: obsolete
 // line folding, whitespace before a colon, control characters, a body,
@@ -24,15 +26,13 @@ type reqHead struct {
 	close, keepAlive bool
 	hosts            int  // Host fields
 	body             bool // a Content-Length above 0 or a Transfer-Encoding
-	// The fields request has, see there.
-	realIP         string
-	forwardedFor   []string
-	acceptEncoding []string
+	// fields are all the header fields, in order (Request.Fields).
+	fields []Field
 }
 
-// reset empties h for the next request, keeping the slices' memory.
+// reset empties h for the next request, keeping the slice's memory.
 func (h *reqHead) reset() {
-	*h = reqHead{forwardedFor: h.forwardedFor[:0], acceptEncoding: h.acceptEncoding[:0]}
+	*h = reqHead{fields: h.fields[:0]}
 }
 
 // headError is why a request head is refused: the status and a short
@@ -161,15 +161,8 @@ func parseHead(b []byte, h *reqHead) headError {
 			h.body = h.body || n > 0
 		case equalFold(name, "transfer-encoding"):
 			h.body = true
-		case equalFold(name, "x-real-ip"):
-			if h.realIP == "" {
-				h.realIP = bytesString(value)
-			}
-		case equalFold(name, "x-forwarded-for"):
-			h.forwardedFor = append(h.forwardedFor, bytesString(value))
-		case equalFold(name, "accept-encoding"):
-			h.acceptEncoding = append(h.acceptEncoding, bytesString(value))
 		}
+		h.fields = append(h.fields, Field{Name: bytesString(name), Value: bytesString(value)})
 	}
 	return headError{}
 }
@@ -253,11 +246,14 @@ func splitTarget(target string, buf *[64]byte) (path, query string, ok bool) {
 	}
 	for i := 0; i < len(path); i++ {
 		if path[i] == '%' {
-			// Rare: decode into buf. A path longer than buf cannot be
-			// one of the two the Handler serves, so it need not be
-			// exact.
+			// Rare: decode into buf, or, for a path longer than
+			// buf, into a new buffer.
 			if len(path) > len(buf) {
-				return path, query, true
+				d, ok := unescapePath(nil, path)
+				if !ok {
+					return "", "", false
+				}
+				return bytesString(d), query, true
 			}
 			d, ok := unescapePath(buf[:0], path)
 			if !ok {
@@ -377,11 +373,24 @@ func equalFold(b []byte, lower string) bool {
 
 // bytesString returns b as a string without copying it. The string is
 // valid while b's memory is not overwritten: the Server reuses its read
-// buffer once a request is answered, and nothing the Handler returns or
-// keeps refers to the strings of a request.
+// buffer once a request is answered, and a Handler keeps nothing of a
+// Request (see Handler).
 func bytesString(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// unhex returns the value of the hex digit c.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }

@@ -1,8 +1,9 @@
-package http
+package httpserver
 
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -13,32 +14,40 @@ import (
 // write back: it parses the request heads, has the Handler answer each
 // request, and formats the replies. It is the part of the Server that
 // does not depend on how connections are polled. Not safe for concurrent
-// use: the Server has one per event loop.
+// use: the Server has one per event loop (or connection).
 type responder struct {
-	serve     serveFunc
-	st        *state
+	h         Handler
 	ctx       context.Context
 	maxHeader int // most bytes of request line and header fields
 
 	head reqHead
-	req  request
 	path [64]byte // a percent-decoded path
+	// req and w are the Handler's arguments, here rather than on the
+	// stack: through an interface call they would escape to the heap.
+	req Request
+	w   Response
+	// body and header are the buffers a Response gets, kept from one
+	// request to the next.
+	body, header []byte
 
 	// date is the Date header's value, formatted once a second.
 	date    [len(http.TimeFormat)]byte
 	dateSec int64
 }
 
-// serveFunc answers a request: Handler.serve, or a test's stand-in
-// (ServerOptions.serve).
-type serveFunc func(ctx context.Context, st *state, r *request) reply
+// Buffers a responder keeps for the next request, at most: a Handler
+// that needs more for a reply gets it by append, once.
+const (
+	bodyKeep   = 64 << 10
+	headerKeep = 4 << 10
+	// fieldsKeep bounds the header fields kept room for: a request with
+	// more (a legitimate one has about ten) gets a slice of its own.
+	fieldsKeep = 64
+)
 
-func newResponder(ctx context.Context, h *Handler, opts *ServerOptions) *responder {
-	serve := opts.serve
-	if serve == nil {
-		serve = h.serve
-	}
-	return &responder{serve: serve, st: newState(), ctx: ctx, maxHeader: opts.MaxHeaderBytes, dateSec: -1}
+func newResponder(ctx context.Context, h Handler, opts *Options) *responder {
+	return &responder{h: h, ctx: ctx, maxHeader: opts.MaxHeaderBytes, dateSec: -1,
+		body: make([]byte, 0, 1024), header: make([]byte, 0, 256)}
 }
 
 // batch is what respond made of the input.
@@ -49,14 +58,18 @@ type batch struct {
 	n int
 	// out holds the replies, to be written in order, then tail.
 	out []byte
-	// tail is a large shared reply body (reply.shared), to be written
+	// tail is a large shared reply body (Response.Shared), to be written
 	// after out, without a copy. A batch with a tail ends with it.
 	tail []byte
 	// stream is a body to copy after out, streamLen bytes of it
-	// (reply.stream); the connection closes after it. The server owns
+	// (Response.Stream); the connection closes after it. The server owns
 	// it and must Close it.
 	stream    io.ReadCloser
 	streamLen int64
+	// take, when not nil, takes the connection over once out is
+	// written (Response.Takeover); the input after n is the client's
+	// first bytes for it. A batch with take ends with its reply.
+	take func(net.Conn)
 	// close: the connection is to be closed once out and tail are
 	// written; the batch ends with the reply that says so.
 	close bool
@@ -131,33 +144,61 @@ func (r *responder) respond(in []byte, scanned int, remote netip.AddrPort, out [
 			r.refuse(&b, errBadTarget, now)
 			return b
 		}
-		// In the responder: through a func value, a request on the
-		// stack would escape to the heap.
-		r.req = request{
-			path:           path,
-			query:          query,
-			remote:         remote,
-			realIP:         hd.realIP,
-			forwardedFor:   hd.forwardedFor,
-			acceptEncoding: hd.acceptEncoding,
+		r.req = Request{
+			Method:   hd.method,
+			Path:     path,
+			RawQuery: query,
+			Remote:   remote,
+			HTTP10:   hd.http10,
+			fields:   hd.fields,
 		}
-		rep := r.serve(r.ctx, r.st, &r.req)
-		r.req = request{} // keeps nothing of the input
+		r.w = Response{Body: r.body[:0], header: r.header[:0]}
+		r.h.Respond(r.ctx, &r.w, &r.req)
+		rep := &r.w
+		if !rep.Shared && cap(rep.Body) > cap(r.body) && cap(r.body) < bodyKeep {
+			// The body outgrew the buffer: a larger one for the next
+			// request (not Body's array, which may be the Handler's).
+			r.body = make([]byte, 0, min(cap(rep.Body), bodyKeep))
+		}
+		if cap(rep.header) > cap(r.header) && cap(rep.header) <= headerKeep {
+			r.header = rep.header[:0]
+		}
+		r.req = Request{} // keeps nothing of the input
+		if cap(hd.fields) > fieldsKeep {
+			hd.fields = nil
+		}
 		keep := !draining && !hd.close && (!hd.http10 || hd.keepAlive)
-		if rep.stream != nil {
-			b.out = r.appendHead(b.out, rep.status, rep.length, &rep, false, hd.http10, now)
-			b.stream, b.streamLen, b.close = rep.stream, rep.length, true
+		switch {
+		case rep.Takeover != nil:
+			if rep.Stream != nil {
+				rep.Stream.Close()
+			}
+			b.out = r.appendHead(b.out, int64(len(rep.Body)), rep, connTakeover, now)
+			b.out = append(b.out, rep.Body...)
+			b.take = rep.Takeover
+			r.w = Response{}
+			return b
+		case rep.Stream != nil:
+			b.out = r.appendHead(b.out, rep.StreamLen, rep, connClose, now)
+			b.stream, b.streamLen, b.close = rep.Stream, rep.StreamLen, true
+			r.w = Response{}
 			return b
 		}
-		b.out = r.appendHead(b.out, rep.status, int64(len(rep.body)), &rep, keep, hd.http10, now)
+		conn := connKeep
 		if !keep {
+			conn = connClose
 			b.close = true
+		} else if hd.http10 {
+			conn = connKeepAlive
 		}
-		if rep.shared && len(rep.body) >= tailSize {
-			b.tail = rep.body
+		b.out = r.appendHead(b.out, int64(len(rep.Body)), rep, conn, now)
+		if rep.Shared && len(rep.Body) >= tailSize {
+			b.tail = rep.Body
+			r.w = Response{}
 			return b
 		}
-		b.out = append(b.out, rep.body...)
+		b.out = append(b.out, rep.Body...)
+		r.w = Response{}
 		if b.close {
 			return b
 		}
@@ -184,35 +225,59 @@ func (r *responder) refuse(b *batch, e headError, now time.Time) {
 	b.close, b.linger = true, true
 }
 
-// appendHead appends the status line and header fields of a reply.
-func (r *responder) appendHead(out []byte, status int, length int64, rep *reply, keep, http10 bool, now time.Time) []byte {
-	switch status {
-	case http.StatusOK:
+// What a reply's Connection field says.
+const (
+	connKeep      = iota // nothing: HTTP/1.1 keeps the connection
+	connKeepAlive        // "keep-alive", to an HTTP/1.0 client that asked
+	connClose            // "close"
+	connTakeover         // nothing: the Handler says it (Response.Takeover)
+)
+
+// appendHead appends the status line and header fields of a reply whose
+// body is length bytes.
+func (r *responder) appendHead(out []byte, length int64, rep *Response, conn int, now time.Time) []byte {
+	status := rep.Status
+	switch {
+	case status == 0 || status == http.StatusOK:
 		out = append(out, "HTTP/1.1 200 OK\r\n"...)
+		status = http.StatusOK
 	default:
+		if status < 100 || status > 999 {
+			status = http.StatusInternalServerError
+		}
 		out = append(out, "HTTP/1.1 "...)
 		out = strconv.AppendInt(out, int64(status), 10)
 		out = append(out, ' ')
 		out = append(out, http.StatusText(status)...)
 		out = append(out, "\r\n"...)
 	}
-	out = append(out, "Content-Type: text/plain\r\nDate: "...)
+	// A 1xx or 204 reply has no content (RFC 9110, sections 8.6, 15.2).
+	noContent := status < 200 || status == http.StatusNoContent
+	if !noContent {
+		out = append(out, "Content-Type: "...)
+		if rep.ContentType == "" || !validHeaderText(rep.ContentType) {
+			out = append(out, "text/plain"...)
+		} else {
+			out = append(out, rep.ContentType...)
+		}
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "Date: "...)
 	out = append(out, r.httpDate(now)...)
-	if rep.gzip {
-		out = append(out, "\r\nContent-Encoding: gzip"...)
+	out = append(out, "\r\n"...)
+	out = append(out, rep.header...)
+	switch conn {
+	case connClose:
+		out = append(out, "Connection: close\r\n"...)
+	case connKeepAlive:
+		out = append(out, "Connection: keep-alive\r\n"...)
 	}
-	if rep.vary {
-		out = append(out, "\r\nVary: Accept-Encoding"...)
+	if !noContent {
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, length, 10)
+		out = append(out, "\r\n"...)
 	}
-	switch {
-	case !keep:
-		out = append(out, "\r\nConnection: close"...)
-	case http10:
-		out = append(out, "\r\nConnection: keep-alive"...)
-	}
-	out = append(out, "\r\nContent-Length: "...)
-	out = strconv.AppendInt(out, length, 10)
-	return append(out, "\r\n\r\n"...)
+	return append(out, "\r\n"...)
 }
 
 // httpDate returns now as the Date header wants it.

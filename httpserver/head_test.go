@@ -1,4 +1,4 @@
-package http
+package httpserver
 
 import (
 	"bufio"
@@ -71,9 +71,18 @@ func TestParseHead(t *testing.T) {
 	if e := parseHead([]byte(in), &h); e.status != 0 {
 		t.Fatal(e.text)
 	}
-	if h.method != "GET" || h.target != "/announce?x=1" || !h.http10 || !h.keepAlive || h.close || h.hosts != 1 || h.body ||
-		h.realIP != "1.2.3.4" || strings.Join(h.forwardedFor, "|") != "5.6.7.8, 9.9.9.9|10.0.0.1" || strings.Join(h.acceptEncoding, "|") != "gzip" {
+	if h.method != "GET" || h.target != "/announce?x=1" || !h.http10 || !h.keepAlive || h.close || h.hosts != 1 || h.body {
 		t.Errorf("parsed %+v", h)
+	}
+	// Every field is kept, in order, as sent; Request looks them up
+	// without regard to case.
+	r := Request{fields: h.fields}
+	if len(r.Fields()) != 7 || r.Fields()[0] != (Field{"hOsT", "a"}) || r.Fields()[6] != (Field{"Content-Length", "0"}) {
+		t.Errorf("fields %q", r.Fields())
+	}
+	if r.Header("x-real-ip") != "1.2.3.4" || strings.Join(r.AppendValues(nil, "X-FORWARDED-FOR"), "|") != "5.6.7.8, 9.9.9.9|10.0.0.1" ||
+		strings.Join(r.AppendValues(nil, "Accept-Encoding"), "|") != "gzip" || r.Header("Connection") != "Keep-Alive, Upgrade" || r.Header("X-None") != "" {
+		t.Errorf("lookups in %q", r.Fields())
 	}
 	for in, want := range map[string]headError{
 		"GET / HTTP/1.1\r\n\r\n":                            {},
@@ -111,6 +120,7 @@ func TestSplitTarget(t *testing.T) {
 		{"http://host?a=b", "/", "a=b"},
 		{"/%61nnounce?b", "/announce", "b"},
 		{"/a+b", "/a+b", ""},
+		{"/" + strings.Repeat("%61", 30) + "?q", "/" + strings.Repeat("a", 30), "q"}, // longer than the buffer
 	} {
 		p, q, ok := splitTarget(tt.in, &buf)
 		if !ok || p != tt.path || q != tt.query {
@@ -131,7 +141,7 @@ func TestSplitTarget(t *testing.T) {
 // Content-Length, no more than there were request heads.
 func FuzzRequestHead(f *testing.F) {
 	for _, s := range []string{
-		"GET /announce?info_hash=" + esc(hash20("a")) + "&peer_id=" + esc(hash20("b")) + "&port=1&left=0&compact=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET " + testAnnounce + " HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /scrape HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"\r\nGET http://h/scrape?info_hash=aaaaaaaaaaaaaaaaaaaa HTTP/1.1\nHost: y\n\n",
@@ -143,8 +153,7 @@ func FuzzRequestHead(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	h := testHandler(f, Options{FullScrape: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
-	r := newResponder(context.Background(), h, &ServerOptions{MaxHeaderBytes: 1024})
+	r := newResponder(context.Background(), echoHandler, &Options{MaxHeaderBytes: 1024})
 	remote := netip.MustParseAddrPort("10.0.0.1:1234")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		end := headEnd(in, 0)

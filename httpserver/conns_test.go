@@ -1,4 +1,4 @@
-package http
+package httpserver
 
 import (
 	"bufio"
@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"trackd/metrics"
 )
 
 // dialFrom connects to s from the loopback address local (127.0.0.0/8:
@@ -73,8 +71,8 @@ func closedWithin(c net.Conn, d time.Duration) (bool, time.Duration) {
 // the lines postpone nothing, neither that timeout nor the idle one.
 func TestServerBlankLineDribbler(t *testing.T) {
 	const rht = 200 * time.Millisecond
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{ReadHeaderTimeout: rht, IdleTimeout: 5 * time.Second})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{ReadHeaderTimeout: rht, IdleTimeout: 5 * time.Second})
 		for _, tt := range []struct {
 			name      string
 			keepAlive bool   // one request first
@@ -121,8 +119,8 @@ func TestServerBlankLineDribbler(t *testing.T) {
 // well-behaved client from another address is still served, every time.
 func TestServerDribblersDoNotLockOut(t *testing.T) {
 	const rht = 200 * time.Millisecond
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{ReadHeaderTimeout: rht, MaxConns: 200})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{ReadHeaderTimeout: rht, MaxConns: 200})
 		startDribblers(t, s, 200, 20, 60*time.Millisecond)
 		time.Sleep(300 * time.Millisecond) // the dribblers fill the cap
 		var slowest time.Duration
@@ -156,9 +154,9 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 		every     = 300 * time.Millisecond
 		bound     = time.Second
 	)
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		m := metrics.New(metrics.Options{})
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		m := new(countMetrics)
+		s := startServer(t, listen, testHandler(), Options{
 			ReadHeaderTimeout: 10 * time.Second, MaxConns: dribblers, Metrics: m,
 		})
 		startDribblers(t, s, dribblers, 30, every)
@@ -188,7 +186,7 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 			slowest = max(slowest, d)
 			time.Sleep(100 * time.Millisecond)
 		}
-		evicted := counterValue(t, m, "trackd_http_connections_evicted_total", "max_conns")
+		evicted := m.evicted(BoundMaxConns)
 		t.Logf("slowest probe %v; %v evicted", slowest, evicted)
 		if slowest > bound {
 			t.Errorf("slowest probe %v, want at most %v", slowest, bound)
@@ -204,9 +202,9 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 // connections that have begun a real request are older; those are not
 // evicted, and once none but they are left, a new client waits.
 func TestServerBlankEvictionSparesRequests(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		m := metrics.New(metrics.Options{})
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConns: 4, Loops: 1, Metrics: m})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		m := new(countMetrics)
+		s := startServer(t, listen, testHandler(), Options{MaxConns: 4, Loops: 1, Metrics: m})
 		var held []heldConn
 		for _, send := range []string{"GET /ann", "GET /announce?info", "G", "\r\n"} {
 			c := dialFrom(t, s, "127.0.0.1")
@@ -248,33 +246,22 @@ func TestServerBlankEvictionSparesRequests(t *testing.T) {
 				t.Errorf("connection %d, a partial request, evicted", i)
 			}
 		}
-		if got := counterValue(t, m, "trackd_http_connections_evicted_total", "max_conns"); got != 2 {
+		if got := m.evicted(BoundMaxConns); got != 2 {
 			t.Errorf("evicted counter %v, want 2", got)
 		}
 	})
 }
 
-// counterValue reads a counter of m with the given label.
-func counterValue(t *testing.T, m *metrics.Metrics, name, reason string) float64 {
-	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			for _, lp := range mt.GetLabel() {
-				if lp.GetName() == "reason" && lp.GetValue() == reason {
-					return mt.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+// countMetrics counts what a Server reports to its Metrics.
+type countMetrics struct {
+	evictions, refusals [2]atomic.Int64
 }
+
+func (m *countMetrics) ConnEvicted(b Bound) { m.evictions[b].Add(1) }
+func (m *countMetrics) ConnRefused(b Bound) { m.refusals[b].Add(1) }
+
+func (m *countMetrics) evicted(b Bound) float64 { return float64(m.evictions[b].Load()) }
+func (m *countMetrics) refused(b Bound) float64 { return float64(m.refusals[b].Load()) }
 
 // heldConn is a connection kept open by a test, with its reader.
 type heldConn struct {
@@ -321,9 +308,9 @@ func stillOpen(h heldConn) bool {
 // TestServerEvictsIdleAtMaxConns: at MaxConns, a new client is served by
 // closing the longest-idle keep-alive connection.
 func TestServerEvictsIdleAtMaxConns(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		m := metrics.New(metrics.Options{})
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConns: 4, Loops: 1, Metrics: m})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		m := new(countMetrics)
+		s := startServer(t, listen, testHandler(), Options{MaxConns: 4, Loops: 1, Metrics: m})
 		held := holdIdle(t, s, "127.0.0.1", 4)
 		for i := range 3 {
 			// Each new one is kept, idle: the next needs room again.
@@ -338,7 +325,7 @@ func TestServerEvictsIdleAtMaxConns(t *testing.T) {
 		if !stillOpen(held[3]) {
 			t.Error("the most recently idle connection closed too")
 		}
-		if got := counterValue(t, m, "trackd_http_connections_evicted_total", "max_conns"); got != 3 {
+		if got := m.evicted(BoundMaxConns); got != 3 {
 			t.Errorf("evicted counter %v, want 3", got)
 		}
 		if n := s.OpenConns(); n != 4 {
@@ -363,7 +350,7 @@ func TestServerEvictsAcrossLoops(t *testing.T) {
 			name = "blank"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := startServer(t, Listen, testHandler(t, Options{}), ServerOptions{MaxConns: 8, Loops: 2})
+			s := startServer(t, Listen, testHandler(), Options{MaxConns: 8, Loops: 2})
 			if blank {
 				for range 8 {
 					io.WriteString(dialFrom(t, s, "127.0.0.1"), "\r\n")
@@ -397,7 +384,7 @@ func TestServerEvictsAcrossLoops(t *testing.T) {
 // not affected.
 func TestServerMaxConnsPerIP(t *testing.T) {
 	const bound = 3
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
 		for _, tt := range []struct {
 			name    string
 			trusted []netip.Prefix
@@ -410,8 +397,8 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 			{name: "trusted proxy: not bounded", trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32")}, idle: false, served: true},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
-				m := metrics.New(metrics.Options{})
-				s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConnsPerIP: bound, TrustedProxies: tt.trusted, Loops: 1, Metrics: m})
+				m := new(countMetrics)
+				s := startServer(t, listen, testHandler(), Options{MaxConnsPerIP: bound, TrustedProxies: tt.trusted, Loops: 1, Metrics: m})
 				held := holdIdle(t, s, "127.0.0.4", bound)
 				if !tt.idle {
 					for _, h := range held {
@@ -445,10 +432,10 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 				if !tt.served {
 					wantRefused = 1
 				}
-				if got := counterValue(t, m, "trackd_http_connections_evicted_total", "per_ip"); got != wantEvicted {
+				if got := m.evicted(BoundPerIP); got != wantEvicted {
 					t.Errorf("evicted counter %v, want %v", got, wantEvicted)
 				}
-				if got := counterValue(t, m, "trackd_http_connections_refused_total", "per_ip"); got != wantRefused {
+				if got := m.refused(BoundPerIP); got != wantRefused {
 					t.Errorf("refused counter %v, want %v", got, wantRefused)
 				}
 			})
@@ -476,7 +463,7 @@ func TestKeyOf(t *testing.T) {
 // TestPeerTableBounded: the table holds an entry per address with
 // connections open, no more.
 func TestPeerTableBounded(t *testing.T) {
-	tab := newPeerTable(&ServerOptions{MaxConnsPerIP: 2}, func() int { return 0 })
+	tab := newPeerTable(&Options{MaxConnsPerIP: 2}, func() int { return 0 })
 	var es []*peerEntry[int]
 	for i := range 100 {
 		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
@@ -548,12 +535,12 @@ func (f *fakeStream) waitClosed(t *testing.T) {
 	}
 }
 
-// streamServe answers every request with the stream the test gives.
-func streamServe(next func() *fakeStream) serveFunc {
-	return func(ctx context.Context, st *state, r *request) reply {
+// streamHandler answers every request with the stream the test gives.
+func streamHandler(next func() *fakeStream) Handler {
+	return HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
 		f := next()
-		return reply{status: http.StatusOK, stream: f, length: f.n}
-	}
+		w.Stream, w.StreamLen = f, f.n
+	})
 }
 
 // checkBody reads a streamed body of n bytes and checks its bytes.
@@ -594,17 +581,17 @@ func (s *slowBodyReader) Read(p []byte) (int, error) {
 
 const streamSize = 50 << 20
 
-// TestServerStream: a streamed body (reply.stream) reaches a slow but
+// TestServerStream: a streamed body (Response.Stream) reaches a slow but
 // steady reader whole, though it takes far longer than the write timeout;
 // a client that stops reading is dropped after the write timeout; one
 // that goes away, a body that ends early and the Server's Close all end
 // the stream; and it is closed once in every case.
 func TestServerStream(t *testing.T) {
 	const wt = 300 * time.Millisecond
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
 		var cur atomic.Pointer[fakeStream]
-		opts := ServerOptions{WriteTimeout: wt, serve: streamServe(func() *fakeStream { return cur.Load() })}
-		s := startServer(t, listen, testHandler(t, Options{}), opts)
+		h := streamHandler(func() *fakeStream { return cur.Load() })
+		s := startServer(t, listen, h, Options{WriteTimeout: wt})
 
 		t.Run("slow reader gets it whole", func(t *testing.T) {
 			f := &fakeStream{n: streamSize}
@@ -669,7 +656,7 @@ func TestServerStream(t *testing.T) {
 			f.waitClosed(t)
 		})
 		t.Run("server closed", func(t *testing.T) {
-			s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{WriteTimeout: time.Minute, serve: opts.serve})
+			s := startServer(t, listen, h, Options{WriteTimeout: time.Minute})
 			f := &fakeStream{n: streamSize}
 			cur.Store(f)
 			c := dialSmallWindow(t, s)
@@ -681,58 +668,12 @@ func TestServerStream(t *testing.T) {
 	})
 }
 
-// TestServeHTTPStream: Handler.ServeHTTP (net/http, for HTTPS) streams a
-// body too, each chunk under its own write deadline, and closes it once.
-func TestServeHTTPStream(t *testing.T) {
-	const wt = 300 * time.Millisecond
-	h := testHandler(t, Options{WriteTimeout: wt})
-	var cur atomic.Pointer[fakeStream]
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			f := cur.Load()
-			h.writeReply(w, r, reply{status: http.StatusOK, stream: f, length: f.n})
-		}),
-		WriteTimeout: wt, // from the request's start: the handler's deadlines replace it
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	fake := &Server{addr: ln.Addr()}
-
-	t.Run("slow reader gets it whole", func(t *testing.T) {
-		f := &fakeStream{n: streamSize}
-		cur.Store(f)
-		c := dial(t, fake)
-		c.SetDeadline(time.Now().Add(60 * time.Second))
-		io.WriteString(c, get("/scrape"))
-		res, err := http.ReadResponse(bufio.NewReaderSize(&slowBodyReader{r: c}, 32<<10), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.ContentLength != streamSize {
-			t.Fatalf("Content-Length %d", res.ContentLength)
-		}
-		checkBody(t, res.Body, streamSize)
-		f.waitClosed(t)
-	})
-	t.Run("non-reader dropped", func(t *testing.T) {
-		f := &fakeStream{n: streamSize}
-		cur.Store(f)
-		c := dialSmallWindow(t, fake)
-		io.WriteString(c, get("/scrape"))
-		f.waitClosed(t)
-	})
-}
-
 // TestLimitListener: the listener wrapper for net/http closes a
 // connection beyond the address's bound at once, counts a closed one out,
 // and leaves trusted proxies alone.
 func TestLimitListener(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
-		opts := ServerOptions{MaxConnsPerIP: 2}
+		opts := Options{MaxConnsPerIP: 2}
 		if trusted {
 			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}
 		}
@@ -768,7 +709,7 @@ func TestLimitListener(t *testing.T) {
 // BenchmarkPeerTable measures what MaxConnsPerIP adds to a connection:
 // one acquire and one release, over 1024 addresses.
 func BenchmarkPeerTable(b *testing.B) {
-	tab := newPeerTable(&ServerOptions{MaxConnsPerIP: DefaultMaxConnsPerIP}, func() int { return 0 })
+	tab := newPeerTable(&Options{MaxConnsPerIP: DefaultMaxConnsPerIP}, func() int { return 0 })
 	var addrs [1024]netip.Addr
 	for i := range addrs {
 		addrs[i] = netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"trackd/bencode"
+	"trackd/httpserver"
 	"trackd/internal/race"
 )
 
@@ -27,7 +28,7 @@ type rawClient struct {
 	buf []byte
 }
 
-func newRawClient(t testing.TB, s *Server, req string) *rawClient {
+func newRawClient(t testing.TB, s *httpserver.Server, req string) *rawClient {
 	ap := s.Addr().(*net.TCPAddr).AddrPort()
 	return &rawClient{t: t, sa: &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, fd: -1, req: []byte(req), buf: make([]byte, 64<<10)}
 }
@@ -94,15 +95,16 @@ func (c *rawClient) contentLength(head int) int {
 	return n
 }
 
-// TestServerAllocs: the whole path, socket to socket, allocates nothing per
-// request once warm: keep-alive, and a new connection per request; with
-// the connection bounds on, as trackd runs.
+// TestServerAllocs: the whole path of an announce, socket to socket,
+// through the lean server and the Handler, allocates nothing per request
+// once warm: keep-alive, and a new connection per request; with the
+// connection bounds on, as trackd runs.
 func TestServerAllocs(t *testing.T) {
 	if race.Enabled {
 		t.Skip("allocation counts mean nothing under the race detector")
 	}
 	h := testHandler(t, Options{})
-	s := startServer(t, Listen, h, ServerOptions{Loops: 1, MaxConns: DefaultMaxConns, MaxConnsPerIP: DefaultMaxConnsPerIP})
+	s := startServer(t, httpserver.Listen, h, httpserver.Options{Loops: 1, MaxConns: httpserver.DefaultMaxConns, MaxConnsPerIP: httpserver.DefaultMaxConnsPerIP})
 	for _, closing := range []bool{false, true} {
 		name := "keep-alive"
 		req := get(testAnnounce)
@@ -123,8 +125,9 @@ func TestServerAllocs(t *testing.T) {
 	}
 }
 
-// TestServerRemoteAddress: the Handler sees the client's address, over
-// IPv4, IPv6, and IPv4 on a dual-stack socket.
+// TestServerRemoteAddress: the Handler sees the client's address through
+// the lean server (its "external ip"), over IPv4, IPv6, and IPv4 on a
+// dual-stack socket.
 func TestServerRemoteAddress(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
@@ -138,7 +141,7 @@ func TestServerRemoteAddress(t *testing.T) {
 		{":0", "127.0.0.1", "127.0.0.1"},
 		{":0", "::1", "::1"},
 	} {
-		s, err := Listen(tt.listen, h, ServerOptions{})
+		s, err := httpserver.Listen(tt.listen, h, httpserver.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,12 +167,13 @@ func TestServerRemoteAddress(t *testing.T) {
 	}
 }
 
-// BenchmarkServer measures a request over loopback, client and server in
-// this process: an announce on a keep-alive connection, and one on a new
-// connection each (the client's work included in both).
+// BenchmarkServer measures an announce through the lean server over
+// loopback, client and server in this process: on a keep-alive
+// connection, and on a new connection each (the client's work included in
+// both).
 func BenchmarkServer(b *testing.B) {
 	h := testHandler(b, Options{})
-	s := startServer(b, Listen, h, ServerOptions{MaxConns: DefaultMaxConns, MaxConnsPerIP: DefaultMaxConnsPerIP})
+	s := startServer(b, httpserver.Listen, h, httpserver.Options{MaxConns: httpserver.DefaultMaxConns, MaxConnsPerIP: httpserver.DefaultMaxConnsPerIP})
 	for _, closing := range []bool{false, true} {
 		name := "keep-alive"
 		req := get(testAnnounce)

@@ -1,27 +1,24 @@
-package http
+package httpserver
 
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"time"
 
 	"trackd/internal/ratelog"
-	"trackd/metrics"
 )
 
 // The portable Server: a net.Listener and a goroutine per connection,
 // speaking the same HTTP through a responder per connection. It is what
-// Listen gives outside Linux, and with ServerOptions.GoroutinePerConn (a
+// Listen gives outside Linux, and with Options.GoroutinePerConn (a
 // Handler whose store may block).
 
 // listenPortable binds addr and serves h with a goroutine per connection.
-func listenPortable(addr string, h *Handler, opts ServerOptions) (*Server, error) {
+func listenPortable(addr string, h Handler, opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -60,8 +57,8 @@ func listenPortable(addr string, h *Handler, opts ServerOptions) (*Server, error
 type portableBackend struct {
 	s       *Server
 	ln      net.Listener
-	h       *Handler
-	opts    ServerOptions
+	h       Handler
+	opts    Options
 	ctx     context.Context
 	slots   chan struct{} // MaxConns semaphore; nil: no limit
 	bufSize int
@@ -214,11 +211,11 @@ func (b *portableBackend) acceptLoop() {
 				}
 				b.mu.Unlock()
 				if v == nil {
-					b.opts.Metrics.ConnRefused(metrics.PerIP)
+					b.opts.Metrics.ConnRefused(BoundPerIP)
 					c.Close()
 					continue
 				}
-				b.opts.Metrics.ConnEvicted(metrics.PerIP)
+				b.opts.Metrics.ConnEvicted(BoundPerIP)
 			}
 		}
 		if !b.acquireSlot() {
@@ -272,7 +269,7 @@ func (b *portableBackend) acquireSlot() bool {
 		}
 		if v != nil {
 			b.evict(v)
-			b.opts.Metrics.ConnEvicted(metrics.MaxConns)
+			b.opts.Metrics.ConnEvicted(BoundMaxConns)
 		}
 		b.mu.Unlock()
 		// The evicted connection's goroutine frees its slot as it
@@ -333,12 +330,20 @@ func (b *portableBackend) done(pc *portableConn) {
 // serve serves one connection until it closes.
 func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 	c := pc.c
+	// take, when set, takes the connection over (Response.Takeover),
+	// with reply to write and rest, the bytes read past the request.
+	var take func(net.Conn)
+	var reply, rest []byte
 	defer func() {
 		b.mu.Lock()
 		b.unidle(pc)
-		delete(b.conns, pc)
+		delete(b.conns, pc) // out of kill's reach
 		b.mu.Unlock()
-		c.Close()
+		if take != nil {
+			go handOver(c, reply, rest, b.opts.WriteTimeout, take)
+		} else {
+			c.Close()
+		}
 		b.done(pc)
 	}()
 	o := &b.opts
@@ -383,6 +388,12 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 		for {
 			res := pc.resp.respond(pc.in[:n], scanned, remote, pc.out[:0], b.isDraining(), time.Now())
 			pc.out = res.out[:0]
+			if res.take != nil {
+				take = res.take
+				reply = append([]byte(nil), res.out...)
+				rest = append([]byte(nil), pc.in[res.n:n]...)
+				return
+			}
 			if res.stream != nil {
 				setDeadline(c.SetWriteDeadline, o.WriteTimeout)
 				if _, err := c.Write(res.out); err == nil {
@@ -457,66 +468,4 @@ func (b *portableBackend) isDraining() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.draining
-}
-
-// copyStream copies length bytes of a streamed body (reply.stream) to c,
-// a chunk at a time, each chunk with a write deadline of its own: a
-// client that reads a long body slowly gets it, one that stops reading is
-// dropped after writeTimeout. It reports whether the body was written
-// whole.
-func copyStream(c net.Conn, stream io.Reader, length int64, writeTimeout time.Duration) bool {
-	return copyChunks(stream, length, func(p []byte) error {
-		for {
-			setDeadline(c.SetWriteDeadline, writeTimeout)
-			n, err := c.Write(p)
-			if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-				return err
-			}
-			// Some of it went out before the deadline: progress, and the
-			// timeout starts again.
-			p = p[n:]
-		}
-	})
-}
-
-// copyChunks reads length bytes from stream, streamChunk at a time, and
-// hands each chunk to write. It reports whether all of them were written.
-func copyChunks(stream io.Reader, length int64, write func([]byte) error) bool {
-	buf := make([]byte, min(length, streamChunk))
-	for length > 0 {
-		n, _ := io.ReadFull(stream, buf[:min(int64(len(buf)), length)])
-		if n == 0 {
-			return false // the body ended early, or failed
-		}
-		if err := write(buf[:n]); err != nil {
-			return false
-		}
-		length -= int64(n)
-	}
-	return true
-}
-
-// setDeadline sets a deadline t from now, or none for t = 0.
-func setDeadline(set func(time.Time) error, t time.Duration) {
-	if t > 0 {
-		set(time.Now().Add(t))
-	} else {
-		set(time.Time{})
-	}
-}
-
-// linger shuts down the sending side and reads until the client closes
-// or lingerTime passes: see batch.linger.
-func linger(c net.Conn) {
-	cw, ok := c.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
-	c.SetReadDeadline(time.Now().Add(lingerTime))
-	var buf [512]byte
-	for {
-		if _, err := c.Read(buf[:]); err != nil {
-			return
-		}
-	}
 }

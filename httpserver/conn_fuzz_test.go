@@ -1,4 +1,4 @@
-package http
+package httpserver
 
 import (
 	"bufio"
@@ -11,16 +11,6 @@ import (
 	"testing"
 	"time"
 )
-
-// echoServe answers a request with its target, so that a reply says which
-// request it answers; /stream answers with a short streamed body.
-func echoServe(ctx context.Context, st *state, r *request) reply {
-	if r.path == "/stream" {
-		return reply{status: http.StatusOK, stream: io.NopCloser(strings.NewReader("streamed")), length: 8}
-	}
-	st.buf = append(append(append(st.buf[:0], r.path...), '?'), r.query...)
-	return reply{status: http.StatusOK, body: st.buf}
-}
 
 // feedConn does with chunks what a Server does with the reads of a
 // connection: it keeps the start of a request not yet whole (and how much
@@ -100,9 +90,9 @@ func FuzzConn(f *testing.F) {
 	} {
 		f.Add([]byte(s.in), s.cuts)
 	}
-	opts := ServerOptions{MaxHeaderBytes: 1024, serve: echoServe}
-	whole := newResponder(context.Background(), nil, &opts)
-	split := newResponder(context.Background(), nil, &opts)
+	opts := Options{MaxHeaderBytes: 1024}
+	whole := newResponder(context.Background(), echoHandler, &opts)
+	split := newResponder(context.Background(), echoHandler, &opts)
 	f.Fuzz(func(t *testing.T, in, cuts []byte) {
 		want, wantClosed := feedConn(whole, [][]byte{in})
 		var chunks [][]byte

@@ -1,4 +1,4 @@
-package http
+package httpserver
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -15,55 +16,61 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"trackd/bencode"
-	"trackd/store"
-	"trackd/store/memory"
-	"trackd/tracker"
 )
+
+type listenFunc func(string, Handler, Options) (*Server, error)
 
 // backends are the Server's two implementations, as Listen chooses them:
 // event loops (Linux), and a goroutine per connection.
 func backends() []struct {
 	name   string
-	listen func(string, *Handler, ServerOptions) (*Server, error)
+	listen listenFunc
 } {
 	b := []struct {
 		name   string
-		listen func(string, *Handler, ServerOptions) (*Server, error)
-	}{{"goroutine per connection", func(a string, h *Handler, o ServerOptions) (*Server, error) {
+		listen listenFunc
+	}{{"goroutine per connection", func(a string, h Handler, o Options) (*Server, error) {
 		o.GoroutinePerConn = true
 		return Listen(a, h, o)
 	}}}
 	if runtime.GOOS == "linux" {
 		b = append(b, struct {
 			name   string
-			listen func(string, *Handler, ServerOptions) (*Server, error)
+			listen listenFunc
 		}{"epoll", Listen})
 	}
 	return b
 }
 
 // forEachBackend runs test as a subtest per backend.
-func forEachBackend(t *testing.T, test func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error))) {
+func forEachBackend(t *testing.T, test func(t *testing.T, listen listenFunc)) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) { test(t, b.listen) })
 	}
 }
 
-// testHandler is a Handler over an in-memory store.
-func testHandler(t testing.TB, opts Options) *Handler {
-	t.Helper()
-	s := memory.New(store.Options{PeerLifetime: time.Hour})
-	t.Cleanup(func() { s.Close() })
-	h := NewHandler(tracker.New(tracker.Config{}, s), opts)
-	t.Cleanup(func() { h.Close() })
-	return h
-}
+var notFound = []byte("404 page not found\n")
+
+// echoHandler answers a request with its path and query ("/announce?a=1"),
+// so that a reply says which request it answers; /stream with a short
+// streamed body; /index.html and /nope with 404.
+var echoHandler = HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+	switch r.Path {
+	case "/stream":
+		w.Stream, w.StreamLen = io.NopCloser(strings.NewReader("streamed")), 8
+	case "/index.html", "/nope":
+		w.Status, w.Body, w.Shared = http.StatusNotFound, notFound, true
+	default:
+		w.Body = append(append(append(w.Body, r.Path...), '?'), r.RawQuery...)
+	}
+})
+
+// testHandler is the Handler most tests serve: echoHandler.
+func testHandler() Handler { return echoHandler }
 
 // startServer starts a Server on 127.0.0.1 and closes it when the test
 // ends.
-func startServer(t testing.TB, listen func(string, *Handler, ServerOptions) (*Server, error), h *Handler, opts ServerOptions) *Server {
+func startServer(t testing.TB, listen listenFunc, h Handler, opts Options) *Server {
 	t.Helper()
 	if opts.ReadHeaderTimeout == 0 {
 		opts.ReadHeaderTimeout = 10 * time.Second
@@ -93,7 +100,7 @@ func dial(t testing.TB, s *Server) net.Conn {
 	return c
 }
 
-var testAnnounce = announceURL(hash20("server test"), hash20("peer"), "6881", "0&compact=1")
+const testAnnounce = "/announce?info_hash=%01%02server+test&peer_id=peer&port=6881&uploaded=0&downloaded=0&left=0&compact=1"
 
 func get(target string, extra ...string) string {
 	return "GET " + target + " HTTP/1.1\r\nHost: tracker\r\n" + strings.Join(extra, "") + "\r\n"
@@ -140,14 +147,14 @@ func TestServerConformance(t *testing.T) {
 			if r.ContentLength != int64(len(bodies[0])) || r.Header.Get("Content-Type") != "text/plain" || r.Header.Get("Date") == "" || r.Close {
 				t.Errorf("reply header %v, length %d", r.Header, r.ContentLength)
 			}
-			if _, err := bencode.Decode([]byte(bodies[0])); err != nil || !strings.HasPrefix(bodies[0], "d8:complete") {
+			if bodies[0] != testAnnounce {
 				t.Errorf("body %q", bodies[0])
 			}
 		}},
-		{name: "two in turn", send: []string{get(testAnnounce), get("/scrape?info_hash=" + esc(hash20("x")))}, status: []int{200, 200}},
-		{name: "pipelined, in order", send: []string{get(testAnnounce) + get("/nope") + get("/scrape?info_hash="+esc(hash20("x")))}, status: []int{200, 404, 200},
+		{name: "two in turn", send: []string{get(testAnnounce), get("/scrape?info_hash=x")}, status: []int{200, 200}},
+		{name: "pipelined, in order", send: []string{get(testAnnounce) + get("/nope") + get("/scrape?info_hash=x")}, status: []int{200, 404, 200},
 			check: func(t *testing.T, res []*http.Response, bodies []string) {
-				if !strings.HasPrefix(bodies[0], "d8:complete") || !strings.HasPrefix(bodies[2], "d5:files") {
+				if bodies[0] != testAnnounce || bodies[1] != string(notFound) || bodies[2] != "/scrape?info_hash=x" {
 					t.Errorf("bodies out of order: %q", bodies)
 				}
 			}},
@@ -175,12 +182,17 @@ func TestServerConformance(t *testing.T) {
 		{name: "empty lines in pieces", send: []string{"\r\n\r", "\n", get(testAnnounce)}, status: []int{200}},
 		{name: "empty line after a request, then another", send: []string{get(testAnnounce) + "\r\n", get(testAnnounce)}, status: []int{200, 200}},
 		{name: "absolute form", send: []string{"GET http://tracker:6969" + testAnnounce + " HTTP/1.1\r\nHost: tracker:6969\r\n\r\n"}, status: []int{200}},
-		{name: "escaped path", send: []string{get(strings.Replace(testAnnounce, "/announce", "/%61nnounce", 1))}, status: []int{200}},
+		{name: "escaped path", send: []string{get(strings.Replace(testAnnounce, "/announce", "/%61nnounce", 1))}, status: []int{200},
+			check: func(t *testing.T, _ []*http.Response, bodies []string) {
+				if bodies[0] != testAnnounce {
+					t.Errorf("body %q: path not decoded", bodies[0])
+				}
+			}},
 		{name: "later minor version", send: []string{"GET " + testAnnounce + " HTTP/1.7\r\nHost: x\r\n\r\n"}, status: []int{200}},
 		{name: "not found", send: []string{get("/index.html")}, status: []int{404}},
-		{name: "query too long", send: []string{get(testAnnounce + "&pad=" + strings.Repeat("p", 1100))}, status: []int{200},
+		{name: "long query reaches the handler", send: []string{get(testAnnounce + "&pad=" + strings.Repeat("p", 1100))}, status: []int{200},
 			check: func(t *testing.T, _ []*http.Response, bodies []string) {
-				if !strings.Contains(bodies[0], "query too long") {
+				if bodies[0] != testAnnounce+"&pad="+strings.Repeat("p", 1100) {
 					t.Errorf("body %q", bodies[0])
 				}
 			}},
@@ -206,9 +218,8 @@ func TestServerConformance(t *testing.T) {
 		{name: "conflicting lengths", send: []string{get(testAnnounce, "Content-Length: 0\r\nContent-Length: 1\r\n")}, status: []int{400}, close: true},
 		{name: "bad target", send: []string{"GET /announce?a\x01b HTTP/1.1\r\nHost: x\r\n\r\n"}, status: []int{400}, close: true},
 	}
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		h := testHandler(t, Options{MaxQueryBytes: 1000})
-		s := startServer(t, listen, h, ServerOptions{MaxHeaderBytes: 2000})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{MaxHeaderBytes: 2000})
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				c := dial(t, s)
@@ -257,8 +268,8 @@ func splitEvery(s string, n int) []string {
 
 // TestServerKeepsAliveWithNetHTTP: net/http's client reuses a connection.
 func TestServerKeepsAliveWithNetHTTP(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{})
 		tr := &http.Transport{}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr}
@@ -290,25 +301,35 @@ func TestServerKeepsAliveWithNetHTTP(t *testing.T) {
 	})
 }
 
-// newFullScrapeHandler returns a Handler whose full scrape is large: n
-// torrents with random info hashes, which do not compress, and the
-// gzipped body it sends.
-func newFullScrapeHandler(t testing.TB, n int) (*Handler, []byte) {
-	h := testHandler(t, Options{FullScrape: true, FullScrapeInterval: time.Hour})
-	waitFullScrape(t, h) // the first build, of nothing, is not to replace this one
-	b := syntheticBuild(t, n, 1)
-	b.at = time.Now()
-	h.full.last.Store(b)
-	return h, b.gz
+// sharedBodyHandler answers /big with body, a shared (Response.Shared)
+// body, and anything else as echoHandler does.
+func sharedBodyHandler(body []byte) Handler {
+	return HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+		if r.Path != "/big" {
+			echoHandler(ctx, w, r)
+			return
+		}
+		w.Body, w.Shared = body, true
+	})
+}
+
+// randomBody returns n bytes that do not compress.
+func randomBody(n int) []byte {
+	b := make([]byte, n)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
 }
 
 // TestServerSlowloris: a client that sends its head a byte at a time is
 // cut once the read-header timeout has passed since it began, however
 // steadily it sends; so is one that connects and sends nothing.
 func TestServerSlowloris(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
 		const rht = 300 * time.Millisecond
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{ReadHeaderTimeout: rht})
+		s := startServer(t, listen, testHandler(), Options{ReadHeaderTimeout: rht})
 		t.Run("dripping", func(t *testing.T) {
 			c := dial(t, s)
 			start := time.Now()
@@ -364,9 +385,9 @@ func TestServerSlowloris(t *testing.T) {
 // TestServerIdleTimeout: a keep-alive connection idle for IdleTimeout is
 // closed; one that keeps asking stays open.
 func TestServerIdleTimeout(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
 		const idle = 300 * time.Millisecond
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{IdleTimeout: idle})
+		s := startServer(t, listen, testHandler(), Options{IdleTimeout: idle})
 		c := dial(t, s)
 		br := bufio.NewReader(c)
 		for range 4 {
@@ -404,25 +425,24 @@ func dialSmallWindow(t *testing.T, s *Server) net.Conn {
 	return c
 }
 
-// TestServerBigReplySlowReader: a full scrape far larger than the socket
-// buffers reaches a client that reads it slowly, whole; a client that does
-// not read is dropped after WriteTimeout; and the connection carries on
-// with pipelined requests after a big reply.
+// TestServerBigReplySlowReader: a shared body (Response.Shared, written
+// from where it is) far larger than the socket buffers reaches a client
+// that reads it slowly, whole; a client that does not read is dropped
+// after WriteTimeout; and the connection carries on with pipelined
+// requests after a big reply.
 func TestServerBigReplySlowReader(t *testing.T) {
 	// Larger than the kernel's largest send buffer (tcp_wmem, 4 MiB by
 	// default) and the client's receive buffer together.
-	h, want := newFullScrapeHandler(t, 300000)
-	if len(want) < 6<<20 {
-		t.Fatalf("full scrape of %d bytes, want a larger one", len(want))
-	}
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
+	want := randomBody(7 << 20)
+	h := sharedBodyHandler(want)
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
 		const wt = 400 * time.Millisecond
-		s := startServer(t, listen, h, ServerOptions{WriteTimeout: wt})
+		s := startServer(t, listen, h, Options{WriteTimeout: wt})
 		t.Run("slow reader", func(t *testing.T) {
-			s := startServer(t, listen, h, ServerOptions{WriteTimeout: 20 * time.Second})
+			s := startServer(t, listen, h, Options{WriteTimeout: 20 * time.Second})
 			c := dialSmallWindow(t, s)
 			c.SetDeadline(time.Now().Add(30 * time.Second))
-			io.WriteString(c, get("/scrape", "Accept-Encoding: gzip\r\n")+get(testAnnounce))
+			io.WriteString(c, get("/big")+get(testAnnounce))
 			br := bufio.NewReaderSize(&slowReader{r: c}, 4096)
 			res, err := http.ReadResponse(br, nil)
 			if err != nil {
@@ -433,7 +453,7 @@ func TestServerBigReplySlowReader(t *testing.T) {
 				t.Fatalf("after %d bytes: %v", len(body), err)
 			}
 			if !bytes.Equal(body, want) {
-				t.Fatalf("full scrape of %d bytes, want %d", len(body), len(want))
+				t.Fatalf("body of %d bytes, want %d", len(body), len(want))
 			}
 			res, err = http.ReadResponse(br, nil)
 			if err != nil || res.StatusCode != 200 {
@@ -442,7 +462,7 @@ func TestServerBigReplySlowReader(t *testing.T) {
 		})
 		t.Run("non-reader dropped", func(t *testing.T) {
 			c := dialSmallWindow(t, s)
-			io.WriteString(c, get("/scrape", "Accept-Encoding: gzip\r\n"))
+			io.WriteString(c, get("/big"))
 			time.Sleep(wt + 700*time.Millisecond)
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			n, err := io.Copy(io.Discard, c)
@@ -473,8 +493,8 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // the start of a request), a new connection waits (unserved) until one
 // closes.
 func TestServerMaxConns(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{MaxConns: 2})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{MaxConns: 2})
 		var held []net.Conn
 		for range 2 {
 			c := dial(t, s)
@@ -500,8 +520,8 @@ func TestServerMaxConns(t *testing.T) {
 // request in flight finish (its reply says Connection: close), then
 // returns, with the port closed.
 func TestServerShutdown(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{})
 		idle := dial(t, s)
 		io.WriteString(idle, get(testAnnounce))
 		if res, _, _ := readAll(t, idle, 300*time.Millisecond); len(res) != 1 {
@@ -552,8 +572,8 @@ func TestServerShutdown(t *testing.T) {
 // TestServerShutdownDeadline: when ctx ends first, Shutdown closes what is
 // left and returns ctx's error.
 func TestServerShutdownDeadline(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen func(string, *Handler, ServerOptions) (*Server, error)) {
-		s := startServer(t, listen, testHandler(t, Options{}), ServerOptions{})
+	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+		s := startServer(t, listen, testHandler(), Options{})
 		c := dial(t, s)
 		io.WriteString(c, "GET /announce")
 		time.Sleep(50 * time.Millisecond)
@@ -568,24 +588,29 @@ func TestServerShutdownDeadline(t *testing.T) {
 	})
 }
 
-// TestServerGoroutinePerConnBlockingStore: with GoroutinePerConn, a
-// request waiting on the store holds up no other connection.
-func TestServerGoroutinePerConnBlockingStore(t *testing.T) {
-	mem := memory.New(store.Options{PeerLifetime: time.Hour})
-	defer mem.Close()
-	g := &gatedStore{Store: mem, entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	h := NewHandler(tracker.New(tracker.Config{}, g), Options{})
-	s := startServer(t, Listen, h, ServerOptions{GoroutinePerConn: true, Loops: 1})
+// TestServerGoroutinePerConnBlockingHandler: with GoroutinePerConn, a
+// request waiting in the Handler (on a store across the network) holds
+// up no other connection.
+func TestServerGoroutinePerConnBlockingHandler(t *testing.T) {
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+		if r.Path == "/announce" {
+			entered <- struct{}{}
+			<-gate
+		}
+		echoHandler(ctx, w, r)
+	})
+	s := startServer(t, Listen, h, Options{GoroutinePerConn: true, Loops: 1})
 	blocked := dial(t, s)
 	io.WriteString(blocked, get(testAnnounce, "Connection: close\r\n"))
-	<-g.entered
+	<-entered
 	other := dial(t, s)
-	io.WriteString(other, get("/scrape?info_hash="+esc(hash20("x")), "Connection: close\r\n"))
+	io.WriteString(other, get("/scrape?info_hash=x", "Connection: close\r\n"))
 	if res, _, _ := readAll(t, other, 2*time.Second); len(res) != 1 {
-		t.Errorf("%d replies while another connection waits on the store", len(res))
+		t.Errorf("%d replies while another connection waits in the handler", len(res))
 	}
-	close(g.gate)
+	close(gate)
 	if res, _, _ := readAll(t, blocked, 2*time.Second); len(res) != 1 {
-		t.Errorf("%d replies once the store answers", len(res))
+		t.Errorf("%d replies once the handler answers", len(res))
 	}
 }

@@ -1,4 +1,19 @@
-package http
+// Package httpserver is a lean HTTP/1.1 server for small GET requests:
+// epoll event loops on Linux, a goroutine per connection elsewhere. It
+// serves a Handler, trackd's HTTP frontend (frontend/http) for one, and
+// spends as little as it can per connection and per request: a request
+// through it allocates nothing of its own.
+//
+// The contract is Handler: it gets a Request (method, decoded path, raw
+// query, remote address, the header fields) and fills in a Response
+// (status, body appended to a buffer of the Server's, extra header fields,
+// or a streamed body), and may take the connection over after its reply
+// (Response.Takeover), as a WebSocket upgrade needs.
+//
+// What a client can hold is bounded: connections in all (MaxConns) and
+// per address (MaxConnsPerIP), each making room by closing an idle
+// connection, and time, by the timeouts (see Options).
+package httpserver
 
 import (
 	"context"
@@ -10,11 +25,10 @@ import (
 	"time"
 
 	"trackd/internal/ratelog"
-	"trackd/metrics"
 )
 
-// ServerOptions configure a Server. Zero durations and limits mean none.
-type ServerOptions struct {
+// Options configure a Server. Zero durations and limits mean none.
+type Options struct {
 	// ReadHeaderTimeout is the time a client has to send a whole request
 	// head, counted from the connection's start or, on a keep-alive
 	// connection, from the request's first bytes. A connection that takes
@@ -65,23 +79,56 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// Metrics counts connections evicted and refused; nil counts
 	// nothing.
-	Metrics *metrics.Metrics
-
-	// serve, if not nil, answers the requests instead of the Handler
-	// (tests).
-	serve serveFunc
+	Metrics Metrics
 	// Errors logs the accept failures (kind "accept") at a bounded rate
 	// and counts them; nil means one of the Server's own, over Logger,
 	// that counts nothing.
 	Errors *ratelog.Logger
 }
 
+// Metrics counts what the Server does to keep its connection bounds.
+// Its methods are called on the Server's goroutines, so they must be safe
+// for concurrent use, and quick: an event loop waits for them.
+type Metrics interface {
+	// ConnEvicted records an idle (or blank) connection closed to admit
+	// a new one, at the bound b.
+	ConnEvicted(b Bound)
+	// ConnRefused records a new connection closed at once, at the bound
+	// b.
+	ConnRefused(b Bound)
+}
+
+// Bound is a connection bound that made a Server evict or refuse a
+// connection.
+type Bound uint8
+
+const (
+	BoundMaxConns Bound = iota // Options.MaxConns: all open connections
+	BoundPerIP                 // Options.MaxConnsPerIP: one address's
+)
+
+func (b Bound) String() string {
+	switch b {
+	case BoundMaxConns:
+		return "max_conns"
+	case BoundPerIP:
+		return "per_ip"
+	}
+	return "unknown"
+}
+
+// noMetrics counts nothing: the Metrics of Options without one.
+type noMetrics struct{}
+
+func (noMetrics) ConnEvicted(Bound) {}
+func (noMetrics) ConnRefused(Bound) {}
+
 // Defaults of the connection bounds, for a tracker on the open internet
 // (trackd's configuration starts from them).
 const (
-	// DefaultMaxConns is a default for ServerOptions.MaxConns.
+	// DefaultMaxConns is a default for Options.MaxConns.
 	DefaultMaxConns = 10000
-	// DefaultMaxConnsPerIP is a default for ServerOptions.MaxConnsPerIP:
+	// DefaultMaxConnsPerIP is a default for Options.MaxConnsPerIP:
 	// far more than one BitTorrent client opens to a tracker (one per
 	// announce at a time), so that many users behind one carrier-grade
 	// NAT address still fit, and few enough that it takes about twenty
@@ -90,22 +137,30 @@ const (
 )
 
 const (
-	defaultMaxHeaderBytes = 16 << 10
-	// lingerTime is how long a connection closed on a refused request
+	// DefaultMaxHeaderBytes is what Options.MaxHeaderBytes 0 means.
+	DefaultMaxHeaderBytes = 16 << 10
+	// LingerTime is how long a connection closed on a refused request
 	// is read (and the input dropped) before it is closed (net/http
-	// waits as long): see batch.linger.
-	lingerTime = 500 * time.Millisecond
+	// waits as long), so that the client reads the refusal rather than
+	// a reset.
+	LingerTime = 500 * time.Millisecond
+)
+
+const (
 	// streamChunk is the most a server reads from a streamed body
-	// (reply.stream) at once.
+	// (Response.Stream) at once.
 	streamChunk = 64 << 10
 	// acceptPause is how long the Server stops accepting when it is out
 	// of descriptors (EMFILE) or memory.
 	acceptPause = 100 * time.Millisecond
 )
 
-func (o ServerOptions) withDefaults() ServerOptions {
+func (o Options) withDefaults() Options {
 	if o.MaxHeaderBytes <= 0 {
-		o.MaxHeaderBytes = defaultMaxHeaderBytes
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -117,10 +172,9 @@ func (o ServerOptions) withDefaults() ServerOptions {
 }
 
 // Server is a minimal HTTP/1.1 server for a Handler, leaner than
-// net/http's: it serves GET /announce and /scrape and nothing else a
-// tracker does not need, and it spends as little as it can per
-// connection, because many BitTorrent clients open a connection for
-// every announce.
+// net/http's: it serves small GET requests and nothing else, and it
+// spends as little as it can per connection, because many clients (of a
+// BitTorrent tracker: most) open a connection for every request.
 //
 // On Linux it is a few event loops (epoll), each on its own goroutine
 // with its own listening socket: a connection is accepted once its
@@ -133,15 +187,15 @@ func (o ServerOptions) withDefaults() ServerOptions {
 // What it speaks: HTTP/1.1 keep-alive by default, HTTP/1.0 closes unless
 // the client asks for keep-alive; "Connection: close" is honoured;
 // pipelined requests are answered in order. Every reply has a
-// Content-Length. A request with a body is refused (400), a method other
-// than GET gets 405, a path other than /announce and /scrape 404, a head
-// longer than MaxHeaderBytes 431, a malformed one 400; all of these close
-// the connection.
+// Content-Length (but a 1xx or 204). A request with a body is refused
+// (400), a method other than GET gets 405, a head longer than
+// MaxHeaderBytes 431, a malformed one 400; all of these close the
+// connection. What else a request gets is the Handler's answer.
 //
 // What a client can hold is bounded: MaxConns in all, MaxConnsPerIP per
 // address, each making room by closing an idle (or blank) connection
-// (see ServerOptions), and time, by the timeouts. A streamed
-// body (reply.stream) is copied a chunk at a time as the socket takes it,
+// (see Options), and time, by the timeouts. A streamed
+// body (Response.Stream) is copied a chunk at a time as the socket takes it,
 // its write timeout counted from the last progress.
 type Server struct {
 	addr   net.Addr
@@ -168,7 +222,7 @@ type backend interface {
 
 // Listen binds addr ("host:port", as for net.Listen("tcp", addr)) and
 // serves h on it until Shutdown or Close.
-func Listen(addr string, h *Handler, opts ServerOptions) (*Server, error) {
+func Listen(addr string, h Handler, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
 	if opts.GoroutinePerConn {
 		return listenPortable(addr, h, opts)
@@ -217,7 +271,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once and waits for
 // the Server's goroutines to return. Handler calls in flight see their
-// context canceled.
+// context canceled. Connections taken over (Response.Takeover) are not
+// the Server's any more: it closes none of them.
 func (s *Server) Close() error {
 	s.killOnce.Do(func() {
 		s.cancel()
@@ -227,7 +282,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// OpenConns returns the number of open connections.
+// OpenConns returns the number of open connections, not counting those
+// taken over.
 func (s *Server) OpenConns() int { return int(s.limit.n.Load()) }
 
 // connLimit counts the open connections against MaxConns.
@@ -259,152 +315,5 @@ func (l *connLimit) release() bool {
 	return l.n.Add(-1) == l.max-1 && l.max > 0
 }
 
-// addrKey is what a client address is counted under for MaxConnsPerIP:
-// an IPv4 address (also when it comes IPv4-mapped), or the /64 of an IPv6
-// address, the block a host is given and may pick addresses from at will.
-type addrKey [16]byte
-
-func keyOf(a netip.Addr) addrKey {
-	a = a.Unmap()
-	k := addrKey(a.As16())
-	if !a.Is4() {
-		clear(k[8:])
-	}
-	return k
-}
-
-// peerTable counts the open connections of each client address against
-// MaxConnsPerIP. It holds an entry per address with connections open, so
-// no more entries than MaxConns; entries are recycled. Safe for
-// concurrent use. T is what a server keeps per address besides the count
-// (its idle connections).
-type peerTable[T any] struct {
-	max     int32
-	trusted []netip.Prefix
-	newExt  func() T
-
-	mu   sync.Mutex
-	m    map[addrKey]*peerEntry[T]
-	free []*peerEntry[T]
-}
-
-// peerEntry is an address's count, and the server's T for it.
-type peerEntry[T any] struct {
-	key addrKey
-	n   int32 // guarded by the table's mu
-	ext T
-}
-
-// maxFreePeers bounds the recycled entries a table keeps.
-const maxFreePeers = 1024
-
-// newPeerTable returns the table for opts, or nil if there is no bound.
-func newPeerTable[T any](opts *ServerOptions, newExt func() T) *peerTable[T] {
-	if opts.MaxConnsPerIP <= 0 {
-		return nil
-	}
-	return &peerTable[T]{
-		max:     int32(min(opts.MaxConnsPerIP, 1<<30)),
-		trusted: opts.TrustedProxies,
-		newExt:  newExt,
-		m:       make(map[addrKey]*peerEntry[T]),
-	}
-}
-
-// acquire counts a connection from a. It returns nil and true for an
-// address that is not bounded (a trusted proxy, or an invalid address),
-// the entry and true once counted, and the entry and false, without
-// counting, if a is at its bound.
-func (t *peerTable[T]) acquire(a netip.Addr) (*peerEntry[T], bool) {
-	if !a.IsValid() || (len(t.trusted) > 0 && containsAddr(t.trusted, a.Unmap())) {
-		return nil, true
-	}
-	k := keyOf(a)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.m[k]
-	if e == nil {
-		if n := len(t.free); n > 0 {
-			e, t.free = t.free[n-1], t.free[:n-1]
-		} else {
-			e = &peerEntry[T]{ext: t.newExt()}
-		}
-		e.key, e.n = k, 0
-		t.m[k] = e
-	}
-	if e.n >= t.max {
-		return e, false
-	}
-	e.n++
-	return e, true
-}
-
-// release uncounts a connection of e.
-func (t *peerTable[T]) release(e *peerEntry[T]) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e.n--; e.n <= 0 {
-		delete(t.m, e.key)
-		if len(t.free) < maxFreePeers {
-			t.free = append(t.free, e)
-		}
-	}
-}
-
 // full reports whether the limit is reached.
 func (l *connLimit) full() bool { return l.max > 0 && l.n.Load() >= l.max }
-
-// LimitListener wraps ln (for net/http: trackd's HTTPS) with
-// opts.MaxConnsPerIP: a connection from an address that has that many open
-// is closed as soon as it is accepted, unless the address is in
-// opts.TrustedProxies. Unlike Server, it evicts no idle connection (net/http
-// keeps them to itself). With no bound, it returns ln.
-func LimitListener(ln net.Listener, opts ServerOptions) net.Listener {
-	t := newPeerTable(&opts, func() struct{} { return struct{}{} })
-	if t == nil {
-		return ln
-	}
-	return &limitListener{Listener: ln, peers: t, metrics: opts.Metrics}
-}
-
-type limitListener struct {
-	net.Listener
-	peers   *peerTable[struct{}]
-	metrics *metrics.Metrics
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		var a netip.Addr
-		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			a = ta.AddrPort().Addr()
-		}
-		e, ok := l.peers.acquire(a)
-		if !ok {
-			l.metrics.ConnRefused(metrics.PerIP)
-			c.Close()
-			continue
-		}
-		if e == nil {
-			return c, nil
-		}
-		return &countedConn{Conn: c, release: func() { l.peers.release(e) }}, nil
-	}
-}
-
-// countedConn uncounts itself from a limitListener's table once closed.
-type countedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}

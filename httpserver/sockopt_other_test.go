@@ -1,0 +1,5 @@
+//go:build !unix
+
+package httpserver
+
+func setRcvBuf(fd uintptr, n int) {}
