@@ -16,6 +16,7 @@ import (
 	"trackd/accesslist"
 	httpfrontend "trackd/frontend/http"
 	"trackd/httpserver"
+	"trackd/store"
 	"trackd/tracker"
 
 	"github.com/BurntSushi/toml"
@@ -134,7 +135,7 @@ func Default() Config {
 		HTTP:               ":6969",
 		UDP:                ":6969",
 		Store:              "memory",
-		RedisTimeout:       time.Second,
+		RedisTimeout:       store.DefaultNetworkTimeout,
 		StateInterval:      5 * time.Minute,
 		AccessList:         "off",
 		Admin:              "127.0.0.1:6970",

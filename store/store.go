@@ -105,6 +105,13 @@ type Store interface {
 	Close() error
 }
 
+// DefaultNetworkTimeout is the default bound of one round trip for a
+// backend that waits on the network (Redis): a request that waits longer
+// fails rather than holding its client, and its connection, any longer.
+// It is here, with the contract, so that the configuration's default and
+// the backend's are one value.
+const DefaultNetworkTimeout = time.Second
+
 // ErrClosed is what a backend may return for a call after Close (the
 // in-memory store does, having given its memory back): a request that was
 // still on its way when the server shut down.

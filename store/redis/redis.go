@@ -118,7 +118,7 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultTimeout   = time.Second
+	DefaultTimeout   = store.DefaultNetworkTimeout
 	DefaultKeyPrefix = "trackd:"
 	DefaultInterval  = time.Second
 )
