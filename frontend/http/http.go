@@ -260,23 +260,12 @@ func (h *Handler) writeReply(w http.ResponseWriter, r *http.Request, rep reply) 
 	// keeps two allocations off the hot path.
 	if rep.stream != nil {
 		hdr.Set("Content-Length", strconv.FormatInt(rep.length, 10))
-		rc := http.NewResponseController(w)
-		if h.opts.WriteTimeout <= 0 {
-			copyChunks(rep.stream, rep.length, func(p []byte) error { _, err := w.Write(p); return err })
-			return
+		out := io.Writer(w)
+		if h.opts.WriteTimeout > 0 {
+			out = &chunkWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 		}
-		copyChunks(rep.stream, rep.length, func(p []byte) error {
-			if err := rc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout)); err != nil {
-				return err
-			}
-			_, err := w.Write(p)
-			if err == nil {
-				// Through net/http's buffer to the socket, under this
-				// chunk's deadline.
-				err = rc.Flush()
-			}
-			return err
-		})
+		buf := make([]byte, max(min(rep.length, streamChunk), 1))
+		io.CopyBuffer(out, io.LimitReader(rep.stream, rep.length), buf)
 		return
 	}
 	if len(rep.body) > 2048 {
@@ -581,19 +570,22 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 // (as httpserver does).
 const streamChunk = 64 << 10
 
-// copyChunks reads length bytes from stream, streamChunk at a time, and
-// hands each chunk to write. It reports whether all of them were written.
-func copyChunks(stream io.Reader, length int64, write func([]byte) error) bool {
-	buf := make([]byte, min(length, streamChunk))
-	for length > 0 {
-		n, _ := io.ReadFull(stream, buf[:min(int64(len(buf)), length)])
-		if n == 0 {
-			return false // the body ended early, or failed
-		}
-		if err := write(buf[:n]); err != nil {
-			return false
-		}
-		length -= int64(n)
+// chunkWriter writes each chunk of a streamed body through net/http's
+// buffer to the socket under a deadline of its own, so that a long body
+// to a slow but steady reader is not cut by one deadline for the whole.
+type chunkWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (cw *chunkWriter) Write(p []byte) (int, error) {
+	if err := cw.rc.SetWriteDeadline(time.Now().Add(cw.timeout)); err != nil {
+		return 0, err
 	}
-	return true
+	n, err := cw.w.Write(p)
+	if err == nil {
+		err = cw.rc.Flush()
+	}
+	return n, err
 }
