@@ -91,8 +91,8 @@ func FuzzConn(f *testing.F) {
 		f.Add([]byte(s.in), s.cuts)
 	}
 	opts := Options{MaxHeaderBytes: 1024}
-	whole := newResponder(context.Background(), echoHandler, &opts)
-	split := newResponder(context.Background(), echoHandler, &opts)
+	whole := newResponder(context.Background(), EchoHandler, &opts)
+	split := newResponder(context.Background(), EchoHandler, &opts)
 	f.Fuzz(func(t *testing.T, in, cuts []byte) {
 		want, wantClosed := feedConn(whole, [][]byte{in})
 		var chunks [][]byte

@@ -1,4 +1,4 @@
-package httpserver
+package httpserver_test
 
 import (
 	"bufio"
@@ -14,26 +14,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// dialFrom connects to s from the loopback address local (127.0.0.0/8:
-// each is a client address of its own).
-func dialFrom(t testing.TB, s *Server, local string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-	c, err := d.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
-}
+	"trackd/httpserver"
+	"trackd/httpserver/httpservertest"
+)
 
 // announceOnce sends one announce on c and reads its reply.
 func announceOnce(t testing.TB, c net.Conn, br *bufio.Reader) error {
 	t.Helper()
-	if _, err := io.WriteString(c, get(testAnnounce)); err != nil {
+	if _, err := io.WriteString(c, httpservertest.Get(testAnnounce)); err != nil {
 		return err
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -71,8 +60,8 @@ func closedWithin(c net.Conn, d time.Duration) (bool, time.Duration) {
 // the lines postpone nothing, neither that timeout nor the idle one.
 func TestServerBlankLineDribbler(t *testing.T) {
 	const rht = 200 * time.Millisecond
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{ReadHeaderTimeout: rht, IdleTimeout: 5 * time.Second})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{ReadHeaderTimeout: rht, IdleTimeout: 5 * time.Second})
 		for _, tt := range []struct {
 			name      string
 			keepAlive bool   // one request first
@@ -84,7 +73,7 @@ func TestServerBlankLineDribbler(t *testing.T) {
 			{"keep-alive connection, LF", true, "\n"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
-				c := dial(t, s)
+				c := httpservertest.Dial(t, s.Addr())
 				if tt.keepAlive {
 					if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
 						t.Fatal(err)
@@ -119,16 +108,16 @@ func TestServerBlankLineDribbler(t *testing.T) {
 // well-behaved client from another address is still served, every time.
 func TestServerDribblersDoNotLockOut(t *testing.T) {
 	const rht = 200 * time.Millisecond
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{ReadHeaderTimeout: rht, MaxConns: 200})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{ReadHeaderTimeout: rht, MaxConns: 200})
 		startDribblers(t, s, 200, 20, 60*time.Millisecond)
 		time.Sleep(300 * time.Millisecond) // the dribblers fill the cap
 		var slowest time.Duration
 		for i := range 8 {
 			start := time.Now()
-			c := dialFrom(t, s, "127.0.0.1")
-			io.WriteString(c, get(testAnnounce, "Connection: close\r\n"))
-			res, _, _ := readAll(t, c, 3*time.Second)
+			c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.1")
+			io.WriteString(c, httpservertest.Get(testAnnounce, "Connection: close\r\n"))
+			res, _, _ := httpservertest.ReadAll(t, c, 3*time.Second)
 			c.Close()
 			d := time.Since(start)
 			slowest = max(slowest, d)
@@ -154,9 +143,9 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 		every     = 300 * time.Millisecond
 		bound     = time.Second
 	)
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		m := new(countMetrics)
-		s := startServer(t, listen, testHandler(), Options{
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{
 			ReadHeaderTimeout: 10 * time.Second, MaxConns: dribblers, Metrics: m,
 		})
 		startDribblers(t, s, dribblers, 30, every)
@@ -171,9 +160,9 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 		var slowest time.Duration
 		for i := range 8 {
 			start := time.Now()
-			c := dialFrom(t, s, "127.0.0.1")
+			c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.1")
 			c.SetDeadline(start.Add(5 * time.Second))
-			io.WriteString(c, get(testAnnounce, "Connection: close\r\n"))
+			io.WriteString(c, httpservertest.Get(testAnnounce, "Connection: close\r\n"))
 			res, err := http.ReadResponse(bufio.NewReader(c), nil)
 			d := time.Since(start)
 			c.Close()
@@ -186,7 +175,7 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 			slowest = max(slowest, d)
 			time.Sleep(100 * time.Millisecond)
 		}
-		evicted := m.evicted(BoundMaxConns)
+		evicted := m.evicted(httpserver.BoundMaxConns)
 		t.Logf("slowest probe %v; %v evicted", slowest, evicted)
 		if slowest > bound {
 			t.Errorf("slowest probe %v, want at most %v", slowest, bound)
@@ -202,18 +191,18 @@ func TestServerEvictsBlankAtMaxConns(t *testing.T) {
 // connections that have begun a real request are older; those are not
 // evicted, and once none but they are left, a new client waits.
 func TestServerBlankEvictionSparesRequests(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		m := new(countMetrics)
-		s := startServer(t, listen, testHandler(), Options{MaxConns: 4, Loops: 1, Metrics: m})
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{MaxConns: 4, Loops: 1, Metrics: m})
 		var held []heldConn
 		for _, send := range []string{"GET /ann", "GET /announce?info", "G", "\r\n"} {
-			c := dialFrom(t, s, "127.0.0.1")
+			c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.1")
 			io.WriteString(c, send)
 			held = append(held, heldConn{c, bufio.NewReader(c)})
 			time.Sleep(20 * time.Millisecond) // read by the server, in order
 		}
 		time.Sleep(100 * time.Millisecond)
-		c := dialFrom(t, s, "127.0.0.3")
+		c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.3")
 		start := time.Now()
 		if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
 			t.Fatalf("new client not served at the cap: %v", err)
@@ -230,15 +219,15 @@ func TestServerBlankEvictionSparesRequests(t *testing.T) {
 			}
 		}
 		// The new client is idle now: evicted for the next one.
-		c2 := dialFrom(t, s, "127.0.0.3")
+		c2 := httpservertest.DialFrom(t, s.Addr(), "127.0.0.3")
 		if err := announceOnce(t, c2, bufio.NewReader(c2)); err != nil {
 			t.Fatalf("second new client not served: %v", err)
 		}
 		io.WriteString(c2, "GET /ann") // busy
 		time.Sleep(50 * time.Millisecond)
-		c3 := dialFrom(t, s, "127.0.0.3")
-		io.WriteString(c3, get(testAnnounce))
-		if res, _, _ := readAll(t, c3, 300*time.Millisecond); len(res) != 0 {
+		c3 := httpservertest.DialFrom(t, s.Addr(), "127.0.0.3")
+		io.WriteString(c3, httpservertest.Get(testAnnounce))
+		if res, _, _ := httpservertest.ReadAll(t, c3, 300*time.Millisecond); len(res) != 0 {
 			t.Error("served at the cap with only partial requests open")
 		}
 		for i := range 3 {
@@ -246,7 +235,7 @@ func TestServerBlankEvictionSparesRequests(t *testing.T) {
 				t.Errorf("connection %d, a partial request, evicted", i)
 			}
 		}
-		if got := m.evicted(BoundMaxConns); got != 2 {
+		if got := m.evicted(httpserver.BoundMaxConns); got != 2 {
 			t.Errorf("evicted counter %v, want 2", got)
 		}
 	})
@@ -257,11 +246,11 @@ type countMetrics struct {
 	evictions, refusals [2]atomic.Int64
 }
 
-func (m *countMetrics) ConnEvicted(b Bound) { m.evictions[b].Add(1) }
-func (m *countMetrics) ConnRefused(b Bound) { m.refusals[b].Add(1) }
+func (m *countMetrics) ConnEvicted(b httpserver.Bound) { m.evictions[b].Add(1) }
+func (m *countMetrics) ConnRefused(b httpserver.Bound) { m.refusals[b].Add(1) }
 
-func (m *countMetrics) evicted(b Bound) float64 { return float64(m.evictions[b].Load()) }
-func (m *countMetrics) refused(b Bound) float64 { return float64(m.refusals[b].Load()) }
+func (m *countMetrics) evicted(b httpserver.Bound) float64 { return float64(m.evictions[b].Load()) }
+func (m *countMetrics) refused(b httpserver.Bound) float64 { return float64(m.refusals[b].Load()) }
 
 // heldConn is a connection kept open by a test, with its reader.
 type heldConn struct {
@@ -271,11 +260,11 @@ type heldConn struct {
 
 // holdIdle opens n keep-alive connections from local, each after one
 // request (idle), in order.
-func holdIdle(t *testing.T, s *Server, local string, n int) []heldConn {
+func holdIdle(t *testing.T, s *httpserver.Server, local string, n int) []heldConn {
 	t.Helper()
 	var held []heldConn
 	for range n {
-		c := dialFrom(t, s, local)
+		c := httpservertest.DialFrom(t, s.Addr(), local)
 		h := heldConn{c, bufio.NewReader(c)}
 		if err := announceOnce(t, c, h.br); err != nil {
 			t.Fatal(err)
@@ -308,13 +297,13 @@ func stillOpen(h heldConn) bool {
 // TestServerEvictsIdleAtMaxConns: at MaxConns, a new client is served by
 // closing the longest-idle keep-alive connection.
 func TestServerEvictsIdleAtMaxConns(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		m := new(countMetrics)
-		s := startServer(t, listen, testHandler(), Options{MaxConns: 4, Loops: 1, Metrics: m})
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{MaxConns: 4, Loops: 1, Metrics: m})
 		held := holdIdle(t, s, "127.0.0.1", 4)
 		for i := range 3 {
 			// Each new one is kept, idle: the next needs room again.
-			c := dialFrom(t, s, "127.0.0.3")
+			c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.3")
 			if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
 				t.Fatalf("new client %d not served at the cap: %v", i, err)
 			}
@@ -325,7 +314,7 @@ func TestServerEvictsIdleAtMaxConns(t *testing.T) {
 		if !stillOpen(held[3]) {
 			t.Error("the most recently idle connection closed too")
 		}
-		if got := m.evicted(BoundMaxConns); got != 3 {
+		if got := m.evicted(httpserver.BoundMaxConns); got != 3 {
 			t.Errorf("evicted counter %v, want 3", got)
 		}
 		if n := s.OpenConns(); n != 4 {
@@ -350,17 +339,17 @@ func TestServerEvictsAcrossLoops(t *testing.T) {
 			name = "blank"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := startServer(t, Listen, testHandler(), Options{MaxConns: 8, Loops: 2})
+			s := httpservertest.Start(t, httpserver.Listen, httpserver.EchoHandler, httpserver.Options{MaxConns: 8, Loops: 2})
 			if blank {
 				for range 8 {
-					io.WriteString(dialFrom(t, s, "127.0.0.1"), "\r\n")
+					io.WriteString(httpservertest.DialFrom(t, s.Addr(), "127.0.0.1"), "\r\n")
 				}
 				time.Sleep(100 * time.Millisecond)
 			} else {
 				holdIdle(t, s, "127.0.0.1", 8)
 			}
 			for i := range 8 {
-				c := dialFrom(t, s, "127.0.0.3")
+				c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.3")
 				if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
 					t.Fatalf("new client %d not served at the cap: %v", i, err)
 				}
@@ -369,9 +358,9 @@ func TestServerEvictsAcrossLoops(t *testing.T) {
 				// then c is idle, and evicted before a blank one.
 				time.Sleep(50 * time.Millisecond)
 			}
-			c := dialFrom(t, s, "127.0.0.3")
-			io.WriteString(c, get(testAnnounce))
-			if res, _, _ := readAll(t, c, 300*time.Millisecond); len(res) != 0 {
+			c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.3")
+			io.WriteString(c, httpservertest.Get(testAnnounce))
+			if res, _, _ := httpservertest.ReadAll(t, c, 300*time.Millisecond); len(res) != 0 {
 				t.Error("served at the cap with no connection idle")
 			}
 		})
@@ -384,7 +373,7 @@ func TestServerEvictsAcrossLoops(t *testing.T) {
 // not affected.
 func TestServerMaxConnsPerIP(t *testing.T) {
 	const bound = 3
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		for _, tt := range []struct {
 			name    string
 			trusted []netip.Prefix
@@ -398,7 +387,7 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				m := new(countMetrics)
-				s := startServer(t, listen, testHandler(), Options{MaxConnsPerIP: bound, TrustedProxies: tt.trusted, Loops: 1, Metrics: m})
+				s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{MaxConnsPerIP: bound, TrustedProxies: tt.trusted, Loops: 1, Metrics: m})
 				held := holdIdle(t, s, "127.0.0.4", bound)
 				if !tt.idle {
 					for _, h := range held {
@@ -407,13 +396,13 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				// Another address is served whatever this one holds.
-				other := dialFrom(t, s, "127.0.0.5")
+				other := httpservertest.DialFrom(t, s.Addr(), "127.0.0.5")
 				if err := announceOnce(t, other, bufio.NewReader(other)); err != nil {
 					t.Fatalf("another address: %v", err)
 				}
-				c := dialFrom(t, s, "127.0.0.4")
-				io.WriteString(c, get(testAnnounce, "Connection: close\r\n"))
-				res, _, closed := readAll(t, c, 3*time.Second)
+				c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.4")
+				io.WriteString(c, httpservertest.Get(testAnnounce, "Connection: close\r\n"))
+				res, _, closed := httpservertest.ReadAll(t, c, 3*time.Second)
 				if served := len(res) == 1; served != tt.served || !closed {
 					t.Fatalf("new connection served %v, closed %v; want served %v", served, closed, tt.served)
 				}
@@ -432,10 +421,10 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 				if !tt.served {
 					wantRefused = 1
 				}
-				if got := m.evicted(BoundPerIP); got != wantEvicted {
+				if got := m.evicted(httpserver.BoundPerIP); got != wantEvicted {
 					t.Errorf("evicted counter %v, want %v", got, wantEvicted)
 				}
-				if got := m.refused(BoundPerIP); got != wantRefused {
+				if got := m.refused(httpserver.BoundPerIP); got != wantRefused {
 					t.Errorf("refused counter %v, want %v", got, wantRefused)
 				}
 			})
@@ -443,140 +432,12 @@ func TestServerMaxConnsPerIP(t *testing.T) {
 	})
 }
 
-func TestKeyOf(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		same bool
-	}{
-		{"192.0.2.1", "::ffff:192.0.2.1", true},
-		{"192.0.2.1", "192.0.2.2", false},
-		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", true}, // one /64
-		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
-		{"::ffff:192.0.2.1", "::192.0.2.1", false},
-	} {
-		if got := keyOf(netip.MustParseAddr(tt.a)) == keyOf(netip.MustParseAddr(tt.b)); got != tt.same {
-			t.Errorf("keyOf(%s) == keyOf(%s): %v, want %v", tt.a, tt.b, got, tt.same)
-		}
-	}
-}
-
-// TestPeerTableBounded: the table holds an entry per address with
-// connections open, no more.
-func TestPeerTableBounded(t *testing.T) {
-	tab := newPeerTable(&Options{MaxConnsPerIP: 2}, func() int { return 0 })
-	var es []*peerEntry[int]
-	for i := range 100 {
-		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
-		e, ok := tab.acquire(a)
-		if !ok {
-			t.Fatal("refused a first connection")
-		}
-		es = append(es, e)
-	}
-	if _, ok := tab.acquire(netip.MustParseAddr("10.0.0.1")); !ok {
-		t.Fatal("refused a second connection")
-	}
-	if _, ok := tab.acquire(netip.MustParseAddr("10.0.0.1")); ok {
-		t.Fatal("accepted a third connection")
-	}
-	tab.release(es[1])
-	for _, e := range es {
-		if e != es[1] {
-			tab.release(e)
-		}
-	}
-	if n := len(tab.m); n != 1 {
-		t.Errorf("%d entries with one connection open", n)
-	}
-	if len(tab.free) != 99 {
-		t.Errorf("%d entries recycled, want 99", len(tab.free))
-	}
-}
-
-// fakeStream is a streamed body of n bytes, byte i being byte(i % 251).
-// It counts its Close calls.
-type fakeStream struct {
-	n, off int64
-	fail   int64 // > 0: the body ends after this many bytes
-	closes atomic.Int32
-}
-
-func (f *fakeStream) Read(p []byte) (int, error) {
-	end := f.n
-	if f.fail > 0 {
-		end = f.fail
-	}
-	if f.off >= end {
-		return 0, io.EOF
-	}
-	p = p[:min(int64(len(p)), end-f.off)]
-	for i := range p {
-		p[i] = byte((f.off + int64(i)) % 251)
-	}
-	f.off += int64(len(p))
-	return len(p), nil
-}
-
-func (f *fakeStream) Close() error {
-	f.closes.Add(1)
-	return nil
-}
-
-// waitClosed waits (bounded) for f to be closed, and checks it was once.
-func (f *fakeStream) waitClosed(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.closes.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // a second Close would show by now
-	if n := f.closes.Load(); n != 1 {
-		t.Errorf("stream closed %d times, want once", n)
-	}
-}
-
 // streamHandler answers every request with the stream the test gives.
-func streamHandler(next func() *fakeStream) Handler {
-	return HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+func streamHandler(next func() *httpservertest.Stream) httpserver.Handler {
+	return httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
 		f := next()
-		w.Stream, w.StreamLen = f, f.n
+		w.Stream, w.StreamLen = f, f.N
 	})
-}
-
-// checkBody reads a streamed body of n bytes and checks its bytes.
-func checkBody(t *testing.T, r io.Reader, n int64) {
-	t.Helper()
-	buf := make([]byte, 32<<10)
-	var off int64
-	for off < n {
-		m, err := r.Read(buf)
-		for i := range m {
-			if buf[i] != byte((off+int64(i))%251) {
-				t.Fatalf("byte %d is %d", off+int64(i), buf[i])
-			}
-		}
-		off += int64(m)
-		if err != nil {
-			if off < n {
-				t.Fatalf("after %d of %d bytes: %v", off, n, err)
-			}
-			break
-		}
-	}
-}
-
-// slowBodyReader reads at most 32 KiB at a time, pausing 2 ms each 64 KiB
-// or so: a 50 MB body takes well over the write timeout, read steadily.
-type slowBodyReader struct {
-	r io.Reader
-	n int
-}
-
-func (s *slowBodyReader) Read(p []byte) (int, error) {
-	if s.n++; s.n%2 == 0 {
-		time.Sleep(2 * time.Millisecond)
-	}
-	return s.r.Read(p[:min(len(p), 32<<10)])
 }
 
 const streamSize = 50 << 20
@@ -588,19 +449,19 @@ const streamSize = 50 << 20
 // the stream; and it is closed once in every case.
 func TestServerStream(t *testing.T) {
 	const wt = 300 * time.Millisecond
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		var cur atomic.Pointer[fakeStream]
-		h := streamHandler(func() *fakeStream { return cur.Load() })
-		s := startServer(t, listen, h, Options{WriteTimeout: wt})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		var cur atomic.Pointer[httpservertest.Stream]
+		h := streamHandler(func() *httpservertest.Stream { return cur.Load() })
+		s := httpservertest.Start(t, listen, h, httpserver.Options{WriteTimeout: wt})
 
 		t.Run("slow reader gets it whole", func(t *testing.T) {
-			f := &fakeStream{n: streamSize}
+			f := &httpservertest.Stream{N: streamSize}
 			cur.Store(f)
-			c := dial(t, s)
+			c := httpservertest.Dial(t, s.Addr())
 			c.SetDeadline(time.Now().Add(60 * time.Second))
 			start := time.Now()
-			io.WriteString(c, get("/scrape")+get(testAnnounce))
-			br := bufio.NewReaderSize(&slowBodyReader{r: c}, 32<<10)
+			io.WriteString(c, httpservertest.Get("/scrape")+httpservertest.Get(testAnnounce))
+			br := bufio.NewReaderSize(httpservertest.SteadyReader(c), 32<<10)
 			res, err := http.ReadResponse(br, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -608,7 +469,7 @@ func TestServerStream(t *testing.T) {
 			if res.ContentLength != streamSize || !res.Close {
 				t.Fatalf("Content-Length %d, close %v", res.ContentLength, res.Close)
 			}
-			checkBody(t, res.Body, streamSize)
+			httpservertest.CheckBody(t, res.Body, streamSize)
 			if d := time.Since(start); d < 2*wt {
 				t.Logf("read in %v: not slower than the write timeout, which the test means to show", d)
 			}
@@ -616,15 +477,15 @@ func TestServerStream(t *testing.T) {
 			if _, err := br.ReadByte(); err == nil {
 				t.Error("data after the streamed body")
 			}
-			f.waitClosed(t)
+			f.WaitClosed(t)
 		})
 		t.Run("non-reader dropped", func(t *testing.T) {
-			f := &fakeStream{n: streamSize}
+			f := &httpservertest.Stream{N: streamSize}
 			cur.Store(f)
-			c := dialSmallWindow(t, s)
-			io.WriteString(c, get("/scrape"))
+			c := httpservertest.DialSmallWindow(t, s.Addr())
+			io.WriteString(c, httpservertest.Get("/scrape"))
 			start := time.Now()
-			f.waitClosed(t)
+			f.WaitClosed(t)
 			if d := time.Since(start); d > wt+3*time.Second {
 				t.Errorf("dropped after %v", d)
 			}
@@ -635,35 +496,35 @@ func TestServerStream(t *testing.T) {
 			}
 		})
 		t.Run("client goes away", func(t *testing.T) {
-			f := &fakeStream{n: streamSize}
+			f := &httpservertest.Stream{N: streamSize}
 			cur.Store(f)
-			c := dialSmallWindow(t, s)
-			io.WriteString(c, get("/scrape"))
+			c := httpservertest.DialSmallWindow(t, s.Addr())
+			io.WriteString(c, httpservertest.Get("/scrape"))
 			io.CopyN(io.Discard, c, 1<<20)
 			c.Close()
-			f.waitClosed(t)
+			f.WaitClosed(t)
 		})
 		t.Run("body ends early", func(t *testing.T) {
-			f := &fakeStream{n: streamSize, fail: 3 << 20}
+			f := &httpservertest.Stream{N: streamSize, Fail: 3 << 20}
 			cur.Store(f)
-			c := dial(t, s)
-			io.WriteString(c, get("/scrape"))
+			c := httpservertest.Dial(t, s.Addr())
+			io.WriteString(c, httpservertest.Get("/scrape"))
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			n, _ := io.Copy(io.Discard, c)
 			if n > 3<<20+1024 {
 				t.Errorf("read %d bytes", n)
 			}
-			f.waitClosed(t)
+			f.WaitClosed(t)
 		})
 		t.Run("server closed", func(t *testing.T) {
-			s := startServer(t, listen, h, Options{WriteTimeout: time.Minute})
-			f := &fakeStream{n: streamSize}
+			s := httpservertest.Start(t, listen, h, httpserver.Options{WriteTimeout: time.Minute})
+			f := &httpservertest.Stream{N: streamSize}
 			cur.Store(f)
-			c := dialSmallWindow(t, s)
-			io.WriteString(c, get("/scrape"))
+			c := httpservertest.DialSmallWindow(t, s.Addr())
+			io.WriteString(c, httpservertest.Get("/scrape"))
 			time.Sleep(200 * time.Millisecond) // the socket's buffers fill
 			s.Close()
-			f.waitClosed(t)
+			f.WaitClosed(t)
 		})
 	})
 }
@@ -673,7 +534,7 @@ func TestServerStream(t *testing.T) {
 // and leaves trusted proxies alone.
 func TestLimitListener(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
-		opts := Options{MaxConnsPerIP: 2}
+		opts := httpserver.Options{MaxConnsPerIP: 2}
 		if trusted {
 			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}
 		}
@@ -682,22 +543,21 @@ func TestLimitListener(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-		go srv.Serve(LimitListener(ln, opts))
-		fake := &Server{addr: ln.Addr()}
-		a, b := dialFrom(t, fake, "127.0.0.6"), dialFrom(t, fake, "127.0.0.6")
+		go srv.Serve(httpserver.LimitListener(ln, opts))
+		a, b := httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6"), httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6")
 		for _, c := range []net.Conn{a, b} {
 			if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		third := dialFrom(t, fake, "127.0.0.6")
+		third := httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6")
 		if err := announceOnce(t, third, bufio.NewReader(third)); (err == nil) != trusted {
 			t.Errorf("trusted %v: third connection: %v", trusted, err)
 		}
 		if !trusted {
 			a.Close()
 			time.Sleep(100 * time.Millisecond) // the server sees the close
-			fourth := dialFrom(t, fake, "127.0.0.6")
+			fourth := httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6")
 			if err := announceOnce(t, fourth, bufio.NewReader(fourth)); err != nil {
 				t.Errorf("after one closed: %v", err)
 			}
@@ -706,29 +566,12 @@ func TestLimitListener(t *testing.T) {
 	}
 }
 
-// BenchmarkPeerTable measures what MaxConnsPerIP adds to a connection:
-// one acquire and one release, over 1024 addresses.
-func BenchmarkPeerTable(b *testing.B) {
-	tab := newPeerTable(&Options{MaxConnsPerIP: DefaultMaxConnsPerIP}, func() int { return 0 })
-	var addrs [1024]netip.Addr
-	for i := range addrs {
-		addrs[i] = netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		e, _ := tab.acquire(addrs[i%len(addrs)])
-		tab.release(e)
-		i++
-	}
-}
-
 // startDribblers starts n clients on 127.0.0.2 that each connect to s and
 // send only "\r\n", one every period, and connect again when s closes the
 // connection; each makes at most conns connections, and all stop when the
 // test ends. A dribbler notices the close by reading between two lines:
 // the read times out after period unless s closed the connection.
-func startDribblers(t *testing.T, s *Server, n, conns int, every time.Duration) {
+func startDribblers(t *testing.T, s *httpserver.Server, n, conns int, every time.Duration) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	t.Cleanup(func() {

@@ -1,8 +1,7 @@
-package httpserver
+package httpserver_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,126 +9,23 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"trackd/httpserver"
+	"trackd/httpserver/httpservertest"
 )
 
-type listenFunc func(string, Handler, Options) (*Server, error)
+// The tests that serve over sockets are in package httpserver_test, as a
+// user's would be, so that they can use httpservertest (which imports
+// httpserver: a test inside the package could not); those of the parser
+// and responder, which reach inside, are in package httpserver.
 
-// backends are the Server's two implementations, as Listen chooses them:
-// event loops (Linux), and a goroutine per connection.
-func backends() []struct {
-	name   string
-	listen listenFunc
-} {
-	b := []struct {
-		name   string
-		listen listenFunc
-	}{{"goroutine per connection", func(a string, h Handler, o Options) (*Server, error) {
-		o.GoroutinePerConn = true
-		return Listen(a, h, o)
-	}}}
-	if runtime.GOOS == "linux" {
-		b = append(b, struct {
-			name   string
-			listen listenFunc
-		}{"epoll", Listen})
-	}
-	return b
-}
-
-// forEachBackend runs test as a subtest per backend.
-func forEachBackend(t *testing.T, test func(t *testing.T, listen listenFunc)) {
-	for _, b := range backends() {
-		t.Run(b.name, func(t *testing.T) { test(t, b.listen) })
-	}
-}
-
-var notFound = []byte("404 page not found\n")
-
-// echoHandler answers a request with its path and query ("/announce?a=1"),
-// so that a reply says which request it answers; /stream with a short
-// streamed body; /index.html and /nope with 404.
-var echoHandler = HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
-	switch r.Path {
-	case "/stream":
-		w.Stream, w.StreamLen = io.NopCloser(strings.NewReader("streamed")), 8
-	case "/index.html", "/nope":
-		w.Status, w.Body, w.Shared = http.StatusNotFound, notFound, true
-	default:
-		w.Body = append(append(append(w.Body, r.Path...), '?'), r.RawQuery...)
-	}
-})
-
-// testHandler is the Handler most tests serve: echoHandler.
-func testHandler() Handler { return echoHandler }
-
-// startServer starts a Server on 127.0.0.1 and closes it when the test
-// ends.
-func startServer(t testing.TB, listen listenFunc, h Handler, opts Options) *Server {
-	t.Helper()
-	if opts.ReadHeaderTimeout == 0 {
-		opts.ReadHeaderTimeout = 10 * time.Second
-	}
-	if opts.IdleTimeout == 0 {
-		opts.IdleTimeout = 10 * time.Second
-	}
-	if opts.WriteTimeout == 0 {
-		opts.WriteTimeout = 10 * time.Second
-	}
-	s, err := listen("127.0.0.1:0", h, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func dial(t testing.TB, s *Server) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", s.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
-}
-
+// testAnnounce is the target most tests ask for: an announce, as a
+// tracker gets it.
 const testAnnounce = "/announce?info_hash=%01%02server+test&peer_id=peer&port=6881&uploaded=0&downloaded=0&left=0&compact=1"
-
-func get(target string, extra ...string) string {
-	return "GET " + target + " HTTP/1.1\r\nHost: tracker\r\n" + strings.Join(extra, "") + "\r\n"
-}
-
-// readAll reads replies until the server closes the connection or the
-// deadline passes; eof reports that it closed.
-func readAll(t *testing.T, c net.Conn, d time.Duration) (replies []*http.Response, bodies []string, eof bool) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(d))
-	br := bufio.NewReader(c)
-	for {
-		res, err := http.ReadResponse(br, &http.Request{Method: "GET"})
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return replies, bodies, false
-			}
-			// EOF, or a reset after the server closed.
-			return replies, bodies, true
-		}
-		body, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatalf("reading a body: %v", err)
-		}
-		replies = append(replies, res)
-		bodies = append(bodies, string(body))
-	}
-}
 
 // TestServerConformance sends requests over a real connection and checks
 // the replies and whether the connection stays open.
@@ -142,7 +38,7 @@ func TestServerConformance(t *testing.T) {
 		close  bool     // the server closes the connection after them
 		check  func(t *testing.T, res []*http.Response, bodies []string)
 	}{
-		{name: "keep-alive", send: []string{get(testAnnounce)}, status: []int{200}, check: func(t *testing.T, res []*http.Response, bodies []string) {
+		{name: "keep-alive", send: []string{httpservertest.Get(testAnnounce)}, status: []int{200}, check: func(t *testing.T, res []*http.Response, bodies []string) {
 			r := res[0]
 			if r.ContentLength != int64(len(bodies[0])) || r.Header.Get("Content-Type") != "text/plain" || r.Header.Get("Date") == "" || r.Close {
 				t.Errorf("reply header %v, length %d", r.Header, r.ContentLength)
@@ -151,21 +47,21 @@ func TestServerConformance(t *testing.T) {
 				t.Errorf("body %q", bodies[0])
 			}
 		}},
-		{name: "two in turn", send: []string{get(testAnnounce), get("/scrape?info_hash=x")}, status: []int{200, 200}},
-		{name: "pipelined, in order", send: []string{get(testAnnounce) + get("/nope") + get("/scrape?info_hash=x")}, status: []int{200, 404, 200},
+		{name: "two in turn", send: []string{httpservertest.Get(testAnnounce), httpservertest.Get("/scrape?info_hash=x")}, status: []int{200, 200}},
+		{name: "pipelined, in order", send: []string{httpservertest.Get(testAnnounce) + httpservertest.Get("/nope") + httpservertest.Get("/scrape?info_hash=x")}, status: []int{200, 404, 200},
 			check: func(t *testing.T, res []*http.Response, bodies []string) {
-				if bodies[0] != testAnnounce || bodies[1] != string(notFound) || bodies[2] != "/scrape?info_hash=x" {
+				if bodies[0] != testAnnounce || bodies[1] != "404 page not found\n" || bodies[2] != "/scrape?info_hash=x" {
 					t.Errorf("bodies out of order: %q", bodies)
 				}
 			}},
-		{name: "connection close", send: []string{get(testAnnounce, "Connection: close\r\n")}, status: []int{200}, close: true,
+		{name: "connection close", send: []string{httpservertest.Get(testAnnounce, "Connection: close\r\n")}, status: []int{200}, close: true,
 			check: func(t *testing.T, res []*http.Response, _ []string) {
 				if !res[0].Close {
 					t.Error("no Connection: close in the reply")
 				}
 			}},
-		{name: "close token among others", send: []string{get(testAnnounce, "Connection: TE, Close\r\n")}, status: []int{200}, close: true},
-		{name: "pipelined after close not answered", send: []string{get(testAnnounce, "Connection: close\r\n") + get(testAnnounce)}, status: []int{200}, close: true},
+		{name: "close token among others", send: []string{httpservertest.Get(testAnnounce, "Connection: TE, Close\r\n")}, status: []int{200}, close: true},
+		{name: "pipelined after close not answered", send: []string{httpservertest.Get(testAnnounce, "Connection: close\r\n") + httpservertest.Get(testAnnounce)}, status: []int{200}, close: true},
 		{name: "HTTP/1.0 closes", send: []string{"GET " + testAnnounce + " HTTP/1.0\r\n\r\n"}, status: []int{200}, close: true},
 		{name: "HTTP/1.0 keep-alive", send: []string{"GET " + testAnnounce + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"}, status: []int{200},
 			check: func(t *testing.T, res []*http.Response, _ []string) {
@@ -173,37 +69,37 @@ func TestServerConformance(t *testing.T) {
 					t.Errorf("Connection %q", res[0].Header.Get("Connection"))
 				}
 			}},
-		{name: "in pieces", send: splitEvery(get(testAnnounce), 7), status: []int{200}},
+		{name: "in pieces", send: splitEvery(httpservertest.Get(testAnnounce), 7), status: []int{200}},
 		{name: "CR and LF split", send: []string{"GET " + testAnnounce + " HTTP/1.1\r\nHost: x\r", "\n\r", "\n"}, status: []int{200}},
 		{name: "bare LF", send: []string{"GET " + testAnnounce + " HTTP/1.1\nHost: x\n\n"}, status: []int{200}},
-		{name: "empty lines before", send: []string{"\r\n\r\n" + get(testAnnounce)}, status: []int{200}},
-		{name: "eight empty lines before", send: []string{strings.Repeat("\r\n", 7) + "\n" + get(testAnnounce)}, status: []int{200}},
+		{name: "empty lines before", send: []string{"\r\n\r\n" + httpservertest.Get(testAnnounce)}, status: []int{200}},
+		{name: "eight empty lines before", send: []string{strings.Repeat("\r\n", 7) + "\n" + httpservertest.Get(testAnnounce)}, status: []int{200}},
 		{name: "nine empty lines", send: []string{strings.Repeat("\r\n", 9)}, status: []int{400}, close: true},
-		{name: "empty lines in pieces", send: []string{"\r\n\r", "\n", get(testAnnounce)}, status: []int{200}},
-		{name: "empty line after a request, then another", send: []string{get(testAnnounce) + "\r\n", get(testAnnounce)}, status: []int{200, 200}},
+		{name: "empty lines in pieces", send: []string{"\r\n\r", "\n", httpservertest.Get(testAnnounce)}, status: []int{200}},
+		{name: "empty line after a request, then another", send: []string{httpservertest.Get(testAnnounce) + "\r\n", httpservertest.Get(testAnnounce)}, status: []int{200, 200}},
 		{name: "absolute form", send: []string{"GET http://tracker:6969" + testAnnounce + " HTTP/1.1\r\nHost: tracker:6969\r\n\r\n"}, status: []int{200}},
-		{name: "escaped path", send: []string{get(strings.Replace(testAnnounce, "/announce", "/%61nnounce", 1))}, status: []int{200},
+		{name: "escaped path", send: []string{httpservertest.Get(strings.Replace(testAnnounce, "/announce", "/%61nnounce", 1))}, status: []int{200},
 			check: func(t *testing.T, _ []*http.Response, bodies []string) {
 				if bodies[0] != testAnnounce {
 					t.Errorf("body %q: path not decoded", bodies[0])
 				}
 			}},
 		{name: "later minor version", send: []string{"GET " + testAnnounce + " HTTP/1.7\r\nHost: x\r\n\r\n"}, status: []int{200}},
-		{name: "not found", send: []string{get("/index.html")}, status: []int{404}},
-		{name: "long query reaches the handler", send: []string{get(testAnnounce + "&pad=" + strings.Repeat("p", 1100))}, status: []int{200},
+		{name: "not found", send: []string{httpservertest.Get("/index.html")}, status: []int{404}},
+		{name: "long query reaches the handler", send: []string{httpservertest.Get(testAnnounce + "&pad=" + strings.Repeat("p", 1100))}, status: []int{200},
 			check: func(t *testing.T, _ []*http.Response, bodies []string) {
 				if bodies[0] != testAnnounce+"&pad="+strings.Repeat("p", 1100) {
 					t.Errorf("body %q", bodies[0])
 				}
 			}},
-		{name: "head too large", send: []string{get(testAnnounce, bigHeader)}, status: []int{431}, close: true},
+		{name: "head too large", send: []string{httpservertest.Get(testAnnounce, bigHeader)}, status: []int{431}, close: true},
 		{name: "head too large, no end", send: []string{"GET /" + strings.Repeat("a", 3000)}, status: []int{431}, close: true},
 		{name: "malformed request line", send: []string{"HELLO\r\n\r\n"}, status: []int{400}, close: true},
-		{name: "space before colon", send: []string{get(testAnnounce, "Bad : x\r\n")}, status: []int{400}, close: true},
-		{name: "folding", send: []string{get(testAnnounce, "X-A: a\r\n b\r\n")}, status: []int{400}, close: true},
-		{name: "control character", send: []string{get(testAnnounce, "X-A: a\x01b\r\n")}, status: []int{400}, close: true},
+		{name: "space before colon", send: []string{httpservertest.Get(testAnnounce, "Bad : x\r\n")}, status: []int{400}, close: true},
+		{name: "folding", send: []string{httpservertest.Get(testAnnounce, "X-A: a\r\n b\r\n")}, status: []int{400}, close: true},
+		{name: "control character", send: []string{httpservertest.Get(testAnnounce, "X-A: a\x01b\r\n")}, status: []int{400}, close: true},
 		{name: "no Host", send: []string{"GET " + testAnnounce + " HTTP/1.1\r\n\r\n"}, status: []int{400}, close: true},
-		{name: "two Hosts", send: []string{get(testAnnounce, "Host: y\r\n")}, status: []int{400}, close: true},
+		{name: "two Hosts", send: []string{httpservertest.Get(testAnnounce, "Host: y\r\n")}, status: []int{400}, close: true},
 		{name: "HTTP/2", send: []string{"GET " + testAnnounce + " HTTP/2.0\r\nHost: x\r\n\r\n"}, status: []int{505}, close: true},
 		{name: "POST", send: []string{"POST /announce HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"}, status: []int{400}, close: true},
 		{name: "POST without body", send: []string{"POST " + testAnnounce + " HTTP/1.1\r\nHost: x\r\n\r\n"}, status: []int{405}, close: true,
@@ -212,17 +108,17 @@ func TestServerConformance(t *testing.T) {
 					t.Errorf("Allow %q", res[0].Header.Get("Allow"))
 				}
 			}},
-		{name: "body", send: []string{get(testAnnounce, "Content-Length: 4\r\n") + "abcd"}, status: []int{400}, close: true},
-		{name: "empty body is fine", send: []string{get(testAnnounce, "Content-Length: 0\r\n")}, status: []int{200}},
-		{name: "chunked body", send: []string{get(testAnnounce, "Transfer-Encoding: chunked\r\n") + "0\r\n\r\n"}, status: []int{400}, close: true},
-		{name: "conflicting lengths", send: []string{get(testAnnounce, "Content-Length: 0\r\nContent-Length: 1\r\n")}, status: []int{400}, close: true},
+		{name: "body", send: []string{httpservertest.Get(testAnnounce, "Content-Length: 4\r\n") + "abcd"}, status: []int{400}, close: true},
+		{name: "empty body is fine", send: []string{httpservertest.Get(testAnnounce, "Content-Length: 0\r\n")}, status: []int{200}},
+		{name: "chunked body", send: []string{httpservertest.Get(testAnnounce, "Transfer-Encoding: chunked\r\n") + "0\r\n\r\n"}, status: []int{400}, close: true},
+		{name: "conflicting lengths", send: []string{httpservertest.Get(testAnnounce, "Content-Length: 0\r\nContent-Length: 1\r\n")}, status: []int{400}, close: true},
 		{name: "bad target", send: []string{"GET /announce?a\x01b HTTP/1.1\r\nHost: x\r\n\r\n"}, status: []int{400}, close: true},
 	}
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{MaxHeaderBytes: 2000})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{MaxHeaderBytes: 2000})
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				c := dial(t, s)
+				c := httpservertest.Dial(t, s.Addr())
 				for i, chunk := range tt.send {
 					if i > 0 {
 						time.Sleep(20 * time.Millisecond)
@@ -235,7 +131,7 @@ func TestServerConformance(t *testing.T) {
 				if tt.close {
 					wait = 5 * time.Second
 				}
-				res, bodies, closed := readAll(t, c, wait)
+				res, bodies, closed := httpservertest.ReadAll(t, c, wait)
 				var got []int
 				for _, r := range res {
 					got = append(got, r.StatusCode)
@@ -268,8 +164,8 @@ func splitEvery(s string, n int) []string {
 
 // TestServerKeepsAliveWithNetHTTP: net/http's client reuses a connection.
 func TestServerKeepsAliveWithNetHTTP(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{})
 		tr := &http.Transport{}
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr}
@@ -302,11 +198,11 @@ func TestServerKeepsAliveWithNetHTTP(t *testing.T) {
 }
 
 // sharedBodyHandler answers /big with body, a shared (Response.Shared)
-// body, and anything else as echoHandler does.
-func sharedBodyHandler(body []byte) Handler {
-	return HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+// body, and anything else as EchoHandler does.
+func sharedBodyHandler(body []byte) httpserver.Handler {
+	return httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
 		if r.Path != "/big" {
-			echoHandler(ctx, w, r)
+			httpserver.EchoHandler(ctx, w, r)
 			return
 		}
 		w.Body, w.Shared = body, true
@@ -327,38 +223,38 @@ func randomBody(n int) []byte {
 // cut once the read-header timeout has passed since it began, however
 // steadily it sends; so is one that connects and sends nothing.
 func TestServerSlowloris(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		const rht = 300 * time.Millisecond
-		s := startServer(t, listen, testHandler(), Options{ReadHeaderTimeout: rht})
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{ReadHeaderTimeout: rht})
 		t.Run("dripping", func(t *testing.T) {
-			c := dial(t, s)
+			c := httpservertest.Dial(t, s.Addr())
 			start := time.Now()
-			req := get(testAnnounce)
+			req := httpservertest.Get(testAnnounce)
 			var err error
 			for i := 0; err == nil && i < len(req)-1 && time.Since(start) < 5*time.Second; i++ {
 				_, err = c.Write([]byte{req[i]})
 				time.Sleep(20 * time.Millisecond)
 			}
-			_, _, closed := readAll(t, c, 5*time.Second)
+			_, _, closed := httpservertest.ReadAll(t, c, 5*time.Second)
 			if d := time.Since(start); !closed || d > 3*time.Second {
 				t.Errorf("closed %v after %v", closed, d)
 			}
 		})
 		t.Run("silent", func(t *testing.T) {
-			c := dial(t, s)
+			c := httpservertest.Dial(t, s.Addr())
 			start := time.Now()
-			_, _, closed := readAll(t, c, 5*time.Second)
+			_, _, closed := httpservertest.ReadAll(t, c, 5*time.Second)
 			if d := time.Since(start); !closed || d < rht/2 {
 				t.Errorf("closed %v after %v", closed, d)
 			}
 		})
 		t.Run("slow, but in time", func(t *testing.T) {
-			c := dial(t, s)
-			for _, part := range splitEvery(get(testAnnounce), 50) {
+			c := httpservertest.Dial(t, s.Addr())
+			for _, part := range splitEvery(httpservertest.Get(testAnnounce), 50) {
 				io.WriteString(c, part)
 				time.Sleep(rht / 20)
 			}
-			res, _, _ := readAll(t, c, time.Second)
+			res, _, _ := httpservertest.ReadAll(t, c, time.Second)
 			if len(res) != 1 || res[0].StatusCode != 200 {
 				t.Errorf("replies %v", res)
 			}
@@ -366,15 +262,15 @@ func TestServerSlowloris(t *testing.T) {
 		t.Run("two slow requests, the second begun with the first's end", func(t *testing.T) {
 			// Each takes 2/3 of the timeout: the second's clock starts
 			// with its own first bytes.
-			c := dial(t, s)
-			req := get(testAnnounce)
+			c := httpservertest.Dial(t, s.Addr())
+			req := httpservertest.Get(testAnnounce)
 			both := req + req
 			cut := []int{0, len(req) / 2, len(req) + 10, len(req) + len(req)/2, len(both)}
 			for i := 1; i < len(cut); i++ {
 				io.WriteString(c, both[cut[i-1]:cut[i]])
 				time.Sleep(rht / 3)
 			}
-			res, _, _ := readAll(t, c, time.Second)
+			res, _, _ := httpservertest.ReadAll(t, c, time.Second)
 			if len(res) != 2 {
 				t.Errorf("%d replies, want 2", len(res))
 			}
@@ -385,13 +281,13 @@ func TestServerSlowloris(t *testing.T) {
 // TestServerIdleTimeout: a keep-alive connection idle for IdleTimeout is
 // closed; one that keeps asking stays open.
 func TestServerIdleTimeout(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		const idle = 300 * time.Millisecond
-		s := startServer(t, listen, testHandler(), Options{IdleTimeout: idle})
-		c := dial(t, s)
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{IdleTimeout: idle})
+		c := httpservertest.Dial(t, s.Addr())
 		br := bufio.NewReader(c)
 		for range 4 {
-			io.WriteString(c, get(testAnnounce))
+			io.WriteString(c, httpservertest.Get(testAnnounce))
 			res, err := http.ReadResponse(br, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -410,21 +306,6 @@ func TestServerIdleTimeout(t *testing.T) {
 	})
 }
 
-// dialSmallWindow connects with a small receive buffer, so that a large
-// reply does not fit in the socket buffers.
-func dialSmallWindow(t *testing.T, s *Server) net.Conn {
-	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { setRcvBuf(fd, 4096) })
-	}}
-	c, err := d.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // TestServerBigReplySlowReader: a shared body (Response.Shared, written
 // from where it is) far larger than the socket buffers reaches a client
 // that reads it slowly, whole; a client that does not read is dropped
@@ -435,82 +316,33 @@ func TestServerBigReplySlowReader(t *testing.T) {
 	// default) and the client's receive buffer together.
 	want := randomBody(7 << 20)
 	h := sharedBodyHandler(want)
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		const wt = 400 * time.Millisecond
-		s := startServer(t, listen, h, Options{WriteTimeout: wt})
-		t.Run("slow reader", func(t *testing.T) {
-			s := startServer(t, listen, h, Options{WriteTimeout: 20 * time.Second})
-			c := dialSmallWindow(t, s)
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			io.WriteString(c, get("/big")+get(testAnnounce))
-			br := bufio.NewReaderSize(&slowReader{r: c}, 4096)
-			res, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(res.Body)
-			if err != nil {
-				t.Fatalf("after %d bytes: %v", len(body), err)
-			}
-			if !bytes.Equal(body, want) {
-				t.Fatalf("body of %d bytes, want %d", len(body), len(want))
-			}
-			res, err = http.ReadResponse(br, nil)
-			if err != nil || res.StatusCode != 200 {
-				t.Fatalf("pipelined request after the big reply: %v", err)
-			}
-		})
-		t.Run("non-reader dropped", func(t *testing.T) {
-			c := dialSmallWindow(t, s)
-			io.WriteString(c, get("/big"))
-			time.Sleep(wt + 700*time.Millisecond)
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			n, err := io.Copy(io.Discard, c)
-			if err == nil && n > int64(len(want)) {
-				t.Fatalf("read %d bytes and the whole reply", n)
-			}
-			if n >= int64(len(want)) {
-				t.Errorf("read %d bytes of a %d-byte reply though it was dropped", n, len(want))
-			}
-		})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		httpservertest.CheckBigReply(t, listen, h, httpservertest.Get("/big"), want, testAnnounce)
 	})
-}
-
-// slowReader reads at most 8 KiB at a time, pausing now and then.
-type slowReader struct {
-	r io.Reader
-	n int
-}
-
-func (s *slowReader) Read(p []byte) (int, error) {
-	if s.n++; s.n%16 == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	return s.r.Read(p[:min(len(p), 8<<10)])
 }
 
 // TestServerMaxConns: at MaxConns, with no connection idle (each holds
 // the start of a request), a new connection waits (unserved) until one
 // closes.
 func TestServerMaxConns(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{MaxConns: 2})
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{MaxConns: 2})
 		var held []net.Conn
 		for range 2 {
-			c := dial(t, s)
-			io.WriteString(c, get(testAnnounce)+"GET /ann")
-			if res, _, _ := readAll(t, c, 300*time.Millisecond); len(res) != 1 {
+			c := httpservertest.Dial(t, s.Addr())
+			io.WriteString(c, httpservertest.Get(testAnnounce)+"GET /ann")
+			if res, _, _ := httpservertest.ReadAll(t, c, 300*time.Millisecond); len(res) != 1 {
 				t.Fatalf("%d replies", len(res))
 			}
 			held = append(held, c)
 		}
-		third := dial(t, s)
-		io.WriteString(third, get(testAnnounce))
-		if res, _, _ := readAll(t, third, 300*time.Millisecond); len(res) != 0 {
+		third := httpservertest.Dial(t, s.Addr())
+		io.WriteString(third, httpservertest.Get(testAnnounce))
+		if res, _, _ := httpservertest.ReadAll(t, third, 300*time.Millisecond); len(res) != 0 {
 			t.Fatal("third connection served while the cap of 2 was reached")
 		}
 		held[0].Close()
-		if res, _, _ := readAll(t, third, 5*time.Second); len(res) != 1 {
+		if res, _, _ := httpservertest.ReadAll(t, third, 5*time.Second); len(res) != 1 {
 			t.Fatal("third connection not served after one closed")
 		}
 	})
@@ -520,15 +352,15 @@ func TestServerMaxConns(t *testing.T) {
 // request in flight finish (its reply says Connection: close), then
 // returns, with the port closed.
 func TestServerShutdown(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{})
-		idle := dial(t, s)
-		io.WriteString(idle, get(testAnnounce))
-		if res, _, _ := readAll(t, idle, 300*time.Millisecond); len(res) != 1 {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{})
+		idle := httpservertest.Dial(t, s.Addr())
+		io.WriteString(idle, httpservertest.Get(testAnnounce))
+		if res, _, _ := httpservertest.ReadAll(t, idle, 300*time.Millisecond); len(res) != 1 {
 			t.Fatal("no reply")
 		}
-		busy := dial(t, s)
-		req := get(testAnnounce)
+		busy := httpservertest.Dial(t, s.Addr())
+		req := httpservertest.Get(testAnnounce)
 		io.WriteString(busy, req[:20])
 		time.Sleep(50 * time.Millisecond)
 
@@ -538,7 +370,7 @@ func TestServerShutdown(t *testing.T) {
 			defer cancel()
 			done <- s.Shutdown(ctx)
 		}()
-		if _, _, closed := readAll(t, idle, 2*time.Second); !closed {
+		if _, _, closed := httpservertest.ReadAll(t, idle, 2*time.Second); !closed {
 			t.Error("idle connection not closed by Shutdown")
 		}
 		select {
@@ -547,7 +379,7 @@ func TestServerShutdown(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		io.WriteString(busy, req[20:])
-		res, _, closed := readAll(t, busy, 2*time.Second)
+		res, _, closed := httpservertest.ReadAll(t, busy, 2*time.Second)
 		if len(res) != 1 || res[0].StatusCode != 200 || !res[0].Close || !closed {
 			t.Errorf("request in flight: %d replies, closed %v", len(res), closed)
 		}
@@ -572,9 +404,9 @@ func TestServerShutdown(t *testing.T) {
 // TestServerShutdownDeadline: when ctx ends first, Shutdown closes what is
 // left and returns ctx's error.
 func TestServerShutdownDeadline(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
-		s := startServer(t, listen, testHandler(), Options{})
-		c := dial(t, s)
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{})
+		c := httpservertest.Dial(t, s.Addr())
 		io.WriteString(c, "GET /announce")
 		time.Sleep(50 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -582,7 +414,7 @@ func TestServerShutdownDeadline(t *testing.T) {
 		if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Shutdown: %v, want the deadline", err)
 		}
-		if _, _, closed := readAll(t, c, 2*time.Second); !closed {
+		if _, _, closed := httpservertest.ReadAll(t, c, 2*time.Second); !closed {
 			t.Error("connection left open")
 		}
 	})
@@ -593,24 +425,24 @@ func TestServerShutdownDeadline(t *testing.T) {
 // up no other connection.
 func TestServerGoroutinePerConnBlockingHandler(t *testing.T) {
 	entered, gate := make(chan struct{}, 1), make(chan struct{})
-	h := HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+	h := httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
 		if r.Path == "/announce" {
 			entered <- struct{}{}
 			<-gate
 		}
-		echoHandler(ctx, w, r)
+		httpserver.EchoHandler(ctx, w, r)
 	})
-	s := startServer(t, Listen, h, Options{GoroutinePerConn: true, Loops: 1})
-	blocked := dial(t, s)
-	io.WriteString(blocked, get(testAnnounce, "Connection: close\r\n"))
+	s := httpservertest.Start(t, httpserver.Listen, h, httpserver.Options{GoroutinePerConn: true, Loops: 1})
+	blocked := httpservertest.Dial(t, s.Addr())
+	io.WriteString(blocked, httpservertest.Get(testAnnounce, "Connection: close\r\n"))
 	<-entered
-	other := dial(t, s)
-	io.WriteString(other, get("/scrape?info_hash=x", "Connection: close\r\n"))
-	if res, _, _ := readAll(t, other, 2*time.Second); len(res) != 1 {
+	other := httpservertest.Dial(t, s.Addr())
+	io.WriteString(other, httpservertest.Get("/scrape?info_hash=x", "Connection: close\r\n"))
+	if res, _, _ := httpservertest.ReadAll(t, other, 2*time.Second); len(res) != 1 {
 		t.Errorf("%d replies while another connection waits in the handler", len(res))
 	}
 	close(gate)
-	if res, _, _ := readAll(t, blocked, 2*time.Second); len(res) != 1 {
+	if res, _, _ := httpservertest.ReadAll(t, blocked, 2*time.Second); len(res) != 1 {
 		t.Errorf("%d replies once the handler answers", len(res))
 	}
 }

@@ -1,4 +1,4 @@
-package httpserver
+package httpserver_test
 
 import (
 	"bufio"
@@ -6,20 +6,22 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"trackd/httpserver"
+	"trackd/httpserver/httpservertest"
 )
 
 // upgradeHandler answers a request with "Upgrade: echo" with 101
 // Switching Protocols and takes the connection over: from then on it
 // echoes what it reads, for at most 10 s. Each connection taken is sent
-// on taken. Other requests get echoHandler's answers.
-func upgradeHandler(taken chan<- net.Conn) Handler {
-	return HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+// on taken. Other requests get EchoHandler's answers.
+func upgradeHandler(taken chan<- net.Conn) httpserver.Handler {
+	return httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
 		if !strings.EqualFold(r.Header("Upgrade"), "echo") {
-			echoHandler(ctx, w, r)
+			httpserver.EchoHandler(ctx, w, r)
 			return
 		}
 		w.Status = http.StatusSwitchingProtocols
@@ -61,7 +63,7 @@ func readEcho(t *testing.T, c net.Conn, br *bufio.Reader, p string) {
 func TestServerTakeover(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	upgrade := "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		for _, keepAlive := range []bool{false, true} {
 			name := "first request"
 			if keepAlive {
@@ -69,11 +71,11 @@ func TestServerTakeover(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				taken := make(chan net.Conn, 1)
-				s := startServer(t, listen, upgradeHandler(taken), Options{
+				s := httpservertest.Start(t, listen, upgradeHandler(taken), httpserver.Options{
 					ReadHeaderTimeout: timeout, IdleTimeout: timeout, WriteTimeout: timeout,
 					MaxConns: 1, MaxConnsPerIP: 1, Loops: 1,
 				})
-				c := dialFrom(t, s, "127.0.0.7")
+				c := httpservertest.DialFrom(t, s.Addr(), "127.0.0.7")
 				br := bufio.NewReader(c)
 				if keepAlive {
 					if err := announceOnce(t, c, br); err != nil {
@@ -109,10 +111,10 @@ func TestServerTakeover(t *testing.T) {
 					}
 					time.Sleep(10 * time.Millisecond)
 				}
-				other := dialFrom(t, s, "127.0.0.7")
+				other := httpservertest.DialFrom(t, s.Addr(), "127.0.0.7")
 				other.SetDeadline(time.Now().Add(5 * time.Second))
-				io.WriteString(other, get(testAnnounce, "Connection: close\r\n"))
-				if res, _, _ := readAll(t, other, 2*time.Second); len(res) != 1 || res[0].StatusCode != 200 {
+				io.WriteString(other, httpservertest.Get(testAnnounce, "Connection: close\r\n"))
+				if res, _, _ := httpservertest.ReadAll(t, other, 2*time.Second); len(res) != 1 || res[0].StatusCode != 200 {
 					t.Errorf("another connection from the address: %d replies", len(res))
 				}
 
@@ -139,10 +141,10 @@ func TestServerTakeover(t *testing.T) {
 // reply can be written does not make the Server call Takeover, and the
 // Server goes on serving others.
 func TestServerTakeoverClientGone(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, listen listenFunc) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
 		taken := make(chan net.Conn, 1)
 		called := make(chan struct{}, 1)
-		h := HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
+		h := httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
 			w.Status = http.StatusSwitchingProtocols
 			w.Body = append(w.Body, strings.Repeat("x", 8<<20)...) // more than the socket takes
 			w.Takeover = func(c net.Conn) {
@@ -151,9 +153,9 @@ func TestServerTakeoverClientGone(t *testing.T) {
 				c.Close()
 			}
 		})
-		s := startServer(t, listen, h, Options{WriteTimeout: 300 * time.Millisecond})
-		c := dialSmallWindow(t, s)
-		io.WriteString(c, get("/chat"))
+		s := httpservertest.Start(t, listen, h, httpserver.Options{WriteTimeout: 300 * time.Millisecond})
+		c := httpservertest.DialSmallWindow(t, s.Addr())
+		io.WriteString(c, httpservertest.Get("/chat"))
 		time.Sleep(100 * time.Millisecond)
 		c.Close()
 		select {
@@ -165,48 +167,4 @@ func TestServerTakeoverClientGone(t *testing.T) {
 			t.Errorf("OpenConns %d", n)
 		}
 	})
-}
-
-// TestResponseHead: what the Server writes for a Response's fields: a
-// 204 without Content-Type and Content-Length, a Content-Type of the
-// Handler's, fields added with AddHeader (those that would split the
-// reply dropped), and a status out of range as 500.
-func TestResponseHead(t *testing.T) {
-	h := HandlerFunc(func(ctx context.Context, w *Response, r *Request) {
-		switch r.Path {
-		case "/204":
-			w.Status = http.StatusNoContent
-		case "/json":
-			w.ContentType = "application/json"
-			w.AddHeader("X-One", "1")
-			w.AddHeader("X-Bad", "a\r\nInjected: yes")
-			w.AddHeader("X-Bad\n", "b")
-			w.Body = append(w.Body, "{}"...)
-		case "/bad":
-			w.Status = 42
-		}
-	})
-	r := newResponder(context.Background(), h, &Options{MaxHeaderBytes: 1024})
-	in := []byte(get("/204") + get("/json") + get("/bad"))
-	b := r.respond(in, 0, netip.AddrPort{}, nil, false, time.Unix(0, 0))
-	br := bufio.NewReader(strings.NewReader(string(b.out)))
-	var got []*http.Response
-	for range 3 {
-		res, err := http.ReadResponse(br, &http.Request{Method: "GET"})
-		if err != nil {
-			t.Fatalf("reply %d of %q: %v", len(got), b.out, err)
-		}
-		io.Copy(io.Discard, res.Body)
-		got = append(got, res)
-	}
-	if res := got[0]; res.StatusCode != 204 || res.Header["Content-Length"] != nil || res.Header["Content-Type"] != nil {
-		t.Errorf("204: header %v", res.Header)
-	}
-	if res := got[1]; res.Header.Get("Content-Type") != "application/json" || res.Header.Get("X-One") != "1" ||
-		res.Header["X-Bad"] != nil || res.Header["Injected"] != nil || res.ContentLength != 2 {
-		t.Errorf("json: header %v", res.Header)
-	}
-	if res := got[2]; res.StatusCode != 500 {
-		t.Errorf("status 42 sent as %d", res.StatusCode)
-	}
 }

@@ -1,5 +1,5 @@
 //go:build !unix
 
-package httpserver
+package httpservertest
 
 func setRcvBuf(fd uintptr, n int) {}

@@ -1,5 +1,0 @@
-//go:build !unix
-
-package http
-
-func setRcvBuf(fd uintptr, n int) {}

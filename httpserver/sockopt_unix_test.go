@@ -1,9 +1,0 @@
-//go:build unix
-
-package httpserver
-
-import "syscall"
-
-func setRcvBuf(fd uintptr, n int) {
-	syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
-}
