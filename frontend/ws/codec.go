@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode/utf8"
 
@@ -696,6 +697,13 @@ func (p *parser) skipStr() error {
 	p.i++ // '"'
 	b := p.b
 	for p.i < len(b) {
+		// the long runs of plain ASCII of an SDP, eight bytes at a time
+		for p.i+8 <= len(b) && plain8(b[p.i:p.i+8]) {
+			p.i += 8
+		}
+		if p.i >= len(b) {
+			break
+		}
 		c := b[p.i]
 		switch {
 		case c == '"':
@@ -719,6 +727,19 @@ func (p *parser) skipStr() error {
 		}
 	}
 	return errSyntax
+}
+
+// plain8 reports whether the 8 bytes of b are all printable ASCII other
+// than '"' and '\\': none ends a string or needs a closer look.
+func plain8(b []byte) bool {
+	v := binary.LittleEndian.Uint64(b)
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasLess := func(x, n uint64) uint64 { return (x - ones*n) &^ x & highs } // a byte < n (x's bytes < 0x80)
+	hasByte := func(x, n uint64) uint64 { return hasLess(x^(ones*n), 1) }
+	if v&highs != 0 {
+		return false
+	}
+	return hasLess(v, 0x20)|hasByte(v, '"')|hasByte(v, '\\') == 0
 }
 
 // binary reads a 20-byte binary string into out: 20 characters from

@@ -238,3 +238,31 @@ func TestParseReuse(t *testing.T) {
 		t.Errorf("second message read %+v", m)
 	}
 }
+
+// TestPlain8: the word-at-a-time check agrees with the byte-at-a-time one
+// for every byte value in every position.
+func TestPlain8(t *testing.T) {
+	ref := func(b []byte) bool {
+		for _, c := range b {
+			if c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	b := []byte("abcdefgh")
+	for pos := range 8 {
+		for c := range 256 {
+			w := append([]byte(nil), b...)
+			w[pos] = byte(c)
+			if got, want := plain8(w), ref(w); got != want {
+				t.Fatalf("plain8(%q) = %v, want %v", w, got, want)
+			}
+		}
+	}
+	for _, w := range []string{"\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f", "!!!!!!!!", "########", "\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f", "\"\"\"\"\"\"\"\"", "        "} {
+		if got, want := plain8([]byte(w)), ref([]byte(w)); got != want {
+			t.Errorf("plain8(%q) = %v, want %v", w, got, want)
+		}
+	}
+}
