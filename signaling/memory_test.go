@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -458,27 +459,37 @@ func TestAnnounceAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkAnnouncePick: one re-announce picking 10 peers of a swarm of
-// 1000, from parallel connections over 1000 swarms.
+// BenchmarkAnnouncePick: a re-announce picking 10 peers of a swarm of
+// about 100, from parallel connections over 1000 swarms that each of
+// them has joined before the timer starts.
 func BenchmarkAnnouncePick(b *testing.B) {
 	r, _ := newMem(b, Options{})
-	const swarms, per = 1000, 100
+	const swarms, per, workers = 1000, 100, 64
+	hash := func(s int) bittorrent.InfoHash { return bittorrent.InfoHash{byte(s), byte(s >> 8)} }
 	for s := range swarms {
-		ih := bittorrent.InfoHash{byte(s), byte(s >> 8)}
 		for i := range per {
-			r.Announce(&Announce{InfoHash: ih, PeerID: pid(i), Via: &conn{}, Seeder: i%4 == 0}, nil)
+			r.Announce(&Announce{InfoHash: hash(s), PeerID: pid(i), Via: &conn{}, Seeder: i%4 == 0}, nil)
 		}
 	}
+	conns := make([]*conn, workers)
+	for w := range conns {
+		conns[w] = &conn{}
+		for s := range swarms {
+			r.Announce(&Announce{InfoHash: hash(s), PeerID: pid(per + w), Via: conns[w]}, nil)
+		}
+	}
+	var next atomic.Int32
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		w := int(next.Add(1)-1) % workers
+		a := Announce{PeerID: pid(per + w), Via: conns[w], NumWant: 10}
 		dst := make([]Sender, 0, 10)
-		c := &conn{}
-		id := pid(rand.IntN(1 << 30))
-		i := 0
+		i := w * 7
 		for pb.Next() {
-			ih := bittorrent.InfoHash{byte(i), byte(i >> 8 % 4)}
+			a.InfoHash = hash(i % swarms)
 			i++
-			dst, _, _ = r.Announce(&Announce{InfoHash: ih, PeerID: id, Via: c, NumWant: 10}, dst[:0])
+			dst, _, _ = r.Announce(&a, dst[:0])
 		}
 	})
 }
