@@ -281,6 +281,13 @@ type session struct {
 	tokens float32
 }
 
+// Send is the session as the registry's signaling.Sender: its
+// connection's Send. The registry binds peers to sessions, which are
+// pointers and so compare as the registry needs whatever type the
+// transport's Conn is. It is called from other connections' sessions;
+// it reads only s.c, which never changes.
+func (s *session) Send(msg []byte) bool { return s.c.Send(msg) }
+
 type joined struct {
 	ih bittorrent.InfoHash
 	id bittorrent.PeerID
@@ -336,7 +343,7 @@ func (s *session) Message(ctx context.Context, msg []byte) {
 // joined over this connection.
 func (s *session) Closed() {
 	for _, j := range s.joined {
-		s.h.reg.Leave(j.ih, j.id, s.c)
+		s.h.reg.Leave(j.ih, j.id, s)
 	}
 	s.joined = nil
 }
@@ -407,7 +414,7 @@ func (s *session) room() bool {
 	}
 	kept := s.joined[:0]
 	for _, j := range s.joined {
-		if s.h.reg.Has(j.ih, j.id, s.c) {
+		if s.h.reg.Has(j.ih, j.id, s) {
 			kept = append(kept, j)
 		}
 	}
@@ -447,7 +454,7 @@ func (s *session) announce(sc *scratch) Result {
 	sc.ann = signaling.Announce{
 		InfoHash: m.infoHash,
 		PeerID:   m.peerID,
-		Via:      s.c,
+		Via:      s,
 		Event:    m.event,
 		Seeder:   m.left == 0,
 		NumWant:  want,
@@ -521,7 +528,7 @@ func (s *session) answer(sc *scratch) Result {
 	case !m.hasTo || !m.hasOfferID:
 		return s.fail(sc, errAnswerFields)
 	}
-	to, err := h.reg.Route(m.infoHash, m.peerID, s.c, m.toPeerID)
+	to, err := h.reg.Route(m.infoHash, m.peerID, s, m.toPeerID)
 	switch {
 	case errors.Is(err, signaling.ErrNotMember):
 		h.metrics.Dropped(DropNotMember, 1)

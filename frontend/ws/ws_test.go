@@ -565,3 +565,31 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Errorf("totals %+v after all closed", tot)
 	}
 }
+
+// valueConn is a Conn of a type that cannot be compared (a struct with a
+// slice, by value): the registry binds peers to sessions, never to the
+// transport's Conns, so it works all the same.
+type valueConn struct {
+	c    *fakeConn
+	tags []string // makes the type incomparable
+}
+
+func (v valueConn) Send(msg []byte) bool       { return v.c.Send(msg) }
+func (v valueConn) Close()                     { v.c.Close() }
+func (v valueConn) RemoteAddr() netip.AddrPort { return v.c.RemoteAddr() }
+
+func TestIncomparableConn(t *testing.T) {
+	e := newEnv(t, tracker.Config{}, Options{})
+	a, b := &fakeConn{}, &fakeConn{}
+	sa, sb := e.h.Open(valueConn{c: a, tags: []string{"a"}}), e.h.Open(valueConn{c: b, tags: []string{"b"}})
+	sa.Message(context.Background(), []byte(`{"action":"announce","info_hash":`+js(ihX[:])+`,"peer_id":`+js(idA[:])+`}`))
+	sb.Message(context.Background(), offerMessage(ihX, idB, 1))
+	if got := a.take(t); len(got) != 2 || got[1]["offer"] == nil {
+		t.Errorf("a got %v, want its reply and b's offer", got)
+	}
+	sa.Closed()
+	sb.Closed()
+	if tot := e.h.Registry().Totals(); tot.Peers() != 0 {
+		t.Errorf("totals %+v after both closed", tot)
+	}
+}
