@@ -300,8 +300,8 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 	if req.Addr.Port() == 0 {
 		return ErrPortZero
 	}
-	if t.cfg.Access != nil && !t.cfg.Access.Allowed(req.InfoHash) {
-		return ErrNotAllowed
+	if err := t.Allowed(req.InfoHash); err != nil {
+		return err
 	}
 	if err := t.admit(); err != nil {
 		return err
@@ -381,7 +381,16 @@ func (t *Tracker) Intervals(ctx context.Context) (interval, minInterval time.Dur
 		t.cfg.Health.Observe(err)
 		return 0, 0, err
 	}
-	interval = IntervalFor(totals.Peers(), t.cfg.TargetAnnounceRate, t.cfg.MinInterval, t.cfg.MaxInterval)
+	interval, minInterval = t.IntervalsFor(totals.Peers())
+	return interval, minInterval, nil
+}
+
+// IntervalsFor is the interval policy alone, for swarms of peers peers
+// that live outside the store (the WebSocket frontend's): the interval
+// of IntervalFor with the tracker's settings, doubled while the tracker
+// sheds load (Overloaded), and the min interval. It does no I/O.
+func (t *Tracker) IntervalsFor(peers uint64) (interval, minInterval time.Duration) {
+	interval = IntervalFor(peers, t.cfg.TargetAnnounceRate, t.cfg.MinInterval, t.cfg.MaxInterval)
 	if t.Overloaded() {
 		interval = min(2*interval, t.cfg.MaxInterval)
 	}
@@ -389,7 +398,18 @@ func (t *Tracker) Intervals(ctx context.Context) (interval, minInterval time.Dur
 	if minInterval <= 0 || minInterval > interval {
 		minInterval = interval / 2
 	}
-	return interval, minInterval, nil
+	return interval, minInterval
+}
+
+// Allowed checks ih against the access list: ErrNotAllowed for a hash
+// it refuses, nil for one it tracks (or when the tracker is open). A
+// frontend whose swarms live outside the store asks it before an
+// announce; Announce asks it itself.
+func (t *Tracker) Allowed(ih bittorrent.InfoHash) error {
+	if t.cfg.Access != nil && !t.cfg.Access.Allowed(ih) {
+		return ErrNotAllowed
+	}
+	return nil
 }
 
 // IntervalFor is the interval policy that keeps server load constant: with

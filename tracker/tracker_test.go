@@ -466,6 +466,9 @@ func TestOverload(t *testing.T) {
 	if resp.Interval != 2*time.Minute {
 		t.Errorf("interval %v right after an overload, want doubled (2m)", resp.Interval)
 	}
+	if iv, _ := tr.IntervalsFor(0); iv != 2*time.Minute {
+		t.Errorf("IntervalsFor(0) = %v right after an overload, want doubled (2m)", iv)
+	}
 }
 
 func TestOverloadRetryInAtLeastAMinute(t *testing.T) {
@@ -513,5 +516,46 @@ func TestMemoryFull(t *testing.T) {
 	}
 	if err := tr.Announce(ctx, peerReq(1, 1, 0), &resp); err != nil || resp.Interval != time.Minute {
 		t.Fatalf("re-announce of a known peer at the bound: %v, interval %v", err, resp.Interval)
+	}
+}
+
+// TestIntervalsFor: the policy alone, for swarms outside the store, is the
+// policy Intervals applies to the store's totals.
+func TestIntervalsFor(t *testing.T) {
+	tr, _ := newTracker(t, tracker.Config{TargetAnnounceRate: 10, MinAnnounceInterval: 90 * time.Second})
+	tests := []struct {
+		peers         uint64
+		interval, min time.Duration
+	}{
+		{0, time.Minute, 30 * time.Second}, // min interval above the interval: half of it
+		{1000, 100 * time.Second, 90 * time.Second},
+		{1 << 30, 30 * time.Minute, 90 * time.Second},
+	}
+	for _, tt := range tests {
+		iv, mi := tr.IntervalsFor(tt.peers)
+		if iv != tt.interval || mi != tt.min {
+			t.Errorf("IntervalsFor(%d) = %v, %v; want %v, %v", tt.peers, iv, mi, tt.interval, tt.min)
+		}
+	}
+	iv, mi, err := tr.Intervals(context.Background())
+	if wiv, wmi := tr.IntervalsFor(0); err != nil || iv != wiv || mi != wmi {
+		t.Errorf("Intervals of an empty store = %v, %v, %v; IntervalsFor(0) = %v, %v", iv, mi, err, wiv, wmi)
+	}
+}
+
+// TestAllowed: the access list's answer, for frontends whose swarms live
+// outside the store.
+func TestAllowed(t *testing.T) {
+	open, _ := newTracker(t, tracker.Config{})
+	if err := open.Allowed(bittorrent.InfoHash{1}); err != nil {
+		t.Errorf("open tracker: %v", err)
+	}
+	refused := hashSet{bittorrent.InfoHash{2}: true}
+	tr, _ := newTracker(t, tracker.Config{Access: refused})
+	if err := tr.Allowed(bittorrent.InfoHash{1}); err != nil {
+		t.Errorf("allowed hash: %v", err)
+	}
+	if err := tr.Allowed(bittorrent.InfoHash{2}); err != tracker.ErrNotAllowed {
+		t.Errorf("refused hash: %v, want ErrNotAllowed", err)
 	}
 }
