@@ -97,7 +97,7 @@ var nextHandler = httpserver.HandlerFunc(func(ctx context.Context, w *httpserver
 
 // start serves h with opts on a listener of su's kind and returns the
 // Server, the URL to dial and a dialer for it.
-func (su setup) start(t *testing.T, h Handler, opts Options) (*Server, string, ws.Dialer) {
+func (su setup) start(t testing.TB, h Handler, opts Options) (*Server, string, ws.Dialer) {
 	t.Helper()
 	opts.GoroutinePerConn = su.wsPortable
 	s := New(h, opts)
@@ -653,5 +653,47 @@ func TestClientAddr(t *testing.T) {
 		if got := s.clientAddr(tt.peer, tt.realIP, tt.xff); got.String() != tt.want {
 			t.Errorf("clientAddr(%v, %q, %q) = %v, want %s", tt.peer, tt.realIP, tt.xff, got, tt.want)
 		}
+	}
+}
+
+// BenchmarkSend: Conn.Send of a 200-byte message to a client that reads
+// everything, from the benchmark's goroutine (as a relay from another
+// connection's Session): on an event loop a write system call per Send;
+// on a goroutine of its own, a copy into the queue its writer empties.
+func BenchmarkSend(b *testing.B) {
+	for _, su := range setups {
+		if su.name == "http-portable/ws-epoll" {
+			continue
+		}
+		b.Run(su.name, func(b *testing.B) {
+			h := newTestHandler()
+			_, url, d := su.start(b, h, Options{MaxQueueBytes: 16 << 20})
+			c := dial(b, url, d)
+			conn := <-h.opened
+			go io.Copy(io.Discard, c.r)
+			msg := []byte(strings.Repeat("m", 200))
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			pc, _ := conn.(*pconn)
+			i := 0
+			for b.Loop() {
+				if !conn.Send(msg) {
+					b.Fatal("Send failed")
+				}
+				// A goroutine's writer is outpaced by a loop of Sends
+				// (its queue would overflow): wait for it now and then.
+				if i++; pc != nil && i%64 == 0 {
+					for {
+						pc.mu.Lock()
+						n := len(pc.out)
+						pc.mu.Unlock()
+						if n < 1<<20 {
+							break
+						}
+						runtime.Gosched()
+					}
+				}
+			}
+		})
 	}
 }
