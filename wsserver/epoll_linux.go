@@ -166,8 +166,8 @@ func newLoop(s *Server) (*loop, error) {
 		buf:    make([]byte, s.opts.MaxMessageBytes+maxHeader+readSize),
 	}
 	// The sweep (pings, timeouts, lingering closes) runs a few times per
-	// PingInterval or IdleTimeout, whichever is shorter.
-	l.tick = min(s.opts.PingInterval, s.opts.IdleTimeout) / 8
+	// PingInterval, IdleTimeout or MessageTimeout, whichever is shortest.
+	l.tick = min(s.opts.PingInterval, s.opts.IdleTimeout, s.opts.MessageTimeout) / 8
 	l.tick = max(min(l.tick, time.Second), 5*time.Millisecond)
 	var err error
 	if l.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
@@ -347,10 +347,11 @@ func (l *loop) process(c *econn, data []byte) {
 		// The close handshake has begun: what follows is dropped until
 		// the client closes, or closeLinger.
 		c.discarding = true
-		c.partial, c.re = nil, reassembly{}
+		c.partial, c.re, c.pending = nil, reassembly{}, 0
 		return
 	}
 	rest := data[k:]
+	c.pending = pendingSince(c.pending, l.now, &c.re, k, len(rest))
 	switch {
 	case len(rest) > 0:
 		c.partial = append(c.partial[:0], rest...)
@@ -362,7 +363,8 @@ func (l *loop) process(c *econn, data []byte) {
 }
 
 // sweep pings the connections quiet for PingInterval, and closes those
-// quiet for IdleTimeout and those whose close has lingered long enough.
+// quiet for IdleTimeout, those with a message unfinished for
+// MessageTimeout and those whose close has lingered long enough.
 func (l *loop) sweep() {
 	o := &l.s.opts
 	for _, c := range l.conns {
@@ -371,6 +373,12 @@ func (l *loop) sweep() {
 		}
 		if by := c.closeBy.Load(); by != 0 && l.now >= time.Duration(by) {
 			l.closeConn(c)
+			continue
+		}
+		if c.pending != 0 && l.now-c.pending >= o.MessageTimeout {
+			c.closeWith(errSlowMessage)
+			c.discarding = true
+			c.partial, c.re, c.pending = nil, reassembly{}, 0
 			continue
 		}
 		quiet := l.now - c.lastRead
@@ -450,6 +458,9 @@ type econn struct {
 	re                 reassembly
 	discarding         bool
 	lastRead, lastPing time.Duration
+	// pending is when the oldest unfinished frame or fragmented message
+	// began (0: none): MessageTimeout bounds it.
+	pending time.Duration
 }
 
 func (c *econn) RemoteAddr() netip.AddrPort { return c.remote }

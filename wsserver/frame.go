@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"encoding/binary"
+	"time"
 	"unicode/utf8"
 )
 
@@ -31,6 +32,7 @@ const (
 	CloseProtocolError   = 1002 // a frame RFC 6455 forbids
 	CloseUnsupportedData = 1003 // a binary message: the protocol is text (JSON)
 	CloseInvalidPayload  = 1007 // a text message that is not UTF-8
+	ClosePolicyViolation = 1008 // a message not whole within MessageTimeout
 	CloseMessageTooBig   = 1009 // a message over Options.MaxMessageBytes
 	CloseTryAgainLater   = 1013 // a connection over MaxConns or MaxConnsPerIP
 )
@@ -64,6 +66,7 @@ var (
 	errLength        = &closeErr{CloseProtocolError, "non-minimal or too long length"}
 	errCloseFrame    = &closeErr{CloseProtocolError, "invalid close frame"}
 	errTooBig        = &closeErr{CloseMessageTooBig, "message too big"}
+	errSlowMessage   = &closeErr{ClosePolicyViolation, "message not complete in time"}
 	errBinary        = &closeErr{CloseUnsupportedData, "binary messages are not accepted"}
 	errUTF8          = &closeErr{CloseInvalidPayload, "text message is not UTF-8"}
 	errGoingAway     = &closeErr{CloseGoingAway, "going away"}
@@ -241,6 +244,9 @@ type endpoint interface {
 type reassembly struct {
 	frag  []byte // the fragments so far, unmasked
 	inMsg bool   // a message is fragmented (its first frame had no FIN)
+	// started: a fragmented message began since the connection last
+	// cleared it (pending's clock).
+	started bool
 }
 
 // keepFrag is the largest fragment buffer kept for the next fragmented
@@ -279,7 +285,7 @@ func readFrames(data []byte, st *reassembly, maxMsg int, e endpoint) (n int, err
 				return n, errNotContinued, false
 			}
 			if !h.fin {
-				st.inMsg = true
+				st.inMsg, st.started = true, true
 				st.frag = append(st.frag[:0], p...)
 				continue
 			}
@@ -312,4 +318,28 @@ func readFrames(data []byte, st *reassembly, maxMsg int, e endpoint) (n int, err
 		}
 	}
 	return n, nil, false
+}
+
+// pendingSince updates the clock of a connection's unfinished input,
+// after readFrames consumed k bytes and left rest: since holds when the
+// oldest unfinished frame or fragmented message began (0: none), now is
+// the time of this read. A fragmented message's clock runs from its first
+// frame, so that its fragments cannot be trickled; a frame's from the
+// read that began it.
+func pendingSince(since, now time.Duration, st *reassembly, k, rest int) time.Duration {
+	now = max(now, 1)
+	started := st.started
+	st.started = false
+	switch {
+	case rest == 0 && !st.inMsg:
+		return 0
+	case st.inMsg:
+		if started || since == 0 {
+			return now
+		}
+		return since
+	case k > 0 || since == 0:
+		return now
+	}
+	return since
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -268,4 +269,30 @@ func readFrame(r io.Reader) (ws.Frame, error) {
 		ws.Cipher(f.Payload, h.Mask, 0)
 	}
 	return f, nil
+}
+
+// TestPendingSince: the clock of unfinished input.
+func TestPendingSince(t *testing.T) {
+	tests := []struct {
+		name         string
+		since, now   time.Duration
+		inMsg, start bool
+		k, rest      int
+		want         time.Duration
+	}{
+		{"nothing left", 5, 9, false, false, 10, 0, 0},
+		{"a partial frame begins", 0, 9, false, false, 0, 3, 9},
+		{"the same partial frame", 5, 9, false, false, 0, 3, 5},
+		{"a frame done, another begun", 5, 9, false, false, 10, 3, 9},
+		{"a fragmented message begins", 0, 9, true, true, 10, 0, 9},
+		{"its next fragment", 5, 9, true, false, 10, 0, 5},
+		{"a message done, another begun", 5, 9, true, true, 10, 2, 9},
+		{"at time 0", 0, 0, false, false, 0, 3, 1},
+	}
+	for _, tt := range tests {
+		st := reassembly{inMsg: tt.inMsg, started: tt.start}
+		if got := pendingSince(tt.since, tt.now, &st, tt.k, tt.rest); got != tt.want || st.started {
+			t.Errorf("%s: %v (started %v), want %v", tt.name, got, st.started, tt.want)
+		}
+	}
 }

@@ -39,6 +39,7 @@ type pconn struct {
 	re       reassembly
 	lastRead time.Time
 	lastPing time.Time
+	pending  time.Duration // since s.start; see econn.pending
 }
 
 // connState is where a connection stands.
@@ -169,6 +170,7 @@ func (c *pconn) run(rest []byte) {
 		if n > 0 {
 			k, err, stop := readFrames(c.buf[:n], &c.re, c.s.opts.MaxMessageBytes, c)
 			n = copy(c.buf, c.buf[k:n])
+			c.pending = pendingSince(c.pending, time.Since(c.s.start), &c.re, k, n)
 			if err != nil {
 				c.closeWith(err)
 			}
@@ -198,6 +200,11 @@ func (c *pconn) run(rest []byte) {
 			if !linger.IsZero() && !now.Before(linger) {
 				return
 			}
+			if c.pending != 0 && now.Sub(c.s.start)-c.pending >= c.s.opts.MessageTimeout {
+				c.closeWith(errSlowMessage)
+				c.discard()
+				return
+			}
 			if now.Sub(c.lastRead) >= c.s.opts.IdleTimeout {
 				return
 			}
@@ -222,6 +229,11 @@ func (c *pconn) nextDeadline() time.Time {
 	}
 	if ping.Before(d) {
 		d = ping
+	}
+	if c.pending != 0 {
+		if m := c.s.start.Add(c.pending + c.s.opts.MessageTimeout); m.Before(d) {
+			d = m
+		}
 	}
 	c.mu.Lock()
 	if !c.lingerUntil.IsZero() && c.lingerUntil.Before(d) {

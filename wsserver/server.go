@@ -36,6 +36,9 @@ const (
 	// from the client (a message, or the pong its pings ask for) before
 	// it is closed: three pings unanswered.
 	DefaultIdleTimeout = 100 * time.Second
+	// DefaultMessageTimeout bounds the time a message may take to
+	// arrive whole, from its first byte: 64 KiB at 20 kbit/s.
+	DefaultMessageTimeout = 30 * time.Second
 	// DefaultMaxConns bounds the WebSocket connections open at once.
 	DefaultMaxConns = 200_000
 	// DefaultMaxConnsPerIP bounds one client address's (an IPv4 address
@@ -59,7 +62,12 @@ type Options struct {
 	// MaxQueueBytes bounds the bytes Conn.Send may queue for a
 	// connection whose socket does not take them: past it, the
 	// connection is closed (a client that does not read never stalls
-	// the relays of others, nor holds more memory than this).
+	// the relays of others, nor holds more memory than this). A message
+	// is queued whole when the queue is empty, whatever its length. On a
+	// goroutine per connection the queue also holds what the writer
+	// goroutine has not picked up yet, so a burst of Sends faster than
+	// it is scheduled counts against the bound (on an event loop, Send
+	// writes to the socket at once).
 	MaxQueueBytes int
 	// PingInterval: a connection without a frame from the client for
 	// this long is pinged, and again every PingInterval.
@@ -67,6 +75,11 @@ type Options struct {
 	// IdleTimeout: a connection without a frame from the client for
 	// this long is closed.
 	IdleTimeout time.Duration
+	// MessageTimeout bounds the time from a frame's first byte (or a
+	// fragmented message's) until it is whole: a client cannot hold a
+	// buffer of up to MaxMessageBytes by trickling its bytes. Past it,
+	// the connection is closed with 1008 (policy violation).
+	MessageTimeout time.Duration
 	// MaxConns bounds the open WebSocket connections; one more is closed
 	// right after the handshake with 1013 (try again later).
 	MaxConns int
@@ -103,6 +116,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MessageTimeout <= 0 {
+		o.MessageTimeout = DefaultMessageTimeout
 	}
 	if o.MaxConns == 0 {
 		o.MaxConns = DefaultMaxConns

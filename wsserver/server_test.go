@@ -697,3 +697,60 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// TestMessageTimeout: a frame, or a fragmented message, that is not
+// whole within MessageTimeout closes the connection with 1008, however
+// its bytes trickle in; whole messages meanwhile do not count.
+func TestMessageTimeout(t *testing.T) {
+	for _, su := range setups {
+		t.Run(su.name, func(t *testing.T) {
+			h := newTestHandler()
+			const timeout = 400 * time.Millisecond
+			_, url, d := su.start(t, h, Options{MessageTimeout: timeout})
+			// Whole messages, one every 100 ms for longer than the timeout.
+			c := dial(t, url, d)
+			for range 6 {
+				c.text("x")
+				c.expectText("x")
+				time.Sleep(100 * time.Millisecond)
+			}
+			// Half a frame, then a byte every 100 ms.
+			f := clientFrame(true, ws.OpText, strings.Repeat("y", 100))
+			start := time.Now()
+			c.nc.Write(f[:10])
+			go func(nc net.Conn) {
+				for i := 10; i < 20; i++ {
+					time.Sleep(100 * time.Millisecond)
+					if _, err := nc.Write(f[i : i+1]); err != nil {
+						return
+					}
+				}
+			}(c.nc)
+			c.expectClose(1008)
+			if e := time.Since(start); e < timeout {
+				t.Errorf("closed after %v, before MessageTimeout", e)
+			}
+			waitConn(t, h.closed, "trickled frame")
+			// Fragments, each a whole frame, one every 100 ms.
+			c = dial(t, url, d)
+			c.frame(ws.Header{OpCode: ws.OpText}, []byte("a"))
+			start = time.Now()
+			go func(nc net.Conn) {
+				for range 10 {
+					time.Sleep(100 * time.Millisecond)
+					h := ws.Header{OpCode: ws.OpContinuation, Masked: true, Length: 1}
+					if err := ws.WriteHeader(nc, h); err != nil {
+						return
+					}
+					if _, err := nc.Write([]byte{'b'}); err != nil {
+						return
+					}
+				}
+			}(c.nc)
+			c.expectClose(1008)
+			if e := time.Since(start); e < timeout-50*time.Millisecond {
+				t.Errorf("closed after %v, before MessageTimeout", e)
+			}
+		})
+	}
+}
