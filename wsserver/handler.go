@@ -28,8 +28,9 @@
 //     client's close frame is answered with its status code, a close
 //     with an invalid code or reason with 1002 or 1007.
 //   - The server's own closes: Conn.Close 1000, Shutdown 1001 (going
-//     away), a connection over MaxConns or MaxConnsPerIP 1013 (try again
-//     later), right after its handshake. A connection whose write queue
+//     away), a message not whole within Options.MessageTimeout 1008
+//     (policy violation), a connection over MaxConns or MaxConnsPerIP
+//     1013 (try again later), right after its handshake. A connection whose write queue
 //     overflows (Options.MaxQueueBytes) is shut down without a close
 //     frame: its client does not read.
 package wsserver

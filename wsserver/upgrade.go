@@ -143,7 +143,9 @@ func (s *Server) Upgrade(next httpserver.Handler) httpserver.Handler {
 // (http.ResponseController.Hijack) and passes every other request to
 // next. A connection through TLS is served by a goroutine of its own
 // (Options.GoroutinePerConn): its bytes are decrypted by crypto/tls, not
-// read by an event loop.
+// read by an event loop. Only HTTP/1.1 upgrades are taken: WebSockets
+// over HTTP/2 (RFC 8441's extended CONNECT) are off in net/http unless
+// GODEBUG=http2xconnect=1, so browsers open wss:// over HTTP/1.1.
 func (s *Server) UpgradeHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !hasToken(strings.Join(r.Header.Values("Upgrade"), ","), "websocket") {
