@@ -125,7 +125,10 @@ type Response struct {
 	// (never on an event loop) with the connection as a net.Conn, its
 	// deadlines cleared. The bytes the client sent after the request
 	// head, which the Server may have read already (a client that does
-	// not wait for the 101), are the first the net.Conn's Read returns.
+	// not wait for the 101), are the first the net.Conn's Read returns;
+	// a net.Conn with such bytes has the methods Buffered() []byte, which
+	// returns those not read yet, and NetConn() net.Conn, the connection
+	// under it, for a taker that serves the descriptor itself (wsserver).
 	//
 	// From then on the taker owns the connection, as with net/http's
 	// Hijacker: it must bound what the client can hold (deadlines, a

@@ -53,3 +53,12 @@ func (c *takenConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// NetConn returns the connection under c, for a taker that serves it
+// by its descriptor (wsserver's event loops); Buffered's bytes come
+// first.
+func (c *takenConn) NetConn() net.Conn { return c.Conn }
+
+// Buffered returns the bytes read past the request head that Read has
+// not returned yet.
+func (c *takenConn) Buffered() []byte { return c.buffered }

@@ -6,7 +6,33 @@
 // The transport (upgrade, framing, ping/pong, timeouts, bounded write
 // queues) serves connections that httpserver hands over after a
 // WebSocket upgrade (httpserver.Response.Takeover), or that net/http
-// hijacks (wss:// through the TLS listener).
+// hijacks (wss:// through the TLS listener): see Server, Server.Upgrade
+// and Server.UpgradeHTTP.
+//
+// What it accepts of RFC 6455, for a protocol of JSON text messages:
+//   - Client frames must be masked; reserved bits (no extension is
+//     agreed) and reserved opcodes, a fragmented or longer than 125
+//     bytes control frame, a continuation without a message to continue,
+//     and a length not in its shortest form close the connection with
+//     1002 (protocol error).
+//   - Text messages, in one frame or fragmented, up to
+//     Options.MaxMessageBytes (else 1009, message too big). A text
+//     message must be UTF-8 (else 1007, as the RFC says): WebTorrent's
+//     "binary strings" (each byte a character U+0000-U+00FF, JSON-escaped
+//     or not) are valid UTF-8, so this refuses nothing a client sends
+//     that JSON.stringify could make.
+//   - Binary messages are refused with 1003 (unsupported data): the
+//     protocol is JSON text, and browsers send strings as text frames.
+//   - A ping is answered with a pong carrying its payload; a pong, like
+//     any frame, counts as a sign of life (Options.IdleTimeout). The
+//     client's close frame is answered with its status code, a close
+//     with an invalid code or reason with 1002 or 1007.
+//   - The server's own closes: Conn.Close 1000, Shutdown 1001 (going
+//     away), a message not whole within Options.MessageTimeout 1008
+//     (policy violation), a connection over MaxConns or MaxConnsPerIP
+//     1013 (try again later), right after its handshake. A connection whose write queue
+//     overflows (Options.MaxQueueBytes) is shut down without a close
+//     frame: its client does not read.
 package wsserver
 
 import (

@@ -1,0 +1,5 @@
+//go:build !race
+
+package wsserver
+
+const raceEnabled = false
