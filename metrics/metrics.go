@@ -1,6 +1,7 @@
 // Package metrics counts what trackd does, for Prometheus: requests by
 // protocol, action and result, their latency, the swarms' totals by address
-// family, full scrapes, dropped packets and the Go runtime.
+// family, full scrapes, dropped packets, the WebSocket frontend's
+// connections, messages, relays and swarms, and the Go runtime.
 //
 // Every label value comes from a fixed set (never an info hash or an
 // address), so the number of series is bounded. The counters a request
@@ -29,10 +30,11 @@ type Protocol uint8
 const (
 	HTTP Protocol = iota
 	UDP
+	WS // WebSocket (WebTorrent): counted by WSMessage, without latency
 	numProtocols
 )
 
-var protocolNames = [numProtocols]string{"http", "udp"}
+var protocolNames = [numProtocols]string{"http", "udp", "ws"}
 
 func (p Protocol) String() string { return protocolNames[p] }
 
@@ -103,6 +105,7 @@ type Metrics struct {
 	// perProtocol counts every request by protocol, for the stats page's
 	// rates without reading Prometheus' own state back.
 	perProtocol [numProtocols]atomic.Uint64
+	ws          wsCounters
 }
 
 // Options are what New needs beyond the defaults.
@@ -149,7 +152,9 @@ func New(opts Options) *Metrics {
 			if a == Connect && p != UDP {
 				continue // only UDP connects; no empty series for the others
 			}
-			m.latency[p][a] = latency.WithLabelValues(p.String(), a.String())
+			if p != WS { // WSMessage has no duration to observe
+				m.latency[p][a] = latency.WithLabelValues(p.String(), a.String())
+			}
 			for r := range numResults {
 				m.requests[p][a][r] = requests.WithLabelValues(p.String(), a.String(), r.String())
 			}
@@ -167,6 +172,7 @@ func New(opts Options) *Metrics {
 		m.evicted[r] = evicted.WithLabelValues(r.String())
 	}
 	m.refused[PerIP] = refused.WithLabelValues(PerIP.String())
+	m.reg.MustRegister(m.ws.init(&m.requests[WS], &m.perProtocol[WS])...)
 	m.reg.MustRegister(requests, latency, m.fullScrapes, evicted, refused, m.errorsVec,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -191,7 +197,9 @@ func (m *Metrics) Request(p Protocol, a Action, r Result, d time.Duration) {
 	m.perProtocol[p].Add(1)
 	if c := m.requests[p][a][r]; c != nil {
 		c.Inc()
-		m.latency[p][a].Observe(d.Seconds())
+		if o := m.latency[p][a]; o != nil {
+			o.Observe(d.Seconds())
+		}
 	}
 }
 

@@ -345,6 +345,7 @@ func (s *Server) statCounts(ctx context.Context) (stats.Counts, error) {
 	if mb, ok := s.store.(store.MemoryBounded); ok {
 		shedding = mb.MemoryUsage().Shedding
 	}
+	wsTotals := s.metrics.WSSwarmTotals()
 	return stats.Counts{
 		Shedding:     shedding,
 		Torrents:     t.Torrents,
@@ -354,6 +355,12 @@ func (s *Server) statCounts(ctx context.Context) (stats.Counts, error) {
 		Leechers6:    t.Leechers6,
 		HTTPRequests: s.metrics.Requests(metrics.HTTP),
 		UDPRequests:  s.metrics.Requests(metrics.UDP),
+		WSRequests:   s.metrics.Requests(metrics.WS),
+		// the WebSocket figures, as wired with metrics.WSConns and WSSwarms
+		WSConnections: uint64(max(s.metrics.WSConnsOpen(), 0)),
+		WSTorrents:    wsTotals.Swarms,
+		WSSeeders:     wsTotals.Seeders,
+		WSLeechers:    wsTotals.Leechers,
 	}, nil
 }
 

@@ -83,7 +83,7 @@ func TestPageInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, c := range map[string][3]uint8{"UDP line": {0x1f, 0x77, 0xb4}, "HTTP line": {0xd6, 0x27, 0x28},
+	for name, c := range map[string][3]uint8{"UDP line": {0x1f, 0x77, 0xb4}, "HTTP line": {0xd6, 0x27, 0x28}, "WebSocket lines": {0x2c, 0xa0, 0x2c},
 		"peers line": {0x94, 0x67, 0xbd}, "torrents line": {0xff, 0x7f, 0x0e}} {
 		if n := countColour(img, c); n < 50 {
 			t.Errorf("the screenshot has %d pixels of the %s's colour; the chart was not drawn", n, name)

@@ -89,6 +89,9 @@ const (
 	padT, padB     = 8, 22
 )
 
+// wsColor draws the WebSocket figures.
+const wsColor = "#2ca02c"
+
 func charts(s Snapshot) []chart {
 	h := s.History
 	times := make([]int64, len(h))
@@ -105,6 +108,7 @@ func charts(s Snapshot) []chart {
 	reqs := []namedValues{
 		{"UDP", "#1f77b4", pick(func(x HistoryItem) float64 { return x.UDPRate })},
 		{"HTTP", "#d62728", pick(func(x HistoryItem) float64 { return x.HTTPRate })},
+		{"WebSocket", wsColor, pick(func(x HistoryItem) float64 { return x.WSRate })},
 	}
 	// the first sample has no rate: leave it out of the rate chart
 	rateTimes := times
@@ -116,7 +120,10 @@ func charts(s Snapshot) []chart {
 	}
 	return []chart{
 		makeChart("requests", "Requests per second over time", "/s", rateTimes, reqs),
-		makeChart("peers", "Peers", "", times, []namedValues{{"peers", "#9467bd", pick(func(x HistoryItem) float64 { return float64(x.Peers) })}}),
+		makeChart("peers", "Peers", "", times, []namedValues{
+			{"peers", "#9467bd", pick(func(x HistoryItem) float64 { return float64(x.Peers) })},
+			{"WebSocket peers", wsColor, pick(func(x HistoryItem) float64 { return float64(x.WSPeers) })},
+		}),
 		makeChart("torrents", "Torrents", "", times, []namedValues{{"torrents", "#ff7f0e", pick(func(x HistoryItem) float64 { return float64(x.Torrents) })}}),
 	}
 }

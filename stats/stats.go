@@ -30,6 +30,15 @@ type Counts struct {
 
 	HTTPRequests uint64
 	UDPRequests  uint64
+	WSRequests   uint64
+
+	// The WebSocket (WebTorrent) frontend: its open connections and its
+	// swarms, which live apart from the store's (Torrents, Seeders and
+	// Leechers above do not count them).
+	WSConnections uint64
+	WSTorrents    uint64
+	WSSeeders     uint64
+	WSLeechers    uint64
 
 	// Shedding: the store is near its memory bound, evicting torrents of
 	// one peer and refusing new ones (store.MemoryUsage).
@@ -54,9 +63,11 @@ type Sample struct {
 	Time     time.Time
 	Torrents uint64
 	Peers    uint64
+	WSPeers  uint64 // WebSocket peers, not in Peers
 	// Rates over the period ending at Time, in requests per second.
 	HTTPRate float64
 	UDPRate  float64
+	WSRate   float64
 }
 
 // Options configure a Recorder. The zero value samples every 15 s and
@@ -149,11 +160,12 @@ func (r *Recorder) Sample(ctx context.Context) {
 	}
 	now := r.opts.Now()
 	r.mu.Lock()
-	s := Sample{Time: now, Torrents: c.Torrents, Peers: c.Seeders + c.Leechers}
+	s := Sample{Time: now, Torrents: c.Torrents, Peers: c.Seeders + c.Leechers, WSPeers: c.WSSeeders + c.WSLeechers}
 	if !r.lastAt.IsZero() {
 		if dt := now.Sub(r.lastAt).Seconds(); dt > 0 {
 			s.HTTPRate = rate(r.last.HTTPRequests, c.HTTPRequests, dt)
 			s.UDPRate = rate(r.last.UDPRequests, c.UDPRequests, dt)
+			s.WSRate = rate(r.last.WSRequests, c.WSRequests, dt)
 		}
 	}
 	r.last, r.lastAt, r.current = c, now, c
@@ -203,9 +215,19 @@ type Snapshot struct {
 	// Shedding: the store is near its memory bound (Counts.Shedding).
 	Shedding bool `json:"shedding"`
 
-	// Requests per second over the last period, by protocol.
+	// The WebSocket frontend's open connections and swarms (apart from
+	// the store's: Torrents and Peers above do not count them).
+	WSConnections uint64 `json:"ws_connections"`
+	WSTorrents    uint64 `json:"ws_torrents"`
+	WSPeers       uint64 `json:"ws_peers"`
+	WSSeeders     uint64 `json:"ws_seeders"`
+	WSLeechers    uint64 `json:"ws_leechers"`
+
+	// Requests per second over the last period, by protocol (WebSocket:
+	// messages with a known action).
 	HTTPRate float64 `json:"http_requests_per_second"`
 	UDPRate  float64 `json:"udp_requests_per_second"`
+	WSRate   float64 `json:"ws_requests_per_second"`
 
 	Top     []TopTorrent  `json:"top_torrents"`
 	History []HistoryItem `json:"history"`
@@ -224,8 +246,10 @@ type HistoryItem struct {
 	Time     int64   `json:"t"` // Unix seconds
 	Torrents uint64  `json:"torrents"`
 	Peers    uint64  `json:"peers"`
+	WSPeers  uint64  `json:"ws_peers"`
 	HTTPRate float64 `json:"http_rps"`
 	UDPRate  float64 `json:"udp_rps"`
+	WSRate   float64 `json:"ws_rps"`
 }
 
 // Snapshot returns the current totals, the busiest torrents and the
@@ -247,6 +271,11 @@ func (r *Recorder) Snapshot() Snapshot {
 		Leechers:      c.Leechers,
 		IPv6Peers:     c.Seeders6 + c.Leechers6,
 		Shedding:      c.Shedding,
+		WSConnections: c.WSConnections,
+		WSTorrents:    c.WSTorrents,
+		WSPeers:       c.WSSeeders + c.WSLeechers,
+		WSSeeders:     c.WSSeeders,
+		WSLeechers:    c.WSLeechers,
 		Top:           []TopTorrent{},
 		History:       []HistoryItem{},
 	}
@@ -255,8 +284,8 @@ func (r *Recorder) Snapshot() Snapshot {
 		s.Top = append(s.Top, TopTorrent{InfoHash: t.InfoHash.String(), Seeders: t.Seeders, Leechers: t.Leechers, Peers: t.Seeders + t.Leechers})
 	}
 	add := func(x Sample) {
-		s.History = append(s.History, HistoryItem{Time: x.Time.Unix(), Torrents: x.Torrents, Peers: x.Peers,
-			HTTPRate: x.HTTPRate, UDPRate: x.UDPRate})
+		s.History = append(s.History, HistoryItem{Time: x.Time.Unix(), Torrents: x.Torrents, Peers: x.Peers, WSPeers: x.WSPeers,
+			HTTPRate: x.HTTPRate, UDPRate: x.UDPRate, WSRate: x.WSRate})
 	}
 	if r.full {
 		for _, x := range r.ring[r.next:] {
@@ -268,7 +297,7 @@ func (r *Recorder) Snapshot() Snapshot {
 	}
 	if n := len(s.History); n > 0 {
 		last := s.History[n-1]
-		s.HTTPRate, s.UDPRate = last.HTTPRate, last.UDPRate
+		s.HTTPRate, s.UDPRate, s.WSRate = last.HTTPRate, last.UDPRate, last.WSRate
 	}
 	return s
 }

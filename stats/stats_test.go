@@ -36,6 +36,8 @@ func TestRatesAndRing(t *testing.T) {
 		c.Seeders, c.Leechers, c.Seeders6 = 10, uint64(5*i), 2
 		c.HTTPRequests += 100 // 10/s over 10 s
 		c.UDPRequests += 1000 // 100/s
+		c.WSRequests += 50    // 5/s
+		c.WSSeeders, c.WSLeechers = 1, uint64(i)
 		r.Sample(ctx)
 		clk.Advance(10 * time.Second)
 	}
@@ -47,11 +49,14 @@ func TestRatesAndRing(t *testing.T) {
 		if h.Torrents != uint64(i+3) {
 			t.Errorf("sample %d: torrents %d, want %d (oldest first)", i, h.Torrents, i+3)
 		}
-		if h.HTTPRate != 10 || h.UDPRate != 100 {
-			t.Errorf("sample %d: rates %v, %v; want 10, 100", i, h.HTTPRate, h.UDPRate)
+		if h.HTTPRate != 10 || h.UDPRate != 100 || h.WSRate != 5 {
+			t.Errorf("sample %d: rates %v, %v, %v; want 10, 100, 5", i, h.HTTPRate, h.UDPRate, h.WSRate)
+		}
+		if h.WSPeers != uint64(i+3) || h.Peers != 10+uint64(5*(i+2)) {
+			t.Errorf("sample %d: %d WebSocket peers, %d peers; want %d, %d (apart)", i, h.WSPeers, h.Peers, i+3, 10+5*(i+2))
 		}
 	}
-	if s.Torrents != 5 || s.Peers != 30 || s.IPv6Peers != 2 || s.IPv4Peers != 28 || s.UDPRate != 100 {
+	if s.Torrents != 5 || s.Peers != 30 || s.IPv6Peers != 2 || s.IPv4Peers != 28 || s.UDPRate != 100 || s.WSRate != 5 || s.WSPeers != 5 || s.WSSeeders != 1 || s.WSLeechers != 4 {
 		t.Errorf("snapshot totals %+v", s)
 	}
 }
@@ -161,6 +166,8 @@ func filled(t *testing.T) *Recorder {
 		c.Torrents, c.Seeders, c.Leechers, c.Leechers6 = uint64(100+i), 1000, uint64(500+10*i), 40
 		c.UDPRequests += uint64(1000 * (i % 5))
 		c.HTTPRequests += 200
+		c.WSRequests += uint64(300 + 100*(i%3))
+		c.WSConnections, c.WSTorrents, c.WSSeeders, c.WSLeechers = 1234, 56, 300, uint64(400+5*i)
 		r.Sample(context.Background())
 		clk.Advance(10 * time.Second)
 	}
@@ -175,7 +182,8 @@ func TestPage(t *testing.T) {
 	}
 	for _, want := range []string{
 		`id="chart-requests"`, `id="chart-peers"`, `id="chart-torrents"`,
-		`data-name="UDP"`, `data-name="HTTP"`, `<polyline`,
+		`data-name="UDP"`, `data-name="HTTP"`, `data-name="WebSocket"`, `data-name="WebSocket peers"`, `<polyline`,
+		`id="r-ws">40<`, `id="w-conns">1` + "\u202f" + `234<`, `id="w-peers">795<`, `id="w-torrents">56<`,
 		"ab00000000000000000000000000000000000000", // the busiest torrent
 		`id="t-torrents">119<`, "IPv6 peers",
 	} {
@@ -208,6 +216,15 @@ func TestJSON(t *testing.T) {
 	}
 	if s.Torrents != 119 || s.Peers != 1690 || s.IPv6Peers != 40 || len(s.History) != 20 || len(s.Top) != 1 || s.HTTPRate != 20 {
 		t.Errorf("decoded %+v", s)
+	}
+	if s.WSRate != 40 || s.WSConnections != 1234 || s.WSTorrents != 56 || s.WSPeers != 795 || s.WSSeeders != 300 || s.WSLeechers != 495 ||
+		s.History[19].WSRate != 40 || s.History[19].WSPeers != 795 {
+		t.Errorf("WebSocket figures %+v", s)
+	}
+	for _, key := range []string{`"ws_requests_per_second"`, `"ws_rps"`, `"ws_connections"`, `"ws_peers"`, `"ws_torrents"`} {
+		if !strings.Contains(body, key) {
+			t.Errorf("/stats.json lacks %s", key)
+		}
 	}
 }
 
