@@ -15,9 +15,11 @@ import (
 
 	"trackd/accesslist"
 	httpfrontend "trackd/frontend/http"
+	wsfrontend "trackd/frontend/ws"
 	"trackd/httpserver"
 	"trackd/store"
 	"trackd/tracker"
+	"trackd/wsserver"
 
 	"github.com/BurntSushi/toml"
 )
@@ -95,6 +97,17 @@ type Config struct {
 	WriteTimeout      time.Duration `toml:"write_timeout"`
 	IdleTimeout       time.Duration `toml:"idle_timeout"`
 
+	// WebSocket serves WebTorrent's tracker protocol: ws:// on the HTTP
+	// listener's port and wss:// on the HTTPS listener's, on any path.
+	WebSocket bool `toml:"websocket"`
+	// WebSocket limits (wsserver.Options, frontend/ws.Options); 0: no
+	// bound.
+	WSMaxConns        int           `toml:"ws_max_conns"`
+	WSMaxConnsPerIP   int           `toml:"ws_max_conns_per_ip"`
+	WSMaxMessageBytes int           `toml:"ws_max_message_bytes"`
+	WSIdleTimeout     time.Duration `toml:"ws_idle_timeout"`
+	WSMaxPeers        int           `toml:"ws_max_peers"`
+
 	// TrustedProxies lists the CIDRs of reverse proxies whose
 	// X-Forwarded-For / X-Real-IP headers name the client.
 	TrustedProxies []string `toml:"trusted_proxies"`
@@ -158,6 +171,12 @@ func Default() Config {
 		ReadHeaderTimeout:  10 * time.Second,
 		WriteTimeout:       15 * time.Second,
 		IdleTimeout:        2 * time.Minute,
+		WebSocket:          true,
+		WSMaxConns:         wsserver.DefaultMaxConns,
+		WSMaxConnsPerIP:    wsserver.DefaultMaxConnsPerIP,
+		WSMaxMessageBytes:  wsserver.DefaultMaxMessageBytes,
+		WSIdleTimeout:      wsserver.DefaultIdleTimeout,
+		WSMaxPeers:         wsfrontend.DefaultMaxPeers,
 		LogLevel:           "info",
 		LogFormat:          "text",
 	}
@@ -255,6 +274,12 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time a client has to send its request headers")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time to write a reply (a client that does not read it is dropped)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close keep-alive connections idle this long")
+	fs.BoolVar(&c.WebSocket, "websocket", c.WebSocket, "serve WebTorrent: ws:// on the -http port, wss:// on the -https port, any path")
+	fs.IntVar(&c.WSMaxConns, "ws-max-conns", c.WSMaxConns, "most open WebSocket connections (0: no limit)")
+	fs.IntVar(&c.WSMaxConnsPerIP, "ws-max-conns-per-ip", c.WSMaxConnsPerIP, "most open WebSocket connections from one IPv4 address or IPv6 /64, trusted proxies exempt (0: no limit)")
+	fs.IntVar(&c.WSMaxMessageBytes, "ws-max-message-bytes", c.WSMaxMessageBytes, "longest WebSocket message, whole or in fragments; a longer one closes the connection (1009)")
+	fs.DurationVar(&c.WSIdleTimeout, "ws-idle-timeout", c.WSIdleTimeout, "close a WebSocket connection that sends no frame (nor pong to the pings) this long")
+	fs.IntVar(&c.WSMaxPeers, "ws-max-peers", c.WSMaxPeers, "most WebSocket peers in all swarms together; beyond it a new one is refused (0: no limit)")
 	fs.Var((*listFlag)(&c.TrustedProxies), "trusted-proxies", "comma-separated `CIDRs` of reverse proxies whose X-Forwarded-For/X-Real-IP are believed")
 	fs.Var((*listFlag)(&c.TrustIPParam), "trust-ip-param", "comma-separated `CIDRs` of clients whose announce ip parameter is believed")
 	fs.StringVar(&c.HTTPS, "https", c.HTTPS, "serve HTTP announce and scrape over TLS on this `address` (empty: off); needs -tls-cert and -tls-key")
@@ -318,6 +343,11 @@ func (c *Config) Validate() error {
 	check(c.MaxHeaderBytes > c.MaxQueryBytes, "max_header_bytes must be larger than max_query_bytes, so that an oversize query gets a failure reason")
 	check(c.MaxConns >= 0, "max_conns must not be negative")
 	check(c.MaxConnsPerIP >= 0, "max_conns_per_ip must not be negative")
+	check(c.WSMaxConns >= 0, "ws_max_conns must not be negative")
+	check(c.WSMaxConnsPerIP >= 0, "ws_max_conns_per_ip must not be negative")
+	check(c.WSMaxMessageBytes >= 1024, "ws_max_message_bytes must be at least 1024")
+	check(c.WSIdleTimeout >= time.Second, "ws_idle_timeout must be at least 1s")
+	check(c.WSMaxPeers >= 0, "ws_max_peers must not be negative")
 	check(c.MaxPending >= 0, "max_pending must not be negative")
 	check(c.RetryIn >= time.Minute, "retry_in must be at least 1m (BEP 31 counts whole minutes)")
 	check(c.UDPSockets >= 0 && c.UDPSockets <= maxUDPSockets, "udp_sockets must be between 0 (one per CPU) and %d", maxUDPSockets)

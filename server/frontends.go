@@ -73,7 +73,11 @@ type bound struct {
 func (s *Server) listenHTTP(addr string) (listener, error) {
 	goroutinePerConn, _ := servingModel(s.store, s.cfg.UDPSockets)
 	trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
-	hs, err := httpserver.Listen(addr, s.httpHandler, httpserver.Options{
+	var h httpserver.Handler = s.httpHandler
+	if s.ws != nil {
+		h = s.ws.Upgrade(h) // ws:// on the same port, any path
+	}
+	hs, err := httpserver.Listen(addr, h, httpserver.Options{
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
@@ -140,8 +144,12 @@ func (s *Server) listenHTTPS(addr string) (listener, error) {
 		TrustedProxies: trustedProxies,
 		Metrics:        connMetrics{s.metrics},
 	})
+	var h http.Handler = s.httpHandler
+	if s.ws != nil {
+		h = s.ws.UpgradeHTTP(h) // wss:// on the same port, any path
+	}
 	srv := &http.Server{
-		Handler:           s.httpHandler,
+		Handler:           h,
 		TLSConfig:         s.cert.Config(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
@@ -267,6 +275,14 @@ func (s *Server) shutdownListeners(ctx context.Context) error {
 		}
 		for range n {
 			<-done
+		}
+		if !operator && s.ws != nil {
+			// Upgraded connections left the HTTP servers, whose Shutdown
+			// does not close them: once no new one can come, they are
+			// told the server is going away (1001).
+			if err := s.ws.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("websocket: %w", err))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -19,12 +19,14 @@ import (
 	"trackd/config"
 	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
+	wsfrontend "trackd/frontend/ws"
 	"trackd/internal/ratelog"
 	"trackd/metrics"
 	"trackd/stats"
 	"trackd/store"
 	"trackd/tlscert"
 	"trackd/tracker"
+	"trackd/wsserver"
 )
 
 // Server is a configured trackd. Start it, then Shutdown it.
@@ -44,6 +46,11 @@ type Server struct {
 
 	httpHandler *httpfrontend.Handler
 	udpHandler  *udpfrontend.Handler
+	// wsHandler speaks WebTorrent over the connections ws, the WebSocket
+	// transport, takes from the HTTP and HTTPS listeners (config
+	// WebSocket); ws exists from Start on.
+	wsHandler *wsfrontend.Handler
+	ws        *wsserver.Server
 	// listeners are the frontends and the admin endpoint Start has
 	// bound, in the order of frontends (frontends.go).
 	listeners []bound
@@ -169,6 +176,14 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			WriteTimeout:       cfg.WriteTimeout,
 		})
 	}
+	if cfg.WebSocket && (cfg.HTTP != "" || cfg.HTTPS != "") {
+		s.wsHandler = wsfrontend.NewHandler(tr, wsfrontend.Options{
+			PeerLifetime: cfg.PeerLifetime,
+			MaxPeers:     cfg.WSMaxPeers,
+			Metrics:      newWSMetrics(s.metrics),
+		})
+		s.metrics.WSSwarms(s.wsHandler.Registry().Totals)
+	}
 	if cfg.UDP != "" {
 		s.udpHandler = udpfrontend.NewHandler(tr, udpfrontend.Options{
 			Secret:       []byte(cfg.UDPSecret),
@@ -224,7 +239,11 @@ func (s *Server) Tracker() *tracker.Tracker { return s.tracker }
 // per listener once it accepts requests. If one listener cannot be bound,
 // none is left open.
 func (s *Server) Start() error {
+	s.startWS()
 	if err := s.bind(); err != nil {
+		if s.ws != nil {
+			s.ws.Close()
+		}
 		return err
 	}
 	s.serveAll()
@@ -267,6 +286,10 @@ func (s *Server) background() {
 	if s.state != nil {
 		s.bg.Add(1)
 		go func() { defer s.bg.Done(); s.saveStatePeriodically(s.bgCtx) }()
+	}
+	if s.wsHandler != nil {
+		s.bg.Add(1)
+		go func() { defer s.bg.Done(); s.expireWS(s.bgCtx) }()
 	}
 }
 

@@ -93,6 +93,11 @@ const (
 	// DefaultMaxSignalBytes is the largest offer or answer object relayed:
 	// an SDP with its candidates (trickle off) is a few KB.
 	DefaultMaxSignalBytes = 16 << 10
+	// DefaultMaxPeers is a bound for Options.MaxPeers, the WebSocket
+	// peers of all swarms together, for a tracker on the open internet
+	// (the configuration's default): about 160 MB of swarms at most,
+	// whatever the number of connections and addresses a flood uses.
+	DefaultMaxPeers = 1_000_000
 )
 
 // leftUnknown is a left not sent, or no count: a leecher.

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"trackd/config"
+	"trackd/wsserver"
+)
+
+// startWS starts the WebSocket transport the HTTP and HTTPS listeners
+// hand upgraded connections to, if the configuration serves WebTorrent.
+func (s *Server) startWS() {
+	if s.wsHandler == nil {
+		return
+	}
+	trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
+	s.ws = wsserver.New(s.wsHandler, wsserver.Options{
+		MaxMessageBytes: s.cfg.WSMaxMessageBytes,
+		// A ping well before the idle timeout, so that a client that
+		// answers pings is never closed as idle.
+		PingInterval:   min(wsserver.DefaultPingInterval, s.cfg.WSIdleTimeout/3),
+		IdleTimeout:    s.cfg.WSIdleTimeout,
+		MaxConns:       noBoundIfZero(s.cfg.WSMaxConns),
+		MaxConnsPerIP:  noBoundIfZero(s.cfg.WSMaxConnsPerIP),
+		TrustedProxies: trustedProxies,
+		Logger:         s.log,
+	})
+	s.metrics.WSConns(s.ws.OpenConns)
+}
+
+// noBoundIfZero turns the configuration's "0: no bound" into wsserver's
+// (negative; its zero means the default).
+func noBoundIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// wsExpiry is how often the WebSocket swarms drop the peers that stopped
+// announcing (peers past their lifetime are never picked or routed to
+// even before that).
+const wsExpiry = 30 * time.Second
+
+// expireWS drops expired WebSocket peers every wsExpiry until ctx ends.
+func (s *Server) expireWS(ctx context.Context) {
+	t := time.NewTicker(wsExpiry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.wsHandler.Expire()
+		}
+	}
+}
