@@ -8,7 +8,8 @@
 // WebRTC gathers candidates on every network interface, so the test binary
 // re-executes itself in a private network namespace whose only interface
 // is lo (see TestMain): the trackers and the Node clients it starts run
-// there too, and no packet can leave the machine.
+// there too, and no packet can leave the machine. The tests are Linux's
+// alone (their files build only there).
 //
 // The Node packages are not fetched by the tests: install them once with
 //
