@@ -56,15 +56,14 @@ type launcher struct {
 //     trackd launcher's tests can be told apart from a broken harness
 //     (a new Node, webtorrent or wrtc) at once.
 //   - trackd: the trackd binary, WebSocket on its HTTP listener (ws://)
-//     and its HTTPS listener (wss://). Its tests skip, saying why, until
-//     cmd/trackd depends on the WebSocket frontend (see wsFrontend).
+//     and its HTTPS listener (wss://).
 var launchers = []launcher{
 	{name: "reference", start: startReference},
 	{name: "trackd", countsDownloads: true, start: startTrackd},
 }
 
-// trackdFlags are the flags trackd runs with beyond its listeners. (If
-// trackd's WebSocket tracker needs turning on, its flag goes here.)
+// trackdFlags are the flags trackd runs with beyond its listeners
+// (WebSocket is on by default).
 var trackdFlags = []string{"-log-level", "info"}
 
 // startTimeout bounds a tracker's start, until it serves.
@@ -139,9 +138,6 @@ func startReference(t *testing.T, tls bool) tracker {
 // HTTPS, with a test certificate) on ephemeral loopback ports read from
 // its log.
 func startTrackd(t *testing.T, tls bool) tracker {
-	if trackdNoWS != "" {
-		t.Skip(trackdNoWS)
-	}
 	var tr tracker
 	args := []string{"-http", "127.0.0.1:0", "-udp", "", "-admin", ""}
 	if tls {
