@@ -128,6 +128,15 @@ func (e *wsEndpoint) writeFrame(op byte, p []byte) error {
 	if e.client {
 		maskBytes(e.out[hdr:], key, 0)
 	}
+	// Only whole frames wait in the buffer: a frame that does not fit goes
+	// after a flush. Otherwise a frame's head could be sent and its tail
+	// held back while this side waits to read, and the peer, holding its
+	// own replies until it has read the whole frame, would wait too.
+	if len(e.out) > e.bw.Available() && e.bw.Buffered() > 0 {
+		if err := e.bw.Flush(); err != nil {
+			return err
+		}
+	}
 	_, err := e.bw.Write(e.out)
 	return err
 }
@@ -340,7 +349,7 @@ func wsClientHandshake(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, host, 
 	}
 	line, err := br.ReadSlice('\n')
 	if err != nil {
-		return fmt.Errorf("handshake: %v", err)
+		return errors.New("handshake: " + errMsg(err))
 	}
 	f := strings.Fields(string(line))
 	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/1.") {
@@ -354,7 +363,7 @@ func wsClientHandshake(conn net.Conn, br *bufio.Reader, bw *bufio.Writer, host, 
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
-			return fmt.Errorf("handshake: %v", err)
+			return errors.New("handshake: " + errMsg(err))
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {

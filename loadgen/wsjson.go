@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"unicode/utf8"
@@ -114,6 +115,10 @@ func (s *jsonScan) rawString() ([]byte, error) {
 	}
 	start := s.i
 	for s.i < len(s.b) {
+		s.i = plainRun(s.b, s.i)
+		if s.i >= len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -297,7 +302,14 @@ func appendBinaryString(dst, b []byte) []byte {
 func appendJSONString(dst []byte, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
-	for _, c := range s {
+	for i := 0; i < len(s); {
+		j := plainRun(s, i)
+		dst = append(dst, s[i:j]...)
+		if j == len(s) {
+			break
+		}
+		c := s[j]
+		i = j + 1
 		switch {
 		case c == '"' || c == '\\':
 			dst = append(dst, '\\', c)
@@ -358,6 +370,27 @@ func (s *jsonScan) digits() int {
 		s.i++
 	}
 	return s.i - d
+}
+
+// plainRun returns the index of the first byte of b at or after i that a
+// JSON string cannot hold as it is ('"', '\\' or a control character), or
+// len(b): eight bytes at a time, then byte by byte.
+func plainRun(b []byte, i int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ (lo * '"')
+		bs := x ^ (lo * '\\')
+		if ((q-lo)&^q|(bs-lo)&^bs|(x-lo*0x20)&^x)&hi != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return i
 }
 
 // integer reads a JSON number that must be an integer (a fraction of zero,
