@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +54,7 @@ func newWSRun(r *runner, n int) *wsRun {
 		salt:    mix64(cfg.Seed ^ 0x77732d73616c74),
 		sdps:    newWSSDPs(cfg.WSSDPBytes),
 		peerIDs: make([][20]byte, n),
-		dialSem: make(chan struct{}, 256),
+		dialSem: make(chan struct{}, wsConnectAtOnce),
 	}
 	var p Peer
 	for s := range n {
@@ -221,6 +222,35 @@ func (w *wsWorker) dial() bool {
 	}
 	return false
 }
+
+// connectAll opens the connections of ws workers, wsConnectAtOnce at a
+// time, one try each.
+func connectAll(ctx context.Context, workers []worker) {
+	sem := make(chan struct{}, wsConnectAtOnce)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		if ctx.Err() != nil {
+			break
+		}
+		w := w.(*wsWorker)
+		if w.lane.n == 0 {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fails := w.fails
+			w.fails = 2 // one try
+			w.dial()
+			w.fails = fails + w.fails - 2
+		})
+	}
+	wg.Wait()
+}
+
+// wsConnectAtOnce bounds the handshakes in flight while connections are
+// opened.
+const wsConnectAtOnce = 256
 
 func (w *wsWorker) run() {
 	defer w.drop()
