@@ -69,6 +69,11 @@ type Config struct {
 	WSOffers   int
 	WSSDPBytes int
 	WSIdle     time.Duration
+	// WSPace is the least time between two announces of a connection (0:
+	// the next goes out as soon as the window allows), for trackers that
+	// limit announces with offers per socket: many paced connections
+	// instead of a few fast ones.
+	WSPace time.Duration
 	// Progress, if set, gets the line saying an idle run's connections
 	// are all open and announced (trackd-load: stderr).
 	Progress io.Writer
@@ -203,6 +208,8 @@ func (c *Config) check() error {
 		return errors.New("-ws-sdp must be between 0 and 65536")
 	case c.WSIdle < 0:
 		return errors.New("-ws-idle cannot be negative")
+	case c.WSPace < 0:
+		return errors.New("-ws-pace cannot be negative")
 	case c.Fill && c.UDP != "" && c.HTTP != "":
 		return errors.New("-fill takes one target: -udp or -http")
 	case c.Torrents < 1:

@@ -97,6 +97,7 @@ type wsWorker struct {
 	count   int
 	seq     uint32
 	dlSet   int64
+	next    int64 // earliest time of the next announce (WSPace)
 
 	m        wsMsg
 	chk      wsChecker
@@ -269,11 +270,12 @@ func (w *wsWorker) run() {
 		if w.conn == nil && !w.dial() {
 			return
 		}
-		for w.count < len(w.pending) {
+		for w.count < len(w.pending) && now >= w.next {
 			if err := w.announce(now); err != nil {
 				w.lost(now, "writing: "+errMsg(err))
 				break
 			}
+			w.next = now + int64(w.r.cfg.WSPace)
 		}
 		if w.conn == nil {
 			continue
@@ -314,6 +316,9 @@ func (w *wsWorker) read(now int64) ([]byte, error) {
 	dl := now + int64(250*time.Millisecond)
 	if w.count > 0 {
 		dl = min(dl, w.pending[w.head].sent+int64(w.r.cfg.Timeout))
+	}
+	if w.count < len(w.pending) && w.r.cfg.WSIdle == 0 {
+		dl = min(dl, max(w.next, now+int64(time.Millisecond))) // the next paced announce
 	}
 	if w.r.cfg.WSIdle == 0 {
 		dl = min(dl, w.r.end)

@@ -478,6 +478,7 @@ func TestWSConfigCheck(t *testing.T) {
 		{func(c *Config) { c.WSWindow = 0 }, "-ws-window"},
 		{func(c *Config) { c.WSSDPBytes = -1 }, "-ws-sdp"},
 		{func(c *Config) { c.WSIdle = -1 }, "-ws-idle"},
+		{func(c *Config) { c.WSPace = -1 }, "-ws-pace"},
 		{func(c *Config) { c.WS = "ws://10.1.2.3:80/" }, "loopback"},
 		{func(c *Config) { c.WS = "http://127.0.0.1:80/" }, "scheme"},
 	} {
@@ -498,5 +499,22 @@ func TestWSConfigCheck(t *testing.T) {
 		if err != nil || tg.path != c.path || tg.addr.Port() != 8000 {
 			t.Errorf("%s: %+v, %v", c.in, tg, err)
 		}
+	}
+}
+
+// With -ws-pace a connection announces at most once per pace.
+func TestWSPace(t *testing.T) {
+	c, err := StartCannedWS("127.0.0.1:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := wsConfig(c.Addr().String())
+	cfg.WSConns = 10
+	cfg.WSPace = 100 * time.Millisecond
+	r := runWS(t, cfg)
+	// 10 connections, 1 s: about 10 announces each (one more at the start).
+	if r.Sent < 50 || r.Sent > 10*11 || r.Errors != 0 || r.Timeouts != 0 {
+		t.Errorf("%d announces sent by 10 connections paced at 100ms in 1s; errors %v", r.Sent, r.ErrorMessages)
 	}
 }

@@ -83,6 +83,7 @@ Flags:
 	fs.IntVar(&c.WSWindow, "ws-window", c.WSWindow, "announces in flight per WebSocket connection")
 	fs.IntVar(&c.WSOffers, "ws-offers", c.WSOffers, "offers per WebSocket announce (its numwant; bittorrent-tracker's client sends at most 5)")
 	fs.IntVar(&c.WSSDPBytes, "ws-sdp", c.WSSDPBytes, "bytes of each fake SDP (offers and answers)")
+	fs.DurationVar(&c.WSPace, "ws-pace", 0, "least time between two announces of a WebSocket connection (for trackers that rate-limit offers per socket: use more connections)")
 	fs.DurationVar(&c.WSIdle, "ws-idle", 0, "WebSocket idle mode: announce once per connection, then hold the connections this long (prints a line on stderr when all are open)")
 	fs.BoolVar(&o.canned, "canned", false, "serve valid fixed replies on -udp and -http instead of loading them")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow addresses that are not loopback (only for trackers you operate)")

@@ -20,7 +20,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		"udp", "http", "canned", "allow-remote", "torrents", "peers", "seed", "seeders", "numwant",
 		"scrape", "scrape-hashes", "duration", "warmup", "max-time", "timeout", "sockets", "conns",
 		"window", "src-addrs", "http-close", "fill", "renew", "json", "cpuprofile",
-		"ws", "ws-conns", "ws-torrents", "ws-window", "ws-offers", "ws-sdp", "ws-idle",
+		"ws", "ws-conns", "ws-torrents", "ws-window", "ws-offers", "ws-sdp", "ws-idle", "ws-pace",
 	} {
 		if !strings.Contains(out.String(), "\n  -"+name+" ") && !strings.Contains(out.String(), "\n  -"+name+"\n") {
 			t.Errorf("-h does not document -%s", name)
@@ -45,13 +45,13 @@ func TestFlagsMakeConfig(t *testing.T) {
 		t.Errorf("got %+v, want %+v", o.cfg, want)
 	}
 
-	o, err = parse(strings.Fields("-ws ws://127.0.0.1:1/announce -ws-conns 7 -ws-torrents 3 -ws-window 2 -ws-offers 4 -ws-sdp 3000 -ws-idle 5s"), &errs)
+	o, err = parse(strings.Fields("-ws ws://127.0.0.1:1/announce -ws-conns 7 -ws-torrents 3 -ws-window 2 -ws-offers 4 -ws-sdp 3000 -ws-idle 5s -ws-pace 2s"), &errs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := o.cfg
 	if c.WS != "ws://127.0.0.1:1/announce" || c.WSConns != 7 || c.WSTorrents != 3 || c.WSWindow != 2 || c.WSOffers != 4 ||
-		c.WSSDPBytes != 3000 || c.WSIdle != 5*time.Second {
+		c.WSSDPBytes != 3000 || c.WSIdle != 5*time.Second || c.WSPace != 2*time.Second {
 		t.Errorf("ws flags: %+v", c)
 	}
 }
