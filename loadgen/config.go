@@ -3,6 +3,7 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -19,6 +20,9 @@ type Config struct {
 	// one is needed; with both, both are loaded at once and each gets its
 	// own Result.
 	UDP, HTTP string
+	// WS is a WebSocket (WebTorrent) tracker: "host:port" or
+	// "ws://host:port/path" (the path defaults to /). It is loaded alone.
+	WS string
 	// AllowRemote permits targets that are not loopback addresses.
 	AllowRemote bool
 
@@ -52,6 +56,27 @@ type Config struct {
 	// ConnIDRenew is the age at which a UDP connection id is renewed
 	// (BEP 15 ids live two minutes).
 	ConnIDRenew time.Duration
+
+	// The WebSocket mode. WSConns connections, each a peer id announcing
+	// on WSTorrents torrents of the workload (which then has
+	// WSConns × WSTorrents peers; Peers is not used), with WSWindow
+	// announces in flight, each carrying WSOffers offers with SDPs of
+	// WSSDPBytes bytes. With WSIdle > 0 every connection announces once
+	// and the connections are then held idle for WSIdle.
+	WSConns    int
+	WSTorrents int
+	WSWindow   int
+	WSOffers   int
+	WSSDPBytes int
+	WSIdle     time.Duration
+	// WSPace is the least time between two announces of a connection (0:
+	// the next goes out as soon as the window allows), for trackers that
+	// limit announces with offers per socket: many paced connections
+	// instead of a few fast ones.
+	WSPace time.Duration
+	// Progress, if set, gets the line saying an idle run's connections
+	// are all open and announced (trackd-load: stderr).
+	Progress io.Writer
 }
 
 // DefaultConfig returns the defaults.
@@ -72,6 +97,11 @@ func DefaultConfig() Config {
 		Window:          32,
 		SourceAddrs:     8,
 		ConnIDRenew:     60 * time.Second,
+		WSConns:         1000,
+		WSTorrents:      2,
+		WSWindow:        1,
+		WSOffers:        5,
+		WSSDPBytes:      2048,
 	}
 }
 
@@ -93,6 +123,9 @@ var ErrNotLoopback = errors.New("not a loopback address")
 // made: only IP literals and "localhost" are accepted.
 func resolveTarget(proto, s string, allowRemote bool) (target, error) {
 	t := target{proto: proto, path: "/announce", spath: "/scrape"}
+	if proto == "ws" {
+		t.path = "/"
+	}
 	hostport := s
 	if strings.Contains(s, "://") {
 		u, err := url.Parse(s)
@@ -103,6 +136,15 @@ func resolveTarget(proto, s string, allowRemote bool) (target, error) {
 			return t, fmt.Errorf("-%s %q: scheme must be %s://", proto, s, proto)
 		}
 		hostport = u.Host
+		if proto == "ws" {
+			t.path = "/"
+			if u.Path != "" {
+				t.path = u.EscapedPath()
+			}
+			if u.RawQuery != "" {
+				t.path += "?" + u.RawQuery
+			}
+		}
 		if proto == "http" && u.Path != "" && u.Path != "/" {
 			t.path = u.Path
 			i := strings.LastIndex(u.Path, "/")
@@ -148,8 +190,26 @@ func resolveTarget(proto, s string, allowRemote bool) (target, error) {
 // check validates c and fills in derived values.
 func (c *Config) check() error {
 	switch {
-	case c.UDP == "" && c.HTTP == "":
-		return errors.New("give a target: -udp and/or -http")
+	case c.UDP == "" && c.HTTP == "" && c.WS == "":
+		return errors.New("give a target: -udp and/or -http, or -ws")
+	case c.WS != "" && (c.UDP != "" || c.HTTP != ""):
+		return errors.New("-ws is loaded alone (not with -udp or -http)")
+	case c.WS != "" && c.Fill:
+		return errors.New("-fill is for -udp or -http (-ws-idle announces every connection once)")
+	case c.WS != "" && (c.WSConns < 1 || c.WSConns > 1_000_000):
+		return errors.New("-ws-conns must be between 1 and 1000000")
+	case c.WS != "" && (c.WSTorrents < 1 || c.WSTorrents > 10000):
+		return errors.New("-ws-torrents must be between 1 and 10000")
+	case c.WS != "" && (c.WSWindow < 1 || c.WSWindow > 1024):
+		return errors.New("-ws-window must be between 1 and 1024")
+	case c.WS != "" && (c.WSOffers < 0 || c.WSOffers > wsMaxOffers):
+		return fmt.Errorf("-ws-offers must be between 0 and %d", wsMaxOffers)
+	case c.WS != "" && (c.WSSDPBytes < 0 || c.WSSDPBytes > 64<<10):
+		return errors.New("-ws-sdp must be between 0 and 65536")
+	case c.WSIdle < 0:
+		return errors.New("-ws-idle cannot be negative")
+	case c.WSPace < 0:
+		return errors.New("-ws-pace cannot be negative")
 	case c.Fill && c.UDP != "" && c.HTTP != "":
 		return errors.New("-fill takes one target: -udp or -http")
 	case c.Torrents < 1:
@@ -186,12 +246,25 @@ func (c *Config) check() error {
 	return nil
 }
 
+// workers returns the number of sockets or connections of a protocol.
+func (c *Config) workers(proto string) int {
+	switch proto {
+	case "udp":
+		return c.Sockets
+	case "http":
+		return c.Conns
+	}
+	return c.WSConns
+}
+
 func (c *Config) maxTime() time.Duration {
 	switch {
 	case c.MaxTime > 0:
 		return c.MaxTime
 	case c.Fill:
 		return 30 * time.Minute
+	case c.WS != "" && c.WSIdle > 0:
+		return c.WSIdle + 10*time.Minute
 	}
 	return c.Warmup + c.Duration + c.Timeout + 30*time.Second
 }

@@ -1,7 +1,7 @@
 // Package loadgen is trackd's load generator: it plays a population of
-// simulated BitTorrent peers against a tracker over UDP (BEP 15) and HTTP
-// (BEP 3, BEP 23, BEP 48), checks every reply, and reports throughput and
-// latency, so that operators can size a tracker and compare trackd with
+// simulated BitTorrent peers against a tracker over UDP (BEP 15), HTTP
+// (BEP 3, BEP 23, BEP 48) or WebSocket (WebTorrent), checks every reply,
+// and reports throughput and latency, so that operators can size a tracker and compare trackd with
 // other trackers on the same machine.
 //
 // The parts:
@@ -17,11 +17,21 @@
 //   - The HTTP client writes requests by hand over keep-alive connections,
 //     pipelining up to the window, or opens a new connection for every
 //     request (the way opentracker is used).
+//   - The WebSocket client plays simulated browsers against a WebTorrent
+//     tracker: one connection and one peer id each, announcing with offers
+//     (fake SDPs derived from the offer id), answering every offer relayed
+//     to it, and checking every message: ids are 20-byte binary strings, a
+//     relayed offer carries its sender's peer id and SDP, an answer comes
+//     back to the connection that made the offer. Its idle mode opens
+//     connections, announces once on each and holds them, to measure a
+//     tracker's memory per connection. The framing (RFC 6455) and the JSON
+//     scanner are the package's own.
 //   - Every reply is checked; errors are counted by message, requests that
 //     are not answered in time are counted as timeouts, and latencies go
 //     into a fixed log-linear [Histogram].
 //   - [Canned] is a stateless server that answers with valid fixed replies,
-//     to measure the generator's own ceiling on a machine.
+//     to measure the generator's own ceiling on a machine; [CannedWS] is
+//     its WebSocket counterpart.
 //
 // [Run] ties these together for the trackd-load command.
 package loadgen

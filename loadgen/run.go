@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sort"
 	"sync"
@@ -24,10 +25,13 @@ type runner struct {
 	end       int64 // end of the measurement
 	stop      atomic.Bool
 	workers   int
+	ws        *wsRun // the WebSocket mode's shared state
 }
 
 // measuring reports whether a reply received at now counts.
-func (r *runner) measuring(now int64) bool { return r.cfg.Fill || now >= r.measStart }
+func (r *runner) measuring(now int64) bool {
+	return r.cfg.Fill || r.cfg.WSIdle > 0 || now >= r.measStart
+}
 
 // over reports whether workers should stop sending.
 func (r *runner) over(now int64) bool {
@@ -49,7 +53,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	var tgts []target
-	for _, p := range [...]struct{ proto, s string }{{"udp", cfg.UDP}, {"http", cfg.HTTP}} {
+	for _, p := range [...]struct{ proto, s string }{{"udp", cfg.UDP}, {"http", cfg.HTTP}, {"ws", cfg.WS}} {
 		if p.s == "" {
 			continue
 		}
@@ -68,10 +72,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	addrs := 0
 	for _, t := range tgts {
 		if t.bind {
-			n := cfg.Sockets
-			if t.proto == "http" {
-				n = cfg.Conns
-			}
+			n := cfg.workers(t.proto)
 			if addrs == 0 {
 				addrs = cfg.SourceAddrs
 			}
@@ -79,7 +80,18 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 	addrs = max(addrs, 1)
-	wl, err := NewWorkload(cfg.Torrents, cfg.Peers, addrs, cfg.Seed, cfg.Seeders)
+	peers := cfg.Peers
+	if cfg.WS != "" {
+		peers = cfg.WSConns * cfg.WSTorrents
+		lim, err := raiseNoFile()
+		if err != nil {
+			return nil, fmt.Errorf("raising the limit on open files: %v", err)
+		}
+		if uint64(cfg.WSConns)+64 > lim {
+			return nil, fmt.Errorf("-ws-conns %d: the limit on open files is %d (raise the hard limit: ulimit -Hn)", cfg.WSConns, lim)
+		}
+	}
+	wl, err := NewWorkload(cfg.Torrents, peers, addrs, cfg.Seed, cfg.Seeders)
 	if err != nil {
 		return nil, err
 	}
@@ -99,18 +111,20 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	for i, t := range tgts {
 		r := &runner{cfg: &cfg, wl: wl, tgt: t}
 		runners[i] = r
-		n := cfg.Sockets
-		if t.proto == "http" {
-			n = cfg.Conns
-		}
-		n = min(n, wl.peers) // a worker needs a peer to play
+		n := min(cfg.workers(t.proto), wl.peers) // a worker needs a peer to play
 		r.workers = n
+		if t.proto == "ws" {
+			r.ws = newWSRun(r, n)
+		}
 		for s := range n {
 			var w worker
-			if t.proto == "udp" {
+			switch t.proto {
+			case "udp":
 				w, err = newUDPWorker(r, s, n)
-			} else {
+			case "http":
 				w = newHTTPWorker(r, s, n)
+			default:
+				w = newWSWorker(r, r.ws, s, n)
 			}
 			if err != nil {
 				closeAll()
@@ -120,6 +134,16 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}
 
+	// WebSocket connections are opened before the clock starts (a few
+	// hundred at a time), so that the warm-up and the measurement are not
+	// a crowd of handshakes; a failure is counted, and the worker dials
+	// again when it runs.
+	for i, r := range runners {
+		if r.ws != nil && cfg.WSIdle == 0 {
+			r.end = math.MaxInt64
+			connectAll(ctx, workers[i])
+		}
+	}
 	start := nanotime()
 	for _, r := range runners {
 		r.start = start
@@ -137,6 +161,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}()
 	var wg sync.WaitGroup
+	for _, r := range runners {
+		if r.ws != nil && cfg.WSIdle > 0 {
+			wg.Go(func() { r.ws.waitIdle(r, r.workers, cfg.Progress) })
+		}
+	}
 	for _, ws := range workers {
 		for _, w := range ws {
 			wg.Go(w.run)
@@ -150,13 +179,26 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	results := make([]Result, len(runners))
 	for i, r := range runners {
 		var meas Stats
-		for _, w := range workers[i] {
-			_, m := w.stats()
-			meas.Merge(m)
+		if r.ws != nil {
+			_, meas = r.ws.merged()
+		} else {
+			for _, w := range workers[i] {
+				_, m := w.stats()
+				meas.Merge(m)
+			}
 		}
 		from := r.measStart
 		if cfg.Fill {
 			from = r.start
+		}
+		if r.ws != nil && cfg.WSIdle > 0 {
+			results[i] = r.result(&meas, 0)
+			if end := r.ws.holdEnd.Load(); end != 0 {
+				results[i].Seconds = time.Duration(min(finish, end) - (end - int64(cfg.WSIdle))).Seconds()
+			}
+			results[i].IdleOpen = r.ws.alive.Load()
+			results[i].IdleReady = r.ws.ready.Load()
+			continue
 		}
 		results[i] = r.result(&meas, time.Duration(max(min(finish, r.end), from)-from))
 		if cfg.Fill {
@@ -205,6 +247,24 @@ type Result struct {
 	LatencyMaxUS    float64 `json:"latency_max_us"`
 	MeanPeers       float64 `json:"mean_peers_per_announce"`
 
+	// The WebSocket mode (see Stats). Messages are those the tracker
+	// delivered: announce replies, relayed offers and relayed answers.
+	Offers          int     `json:"ws_offers_per_announce,omitempty"`
+	SDPBytes        int     `json:"ws_sdp_bytes,omitempty"`
+	OffersSent      uint64  `json:"offers_sent,omitempty"`
+	OffersReceived  uint64  `json:"offers_received,omitempty"`
+	OffersToSelf    uint64  `json:"offers_to_self,omitempty"`
+	AnswersSent     uint64  `json:"answers_sent,omitempty"`
+	AnswersReceived uint64  `json:"answers_received,omitempty"`
+	Messages        uint64  `json:"messages,omitempty"`
+	MessagesPerSec  float64 `json:"messages_per_sec,omitempty"`
+	AnswerP50US     float64 `json:"answer_latency_p50_us,omitempty"`
+	AnswerP99US     float64 `json:"answer_latency_p99_us,omitempty"`
+	// Idle mode: connections announced before the hold, and open at its
+	// end.
+	IdleReady int64 `json:"idle_ready,omitempty"`
+	IdleOpen  int64 `json:"idle_open,omitempty"`
+
 	ErrorMessages map[string]uint64 `json:"error_messages,omitempty"`
 }
 
@@ -247,6 +307,20 @@ func (r *runner) result(s *Stats, d time.Duration) Result {
 	if r.tgt.proto == "http" && r.cfg.HTTPClose {
 		res.Window = 1
 	}
+	if r.tgt.proto == "ws" {
+		res.Window = r.cfg.WSWindow
+		res.Offers, res.SDPBytes = r.cfg.WSOffers, r.cfg.WSSDPBytes
+		res.OffersSent, res.OffersReceived, res.OffersToSelf = s.OffersSent, s.OffersReceived, s.OffersToSelf
+		res.AnswersSent, res.AnswersReceived = s.AnswersSent, s.AnswersReceived
+		res.Messages = s.Announces + s.OffersReceived + s.AnswersReceived
+		res.MessagesPerSec = rate(res.Messages, int64(d))
+		res.AnswerP50US = us(s.AnswerLatency.Quantile(0.50))
+		res.AnswerP99US = us(s.AnswerLatency.Quantile(0.99))
+		if r.cfg.WSIdle > 0 {
+			res.Mode = "idle"
+			res.Warmup = 0
+		}
+	}
 	if s.Announces > 0 {
 		res.MeanPeers = float64(s.Peers) / float64(s.Announces)
 	}
@@ -266,8 +340,12 @@ func (r *Result) Format(w io.Writer) {
 		mode = ", a new connection per request"
 	}
 	workers := "sockets"
-	if r.Protocol == "http" {
+	if r.Protocol != "udp" {
 		workers = "connections"
+	}
+	if r.Protocol == "ws" {
+		r.formatWS(w)
+		return
 	}
 	fmt.Fprintf(w, "%s %s: %d torrents, %d peers, %d %s × window %d, %d source address(es)%s\n",
 		r.Protocol, r.Target, r.Torrents, r.Peers, r.Workers, workers, r.Window, r.SourceAddrs, mode)
@@ -284,6 +362,10 @@ func (r *Result) Format(w io.Writer) {
 	fmt.Fprintf(w, "  latency:     mean %s  p50 %s  p90 %s  p99 %s  max %s\n",
 		fmtUS(r.LatencyMeanUS), fmtUS(r.LatencyP50US), fmtUS(r.LatencyP90US), fmtUS(r.LatencyP99US), fmtUS(r.LatencyMaxUS))
 	fmt.Fprintf(w, "  peers:       %.2f per announce\n", r.MeanPeers)
+	r.formatErrors(w)
+}
+
+func (r *Result) formatErrors(w io.Writer) {
 	msgs := make([]string, 0, len(r.ErrorMessages))
 	for m := range r.ErrorMessages {
 		msgs = append(msgs, m)
@@ -319,4 +401,24 @@ func errMsg(err error) string {
 		return op.Op + ": " + op.Err.Error()
 	}
 	return err.Error()
+}
+
+func (r *Result) formatWS(w io.Writer) {
+	fmt.Fprintf(w, "ws %s: %d torrents, %d connections × %d torrents each, window %d, %d offers of %d-byte SDPs per announce, %d source address(es)\n",
+		r.Target, r.Torrents, r.Workers, r.Peers/max(r.Workers, 1), r.Window, r.Offers, r.SDPBytes, r.SourceAddrs)
+	if r.Mode == "idle" {
+		fmt.Fprintf(w, "  idle:        %d connections opened, %d announced, %d still open after %.2f s of hold\n",
+			r.Connects, r.IdleReady, r.IdleOpen, r.Seconds)
+	} else {
+		fmt.Fprintf(w, "  measured:    %.2f s after %.2f s of warm-up; connections opened: %d\n", r.Seconds, r.Warmup, r.Connects)
+	}
+	fmt.Fprintf(w, "  messages:    %d delivered by the tracker (%.0f/s): announce replies %d, offers relayed %d, answers relayed %d\n",
+		r.Messages, r.MessagesPerSec, r.Announces, r.OffersReceived, r.AnswersReceived)
+	fmt.Fprintf(w, "  sent:        announces %d, offers in them %d, answers %d; offers relayed back to their sender: %d\n",
+		r.Sent, r.OffersSent, r.AnswersSent, r.OffersToSelf)
+	fmt.Fprintf(w, "  errors:      %d   timeouts: %d   late replies: %d\n", r.Errors, r.Timeouts, r.Late)
+	fmt.Fprintf(w, "  latency:     announce reply mean %s  p50 %s  p90 %s  p99 %s  max %s\n",
+		fmtUS(r.LatencyMeanUS), fmtUS(r.LatencyP50US), fmtUS(r.LatencyP90US), fmtUS(r.LatencyP99US), fmtUS(r.LatencyMaxUS))
+	fmt.Fprintf(w, "               offer to answer p50 %s  p99 %s\n", fmtUS(r.AnswerP50US), fmtUS(r.AnswerP99US))
+	r.formatErrors(w)
 }

@@ -111,11 +111,20 @@ type Stats struct {
 	Errors    uint64 // invalid replies, error replies, failed connections
 	Timeouts  uint64 // requests unanswered after the timeout
 	Late      uint64 // replies that came after their request timed out
+	// WebSocket mode: offers sent in announces, relayed offers received
+	// (and those of them relayed back to their own sender), answers sent,
+	// relayed answers received.
+	OffersSent, OffersReceived, OffersToSelf uint64
+	AnswersSent, AnswersReceived             uint64
 	// ErrorMsgs counts Errors by message.
 	ErrorMsgs map[string]uint64
 	// Latency of valid replies, from the request's send to the reply's
 	// receipt.
 	Latency Histogram
+	// AnswerLatency (WebSocket mode) is from an offer's send to the receipt
+	// of the answer to it, through the tracker, the answering peer and the
+	// tracker again.
+	AnswerLatency Histogram
 }
 
 func (s *Stats) addError(msg string) { s.addErrors(msg, 1) }
@@ -141,10 +150,16 @@ func (s *Stats) Merge(o *Stats) {
 	s.Peers += o.Peers
 	s.Timeouts += o.Timeouts
 	s.Late += o.Late
+	s.OffersSent += o.OffersSent
+	s.OffersReceived += o.OffersReceived
+	s.OffersToSelf += o.OffersToSelf
+	s.AnswersSent += o.AnswersSent
+	s.AnswersReceived += o.AnswersReceived
 	for m, n := range o.ErrorMsgs {
 		s.addErrors(m, n)
 	}
 	s.Latency.Merge(&o.Latency)
+	s.AnswerLatency.Merge(&o.AnswerLatency)
 }
 
 // epoch anchors nanotime; time.Since uses the monotonic clock.

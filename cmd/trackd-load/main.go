@@ -1,7 +1,8 @@
 // Command trackd-load is a load generator for BitTorrent trackers: it plays
 // a population of simulated peers against a tracker over UDP (BEP 15) or
-// HTTP, checks every reply, and prints responses per second, latency
-// percentiles and peers per announce. With -canned it is instead a
+// HTTP, or a WebSocket (WebTorrent) tracker with the offers and answers of
+// simulated browsers, checks every reply, and prints responses per second,
+// latency percentiles and peers per announce. With -canned it is instead a
 // stateless tracker with fixed replies, to measure the generator's own
 // ceiling. Run trackd-load -h for the flags; the package trackd/loadgen
 // documents the model.
@@ -51,7 +52,14 @@ func parse(args []string, stderr io.Writer) (*options, error) {
   trackd-load -http 127.0.0.1:6969 [flags]     load an HTTP tracker
   trackd-load -udp ... -http ... [flags]       load both at once
   trackd-load -fill -udp|-http ADDR [flags]    announce every peer once, then stop
+  trackd-load -ws ws://127.0.0.1:8000/announce [flags]
+                                               load a WebSocket (WebTorrent) tracker
+  trackd-load -ws ADDR -ws-idle 60s -ws-conns N
+                                               open N connections, announce once on each,
+                                               hold them idle (memory per connection)
   trackd-load -canned -udp ADDR -http ADDR     serve fixed replies (the generator's ceiling)
+  trackd-load -canned -ws ADDR                 the same for WebSocket: relays each offer and
+                                               answer back to its sender
   trackd-load -flood -udp ADDR -rate N -duration D
                                                announce a new random info hash in every
                                                packet (N a second, for D), while a
@@ -59,7 +67,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
                                                known swarm every -probe
 
 Targets are "host:port" or tracker URLs (udp://host:port/announce,
-http://host:port/announce); they must be loopback addresses unless
+http://host:port/announce, ws://host:port/path); they must be loopback addresses unless
 -allow-remote is given. Every run stops by itself after -warmup + -duration
 (or the fill), and in any case after -max-time.
 
@@ -69,6 +77,14 @@ Flags:
 	}
 	fs.StringVar(&c.UDP, "udp", "", "UDP tracker `address` to load (with -canned: to serve)")
 	fs.StringVar(&c.HTTP, "http", "", "HTTP tracker `address` or announce URL to load (with -canned: to serve)")
+	fs.StringVar(&c.WS, "ws", "", "WebSocket tracker `address` or URL to load, alone (with -canned: to serve)")
+	fs.IntVar(&c.WSConns, "ws-conns", c.WSConns, "WebSocket connections, one goroutine and one peer id each")
+	fs.IntVar(&c.WSTorrents, "ws-torrents", c.WSTorrents, "torrents each WebSocket connection announces on in turn (the workload has ws-conns × ws-torrents peers; -peers is not used)")
+	fs.IntVar(&c.WSWindow, "ws-window", c.WSWindow, "announces in flight per WebSocket connection")
+	fs.IntVar(&c.WSOffers, "ws-offers", c.WSOffers, "offers per WebSocket announce (its numwant; bittorrent-tracker's client sends at most 5)")
+	fs.IntVar(&c.WSSDPBytes, "ws-sdp", c.WSSDPBytes, "bytes of each fake SDP (offers and answers)")
+	fs.DurationVar(&c.WSPace, "ws-pace", 0, "least time between two announces of a WebSocket connection (for trackers that rate-limit offers per socket: use more connections)")
+	fs.DurationVar(&c.WSIdle, "ws-idle", 0, "WebSocket idle mode: announce once per connection, then hold the connections this long (prints a line on stderr when all are open)")
 	fs.BoolVar(&o.canned, "canned", false, "serve valid fixed replies on -udp and -http instead of loading them")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow addresses that are not loopback (only for trackers you operate)")
 	fs.IntVar(&c.Torrents, "torrents", c.Torrents, "torrents in the workload")
@@ -125,12 +141,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if o.canned && o.cfg.WS != "" {
+		return serveCannedWS(ctx, o, stderr)
+	}
 	if o.canned {
 		return serveCanned(ctx, o, stderr)
 	}
 	if o.flood {
 		return runFlood(ctx, o, stdout, stderr)
 	}
+	o.cfg.Progress = stderr
 	results, err := loadgen.Run(ctx, o.cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "trackd-load:", err)
@@ -147,7 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if o.json {
 			fmt.Fprintf(stdout, "%s\n", r.JSON())
 		}
-		if r.Responses == 0 {
+		if r.Responses == 0 && !(r.Mode == "idle" && r.IdleReady > 0) {
 			code = 1
 		}
 	}
@@ -156,6 +176,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func serveCanned(ctx context.Context, o *options, stderr io.Writer) int {
 	c, err := loadgen.StartCanned(o.cfg.UDP, o.cfg.HTTP, o.cfg.AllowRemote)
+	if err != nil {
+		fmt.Fprintln(stderr, "trackd-load:", err)
+		return 1
+	}
+	limit := o.cfg.MaxTime
+	if limit <= 0 {
+		limit = 10 * time.Minute
+	}
+	fmt.Fprintf(stderr, "trackd-load: %s; stops after %s or on SIGINT/SIGTERM\n", c, limit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	<-ctx.Done()
+	c.Close()
+	return 0
+}
+
+func serveCannedWS(ctx context.Context, o *options, stderr io.Writer) int {
+	if o.cfg.UDP != "" || o.cfg.HTTP != "" {
+		fmt.Fprintln(stderr, "trackd-load: -canned -ws serves WebSocket alone (run another -canned for -udp and -http)")
+		return 2
+	}
+	c, err := loadgen.StartCannedWS(o.cfg.WS, o.cfg.AllowRemote)
 	if err != nil {
 		fmt.Fprintln(stderr, "trackd-load:", err)
 		return 1

@@ -20,6 +20,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		"udp", "http", "canned", "allow-remote", "torrents", "peers", "seed", "seeders", "numwant",
 		"scrape", "scrape-hashes", "duration", "warmup", "max-time", "timeout", "sockets", "conns",
 		"window", "src-addrs", "http-close", "fill", "renew", "json", "cpuprofile",
+		"ws", "ws-conns", "ws-torrents", "ws-window", "ws-offers", "ws-sdp", "ws-idle", "ws-pace",
 	} {
 		if !strings.Contains(out.String(), "\n  -"+name+" ") && !strings.Contains(out.String(), "\n  -"+name+"\n") {
 			t.Errorf("-h does not document -%s", name)
@@ -38,9 +39,20 @@ func TestFlagsMakeConfig(t *testing.T) {
 		ScrapeShare: 0.2, ScrapeMaxHashes: 4, Duration: 3 * time.Second, Warmup: time.Second,
 		MaxTime: 9 * time.Second, Timeout: time.Second, Sockets: 2, Conns: 3, Window: 5, SourceAddrs: 2,
 		HTTPClose: true, Fill: true, ConnIDRenew: 30 * time.Second,
+		WSConns: 1000, WSTorrents: 2, WSWindow: 1, WSOffers: 5, WSSDPBytes: 2048,
 	}
 	if o.cfg != want || !o.json || o.canned {
 		t.Errorf("got %+v, want %+v", o.cfg, want)
+	}
+
+	o, err = parse(strings.Fields("-ws ws://127.0.0.1:1/announce -ws-conns 7 -ws-torrents 3 -ws-window 2 -ws-offers 4 -ws-sdp 3000 -ws-idle 5s -ws-pace 2s"), &errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.WS != "ws://127.0.0.1:1/announce" || c.WSConns != 7 || c.WSTorrents != 3 || c.WSWindow != 2 || c.WSOffers != 4 ||
+		c.WSSDPBytes != 3000 || c.WSIdle != 5*time.Second || c.WSPace != 2*time.Second {
+		t.Errorf("ws flags: %+v", c)
 	}
 }
 
@@ -91,6 +103,39 @@ func TestCannedStopsByItself(t *testing.T) {
 		t.Errorf("exit %d after %v: %s", code, time.Since(start), errs.String())
 	}
 	if !strings.Contains(errs.String(), "canned tracker on udp://127.0.0.1:") {
+		t.Errorf("log: %s", errs.String())
+	}
+}
+
+func TestWSAgainstCannedJSON(t *testing.T) {
+	c, err := loadgen.StartCannedWS("127.0.0.1:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out, errs bytes.Buffer
+	args := []string{"-ws", "ws://" + c.Addr().String() + "/announce", "-torrents", "100", "-ws-conns", "20",
+		"-duration", "300ms", "-warmup", "100ms", "-json"}
+	if code := run(context.Background(), args, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var r loadgen.Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || strings.Count(out.String(), "\n") != 1 {
+		t.Fatalf("stdout is not one JSON line: %q %v", out.String(), err)
+	}
+	if r.Protocol != "ws" || r.Announces == 0 || r.AnswersReceived == 0 || r.Errors != 0 || !strings.Contains(errs.String(), "messages:") {
+		t.Errorf("result %+v, text %s", r, errs.String())
+	}
+}
+
+func TestCannedWSStopsByItself(t *testing.T) {
+	var out, errs bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), strings.Fields("-canned -ws 127.0.0.1:0 -max-time 200ms"), &out, &errs)
+	if code != 0 || time.Since(start) > 3*time.Second {
+		t.Errorf("exit %d after %v: %s", code, time.Since(start), errs.String())
+	}
+	if !strings.Contains(errs.String(), "canned WebSocket tracker on ws://127.0.0.1:") {
 		t.Errorf("log: %s", errs.String())
 	}
 }
