@@ -282,7 +282,10 @@ func TestServerSlowloris(t *testing.T) {
 // closed; one that keeps asking stays open.
 func TestServerIdleTimeout(t *testing.T) {
 	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
-		const idle = 300 * time.Millisecond
+		// Long enough that a request every idle/3 keeps the connection
+		// even when the machine delays the test's sleeps by a few hundred
+		// milliseconds (at 300 ms it lost the race under load).
+		const idle = time.Second
 		s := httpservertest.Start(t, listen, httpserver.EchoHandler, httpserver.Options{IdleTimeout: idle})
 		c := httpservertest.Dial(t, s.Addr())
 		br := bufio.NewReader(c)
@@ -300,7 +303,7 @@ func TestServerIdleTimeout(t *testing.T) {
 		if _, err := br.ReadByte(); err == nil {
 			t.Fatal("data on an idle connection")
 		}
-		if d := time.Since(start); d < idle/2 || d > 3*time.Second {
+		if d := time.Since(start); d < idle/2 || d > idle+3*time.Second {
 			t.Errorf("idle connection closed after %v, want about %v", d, idle)
 		}
 	})
