@@ -59,7 +59,8 @@
 // which the leecher answers through trackd; every round must end within
 // the HTTP prober's bounds, with no failure reason and no connection lost.
 //
-//   - PerAddressBound: 200 connections from one address against
+//   - PerAddressBound: 200 connections from one address (half of them
+//     naming other clients in X-Forwarded-For and X-Real-IP) against
 //     -ws-max-conns-per-ip 50: 150 closed with 1013 right after their
 //     handshake, 50 kept; 50 from another address all served.
 //   - NonReaders: 4 waves of 20 clients that join a swarm and then never
@@ -73,7 +74,9 @@
 //     4 KiB fragments with 1009, an unmasked frame and a reserved opcode
 //     with 1002, a binary message with 1003, a text message not UTF-8
 //     with 1007; bad JSON and bad ids get a failure reason on a
-//     connection that serves on; 50 connections trickling a message a
+//     connection that serves on; a ping flood from a client that reads
+//     no pong is closed; the probe's peer ids announced from another
+//     connection (stopped too) are refused; 50 connections trickling a message a
 //     byte per 100 ms slow no one (the message timeout, 30 s, has no flag
 //     and is not waited for).
 //   - TorrentFlood: 20 connections × 100 new info hashes (the most per

@@ -67,6 +67,7 @@ func (d *trackd) metricLabelled(t testing.TB, series string) float64 {
 }
 
 // testWSPerAddressBound: 200 WebSocket connections from one address
+// (half of them naming other clients in X-Forwarded-For and X-Real-IP)
 // against -ws-max-conns-per-ip 50: the 150 beyond are closed with 1013
 // right after their handshake, the 50 stay open, and 50 from another
 // address are all served.
@@ -74,8 +75,15 @@ func testWSPerAddressBound(t *testing.T) {
 	const perIP, n = 50, 200
 	d, p, wp := startAll(t, "-ws-max-conns-per-ip", strconv.Itoa(perIP))
 	var cs []*wsClient
-	for range n {
-		c, err := dialWS("127.0.0.9", d.http, 5*time.Second, nil)
+	for i := range n {
+		// Every other one names another client in X-Forwarded-For and
+		// X-Real-IP: trackd trusts no proxy here, so they count for the
+		// address they come from.
+		var h http.Header
+		if i%2 == 1 {
+			h = http.Header{"X-Forwarded-For": {fmt.Sprintf("10.0.0.%d", i)}, "X-Real-Ip": {fmt.Sprintf("10.0.1.%d", i)}}
+		}
+		c, err := dialWSHeader("127.0.0.9", d.http, 5*time.Second, nil, h)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
 		}
@@ -238,7 +246,9 @@ func testWSNonReaders(t *testing.T) {
 // unmasked frame 1002, a binary message 1003, a text message that is
 // not UTF-8 1007, a reserved opcode 1002, 68 KiB in 4 KiB fragments
 // 1009; JSON that is not a message gets a failure reason on a connection
-// that stays usable. 50 connections trickling a 60 KiB message a byte
+// that stays usable; a flood of pings from a client that reads no pong is
+// closed; announces (stopped too) with the probe's peer ids from another
+// connection are refused. 50 connections trickling a 60 KiB message a byte
 // per 100 ms meanwhile, for 3 s, must not slow anyone and stay open
 // (they are closed after the message timeout, 30 s, which the test does
 // not wait for: it has no flag).
@@ -372,6 +382,48 @@ func testWSBadFrames(t *testing.T) {
 	if m, err := c.nextJSON(time.Now().Add(probeTimeout)); err != nil || m["interval"] == nil {
 		t.Errorf("announce after bad messages: %v, %v", m, err)
 	}
+	// Pings as fast as they go from a client that never reads the pongs
+	// (a small window): the pongs fill its write queue and it is closed.
+	pc, err := dialWS("127.0.0.14", d.http, 5*time.Second, smallWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.c.Close()
+	ping := ws.MustCompileFrame(ws.MaskFrame(ws.NewPingFrame(make([]byte, 125))))
+	pingStart := time.Now()
+	pings := 0
+	var pingErr error
+	for time.Since(pingStart) < 2*time.Second {
+		pc.c.SetWriteDeadline(time.Now().Add(time.Second))
+		if _, pingErr = pc.c.Write(ping); pingErr != nil {
+			break
+		}
+		pings++
+	}
+	if pingErr == nil {
+		t.Errorf("ping flood: %d pings in %v and the connection is still open", pings, time.Since(pingStart).Round(time.Millisecond))
+	} else {
+		t.Logf("ping flood, pongs never read: %d pings, then closed after %v (%v)", pings, time.Since(pingStart).Round(time.Millisecond), pingErr)
+	}
+	// Another connection announcing with the probe's peer ids, every
+	// event (stopped too), is refused: the probe's peers stay.
+	sq, err := dialWS("127.0.0.14", d.http, 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.c.Close()
+	for _, name := range wsProbeNames {
+		for _, ev := range []string{"started", "", "completed", "stopped"} {
+			if err := sq.send(wsAnnounce(wsProbeHash, wsID(name), 0, 5, ev, 1, "squat", "v=0")); err != nil {
+				t.Fatal(err)
+			}
+			m, err := sq.nextJSON(time.Now().Add(probeTimeout))
+			if r, _ := m["failure reason"].(string); err != nil || !strings.Contains(r, "in use") {
+				t.Errorf("announce %q with the probe's peer id %q from another connection: %v, %v; want refused", ev, name, m, err)
+			}
+		}
+	}
+	sq.c.Close()
 	time.Sleep(time.Until(holdUntil))
 	close(stopTrickle)
 	open := <-trickled

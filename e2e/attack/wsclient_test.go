@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,11 +32,19 @@ type wsClient struct {
 // loopback address src. control, if not nil, sets socket options before
 // the connect.
 func dialWS(src, addr string, timeout time.Duration, control func(fd uintptr)) (*wsClient, error) {
+	return dialWSHeader(src, addr, timeout, control, nil)
+}
+
+// dialWSHeader is dialWS with header added to the handshake's request.
+func dialWSHeader(src, addr string, timeout time.Duration, control func(fd uintptr), header http.Header) (*wsClient, error) {
 	nd := loopbackDialer(src, timeout)
 	if control != nil {
 		nd.Control = func(_, _ string, rc syscall.RawConn) error { return rc.Control(control) }
 	}
 	d := ws.Dialer{Timeout: timeout, NetDial: nd.DialContext}
+	if header != nil {
+		d.Header = ws.HandshakeHeaderHTTP(header)
+	}
 	c, br, _, err := d.Dial(context.Background(), "ws://"+addr+"/announce")
 	if err != nil {
 		return nil, err
