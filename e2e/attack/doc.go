@@ -76,9 +76,9 @@
 //     with 1007; bad JSON and bad ids get a failure reason on a
 //     connection that serves on; a ping flood from a client that reads
 //     no pong is closed; the probe's peer ids announced from another
-//     connection (stopped too) are refused; 50 connections trickling a message a
-//     byte per 100 ms slow no one (the message timeout, 30 s, has no flag
-//     and is not waited for).
+//     connection (stopped too) are refused; 50 connections trickling a
+//     message a byte per 100 ms slow no one (the message timeout, 30 s,
+//     has no flag and is not waited for).
 //   - TorrentFlood: 20 connections × 100 new info hashes (the most per
 //     connection) and one more, round after round for 4 s, against
 //     -ws-max-peers 1000: the peers beyond are refused as the tracker
@@ -88,6 +88,10 @@
 //   - IdleConnections: against -ws-idle-timeout 3s, connections that
 //     complete the handshake and send nothing (no pong) are closed after
 //     3 s (at most 3 s + 2 s); a client that only answers pings stays.
+//   - NonReadersTLS, BadFramesTLS, IdleConnectionsTLS: the same over
+//     wss:// on the HTTPS listener (a test certificate), where each
+//     connection has a goroutine of its own behind TLS instead of the
+//     event loops.
 //
 // TestRealClientNumbers checks values real clients send: a UDP stopped
 // announce with left = 2^64−1 (WebTorrent) removes the peer; left of 2^63

@@ -2,16 +2,23 @@ package attack
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"trackd/internal/testcert"
 
 	"github.com/gobwas/ws"
 )
@@ -25,12 +32,32 @@ func TestWebSocketAttack(t *testing.T) {
 	t.Run("BadFrames", testWSBadFrames)
 	t.Run("TorrentFlood", testWSTorrentFlood)
 	t.Run("IdleConnections", testWSIdle)
+	// wss:// through the HTTPS listener: each connection on a goroutine
+	// of its own, behind TLS, rather than on the event loops.
+	t.Run("NonReadersTLS", testWSNonReaders)
+	t.Run("BadFramesTLS", testWSBadFrames)
+	t.Run("IdleConnectionsTLS", testWSIdle)
 }
 
-// startAll starts trackd with extra flags and the three probers.
-func startAll(t *testing.T, extra ...string) (*trackd, *prober, *wsProber) {
+// startAll starts trackd with extra flags and the three probers (the
+// WebSocket prober over ws://). It returns the target the attack goes to:
+// ws:// on the HTTP listener, or, when the subtest's name ends in TLS,
+// wss:// on an HTTPS listener with a test certificate.
+func startAll(t *testing.T, extra ...string) (*trackd, *prober, *wsProber, wsTarget) {
+	var pool *x509.CertPool
+	if strings.HasSuffix(t.Name(), "TLS") {
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		pool = x509.NewCertPool()
+		pool.AddCert(testcert.Write(t, certFile, keyFile, 1))
+		extra = append([]string{"-https", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, extra...)
+	}
 	d := startTrackd(t, extra...)
-	return d, startProber(t, d), startWSProber(t, d)
+	tg := wsTarget{addr: d.http}
+	if pool != nil {
+		tg = wsTarget{addr: d.https, tls: &tls.Config{RootCAs: pool}}
+	}
+	return d, startProber(t, d), startWSProber(t, d), tg
 }
 
 // checkAll checks the three probers.
@@ -73,7 +100,7 @@ func (d *trackd) metricLabelled(t testing.TB, series string) float64 {
 // address are all served.
 func testWSPerAddressBound(t *testing.T) {
 	const perIP, n = 50, 200
-	d, p, wp := startAll(t, "-ws-max-conns-per-ip", strconv.Itoa(perIP))
+	_, p, wp, tg := startAll(t, "-ws-max-conns-per-ip", strconv.Itoa(perIP))
 	var cs []*wsClient
 	for i := range n {
 		// Every other one names another client in X-Forwarded-For and
@@ -83,7 +110,7 @@ func testWSPerAddressBound(t *testing.T) {
 		if i%2 == 1 {
 			h = http.Header{"X-Forwarded-For": {fmt.Sprintf("10.0.0.%d", i)}, "X-Real-Ip": {fmt.Sprintf("10.0.1.%d", i)}}
 		}
-		c, err := dialWSHeader("127.0.0.9", d.http, 5*time.Second, nil, h)
+		c, err := tg.dial("127.0.0.9", 5*time.Second, nil, h)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
 		}
@@ -111,7 +138,7 @@ func testWSPerAddressBound(t *testing.T) {
 	// Another address's clients, while the 50 are held.
 	var served int
 	for i := range perIP {
-		c, err := dialWS("127.0.0.10", d.http, 5*time.Second, nil)
+		c, err := tg.dial("127.0.0.10", 5*time.Second, nil, nil)
 		if err != nil {
 			t.Fatalf("another address: %v", err)
 		}
@@ -150,7 +177,7 @@ func testWSNonReaders(t *testing.T) {
 		announces  = 40 // each attacker's, back to back: 20 within its bucket
 		offers     = 10
 	)
-	d, p, wp := startAll(t)
+	d, p, wp, tg := startAll(t)
 	hash := wsID("non-reader-swarm")
 	sdp := "v=0\r\n" + strings.Repeat("a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n", 100) // 5.7 KB
 	var replies, failures atomic.Int64
@@ -159,7 +186,7 @@ func testWSNonReaders(t *testing.T) {
 	for wave := range waves {
 		var sinks []*wsClient
 		for i := range nonReaders {
-			c, err := dialWS("127.0.0.11", d.http, 5*time.Second, smallWindow)
+			c, err := tg.dial("127.0.0.11", 5*time.Second, smallWindow, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +202,7 @@ func testWSNonReaders(t *testing.T) {
 		start := time.Now()
 		var wg sync.WaitGroup
 		for a := range attackers {
-			c, err := dialWS("127.0.0.12", d.http, 5*time.Second, nil)
+			c, err := tg.dial("127.0.0.12", 5*time.Second, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,11 +238,12 @@ func testWSNonReaders(t *testing.T) {
 		slowestWave = max(slowestWave, time.Since(start))
 
 		// A non-reader the server closed reads what its socket held,
-		// then the end of the stream.
+		// then the end of the stream (cut short, without TLS's
+		// close_notify, over wss://), or a reset.
 		for i, c := range sinks {
 			c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
 			n, err := io.Copy(io.Discard, c.r)
-			if err == nil {
+			if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 				closed++
 				continue
 			}
@@ -253,10 +281,10 @@ func testWSNonReaders(t *testing.T) {
 // (they are closed after the message timeout, 30 s, which the test does
 // not wait for: it has no flag).
 func testWSBadFrames(t *testing.T) {
-	d, p, wp := startAll(t)
+	_, p, wp, tg := startAll(t)
 	var trickling []*wsClient
 	for i := range 50 {
-		c, err := dialWS("127.0.0.13", d.http, 5*time.Second, nil)
+		c, err := tg.dial("127.0.0.13", 5*time.Second, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +366,7 @@ func testWSBadFrames(t *testing.T) {
 		{"text not UTF-8", masked(ws.OpText, []byte("{\"action\":\"\xff\xfe\"}")), 1007},
 		{"reserved opcode", masked(ws.OpCode(0x3), msg), 1002},
 	} {
-		c, err := dialWS("127.0.0.14", d.http, 5*time.Second, nil)
+		c, err := tg.dial("127.0.0.14", 5*time.Second, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +389,7 @@ func testWSBadFrames(t *testing.T) {
 		}
 	}
 	// Bad JSON and bad ids: a failure reason, and the connection serves on.
-	c, err := dialWS("127.0.0.14", d.http, 5*time.Second, nil)
+	c, err := tg.dial("127.0.0.14", 5*time.Second, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +412,7 @@ func testWSBadFrames(t *testing.T) {
 	}
 	// Pings as fast as they go from a client that never reads the pongs
 	// (a small window): the pongs fill its write queue and it is closed.
-	pc, err := dialWS("127.0.0.14", d.http, 5*time.Second, smallWindow)
+	pc, err := tg.dial("127.0.0.14", 5*time.Second, smallWindow, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +435,7 @@ func testWSBadFrames(t *testing.T) {
 	}
 	// Another connection announcing with the probe's peer ids, every
 	// event (stopped too), is refused: the probe's peers stay.
-	sq, err := dialWS("127.0.0.14", d.http, 5*time.Second, nil)
+	sq, err := tg.dial("127.0.0.14", 5*time.Second, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +479,7 @@ func testWSTorrentFlood(t *testing.T) {
 		rounds   = 60  // at most; for floodFor at most
 		floodFor = 4 * time.Second
 	)
-	d, p, wp := startAll(t, "-ws-max-peers", strconv.Itoa(maxPeers))
+	d, p, wp, tg := startAll(t, "-ws-max-peers", strconv.Itoa(maxPeers))
 	rss0, err := d.rss()
 	if err != nil {
 		t.Fatal(err)
@@ -465,7 +493,7 @@ func testWSTorrentFlood(t *testing.T) {
 		var wg sync.WaitGroup
 		var cs []*wsClient
 		for i := range conns {
-			c, err := dialWS(fmt.Sprintf("127.0.1.%d", i+1), d.http, 5*time.Second, nil)
+			c, err := tg.dial(fmt.Sprintf("127.0.1.%d", i+1), 5*time.Second, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -564,7 +592,7 @@ func testWSTorrentFlood(t *testing.T) {
 // then only answers pings stays open for 6 s.
 func testWSIdle(t *testing.T) {
 	const idle = 3 * time.Second
-	d, p, wp := startAll(t, "-ws-idle-timeout", idle.String())
+	_, p, wp, tg := startAll(t, "-ws-idle-timeout", idle.String())
 	const n = 10
 	start := time.Now()
 	type watched struct {
@@ -573,12 +601,12 @@ func testWSIdle(t *testing.T) {
 	var ws1 []watched
 	var silent []net.Conn
 	for i := range 2 * n {
-		c, err := loopbackDialer("127.0.0.15", 5*time.Second).Dial("tcp", d.http)
+		c, err := tg.rawDial("127.0.0.15", 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		br, err := handshake(c, d.http, 5*time.Second)
+		br, err := handshake(c, tg.addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -590,7 +618,7 @@ func testWSIdle(t *testing.T) {
 	}
 	// A well-behaved client that announced once and is quiet since,
 	// answering pings: never idle.
-	quiet, err := dialWS("127.0.0.16", d.http, 5*time.Second, nil)
+	quiet, err := tg.dial("127.0.0.16", 5*time.Second, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +663,7 @@ func testWSIdle(t *testing.T) {
 	time.Sleep(time.Until(start.Add(limit)))
 	for _, c := range silent {
 		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if _, err := io.Copy(io.Discard, c); err != nil {
+		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
 			silentOpen++
 		}
 	}

@@ -3,6 +3,7 @@ package attack
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,20 +33,36 @@ type wsClient struct {
 // loopback address src. control, if not nil, sets socket options before
 // the connect.
 func dialWS(src, addr string, timeout time.Duration, control func(fd uintptr)) (*wsClient, error) {
-	return dialWSHeader(src, addr, timeout, control, nil)
+	return wsTarget{addr: addr}.dial(src, timeout, control, nil)
 }
 
-// dialWSHeader is dialWS with header added to the handshake's request.
-func dialWSHeader(src, addr string, timeout time.Duration, control func(fd uintptr), header http.Header) (*wsClient, error) {
+// wsTarget is where a WebSocket client connects: ws:// on the HTTP
+// listener, or wss:// on the HTTPS listener when tls is set.
+type wsTarget struct {
+	addr string
+	tls  *tls.Config
+}
+
+func (tg wsTarget) String() string {
+	if tg.tls != nil {
+		return "wss://" + tg.addr
+	}
+	return "ws://" + tg.addr
+}
+
+// dial opens a WebSocket connection to tg from the loopback address src;
+// control, if not nil, sets socket options before the connect; header is
+// added to the handshake's request.
+func (tg wsTarget) dial(src string, timeout time.Duration, control func(fd uintptr), header http.Header) (*wsClient, error) {
 	nd := loopbackDialer(src, timeout)
 	if control != nil {
 		nd.Control = func(_, _ string, rc syscall.RawConn) error { return rc.Control(control) }
 	}
-	d := ws.Dialer{Timeout: timeout, NetDial: nd.DialContext}
+	d := ws.Dialer{Timeout: timeout, NetDial: nd.DialContext, TLSConfig: tg.tls}
 	if header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(header)
 	}
-	c, br, _, err := d.Dial(context.Background(), "ws://"+addr+"/announce")
+	c, br, _, err := d.Dial(context.Background(), tg.String()+"/announce")
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +222,25 @@ func wsID(s string) string {
 		return s[len(s)-20:]
 	}
 	return s + strings.Repeat("-", 20-len(s))
+}
+
+// rawDial opens a TCP connection to tg from src, and completes the TLS
+// handshake for wss://.
+func (tg wsTarget) rawDial(src string, timeout time.Duration) (net.Conn, error) {
+	c, err := loopbackDialer(src, timeout).Dial("tcp", tg.addr)
+	if err != nil || tg.tls == nil {
+		return c, err
+	}
+	cfg := tg.tls.Clone()
+	cfg.ServerName, _, _ = net.SplitHostPort(tg.addr)
+	tc := tls.Client(c, cfg)
+	c.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return tc, nil
 }
 
 // handshake completes a WebSocket handshake by hand on c and reads the
