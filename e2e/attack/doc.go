@@ -88,7 +88,8 @@
 //   - IdleConnections: against -ws-idle-timeout 3s, connections that
 //     complete the handshake and send nothing (no pong) are closed after
 //     3 s (at most 3 s + 2 s); a client that only answers pings stays.
-//   - NonReadersTLS, BadFramesTLS, IdleConnectionsTLS: the same over
+//   - PerAddressBoundTLS, NonReadersTLS, BadFramesTLS,
+//     IdleConnectionsTLS: the same over
 //     wss:// on the HTTPS listener (a test certificate), where each
 //     connection has a goroutine of its own behind TLS instead of the
 //     event loops.

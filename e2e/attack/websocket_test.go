@@ -34,6 +34,7 @@ func TestWebSocketAttack(t *testing.T) {
 	t.Run("IdleConnections", testWSIdle)
 	// wss:// through the HTTPS listener: each connection on a goroutine
 	// of its own, behind TLS, rather than on the event loops.
+	t.Run("PerAddressBoundTLS", testWSPerAddressBound)
 	t.Run("NonReadersTLS", testWSNonReaders)
 	t.Run("BadFramesTLS", testWSBadFrames)
 	t.Run("IdleConnectionsTLS", testWSIdle)
