@@ -51,6 +51,49 @@
 //     48 MiB, and a swarm of three peers made before the flood must still
 //     be returned whole afterwards.
 //
+// TestWebSocketAttack attacks the WebSocket way in (WebTorrent, ws:// on
+// the HTTP port), each attack on a trackd of its own, while a
+// well-behaved WebTorrent client joins as well: two seeders and a leecher
+// on one swarm from the prober's address; every 0.5 s a seeder (in turn,
+// so each stays within the offer rate limit) announces with an offer,
+// which the leecher answers through trackd; every round must end within
+// the HTTP prober's bounds, with no failure reason and no connection lost.
+//
+//   - PerAddressBound: 200 connections from one address (half of them
+//     naming other clients in X-Forwarded-For and X-Real-IP) against
+//     -ws-max-conns-per-ip 50: 150 closed with 1013 right after their
+//     handshake, 50 kept; 50 from another address all served.
+//   - NonReaders: 4 waves of 20 clients that join a swarm and then never
+//     read (a 4 KiB receive buffer, a 536-byte MSS), and 10 new attacker
+//     connections each sending 40 announces of 10 offers of 5.7 KB back
+//     to back: every non-reader is closed (its write queue passed its
+//     bound), every announce is answered, and the offers beyond each
+//     connection's token bucket are counted in
+//     trackd_ws_dropped_total{reason="rate_limited"}.
+//   - BadFrames: a 1 MiB message is closed with 1009 at once, 68 KiB in
+//     4 KiB fragments with 1009, an unmasked frame and a reserved opcode
+//     with 1002, a binary message with 1003, a text message not UTF-8
+//     with 1007; bad JSON and bad ids get a failure reason on a
+//     connection that serves on; a ping flood from a client that reads
+//     no pong is closed; the probe's peer ids announced from another
+//     connection (stopped too) are refused; 50 connections trickling a
+//     message a byte per 100 ms slow no one (the message timeout, 30 s,
+//     has no flag and is not waited for).
+//   - TorrentFlood: 20 connections × 100 new info hashes (the most per
+//     connection) and one more, round after round for 4 s, against
+//     -ws-max-peers 1000: the peers beyond are refused as the tracker
+//     full, a connection's 101st as too many torrents, a closed
+//     connection's peers and its emptied swarms are gone, trackd's
+//     resident memory stays within 32 MiB of its start.
+//   - IdleConnections: against -ws-idle-timeout 3s, connections that
+//     complete the handshake and send nothing (no pong) are closed after
+//     3 s (at most 3 s + 2 s); a client that only answers pings stays.
+//   - PerAddressBoundTLS, NonReadersTLS, BadFramesTLS,
+//     IdleConnectionsTLS: the same over
+//     wss:// on the HTTPS listener (a test certificate), where each
+//     connection has a goroutine of its own behind TLS instead of the
+//     event loops.
+//
 // TestRealClientNumbers checks values real clients send: a UDP stopped
 // announce with left = 2^64−1 (WebTorrent) removes the peer; left of 2^63
 // or more, all ones or negative is a leecher, over UDP and HTTP; over HTTP

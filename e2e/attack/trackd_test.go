@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,7 @@ type trackd struct {
 	http       string // host:port of the HTTP announce listener
 	udp        string // host:port of the UDP listener
 	admin      string // host:port of /metrics
+	https      string // host:port of the HTTPS listener, if -https
 	mu         sync.Mutex
 	tail       []string // its last log lines
 	tailDumped bool
@@ -75,6 +77,7 @@ type trackd struct {
 func startTrackd(t testing.TB, extra ...string) *trackd {
 	t.Helper()
 	d := &trackd{cmd: exec.Command(trackdBin, append(append([]string{}, baseFlags...), extra...)...)}
+	wantHTTPS := slices.Contains(extra, "-https")
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +96,7 @@ func startTrackd(t testing.TB, extra ...string) *trackd {
 	listening := make(chan struct{})
 	go func() {
 		defer close(exited)
-		re := regexp.MustCompile(`protocol=(http|udp|admin) addr=(\S+)`)
+		re := regexp.MustCompile(`protocol=(https|http|udp|admin) addr=(\S+)`)
 		served := false
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -108,8 +111,10 @@ func startTrackd(t testing.TB, extra ...string) *trackd {
 					d.udp = m[2]
 				case "admin":
 					d.admin = m[2]
+				case "https":
+					d.https = m[2]
 				}
-				if d.http != "" && d.udp != "" && d.admin != "" && !served {
+				if d.http != "" && d.udp != "" && d.admin != "" && (d.https != "" || !wantHTTPS) && !served {
 					close(listening)
 					served = true
 				}
