@@ -54,12 +54,24 @@ type frontend struct {
 // options in config).
 func (s *Server) frontends() []frontend {
 	return []frontend{
-		{name: "http", addr: s.cfg.HTTP, listen: s.listenHTTP},
+		{name: "http", addr: s.cfg.HTTP, listen: s.listenHTTP, logAttrs: s.announceAttrs("http", "ws")},
 		{name: "udp", addr: s.cfg.UDP, listen: s.listenUDP},
-		{name: "https", addr: s.cfg.HTTPS, listen: s.listenHTTPS},
+		{name: "https", addr: s.cfg.HTTPS, listen: s.listenHTTPS, logAttrs: s.announceAttrs("https", "wss")},
 		{name: "admin", addr: s.cfg.Admin, listen: s.listenAdmin, operator: true, logAttrs: func(addr string) []any {
 			return []any{"stats", "http://" + addr + "/stats", "metrics", "http://" + addr + "/metrics"}
 		}},
+	}
+}
+
+// announceAttrs is what the "serving" line of an HTTP listener says: its
+// announce URL and, with WebSocket on, the WebTorrent one (scheme ws).
+func (s *Server) announceAttrs(scheme, ws string) func(addr string) []any {
+	return func(addr string) []any {
+		attrs := []any{"announce", scheme + "://" + addr + "/announce"}
+		if s.wsHandler != nil {
+			attrs = append(attrs, "webtorrent", ws+"://"+addr+"/announce")
+		}
+		return attrs
 	}
 }
 
