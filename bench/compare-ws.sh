@@ -11,6 +11,8 @@
 # exit. It installs one thing: bittorrent-tracker from npm into a cache
 # directory (BT_DIR), never into the repository.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
 	cat <<'EOF'
@@ -41,13 +43,7 @@ Environment (defaults in brackets):
 EOF
 }
 
-MODE=${1:-throughput}
-case $MODE in
-throughput | memory) ;;
--h | --help | help) usage; exit 0 ;;
-*) usage >&2; exit 2 ;;
-esac
-[[ $# -le 1 ]] || { usage >&2; exit 2; }
+parse_mode "$@"
 
 TRACKERS=${TRACKERS:-bittorrent-tracker trackd}
 TRACKD_ARGS=${TRACKD_ARGS-"-http ADDR -udp ''"}
@@ -77,19 +73,6 @@ ADDR=127.0.0.1:$PORT
 URL=ws://$ADDR/announce
 PY=/usr/bin/python3
 
-die() { echo "compare-ws.sh: $*" >&2; exit 1; }
-
-secs() {
-	local d=$1
-	if [[ $d =~ ^([0-9]+)(\.[0-9]+)?s?$ ]]; then
-		echo $((BASH_REMATCH[1] + (${#BASH_REMATCH[2]} > 0)))
-	elif [[ $d =~ ^([0-9]+)m$ ]]; then
-		echo $((BASH_REMATCH[1] * 60))
-	else
-		die "duration $d: give seconds (10, 10s, 2.5s) or minutes (2m)"
-	fi
-}
-godur() { if [[ $1 =~ ^[0-9.]+$ ]]; then echo "${1}s"; else echo "$1"; fi; }
 DURATION=$(godur "$DURATION")
 WARMUP=$(godur "$WARMUP")
 HOLD=$(godur "$HOLD")
@@ -108,67 +91,26 @@ done
 
 for c in go node npm taskset timeout ss getconf pgrep; do command -v "$c" >/dev/null || die "missing $c"; done
 [[ -x $PY ]] || die "missing $PY"
-ncpu=$(nproc --all)
-((TRACKER_CPU < ncpu && LOAD_CPU < ncpu && TRACKER_CPU != LOAD_CPU)) ||
-	die "need two distinct CPUs TRACKER_CPU=$TRACKER_CPU LOAD_CPU=$LOAD_CPU (this machine has $ncpu)"
+two_cpus
 
-# --- one hard cap on the whole script (see bench/compare.sh)
-if [[ -z ${_COMPARE_CAPPED:-} ]]; then
-	if [[ -z ${MAX_TIME:-} ]]; then
-		ntr=$(($(wc -w <<<"$TRACKERS") + 1))
-		if [[ $MODE == throughput ]]; then
-			est=$((ntr * RUNS * (WARM_S + DUR_S + 10) + ntr * 20 + 300))
-		else
-			nm=$(wc -w <<<"$MEM_CONNS")
-			est=$((ntr * nm * (HOLD_S + 240) + 300))
-		fi
-		MAX_TIME=$((2 * est + 300))
+# --- one hard cap on the whole script (run_capped, bench/lib.sh)
+if [[ -z ${_COMPARE_CAPPED:-} && -z ${MAX_TIME:-} ]]; then
+	ntr=$(($(wc -w <<<"$TRACKERS") + 1))
+	if [[ $MODE == throughput ]]; then
+		est=$((ntr * RUNS * (WARM_S + DUR_S + 10) + ntr * 20 + 300))
+	else
+		nm=$(wc -w <<<"$MEM_CONNS")
+		est=$((ntr * nm * (HOLD_S + 240) + 300))
 	fi
-	[[ $MAX_TIME =~ ^[0-9]+$ ]] || die "MAX_TIME must be seconds"
-	export _COMPARE_CAPPED=1 RESULTS MAX_TIME
-	set +e
-	timeout --foreground --signal=TERM --kill-after=20 "$MAX_TIME" bash "$0" "$@"
-	rc=$?
-	((rc == 124)) && echo "compare-ws.sh: stopped by the overall cap MAX_TIME=${MAX_TIME}s" >&2
-	exit $rc
+	MAX_TIME=$((2 * est + 300))
 fi
+run_capped "$@"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLK_TCK=$(getconf CLK_TCK)
 mkdir -p "$RESULTS/raw"
 [[ -z $(ls -A "$RESULTS/raw") ]] || die "$RESULTS/raw is not empty; give another RESULTS"
 BIN=$(mktemp -d /tmp/trackd-bench-ws-bin.XXXXXX)
-
-PIDS=()
-SRV_PID="" SRV_WRAP="" SRV_NAME=""
-forget() {
-	local keep=() p q drop
-	for p in "${PIDS[@]}"; do
-		drop=0
-		for q in "$@"; do [[ $p == "$q" ]] && drop=1; done
-		((drop)) || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	local p
-	if ((${#PIDS[@]})); then
-		for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-		sleep 0.5
-		for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-		wait 2>/dev/null || true
-	fi
-	rm -rf "$BIN"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+trap_cleanup
 
 # --- open files: 50,000 connections need more than the usual soft limit,
 # in the tracker and in the generator (root may raise the hard limit).
@@ -205,32 +147,12 @@ WS_VER=$(node -p "require('$BT_DIR/node_modules/ws/package.json').version" 2>/de
 NODE=$(readlink -f "$(command -v node)")
 
 # --- build
-if [[ -n ${REV:-} ]]; then
-	SRC=$BIN/src
-	mkdir -p "$SRC"
-	git -C "$REPO" archive "$REV" | tar -x -C "$SRC"
-	SRC_DESC="git revision $REV ($(git -C "$REPO" rev-parse --short "$REV"))"
-else
-	SRC=$REPO
-	dirty=$(git -C "$REPO" status --porcelain -- . ':!bench' 2>/dev/null | awk '{print $2}' | tr '\n' ' ' || true)
-	SRC_DESC="working tree at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')${dirty:+ with uncommitted changes in $dirty}"
-fi
-log "building trackd and trackd-load from the $SRC_DESC into $BIN"
-(cd "$SRC" && go build -o "$BIN/trackd" ./cmd/trackd && go build -o "$BIN/trackd-load" ./cmd/trackd-load) ||
-	die "build failed (REV=HEAD builds the last commit instead of the working tree)"
+# shellcheck disable=SC2119 # no bench tools to build
+build
 
 taskset -pc "$LOAD_CPU" $$ >/dev/null
 
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo $((${12} + ${13}))
-}
 port_in_use() { [[ -n $(ss -Hlnt "sport = :$PORT") ]]; }
-mem_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # start_server NAME EXE ARGS...: EXE pinned to TRACKER_CPU under its own
 # time bound; waits until it listens on TCP PORT. Sets SRV_PID, SRV_WRAP.
@@ -238,21 +160,8 @@ start_server() {
 	local name=$1 exe=$2
 	shift 2
 	! port_in_use || die "port $PORT is in use (ss -lntp 'sport = :$PORT'); set PORT"
-	(cd "$BIN" && exec timeout --foreground -s KILL "$MAX_TIME" taskset -c "$TRACKER_CPU" "$exe" "$@") \
-		>>"$RESULTS/$name.log" 2>&1 &
-	SRV_WRAP=$! SRV_NAME=$name SRV_PID=""
-	PIDS+=("$SRV_WRAP")
-	local i c
-	for i in $(seq 200); do
-		c=$(pgrep -P "$SRV_WRAP" || true)
-		if [[ -n $c && $(readlink "/proc/$c/exe" 2>/dev/null) == "$exe" ]]; then
-			SRV_PID=$c
-			break
-		fi
-		sleep 0.05
-	done
-	[[ -n $SRV_PID ]] || die "$name did not start; see $RESULTS/$name.log"
-	PIDS+=("$SRV_PID")
+	spawn_server "$name" "$BIN" "$exe" "$@"
+	local i
 	for i in $(seq 300); do
 		kill -0 "$SRV_PID" 2>/dev/null || die "$name exited; see $RESULTS/$name.log"
 		if port_in_use; then
@@ -265,16 +174,8 @@ start_server() {
 }
 stop_server() {
 	[[ -n $SRV_PID ]] || return 0
-	kill -TERM "$SRV_PID" 2>/dev/null || true
+	kill_server
 	local i
-	for i in $(seq 100); do
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$SRV_PID" 2>/dev/null || true
-	wait "$SRV_WRAP" 2>/dev/null || true
-	forget "$SRV_PID" "$SRV_WRAP"
-	SRV_PID="" SRV_WRAP=""
 	for i in $(seq 100); do port_in_use || break; sleep 0.1; done
 }
 start_tracker() {
@@ -296,18 +197,8 @@ gen() {
 	local tag=$1 limit=$2
 	shift 2
 	# shellcheck disable=SC2086
-	timeout -k 5 "$limit" taskset -c "$LOAD_CPU" "$BIN/trackd-load" -json -ws "$URL" -seed "$SEED" "$@" $LOAD_FLAGS \
-		>"$RESULTS/raw/$tag.json" 2>"$RESULTS/raw/$tag.txt" &
-	GEN=$!
-	PIDS+=("$GEN")
+	run_load "$tag" "$limit" -ws "$URL" -seed "$SEED" "$@" $LOAD_FLAGS
 }
-gen_wait() {
-	local rc=0
-	wait "$GEN" || rc=$?
-	forget "$GEN"
-	[[ -s $RESULTS/raw/$1.json ]] || die "trackd-load ($1) exited with $rc and no result; see $RESULTS/raw/$1.txt"
-}
-field() { $PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline()).get(sys.argv[2]))' "$RESULTS/raw/$1.json" "$2"; }
 summary() {
 	$PY -c 'import json,sys
 r = json.loads(open(sys.argv[1]).readline())
@@ -330,7 +221,7 @@ check() {
 }
 
 machine() {
-	echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+	machine_line
 	echo "- $(go version | cut -d' ' -f3-), node $(node --version), bittorrent-tracker $BT_VER (ws $WS_VER), started as \`node cmd.js --ws --port $PORT --http-hostname 127.0.0.1 --quiet\`"
 	echo "- trackd and trackd-load built from the $SRC_DESC; trackd started with \`trackd ${TRACKD_ARGS//ADDR/$ADDR}\`"
 	echo "- servers on CPU $TRACKER_CPU (taskset), trackd-load on CPU $LOAD_CPU; loopback $URL"

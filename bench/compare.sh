@@ -8,6 +8,8 @@
 # variables) and how to read the tables. Installs nothing; loopback only;
 # every process it starts is bounded in time and killed on exit.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
 	cat <<'EOF'
@@ -31,13 +33,7 @@ Environment (defaults in brackets):
 EOF
 }
 
-MODE=${1:-throughput}
-case $MODE in
-throughput | memory) ;;
--h | --help | help) usage; exit 0 ;;
-*) usage >&2; exit 2 ;;
-esac
-[[ $# -le 1 ]] || { usage >&2; exit 2; }
+parse_mode "$@"
 
 TORRENTS=${TORRENTS:-100000}
 PEERS=${PEERS:-1000000}
@@ -61,21 +57,6 @@ ADDR=127.0.0.1:$PORT
 PY=/usr/bin/python3
 FILL_LIMIT=600 # seconds: a fill of a few million peers takes well under a minute
 
-die() { echo "compare.sh: $*" >&2; exit 1; }
-
-# secs D: whole seconds (rounded up) of a duration given as N, Ns, N.Ns or Nm.
-secs() {
-	local d=$1
-	if [[ $d =~ ^([0-9]+)(\.[0-9]+)?s?$ ]]; then
-		echo $((BASH_REMATCH[1] + (${#BASH_REMATCH[2]} > 0)))
-	elif [[ $d =~ ^([0-9]+)m$ ]]; then
-		echo $((BASH_REMATCH[1] * 60))
-	else
-		die "duration $d: give seconds (10, 10s, 2.5s) or minutes (2m)"
-	fi
-}
-# godur D: the same duration as Go's flag package wants it.
-godur() { if [[ $1 =~ ^[0-9.]+$ ]]; then echo "${1}s"; else echo "$1"; fi; }
 DURATION=$(godur "$DURATION")
 WARMUP=$(godur "$WARMUP")
 DUR_S=$(secs "$DURATION")
@@ -101,107 +82,38 @@ if ((${#missing[@]})); then
 fi
 for c in go timeout ss getconf pgrep; do command -v "$c" >/dev/null || die "missing $c"; done
 [[ -x $PY ]] || die "missing $PY"
-ncpu=$(nproc --all)
-((TRACKER_CPU < ncpu && LOAD_CPU < ncpu && TRACKER_CPU != LOAD_CPU)) ||
-	die "need two distinct CPUs TRACKER_CPU=$TRACKER_CPU LOAD_CPU=$LOAD_CPU (this machine has $ncpu)"
+two_cpus
 
-# --- one hard cap on the whole script: re-run it under timeout(1). On the
-# cap, timeout sends SIGTERM to the script (the trap below stops the
-# servers and generators), then SIGKILL 20 s later; every server also has
-# its own bound (timeout -s KILL MAX_TIME) and every generator its own.
-# --foreground keeps the script in the terminal's process group, so that
-# Ctrl-C reaches it.
-if [[ -z ${_COMPARE_CAPPED:-} ]]; then
-	if [[ -z ${MAX_TIME:-} ]]; then
-		if [[ $MODE == throughput ]]; then
-			# 8 measured runs per round (canned 3, trackd 3, opentracker 2),
-			# 7 check runs, 2 fills, and slack (fewer runs with PROTOCOLS
-			# limited; the estimate stays an upper bound)
-			est=$((8 * RUNS * (WARM_S + DUR_S + 3) + 7 * 5 + 2 * 120 + 120))
-		else
-			npops=$(wc -w <<<"$MEM_POPS")
-			est=$((2 * npops * (120 + SETTLE + 60) + 120))
-		fi
-		MAX_TIME=$((2 * est + 600))
+# --- one hard cap on the whole script (run_capped, bench/lib.sh)
+if [[ -z ${_COMPARE_CAPPED:-} && -z ${MAX_TIME:-} ]]; then
+	if [[ $MODE == throughput ]]; then
+		# 8 measured runs per round (canned 3, trackd 3, opentracker 2),
+		# 7 check runs, 2 fills, and slack (fewer runs with PROTOCOLS
+		# limited; the estimate stays an upper bound)
+		est=$((8 * RUNS * (WARM_S + DUR_S + 3) + 7 * 5 + 2 * 120 + 120))
+	else
+		npops=$(wc -w <<<"$MEM_POPS")
+		est=$((2 * npops * (120 + SETTLE + 60) + 120))
 	fi
-	[[ $MAX_TIME =~ ^[0-9]+$ ]] || die "MAX_TIME must be seconds"
-	export _COMPARE_CAPPED=1 RESULTS MAX_TIME
-	set +e
-	timeout --foreground --signal=TERM --kill-after=20 "$MAX_TIME" bash "$0" "$@"
-	rc=$?
-	((rc == 124)) && echo "compare.sh: stopped by the overall cap MAX_TIME=${MAX_TIME}s" >&2
-	exit $rc
+	MAX_TIME=$((2 * est + 600))
 fi
+run_capped "$@"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPER=$REPO/bench/compare_helper.py
 CLK_TCK=$(getconf CLK_TCK)
 mkdir -p "$RESULTS/raw"
 [[ -z $(ls -A "$RESULTS/raw") ]] || die "$RESULTS/raw is not empty; give another RESULTS"
 BIN=$(mktemp -d /tmp/trackd-bench-bin.XXXXXX)
-
-PIDS=() # processes to stop on exit (servers, their wrappers, generators)
-SRV_PID="" SRV_WRAP="" SRV_NAME=""
-forget() { # forget PID...: drop ended processes from PIDS (never signal a reused pid)
-	local keep=() p q drop
-	for p in "${PIDS[@]}"; do
-		drop=0
-		for q in "$@"; do [[ $p == "$q" ]] && drop=1; done
-		((drop)) || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	local p
-	if ((${#PIDS[@]})); then
-		for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-		sleep 0.5
-		for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-		wait 2>/dev/null || true
-	fi
-	rm -rf "$BIN"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+trap_cleanup
 
 # --- build, from the working tree or (REV) from a git revision
-if [[ -n ${REV:-} ]]; then
-	SRC=$BIN/src
-	mkdir -p "$SRC"
-	git -C "$REPO" archive "$REV" | tar -x -C "$SRC"
-	rm -rf "$SRC/bench/hashes" && mkdir -p "$SRC/bench" && cp -r "$REPO/bench/hashes" "$SRC/bench/"
-	SRC_DESC="git revision $REV ($(git -C "$REPO" rev-parse --short "$REV"))"
-else
-	SRC=$REPO
-	dirty=$(git -C "$REPO" status --porcelain -- . ':!bench' 2>/dev/null | awk '{print $2}' | tr '\n' ' ' || true)
-	SRC_DESC="working tree at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')${dirty:+ with uncommitted changes in $dirty}"
-fi
-log "building trackd and trackd-load from the $SRC_DESC into $BIN"
-(cd "$SRC" && go build -o "$BIN/trackd" ./cmd/trackd && go build -o "$BIN/trackd-load" ./cmd/trackd-load &&
-	go build -o "$BIN/hashes" ./bench/hashes) || die "build failed (REV=HEAD builds the last commit instead of the working tree)"
+build bench/hashes
 OPENTRACKER=$(readlink -f "$(command -v opentracker)")
 
 # From here on the script itself (sleep, awk, python) stays off the
 # tracker's CPU.
 taskset -pc "$LOAD_CPU" $$ >/dev/null
 
-# cpu_ticks PID: utime + stime (fields 14 and 15 of /proc/PID/stat, all
-# threads) in clock ticks. The fields after the ")" of comm start at 3.
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo $((${12} + ${13}))
-}
 # cpu_busy N: ticks of CPU N from /proc/stat: "user+nice+system irq+softirq steal".
 cpu_busy() {
 	awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4, $7 + $8, $9 }' /proc/stat
@@ -212,24 +124,10 @@ port_in_use() { [[ -n $(ss -Hlntu "sport = :$PORT") ]]; }
 # under its own time bound, and wait until it listens on TCP and UDP PORT.
 # Sets SRV_PID (the server itself), SRV_WRAP (its timeout wrapper).
 start_server() {
-	local name=$1 dir=$2 exe=$3
-	shift 3
+	local name=$1
 	! port_in_use || die "port $PORT is in use (ss -lntup 'sport = :$PORT'); set PORT"
-	(cd "$dir" && exec timeout --foreground -s KILL "$MAX_TIME" taskset -c "$TRACKER_CPU" "$exe" "$@") \
-		>>"$RESULTS/$name.log" 2>&1 &
-	SRV_WRAP=$! SRV_NAME=$name SRV_PID=""
-	PIDS+=("$SRV_WRAP")
-	local i c
-	for i in $(seq 200); do
-		c=$(pgrep -P "$SRV_WRAP" || true)
-		if [[ -n $c && $(readlink "/proc/$c/exe" 2>/dev/null) == "$exe" ]]; then
-			SRV_PID=$c
-			break
-		fi
-		sleep 0.05
-	done
-	[[ -n $SRV_PID ]] || die "$name did not start; see $RESULTS/$name.log"
-	PIDS+=("$SRV_PID")
+	spawn_server "$@"
+	local i
 	for i in $(seq 200); do
 		kill -0 "$SRV_PID" 2>/dev/null || die "$name exited; see $RESULTS/$name.log"
 		if [[ -n $(ss -Hlnt "sport = :$PORT") && -n $(ss -Hlnu "sport = :$PORT") ]]; then
@@ -242,17 +140,9 @@ start_server() {
 }
 stop_server() {
 	[[ -n $SRV_PID ]] || return 0
-	kill -TERM "$SRV_PID" 2>/dev/null || true
-	local i
-	for i in $(seq 100); do
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$SRV_PID" 2>/dev/null || true
-	wait "$SRV_WRAP" 2>/dev/null || true
-	forget "$SRV_PID" "$SRV_WRAP"
+	kill_server
 	log "$SRV_NAME stopped"
-	SRV_PID="" SRV_WRAP=""
+	local i
 	for i in $(seq 50); do port_in_use || break; sleep 0.1; done
 }
 
@@ -264,23 +154,8 @@ gen() {
 	shift 2
 	[[ $tag != fill-* ]] || extra=$FILL_FLAGS
 	# shellcheck disable=SC2086
-	timeout -k 5 "$limit" taskset -c "$LOAD_CPU" "$BIN/trackd-load" -json "$@" $extra \
-		>"$RESULTS/raw/$tag.json" 2>"$RESULTS/raw/$tag.txt" &
-	GEN=$!
-	PIDS+=("$GEN")
+	run_load "$tag" "$limit" "$@" $extra
 }
-# gen_wait TAG: wait for the generator; fail when it left no JSON.
-gen_wait() {
-	local rc=0
-	wait "$GEN" || rc=$?
-	forget "$GEN"
-	if [[ ! -s $RESULTS/raw/$1.json ]]; then
-		die "trackd-load ($1) exited with $rc and no result; see $RESULTS/raw/$1.txt"
-	fi
-	return 0
-}
-# field TAG KEY: a field of the (first) JSON line of raw/TAG.json.
-field() { $PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline()).get(sys.argv[2]))' "$RESULTS/raw/$1.json" "$2"; }
 errsummary() {
 	$PY -c 'import json,sys
 r = json.loads(open(sys.argv[1]).readline())
@@ -347,10 +222,8 @@ wait_ready() {
 		die "$1 does not answer announces for the workload's hashes"
 }
 
-mem_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-
 machine() {
-	echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+	machine_line
 	echo "- $(go version | cut -d' ' -f3-), opentracker $(dpkg-query -W -f='${Version}' opentracker 2>/dev/null || echo '?')"
 	echo "- trackd and trackd-load built from the $SRC_DESC"
 	echo "- servers on CPU $TRACKER_CPU (taskset), trackd-load on CPU $LOAD_CPU; loopback $ADDR"

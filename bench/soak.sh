@@ -9,6 +9,8 @@
 #
 # See bench/README.md for what each mode measures and how to read it.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
 	cat <<'EOF'
@@ -54,46 +56,22 @@ RESULTS=${RESULTS:-/tmp/trackd-soak-$MODE-$(date +%Y%m%d-%H%M%S)}
 ADDR=127.0.0.1:$PORT
 PY=/usr/bin/python3
 
-die() { echo "soak.sh: $*" >&2; exit 1; }
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 for c in go taskset timeout ss; do command -v "$c" >/dev/null || die "missing $c"; done
 [[ -x $PY ]] || die "missing $PY"
 (($(nproc --all) >= 2)) || die "needs two CPUs"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$RESULTS"
 BIN=$(mktemp -d /tmp/trackd-soak-bin.XXXXXX)
-PIDS=()
 CGROUP=""
-cleanup() {
-	local rc=$? p
-	trap - EXIT INT TERM
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	sleep 0.5
-	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	[[ -z $CGROUP ]] || rmdir "$CGROUP" 2>/dev/null || true
-	rm -rf "$BIN"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
+# cleanup_more: part of cleanup (bench/lib.sh), after the processes stop.
+cleanup_more() { [[ -z $CGROUP ]] || rmdir "$CGROUP" 2>/dev/null || true; }
+trap_cleanup
 
 log "building trackd and trackd-load from $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
 (cd "$REPO" && go build -o "$BIN/trackd" ./cmd/trackd && go build -o "$BIN/trackd-load" ./cmd/trackd-load) || die "build failed"
 COMMON=(-torrents "$TORRENTS" -peers "$PEERS" -seed "$SEED")
 CLK_TCK=$(getconf CLK_TCK)
 
-mem_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086
-	set -- $s
-	echo $((${12} + ${13}))
-}
 # udp_drops: datagrams the kernel dropped on the port's sockets (receive
 # buffer full), the last column of /proc/net/udp.
 udp_drops() {
@@ -146,12 +124,14 @@ load() {
 	timeout -k 5 "$limit" taskset -c "$cpus" "$BIN/trackd-load" -json "$@" >"$RESULTS/$tag.json" 2>"$RESULTS/$tag.txt" ||
 		die "trackd-load $tag failed; see $RESULTS/$tag.txt"
 }
+# field and secs: soak.sh's own (its results are not in raw/; STEADY may
+# be in hours), in place of bench/lib.sh's.
 field() { $PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline()).get(sys.argv[2]))' "$RESULTS/$1.json" "$2"; }
 secs() { $PY -c 'import re,sys; m=re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", sys.argv[1]); v=float(m[1]); print(int(v*{"ms":0.001,"s":1,"m":60,"h":3600,None:1}[m[2]]+0.999))' "$1"; }
 
 machine() {
 	echo "- machine: $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(uname -sr); $(go version | cut -d' ' -f3-)"
-	echo "- trackd at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- trackd at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ); load average before: $(loadavg)"
 }
 
 case $MODE in
