@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -852,3 +853,86 @@ func TestMessageTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestEvictConcurrent: connections from two addresses dial, send and
+// close at once, evicting each other at MaxConns 4 and MaxConnsPerIP 3:
+// OpenConns never passes MaxConns, and once every connection is closed
+// it is 0 and no address is counted.
+func TestEvictConcurrent(t *testing.T) {
+	for _, su := range setups {
+		t.Run(su.name, func(t *testing.T) {
+			h := newTestHandler()
+			h.opened = make(chan Conn, 10000)
+			h.closed = make(chan Conn, 10000)
+			var m countMetrics
+			s, url, d := su.start(t, h, Options{MaxConns: 4, MaxConnsPerIP: 3, Metrics: &m})
+			dialers := []ws.Dialer{d, from(d, net.IPv4(127, 0, 0, 2))}
+			stop := make(chan struct{})
+			worst := make(chan int, 1)
+			go func() {
+				w := 0
+				for {
+					select {
+					case <-stop:
+						worst <- w
+						return
+					default:
+					}
+					w = max(w, s.OpenConns())
+					time.Sleep(100 * time.Microsecond)
+				}
+			}()
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 10 {
+						nc, br, _, err := dialers[(g+i)%2].Dial(context.Background(), url)
+						if err != nil {
+							t.Errorf("dial: %v", err)
+							return
+						}
+						if i%3 != 0 {
+							ws.WriteFrame(nc, ws.MaskFrame(ws.NewTextFrame([]byte("hi"))))
+						}
+						if br != nil {
+							ws.PutReader(br)
+						}
+						if i%2 == 0 {
+							nc.Close()
+						} else {
+							defer nc.Close()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(stop)
+			w := <-worst
+			t.Logf("%s: OpenConns at most %d; evicted %d at max_conns, %d per_ip", su.name, w, m.n[BoundMaxConns].Load(), m.n[BoundPerIP].Load())
+			if w > 4 {
+				t.Errorf("OpenConns reached %d, over MaxConns 4", w)
+			}
+			if m.n[BoundMaxConns].Load()+m.n[BoundPerIP].Load() == 0 {
+				t.Error("no eviction")
+			}
+			// Close what is left: the deferred closes have run.
+			deadline := time.Now().Add(10 * time.Second)
+			for s.OpenConns() != 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			s.peers.mu.Lock()
+			addrs := len(s.peers.m)
+			s.peers.mu.Unlock()
+			if n := s.OpenConns(); n != 0 || addrs != 0 {
+				t.Errorf("after every connection closed: OpenConns %d, %d addresses counted; want 0, 0", n, addrs)
+			}
+		})
+	}
+}
+
+// countMetrics counts evictions by bound.
+type countMetrics struct{ n [2]atomic.Int64 }
+
+func (m *countMetrics) ConnEvicted(b Bound) { m.n[b].Add(1) }
