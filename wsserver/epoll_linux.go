@@ -118,8 +118,8 @@ func (ls *loops) add(l *loop, tc *net.TCPConn, rest []byte, remote netip.AddrPor
 		c.partial = append([]byte(nil), rest...)
 	}
 	sl.closer = c
+	ls.s.link(sl) // evictable: a close frame may be written before Open
 	c.sess = ls.s.h.Open(c)
-	ls.s.link(sl)
 	l.addMu.Lock()
 	if l.stopped {
 		l.addMu.Unlock()

@@ -73,8 +73,8 @@ func (s *Server) servePortable(nc net.Conn, rest []byte, remote netip.AddrPort, 
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	s.link(sl) // evictable: a close frame may be queued before Open
 	c.sess = s.h.Open(c)
-	s.link(sl)
 	c.run(rest)
 }
 

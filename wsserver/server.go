@@ -280,16 +280,22 @@ func (s *Server) acquire(a netip.Addr, home *evictList) (*slot, bool) {
 		ac.n++
 		s.peers.mu.Unlock()
 	}
-	if n := s.n.Add(1); s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns) {
+	for {
+		n := s.n.Load()
+		if s.opts.MaxConns <= 0 || n < int64(s.opts.MaxConns) {
+			if s.n.CompareAndSwap(n, n+1) {
+				return c, true
+			}
+			continue
+		}
 		v := s.victim()
-		s.n.Add(-1) // v's place is c's, or c is refused
 		if v == nil {
 			s.releaseAddr(c)
 			return nil, false
 		}
-		s.evict(v, BoundMaxConns)
+		s.evict(v, BoundMaxConns) // v's place is c's
+		return c, true
 	}
-	return c, true
 }
 
 // victim claims a connection to evict: the silent one that came first,
