@@ -95,6 +95,7 @@ type wsCounters struct {
 	perProtocol *atomic.Uint64
 	relayed     [numWSRelays]prometheus.Counter
 	dropped     [numWSDrops]prometheus.Counter
+	evicted     [numConnReasons]prometheus.Counter
 
 	conns  atomic.Pointer[func() int]
 	totals atomic.Pointer[func() signaling.Totals]
@@ -119,6 +120,13 @@ func (w *wsCounters) init(requests *[numActions][numResults]prometheus.Counter, 
 			"not_member: an answer from a peer id not announced on its connection, rate_limited: offers over the connection's rate, " +
 			"send_failed: the recipient's connection was closed or its write queue full).",
 	}, []string{"reason"})
+	evicted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "trackd", Name: "ws_connections_evicted_total",
+		Help: "WebSocket connections closed (1013) to admit a new one, the longest without a message first, by the bound reached (max_conns, per_ip: max_conns_per_ip).",
+	}, []string{"reason"})
+	for r := range numConnReasons {
+		w.evicted[r] = evicted.WithLabelValues(r.String())
+	}
 	w.perProtocol = perProtocol
 	for a := range numWSActions {
 		for r := range numWSResults {
@@ -138,7 +146,7 @@ func (w *wsCounters) init(requests *[numActions][numResults]prometheus.Counter, 
 		Namespace: "trackd", Name: "ws_connections_open",
 		Help: "Open WebSocket connections (ws:// and wss://).",
 	}, func() float64 { return float64(w.openConns()) })
-	return []prometheus.Collector{messages, relayed, dropped, conns, &wsSwarmsCollector{w}}
+	return []prometheus.Collector{messages, relayed, dropped, evicted, conns, &wsSwarmsCollector{w}}
 }
 
 func (w *wsCounters) openConns() int {
@@ -186,6 +194,14 @@ func (m *Metrics) WSDropped(d WSDrop, n int) {
 		return
 	}
 	m.ws.dropped[d].Add(float64(n))
+}
+
+// WSConnEvicted records a WebSocket connection closed to admit a new
+// one, at the bound r.
+func (m *Metrics) WSConnEvicted(r ConnReason) {
+	if m != nil {
+		m.ws.evicted[r].Inc()
+	}
 }
 
 // WSConns sets where trackd_ws_connections_open (and WSConnsOpen) reads

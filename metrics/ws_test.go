@@ -30,6 +30,9 @@ func TestWS(t *testing.T) {
 	m.WSDropped(WSDropRateLimited, 5)
 	m.WSDropped(WSDropNoPeer, 1)
 	m.WSDropped(WSDropSendFailed, 2)
+	m.WSConnEvicted(MaxConns)
+	m.WSConnEvicted(MaxConns)
+	m.WSConnEvicted(PerIP)
 
 	for _, tc := range []struct {
 		action, result string
@@ -65,9 +68,10 @@ func TestWS(t *testing.T) {
 		{"trackd_ws_relayed_total", "offer"}: 5, {"trackd_ws_relayed_total", "answer"}: 1,
 		{"trackd_ws_dropped_total", "rate_limited"}: 5, {"trackd_ws_dropped_total", "no_peer"}: 1,
 		{"trackd_ws_dropped_total", "send_failed"}: 2, {"trackd_ws_dropped_total", "not_member"}: 0,
+		{"trackd_ws_connections_evicted_total", "max_conns"}: 2, {"trackd_ws_connections_evicted_total", "per_ip"}: 1,
 	} {
 		key := "kind"
-		if labels[0] == "trackd_ws_dropped_total" {
+		if labels[0] != "trackd_ws_relayed_total" {
 			key = "reason"
 		}
 		if got := value(t, m, labels[0], map[string]string{key: labels[1]}); got != want {

@@ -3,6 +3,7 @@ package server
 import (
 	"trackd/httpserver"
 	"trackd/metrics"
+	"trackd/wsserver"
 )
 
 // connMetrics counts the HTTP server's evicted and refused connections
@@ -17,4 +18,16 @@ func connReason(b httpserver.Bound) metrics.ConnReason {
 		return metrics.PerIP
 	}
 	return metrics.MaxConns
+}
+
+// wsConnMetrics counts the WebSocket transport's evicted connections
+// (wsserver.Metrics) in trackd's metrics.
+type wsConnMetrics struct{ m *metrics.Metrics }
+
+func (c wsConnMetrics) ConnEvicted(b wsserver.Bound) {
+	r := metrics.MaxConns
+	if b == wsserver.BoundPerIP {
+		r = metrics.PerIP
+	}
+	c.m.WSConnEvicted(r)
 }

@@ -24,6 +24,7 @@ func (s *Server) startWS() {
 		MaxConns:       noBoundIfZero(s.cfg.WSMaxConns),
 		MaxConnsPerIP:  noBoundIfZero(s.cfg.WSMaxConnsPerIP),
 		TrustedProxies: trustedProxies,
+		Metrics:        wsConnMetrics{s.metrics},
 		Logger:         s.log,
 	})
 	s.metrics.WSConns(s.ws.OpenConns)

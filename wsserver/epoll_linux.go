@@ -87,9 +87,12 @@ func (ls *loops) closeAll(e *closeErr) {
 	}
 }
 
-// add serves tc on a loop: its descriptor is duplicated and tc closed.
+// pick is the loop a new connection is served by, in turn.
+func (ls *loops) pick() *loop { return ls.ls[int(ls.next.Add(1))%len(ls.ls)] }
+
+// add serves tc on l: its descriptor is duplicated and tc closed.
 // rest are the bytes the client sent after the handshake.
-func (ls *loops) add(tc *net.TCPConn, rest []byte, remote netip.AddrPort, release func()) error {
+func (ls *loops) add(l *loop, tc *net.TCPConn, rest []byte, remote netip.AddrPort, sl *slot) error {
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		tc.Close()
@@ -110,11 +113,12 @@ func (ls *loops) add(tc *net.TCPConn, rest []byte, remote netip.AddrPort, releas
 		unix.Close(fd)
 		return err
 	}
-	l := ls.ls[int(ls.next.Add(1))%len(ls.ls)]
-	c := &econn{l: l, fd: fd, remote: remote, release: release}
+	c := &econn{l: l, fd: fd, remote: remote, slot: sl}
 	if len(rest) > 0 {
 		c.partial = append([]byte(nil), rest...)
 	}
+	sl.closer = c
+	ls.s.link(sl) // evictable: a close frame may be written before Open
 	c.sess = ls.s.h.Open(c)
 	l.addMu.Lock()
 	if l.stopped {
@@ -124,7 +128,7 @@ func (ls *loops) add(tc *net.TCPConn, rest []byte, remote netip.AddrPort, releas
 		c.mu.Unlock()
 		unix.Close(fd)
 		c.sess.Closed()
-		release()
+		ls.s.release(sl)
 		return nil
 	}
 	l.adds = append(l.adds, c)
@@ -155,6 +159,9 @@ type loop struct {
 
 	now, nextSweep time.Duration // since s.start
 	tick           time.Duration
+
+	// evict are the loop's connections in eviction order.
+	evict evictList
 }
 
 func newLoop(s *Server) (*loop, error) {
@@ -407,7 +414,7 @@ func (l *loop) closeConn(c *econn) {
 		l.nconns--
 	}
 	unix.Close(fd) // out of the epoll set: no duplicate is left
-	c.release()
+	l.s.release(c.slot)
 	c.sess.Closed()
 }
 
@@ -432,10 +439,10 @@ func (l *loop) exit() {
 
 // econn is a connection on an event loop.
 type econn struct {
-	l       *loop
-	remote  netip.AddrPort
-	release func()
-	sess    Session
+	l      *loop
+	remote netip.AddrPort
+	slot   *slot
+	sess   Session
 
 	// Guarded by mu.
 	mu         sync.Mutex
@@ -609,6 +616,7 @@ func (c *econn) message(msg []byte) {
 	open := c.state == stateOpen
 	c.mu.Unlock()
 	if open {
+		c.slot.touch()
 		c.sess.Message(c.l.s.ctx, msg)
 	}
 }

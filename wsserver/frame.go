@@ -34,7 +34,7 @@ const (
 	CloseInvalidPayload  = 1007 // a text message that is not UTF-8
 	ClosePolicyViolation = 1008 // a message not whole within MessageTimeout
 	CloseMessageTooBig   = 1009 // a message over Options.MaxMessageBytes
-	CloseTryAgainLater   = 1013 // a connection over MaxConns or MaxConnsPerIP
+	CloseTryAgainLater   = 1013 // a connection evicted at MaxConns or MaxConnsPerIP, or refused there
 )
 
 // maxHeader is the longest frame header: 2 bytes, a 64-bit length and a

@@ -29,10 +29,11 @@
 //     with an invalid code or reason with 1002 or 1007.
 //   - The server's own closes: Conn.Close 1000, Shutdown 1001 (going
 //     away), a message not whole within Options.MessageTimeout 1008
-//     (policy violation), a connection over MaxConns or MaxConnsPerIP
-//     1013 (try again later), right after its handshake. A connection whose write queue
-//     overflows (Options.MaxQueueBytes) is shut down without a close
-//     frame: its client does not read.
+//     (policy violation), a connection evicted for a new one at
+//     MaxConns or MaxConnsPerIP 1013 (try again later), and a new one
+//     with no connection to evict 1013, right after its handshake. A
+//     connection whose write queue overflows (Options.MaxQueueBytes) is
+//     shut down without a close frame: its client does not read.
 package wsserver
 
 import (

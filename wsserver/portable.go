@@ -18,11 +18,11 @@ import (
 
 // pconn is a connection on a goroutine of its own.
 type pconn struct {
-	s       *Server
-	nc      net.Conn
-	remote  netip.AddrPort
-	release func()
-	sess    Session
+	s      *Server
+	nc     net.Conn
+	remote netip.AddrPort
+	slot   *slot
+	sess   Session
 
 	// Guarded by mu.
 	mu      sync.Mutex
@@ -59,12 +59,13 @@ const (
 // grows for a longer frame, up to MaxMessageBytes and a header.
 const readSizePortable = 4 << 10
 
-func (s *Server) servePortable(nc net.Conn, rest []byte, remote netip.AddrPort, release func()) {
-	c := &pconn{s: s, nc: nc, remote: remote, release: release}
+func (s *Server) servePortable(nc net.Conn, rest []byte, remote netip.AddrPort, sl *slot) {
+	c := &pconn{s: s, nc: nc, remote: remote, slot: sl}
+	sl.closer = c
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
-		release()
+		s.release(sl)
 		nc.Close()
 		return
 	}
@@ -72,6 +73,7 @@ func (s *Server) servePortable(nc net.Conn, rest []byte, remote netip.AddrPort, 
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
+	s.link(sl) // evictable: a close frame may be queued before Open
 	c.sess = s.h.Open(c)
 	c.run(rest)
 }
@@ -263,7 +265,7 @@ func (c *pconn) finish() {
 	c.s.mu.Lock()
 	delete(c.s.pconns, c)
 	c.s.mu.Unlock()
-	c.release()
+	c.s.release(c.slot)
 	c.sess.Closed()
 }
 
@@ -273,6 +275,7 @@ func (c *pconn) message(msg []byte) {
 	open := c.state == stateOpen
 	c.mu.Unlock()
 	if open {
+		c.slot.touch()
 		c.sess.Message(c.s.ctx, msg)
 	}
 }

@@ -80,14 +80,19 @@ type Options struct {
 	// buffer of up to MaxMessageBytes by trickling its bytes. Past it,
 	// the connection is closed with 1008 (policy violation).
 	MessageTimeout time.Duration
-	// MaxConns bounds the open WebSocket connections; one more is closed
-	// right after the handshake with 1013 (try again later).
+	// MaxConns bounds the open WebSocket connections. One more is
+	// admitted by closing, with 1013 (try again later), the connection
+	// that has gone longest without a message from its client (pings and
+	// pongs do not count; one that has sent none goes first); it is
+	// closed right after its handshake with 1013 only if every other
+	// connection is closing already.
 	MaxConns int
 	// MaxConnsPerIP bounds the open connections of one client address
 	// (an IPv4 address, or an IPv6 /64); addresses in TrustedProxies are
 	// not bounded, and the address a trusted proxy names in X-Real-IP or
-	// X-Forwarded-For is counted instead. One more is closed right after
-	// the handshake with 1013.
+	// X-Forwarded-For is counted instead. One more is admitted by
+	// closing, with 1013, the address's own connection that has gone
+	// longest without a message, as at MaxConns.
 	MaxConnsPerIP int
 	// TrustedProxies are the reverse proxies whose X-Real-IP and
 	// X-Forwarded-For name the client (Conn.RemoteAddr).
@@ -99,6 +104,9 @@ type Options struct {
 	// (with a read buffer of its own), as on systems other than Linux
 	// and for TLS connections, rather than on the event loops.
 	GoroutinePerConn bool
+	// Metrics counts the connections evicted at MaxConns and
+	// MaxConnsPerIP; nil counts nothing.
+	Metrics Metrics
 	// Logger receives the transport's errors (an event loop's failure),
 	// never a line per connection; nil discards them.
 	Logger *slog.Logger
@@ -132,6 +140,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
 	return o
 }
 
@@ -160,6 +171,9 @@ type Server struct {
 
 	n     atomic.Int64 // open connections
 	peers peerCounts
+	// plist are the connections on goroutines of their own, in
+	// eviction order.
+	plist evictList
 	// closing: Shutdown or Close has begun; upgrades are refused.
 	closing atomic.Bool
 
@@ -187,7 +201,7 @@ func New(h Handler, opts Options) *Server {
 		pconns: make(map[*pconn]struct{}),
 		gone:   make(chan struct{}, 1),
 	}
-	s.peers.m = make(map[[16]byte]int32)
+	s.peers.m = make(map[[16]byte]*addrConns)
 	if !opts.GoroutinePerConn {
 		s.loops = startLoops(s) // nil where there are none (not Linux)
 	}
@@ -206,26 +220,30 @@ func (s *Server) serve(c net.Conn, rest []byte, remote netip.AddrPort) {
 			remote = ta.AddrPort()
 		}
 	}
-	release, ok := s.acquire(remote.Addr())
+	home, l := &s.plist, (*loop)(nil)
+	tc, isTCP := c.(*net.TCPConn)
+	if s.loops != nil && isTCP {
+		l = s.loops.pick()
+		home = &l.evict
+	}
+	sl, ok := s.acquire(remote.Addr(), home)
 	if !ok || s.closing.Load() {
 		if ok {
-			release()
+			s.release(sl)
 		}
 		refuse(c, errTryAgainLater)
 		return
 	}
-	if s.loops != nil {
-		if tc, ok := c.(*net.TCPConn); ok {
-			if err := s.loops.add(tc, rest, remote, release); err == nil {
-				return
-			}
-			// The descriptor could not be taken (the process is out of
-			// descriptors): tc is closed.
-			release()
+	if l != nil {
+		if err := s.loops.add(l, tc, rest, remote, sl); err == nil {
 			return
 		}
+		// The descriptor could not be taken (the process is out of
+		// descriptors): tc is closed.
+		s.release(sl)
+		return
 	}
-	s.servePortable(c, rest, remote, release)
+	s.servePortable(c, rest, remote, sl)
 }
 
 // refuse writes a close frame for e to c, briefly, and closes c.
@@ -235,30 +253,131 @@ func refuse(c net.Conn, e *closeErr) {
 	c.Close()
 }
 
-// acquire counts a connection from a against MaxConns and MaxConnsPerIP;
-// release uncounts it.
-func (s *Server) acquire(a netip.Addr) (release func(), ok bool) {
-	if n := s.n.Add(1); s.opts.MaxConns > 0 && n > int64(s.opts.MaxConns) {
-		s.n.Add(-1)
-		return nil, false
+// acquire counts a connection from a, to be served from the list home,
+// against MaxConns and MaxConnsPerIP: at a bound it evicts the
+// longest-silent connection (evict.go), and refuses the new one only if
+// there is none to evict. release uncounts it.
+func (s *Server) acquire(a netip.Addr, home *evictList) (*slot, bool) {
+	c := &slot{s: s, home: home, since: int64(time.Since(s.start))}
+	if s.opts.MaxConnsPerIP > 0 && a.IsValid() && !s.trusted(a) {
+		c.key, c.perIP = keyOf(a), true
+		s.peers.mu.Lock()
+		ac := s.peers.m[c.key]
+		if ac == nil {
+			ac = &addrConns{}
+			s.peers.m[c.key] = ac
+		}
+		if int(ac.n) >= s.opts.MaxConnsPerIP {
+			v := ac.victim()
+			s.peers.mu.Unlock()
+			if v == nil {
+				return nil, false
+			}
+			// v's places, in s.n and in its address's count, are c's.
+			s.evict(v, BoundPerIP)
+			return c, true
+		}
+		ac.n++
+		s.peers.mu.Unlock()
 	}
-	if s.opts.MaxConnsPerIP <= 0 || !a.IsValid() || s.trusted(a) {
-		return s.closed, true
+	for {
+		n := s.n.Load()
+		if s.opts.MaxConns <= 0 || n < int64(s.opts.MaxConns) {
+			if s.n.CompareAndSwap(n, n+1) {
+				return c, true
+			}
+			continue
+		}
+		v := s.victim()
+		if v == nil {
+			s.releaseAddr(c)
+			return nil, false
+		}
+		s.evict(v, BoundMaxConns) // v's place is c's
+		return c, true
 	}
-	k := keyOf(a)
-	if !s.peers.acquire(k, int32(min(s.opts.MaxConnsPerIP, 1<<30))) {
-		s.n.Add(-1)
-		return nil, false
-	}
-	return func() { s.peers.release(k); s.closed() }, true
 }
 
-// closed uncounts a connection and tells Shutdown.
-func (s *Server) closed() {
-	s.n.Add(-1)
+// victim claims a connection to evict: the silent one that came first,
+// else the one whose last message is oldest, of all lists (evict.go);
+// nil if there is none.
+func (s *Server) victim() *slot {
+	for _, spoke := range [2]bool{false, true} {
+		for range 4 { // a head taken meanwhile: look again, a few times
+			var best *evictList
+			var bestKey int64
+			for l := range s.evictLists() {
+				if k, ok := l.head(spoke); ok && (best == nil || k < bestKey) {
+					best, bestKey = l, k
+				}
+			}
+			if best == nil {
+				break
+			}
+			if v := best.victim(spoke); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// evictLists yields the Server's eviction lists: its loops', and its
+// portable connections'.
+func (s *Server) evictLists() func(yield func(*evictList) bool) {
+	return func(yield func(*evictList) bool) {
+		if s.loops != nil {
+			for _, l := range s.loops.ls {
+				if !yield(&l.evict) {
+					return
+				}
+			}
+		}
+		yield(&s.plist)
+	}
+}
+
+// evict closes v, claimed by a victim call, with 1013.
+func (s *Server) evict(v *slot, b Bound) {
+	v.unlinkHome()
+	v.closer.closeWith(errTryAgainLater)
+	s.opts.Metrics.ConnEvicted(b)
+}
+
+// release uncounts c, whose connection has closed, and tells Shutdown.
+func (s *Server) release(c *slot) {
+	c.unlinkHome()
+	switch {
+	case c.state.CompareAndSwap(slotLive, slotReleased):
+		s.releaseAddr(c)
+		s.n.Add(-1)
+	case c.state.CompareAndSwap(slotEvicted, slotReleased):
+		s.releaseAddr(c) // its place in s.n is another's
+	default: // evicted at MaxConnsPerIP: both its places are another's
+	}
 	select {
 	case s.gone <- struct{}{}:
 	default:
+	}
+}
+
+// releaseAddr uncounts c from its address.
+func (s *Server) releaseAddr(c *slot) {
+	if !c.perIP {
+		return
+	}
+	s.peers.mu.Lock()
+	defer s.peers.mu.Unlock()
+	ac := s.peers.m[c.key]
+	if ac == nil {
+		return
+	}
+	if c.linked {
+		ac.remove(c)
+		c.linked = false
+	}
+	if ac.n--; ac.n <= 0 {
+		delete(s.peers.m, c.key)
 	}
 }
 
@@ -273,28 +392,10 @@ func keyOf(a netip.Addr) [16]byte {
 	return k
 }
 
-// peerCounts counts the open connections of each client address.
+// peerCounts are the open connections of each client address.
 type peerCounts struct {
 	mu sync.Mutex
-	m  map[[16]byte]int32
-}
-
-func (p *peerCounts) acquire(k [16]byte, max int32) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m[k] >= max {
-		return false
-	}
-	p.m[k]++
-	return true
-}
-
-func (p *peerCounts) release(k [16]byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m[k]--; p.m[k] <= 0 {
-		delete(p.m, k)
-	}
+	m  map[[16]byte]*addrConns
 }
 
 // Shutdown refuses new upgrades and closes every connection with a close

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -544,39 +545,137 @@ func TestSlowReader(t *testing.T) {
 	}
 }
 
-// TestMaxConnsPerIP: a connection over an address's bound is closed
-// after its handshake with 1013; one of another address, or of a trusted
-// proxy's client, is counted apart.
+// from dials from another loopback address.
+func from(d ws.Dialer, ip net.IP) ws.Dialer {
+	d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+		return nd.DialContext(ctx, network, addr)
+	}
+	return d
+}
+
+// echo sends msg and reads it back: a message, in eviction's sense.
+func (c *client) echo(msg string) {
+	c.t.Helper()
+	c.text(msg)
+	c.expectText(msg)
+}
+
+// pingPong sends a ping and reads its pong: a sign of life, not a
+// message.
+func (c *client) pingPong() {
+	c.t.Helper()
+	c.frame(ws.Header{OpCode: ws.OpPing, Fin: true}, []byte("p"))
+	f, err := c.read()
+	if err != nil || f.Header.OpCode != ws.OpPong {
+		c.t.Fatalf("want pong, got op %v, %v", f.Header.OpCode, err)
+	}
+}
+
+// TestEvictMaxConns: at MaxConns a new connection is served, and the
+// connection longest without a message is closed with 1013: one that
+// never sent a message first (the oldest of them), even if it answers
+// pings, then the one whose last message is oldest. OpenConns stays at
+// MaxConns.
+func TestEvictMaxConns(t *testing.T) {
+	for _, su := range setups {
+		t.Run(su.name, func(t *testing.T) {
+			h := newTestHandler()
+			s, url, d := su.start(t, h, Options{MaxConns: 3})
+			open := func(what string) (*client, Conn) {
+				t.Helper()
+				c := dial(t, url, d)
+				return c, waitConn(t, h.opened, what)
+			}
+			a, ac := open("a")
+			b, _ := open("b")
+			c, cc := open("c")
+			// Three silent connections: the fourth evicts the oldest.
+			dc, _ := open("d")
+			a.expectClose(1013)
+			if got := waitConn(t, h.closed, "a closed"); got != ac {
+				t.Fatalf("closed %v, want a", got.RemoteAddr())
+			}
+			dc.echo("d")
+			if n := s.OpenConns(); n != 3 {
+				t.Errorf("OpenConns %d, want 3", n)
+			}
+			// b sends a message; c only pings, later: c goes first.
+			b.echo("b1")
+			c.pingPong()
+			c.pingPong()
+			e, _ := open("e")
+			c.expectClose(1013)
+			if got := waitConn(t, h.closed, "c closed"); got != cc {
+				t.Fatalf("closed %v, want c", got.RemoteAddr())
+			}
+			e.echo("e")
+			// b, d and e have sent messages, b's and then d's the
+			// oldest; b's newer message makes d the victim.
+			b.echo("b2")
+			f, _ := open("f")
+			dc.expectClose(1013)
+			waitConn(t, h.closed, "d closed")
+			for _, x := range []*client{b, e, f} {
+				x.echo("still")
+			}
+			if n := s.OpenConns(); n != 3 {
+				t.Errorf("OpenConns %d, want 3", n)
+			}
+			for _, x := range []*client{b, e, f} {
+				x.nc.Close()
+			}
+			for range 3 {
+				waitConn(t, h.closed, "closed")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for s.OpenConns() != 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := s.OpenConns(); n != 0 {
+				t.Errorf("OpenConns %d after every connection closed, want 0", n)
+			}
+		})
+	}
+}
+
+// TestMaxConnsPerIP: at an address's bound, the address's own connection
+// longest without a message is closed with 1013 for the new one, not
+// another address's older one; another address is counted apart.
 func TestMaxConnsPerIP(t *testing.T) {
 	for _, su := range setups {
 		t.Run(su.name, func(t *testing.T) {
 			h := newTestHandler()
-			s, url, d := su.start(t, h, Options{MaxConnsPerIP: 2, MaxConns: 3})
+			s, url, d := su.start(t, h, Options{MaxConnsPerIP: 2, MaxConns: 4})
+			d2 := from(d, net.IPv4(127, 0, 0, 2))
+			x := dial(t, url, d2) // silent, and the oldest
+			waitConn(t, h.opened, "x")
 			a := dial(t, url, d)
-			dial(t, url, d)
-			waitConn(t, h.opened, "1")
-			waitConn(t, h.opened, "2")
+			ac := waitConn(t, h.opened, "a")
+			b := dial(t, url, d)
+			waitConn(t, h.opened, "b")
+			a.echo("a")
+			b.echo("b")
 			over := dial(t, url, d)
-			over.expectClose(1013)
-			// From 127.0.0.2: its own count, but MaxConns is 3.
-			d2 := d
-			d2.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-				return nd.DialContext(ctx, network, addr)
+			waitConn(t, h.opened, "over")
+			a.expectClose(1013)
+			if got := waitConn(t, h.closed, "a closed"); got != ac {
+				t.Fatalf("closed %v, want a", got.RemoteAddr())
 			}
-			b := dial(t, url, d2)
-			waitConn(t, h.opened, "3")
-			b.text("b")
-			b.expectText("b")
-			dial(t, url, d2).expectClose(1013)
+			for _, c := range []*client{x, b, over} {
+				c.echo("still")
+			}
 			if n := s.OpenConns(); n != 3 {
 				t.Errorf("OpenConns %d, want 3", n)
 			}
-			a.nc.Close()
-			waitConn(t, h.closed, "a")
-			c := dial(t, url, d)
-			c.text("c")
-			c.expectText("c")
+			// 127.0.0.2 has room: a second connection evicts nobody.
+			y := dial(t, url, d2)
+			waitConn(t, h.opened, "y")
+			y.echo("y")
+			x.echo("x")
+			if n := s.OpenConns(); n != 4 {
+				t.Errorf("OpenConns %d, want 4", n)
+			}
 		})
 	}
 }
@@ -754,3 +853,90 @@ func TestMessageTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestEvictConcurrent: connections from two addresses dial, send and
+// close at once, evicting each other at MaxConns 4 and MaxConnsPerIP 3:
+// OpenConns never passes MaxConns, and once every connection is closed
+// it is 0 and no address is counted.
+func TestEvictConcurrent(t *testing.T) {
+	for _, su := range setups {
+		t.Run(su.name, func(t *testing.T) {
+			h := newTestHandler()
+			h.opened = make(chan Conn, 10000)
+			h.closed = make(chan Conn, 10000)
+			var m countMetrics
+			s, url, d := su.start(t, h, Options{MaxConns: 4, MaxConnsPerIP: 3, Metrics: &m})
+			dialers := []ws.Dialer{d, from(d, net.IPv4(127, 0, 0, 2))}
+			stop := make(chan struct{})
+			worst := make(chan int, 1)
+			go func() {
+				w := 0
+				for {
+					select {
+					case <-stop:
+						worst <- w
+						return
+					default:
+					}
+					w = max(w, s.OpenConns())
+					time.Sleep(100 * time.Microsecond)
+				}
+			}()
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 10 {
+						nc, br, _, err := dialers[(g+i)%2].Dial(context.Background(), url)
+						if err != nil {
+							t.Errorf("dial: %v", err)
+							return
+						}
+						if i%3 != 0 {
+							ws.WriteFrame(nc, ws.MaskFrame(ws.NewTextFrame([]byte("hi"))))
+						}
+						if br != nil {
+							ws.PutReader(br)
+						}
+						if i%2 == 0 {
+							nc.Close()
+						} else {
+							defer nc.Close()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(stop)
+			w := <-worst
+			t.Logf("%s: OpenConns at most %d; evicted %d at max_conns, %d per_ip", su.name, w, m.n[BoundMaxConns].Load(), m.n[BoundPerIP].Load())
+			if w > 4 {
+				t.Errorf("OpenConns reached %d, over MaxConns 4", w)
+			}
+			if m.n[BoundMaxConns].Load()+m.n[BoundPerIP].Load() == 0 {
+				t.Error("no eviction")
+			}
+			// Close what is left: the deferred closes have run.
+			// A connection evicted at MaxConns keeps its address's
+			// count until it has closed (closeLinger at most).
+			addrs := func() int {
+				s.peers.mu.Lock()
+				defer s.peers.mu.Unlock()
+				return len(s.peers.m)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for (s.OpenConns() != 0 || addrs() != 0) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n, addrs := s.OpenConns(), addrs(); n != 0 || addrs != 0 {
+				t.Errorf("after every connection closed: OpenConns %d, %d addresses counted; want 0, 0", n, addrs)
+			}
+		})
+	}
+}
+
+// countMetrics counts evictions by bound.
+type countMetrics struct{ n [2]atomic.Int64 }
+
+func (m *countMetrics) ConnEvicted(b Bound) { m.n[b].Add(1) }

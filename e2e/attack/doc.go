@@ -59,10 +59,15 @@
 // which the leecher answers through trackd; every round must end within
 // the HTTP prober's bounds, with no failure reason and no connection lost.
 //
-//   - PerAddressBound: 200 connections from one address (half of them
-//     naming other clients in X-Forwarded-For and X-Real-IP) against
-//     -ws-max-conns-per-ip 50: 150 closed with 1013 right after their
-//     handshake, 50 kept; 50 from another address all served.
+//   - PerAddressBound: 200 silent connections from one address (half of
+//     them naming other clients in X-Forwarded-For and X-Real-IP) against
+//     -ws-max-conns-per-ip 50: each beyond the 50th evicts the oldest, so
+//     the first 150 are closed with 1013 and the last 50 kept; 50 from
+//     another address all served.
+//   - Squatters: 57 connections that announce once and then only answer
+//     pings hold every place of -ws-max-conns 60 with the prober's 3;
+//     20 new clients are all served, each evicting (1013) a squatter,
+//     never the prober, whose messages are newer.
 //   - NonReaders: 4 waves of 20 clients that join a swarm and then never
 //     read (a 4 KiB receive buffer, a 536-byte MSS), and 10 new attacker
 //     connections each sending 40 announces of 10 offers of 5.7 KB back
@@ -88,7 +93,7 @@
 //   - IdleConnections: against -ws-idle-timeout 3s, connections that
 //     complete the handshake and send nothing (no pong) are closed after
 //     3 s (at most 3 s + 2 s); a client that only answers pings stays.
-//   - PerAddressBoundTLS, NonReadersTLS, BadFramesTLS,
+//   - PerAddressBoundTLS, SquattersTLS, NonReadersTLS, BadFramesTLS,
 //     IdleConnectionsTLS: the same over
 //     wss:// on the HTTPS listener (a test certificate), where each
 //     connection has a goroutine of its own behind TLS instead of the

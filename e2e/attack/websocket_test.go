@@ -28,6 +28,7 @@ import (
 // UDP probers and the WebSocket prober run.
 func TestWebSocketAttack(t *testing.T) {
 	t.Run("PerAddressBound", testWSPerAddressBound)
+	t.Run("Squatters", testWSSquatters)
 	t.Run("NonReaders", testWSNonReaders)
 	t.Run("BadFrames", testWSBadFrames)
 	t.Run("TorrentFlood", testWSTorrentFlood)
@@ -35,6 +36,7 @@ func TestWebSocketAttack(t *testing.T) {
 	// wss:// through the HTTPS listener: each connection on a goroutine
 	// of its own, behind TLS, rather than on the event loops.
 	t.Run("PerAddressBoundTLS", testWSPerAddressBound)
+	t.Run("SquattersTLS", testWSSquatters)
 	t.Run("NonReadersTLS", testWSNonReaders)
 	t.Run("BadFramesTLS", testWSBadFrames)
 	t.Run("IdleConnectionsTLS", testWSIdle)
@@ -96,9 +98,10 @@ func (d *trackd) metricLabelled(t testing.TB, series string) float64 {
 
 // testWSPerAddressBound: 200 WebSocket connections from one address
 // (half of them naming other clients in X-Forwarded-For and X-Real-IP)
-// against -ws-max-conns-per-ip 50: the 150 beyond are closed with 1013
-// right after their handshake, the 50 stay open, and 50 from another
-// address are all served.
+// against -ws-max-conns-per-ip 50, none sending a message: each one
+// beyond the 50th evicts the address's oldest, so the first 150 are
+// closed with 1013 and the last 50 stay open; 50 from another address
+// are all served.
 func testWSPerAddressBound(t *testing.T) {
 	const perIP, n = 50, 200
 	_, p, wp, tg := startAll(t, "-ws-max-conns-per-ip", strconv.Itoa(perIP))
@@ -121,17 +124,21 @@ func testWSPerAddressBound(t *testing.T) {
 	var refused, open, other atomic.Int64
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(2 * time.Second)
-	for _, c := range cs {
+	for i, c := range cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			switch code, err := c.closeCodeWithin(deadline); {
+			code, err := c.closeCodeWithin(deadline)
+			switch {
 			case err != nil:
 				open.Add(1)
 			case code == 1013:
 				refused.Add(1)
 			default:
 				other.Add(1)
+			}
+			if evicted := err == nil && code == 1013; evicted != (i < n-perIP) {
+				t.Errorf("connection %d of %d: closed with 1013 %v, want %v (the oldest evicted first)", i, n, evicted, i < n-perIP)
 			}
 		}()
 	}
@@ -153,10 +160,93 @@ func testWSPerAddressBound(t *testing.T) {
 			t.Errorf("another address's client %d: %v, %v", i, m, err)
 		}
 	}
-	t.Logf("%d connections from one address: %d refused with 1013, %d open, %d closed otherwise; another address: %d of %d served",
+	t.Logf("%d connections from one address: %d evicted with 1013, %d open, %d closed otherwise; another address: %d of %d served",
 		n, refused.Load(), open.Load(), other.Load(), served, perIP)
 	if open.Load() != perIP || refused.Load() != n-perIP {
 		t.Errorf("want %d open and %d closed with 1013", perIP, n-perIP)
+	}
+	checkAll(t, p, wp)
+}
+
+// testWSSquatters: the attack of a client that holds every place of
+// -ws-max-conns 60 and keeps it by answering pings: 57 connections
+// (besides the WebSocket prober's 3) that announce once and then say
+// nothing. 20 new clients from another address, each announcing, are
+// all served: each evicts (1013) the connection whose last message is
+// oldest, a squatter's, never the prober's, whose messages are newer;
+// trackd_ws_connections_evicted_total{reason="max_conns"} counts 20 and
+// the open connections stay at 60.
+func testWSSquatters(t *testing.T) {
+	const maxConns, squatters, newcomers = 60, 57, 20
+	d, p, wp, tg := startAll(t, "-ws-max-conns", strconv.Itoa(maxConns))
+	var cs []*wsClient
+	for i := range squatters {
+		c, err := tg.dial("127.0.0.17", 5*time.Second, nil, nil)
+		if err != nil {
+			t.Fatalf("squatter %d: %v", i, err)
+		}
+		defer c.c.Close()
+		if err := c.send(wsAnnounce(wsID(fmt.Sprintf("squat-torrent-%d", i)), wsID(fmt.Sprintf("squatter-%d", i)), 10, 5, "started", 0, "", "")); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := c.nextJSON(time.Now().Add(probeTimeout)); err != nil || m["interval"] == nil {
+			t.Fatalf("squatter %d: announce reply %v, %v", i, m, err)
+		}
+		cs = append(cs, c)
+	}
+	// The squatters hold their places, answering pings; the prober's
+	// connections send messages meanwhile (an offer or an answer each
+	// second at least).
+	results := make(chan int, squatters)
+	deadline := time.Now().Add(2*time.Second + 10*probeTimeout)
+	for _, c := range cs {
+		go func() {
+			code, err := c.closeCodeWithin(deadline)
+			if err != nil {
+				code = 0 // still open at the deadline
+			}
+			results <- code
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	served := 0
+	for i := range newcomers {
+		c, err := tg.dial("127.0.0.18", 5*time.Second, nil, nil)
+		if err != nil {
+			t.Fatalf("newcomer %d: %v", i, err)
+		}
+		defer c.c.Close()
+		if err := c.send(wsAnnounce(wsID(fmt.Sprintf("new-torrent-%d", i)), wsID(fmt.Sprintf("newcomer-%d", i)), 10, 5, "started", 0, "", "")); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := c.nextJSON(time.Now().Add(probeTimeout)); err == nil && m["interval"] != nil {
+			served++
+		} else {
+			t.Errorf("newcomer %d: %v, %v", i, m, err)
+		}
+	}
+	open := d.metricLabelled(t, "trackd_ws_connections_open")
+	for _, c := range cs {
+		c.c.SetReadDeadline(time.Now()) // end the waits of those still open
+	}
+	evicted, other := 0, 0
+	for range squatters {
+		switch <-results {
+		case 0:
+		case 1013:
+			evicted++
+		default:
+			other++
+		}
+	}
+	counted := d.metricLabelled(t, `trackd_ws_connections_evicted_total{reason="max_conns"}`)
+	t.Logf("%d squatters and the prober's 3 at ws_max_conns %d: %d of %d newcomers served, %d squatters evicted with 1013, %d closed otherwise; %v counted evicted, %v open",
+		squatters, maxConns, served, newcomers, evicted, other, counted, open)
+	if served != newcomers || evicted != newcomers || other != 0 {
+		t.Errorf("want %d newcomers served and %d squatters evicted (1013), none closed otherwise", newcomers, newcomers)
+	}
+	if counted != newcomers || open != maxConns {
+		t.Errorf("metrics: %v evicted, %v open; want %d, %d", counted, open, newcomers, maxConns)
 	}
 	checkAll(t, p, wp)
 }
