@@ -24,8 +24,9 @@ import (
 // without a scan: the victim is the oldest of the silent lists' heads,
 // else the one of the active lists' heads with the oldest message,
 // found by a look at each loop's heads (a few), exact across loops
-// without a lock shared by all. An address's connections are a list of their own in
-// peerCounts, scanned on eviction (at most MaxConnsPerIP of them).
+// without a lock shared by all. An address's connections are a list of
+// their own in peerCounts, scanned on eviction (at most MaxConnsPerIP of
+// them).
 
 // Bound is a connection bound that made a Server evict a connection.
 type Bound uint8

@@ -137,7 +137,13 @@ func testWSPerAddressBound(t *testing.T) {
 			default:
 				other.Add(1)
 			}
-			if evicted := err == nil && code == 1013; evicted != (i < n-perIP) {
+			// The oldest are evicted first. A connection joins its
+			// address's list a goroutine hop after its 101 is written,
+			// so the next dial may overtake it there: neighbours around
+			// the 150th may swap, nothing further.
+			const swap = 5
+			evicted := err == nil && code == 1013
+			if (i < n-perIP-swap && !evicted) || (i >= n-perIP+swap && evicted) {
 				t.Errorf("connection %d of %d: closed with 1013 %v, want %v (the oldest evicted first)", i, n, evicted, i < n-perIP)
 			}
 		}()
