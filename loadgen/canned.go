@@ -39,9 +39,7 @@ type Canned struct {
 	ln  net.Listener
 
 	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	closed  bool
+	tcp     connSet
 	bodies  [cannedPeers + 1][]byte // announce reply with n peers
 	udpPeer [cannedPeers * 18]byte
 }
@@ -53,7 +51,7 @@ func StartCanned(udpAddr, httpAddr string, allowRemote bool) (*Canned, error) {
 	if udpAddr == "" && httpAddr == "" {
 		return nil, errors.New("give -udp and/or -http addresses to listen on")
 	}
-	c := &Canned{conns: make(map[net.Conn]struct{})}
+	c := &Canned{}
 	for i := range cannedPeers {
 		// 127.1.0.x:6881+x, repeated for IPv6 as ::ffff:127.1.0.x.
 		copy(c.udpPeer[6*i:], []byte{127, 1, 0, byte(i + 1), byte((6881 + i) >> 8), byte(6881 + i)})
@@ -94,7 +92,7 @@ func StartCanned(udpAddr, httpAddr string, allowRemote bool) (*Canned, error) {
 			return nil, err
 		}
 		c.ln = ln
-		c.wg.Go(c.acceptLoop)
+		c.wg.Go(func() { c.tcp.accept(ln, &c.wg, c.serveHTTP) })
 	}
 	return c, nil
 }
@@ -151,12 +149,7 @@ func (c *Canned) HTTPAddr() net.Addr {
 
 // Close stops the server and waits for its goroutines.
 func (c *Canned) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	for conn := range c.conns {
-		conn.Close()
-	}
-	c.mu.Unlock()
+	c.tcp.closeAll()
 	for _, u := range c.udp {
 		u.Close()
 	}
@@ -263,34 +256,6 @@ func (c *Canned) udpReply(req, out []byte, peerSize int) []byte {
 		return out
 	}
 	return fail("unknown action")
-}
-
-func (c *Canned) acceptLoop() {
-	for {
-		conn, err := c.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			conn.Close()
-			return
-		}
-		c.conns[conn] = struct{}{}
-		c.mu.Unlock()
-		c.wg.Go(func() {
-			c.serveHTTP(conn)
-			c.mu.Lock()
-			delete(c.conns, conn)
-			c.mu.Unlock()
-			conn.Close()
-		})
-	}
 }
 
 // serveHTTP answers the requests of one connection: keep-alive and

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"bufio"
-	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -18,11 +17,9 @@ import (
 // a real tracker whose swarms have K other peers: 1 + 2K messages to
 // read, 1 + K to write. One goroutine per connection; no swarms.
 type CannedWS struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	done  bool
+	ln  net.Listener
+	wg  sync.WaitGroup
+	tcp connSet
 }
 
 // StartCannedWS serves on addr, which must be a loopback address unless
@@ -36,8 +33,8 @@ func StartCannedWS(addr string, allowRemote bool) (*CannedWS, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &CannedWS{ln: ln, conns: make(map[net.Conn]struct{})}
-	c.wg.Go(c.accept)
+	c := &CannedWS{ln: ln}
+	c.wg.Go(func() { c.tcp.accept(ln, &c.wg, c.serve) })
 	return c, nil
 }
 
@@ -51,41 +48,8 @@ func (c *CannedWS) String() string {
 // Close stops the server and closes its connections.
 func (c *CannedWS) Close() {
 	c.ln.Close()
-	c.mu.Lock()
-	c.done = true
-	for conn := range c.conns {
-		conn.Close()
-	}
-	c.mu.Unlock()
+	c.tcp.closeAll()
 	c.wg.Wait()
-}
-
-func (c *CannedWS) accept() {
-	for {
-		conn, err := c.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		c.mu.Lock()
-		if c.done {
-			c.mu.Unlock()
-			conn.Close()
-			return
-		}
-		c.conns[conn] = struct{}{}
-		c.mu.Unlock()
-		c.wg.Go(func() {
-			c.serve(conn)
-			c.mu.Lock()
-			delete(c.conns, conn)
-			c.mu.Unlock()
-			conn.Close()
-		})
-	}
 }
 
 func (c *CannedWS) serve(conn net.Conn) {

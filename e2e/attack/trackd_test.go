@@ -168,6 +168,17 @@ func (d *trackd) rss() (int64, error) {
 // metric is the value of the unlabelled metric name on trackd's /metrics.
 func (d *trackd) metric(t testing.TB, name string) float64 {
 	t.Helper()
+	v, ok := d.metricValue(t, name)
+	if !ok {
+		t.Fatalf("/metrics has no %s", name)
+	}
+	return v
+}
+
+// metricValue reads trackd's /metrics for the line of series (a name, and
+// its labels as /metrics writes them) and reports whether there is one.
+func (d *trackd) metricValue(t testing.TB, series string) (float64, bool) {
+	t.Helper()
 	c := http.Client{Timeout: 10 * time.Second}
 	res, err := c.Get("http://" + d.admin + "/metrics")
 	if err != nil {
@@ -179,16 +190,15 @@ func (d *trackd) metric(t testing.TB, name string) float64 {
 		t.Fatalf("/metrics: %v", err)
 	}
 	for _, line := range bytes.Split(b, []byte("\n")) {
-		if f := strings.Fields(string(line)); len(f) == 2 && f[0] == name {
+		if f := strings.Fields(string(line)); len(f) == 2 && f[0] == series {
 			v, err := strconv.ParseFloat(f[1], 64)
 			if err != nil {
 				t.Fatalf("/metrics: %s: %v", line, err)
 			}
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("/metrics has no %s", name)
-	return 0
+	return 0, false
 }
 
 // loopbackDialer dials from the loopback address src (any port), so that

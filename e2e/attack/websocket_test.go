@@ -74,26 +74,8 @@ func checkAll(t *testing.T, p *prober, wp *wsProber) {
 // series (a name and its labels, as /metrics writes them), 0 if none.
 func (d *trackd) metricLabelled(t testing.TB, series string) float64 {
 	t.Helper()
-	c := http.Client{Timeout: 10 * time.Second}
-	res, err := c.Get("http://" + d.admin + "/metrics")
-	if err != nil {
-		t.Fatalf("/metrics: %v", err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatalf("/metrics: %v", err)
-	}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if f := strings.Fields(string(line)); len(f) == 2 && f[0] == series {
-			v, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				t.Fatalf("/metrics: %s: %v", line, err)
-			}
-			return v
-		}
-	}
-	return 0
+	v, _ := d.metricValue(t, series)
+	return v
 }
 
 // testWSPerAddressBound: 200 WebSocket connections from one address
