@@ -1,0 +1,278 @@
+// Package fleettest provides a fleet.Bus in memory, for tests of the
+// fleet's logic that need no Redis: several instances in one process
+// share one Bus. Tests of the real transport use Redis (fleet/redisbus).
+package fleettest
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"trackd/fleet"
+)
+
+// Bus is a fleet.Bus in memory. Its zero value is not usable; make one
+// with NewBus. Its streams keep at most MaxLen entries each, oldest
+// dropped first, as a Redis stream trimmed by MAXLEN does.
+type Bus struct {
+	MaxLen int
+
+	mu      sync.Mutex
+	changed *sync.Cond
+	streams []stream
+	lists   map[fleet.Instance][]chan []byte // listeners by instance
+	blobs   map[string][][]byte
+	claims  map[string]time.Time
+	down    bool
+	closed  bool
+}
+
+type stream struct {
+	next    uint64 // the number the next entry gets, from 1
+	entries []entry
+}
+
+type entry struct {
+	n     uint64
+	batch []byte
+}
+
+// ErrDown is what every call returns while the Bus is set down (SetDown),
+// as a client of an unreachable Redis would.
+var ErrDown = errors.New("fleettest: bus is down")
+
+// NewBus returns a Bus of n streams, each keeping at most 10,000 entries.
+func NewBus(n int) *Bus {
+	b := &Bus{
+		MaxLen:  10000,
+		streams: make([]stream, n),
+		lists:   make(map[fleet.Instance][]chan []byte),
+		blobs:   make(map[string][][]byte),
+		claims:  make(map[string]time.Time),
+	}
+	b.changed = sync.NewCond(&b.mu)
+	for i := range b.streams {
+		b.streams[i].next = 1
+	}
+	return b
+}
+
+var _ fleet.Bus = (*Bus)(nil)
+
+// SetDown makes every call fail with ErrDown (true) or work again
+// (false): an outage of the Bus, keeping what it held.
+func (b *Bus) SetDown(down bool) {
+	b.mu.Lock()
+	b.down = down
+	b.mu.Unlock()
+	b.changed.Broadcast()
+}
+
+func (b *Bus) check() error {
+	if b.closed {
+		return errors.New("fleettest: bus closed")
+	}
+	if b.down {
+		return ErrDown
+	}
+	return nil
+}
+
+// NumStreams implements fleet.Streams.
+func (b *Bus) NumStreams() int { return len(b.streams) }
+
+// Publish implements fleet.Streams.
+func (b *Bus) Publish(ctx context.Context, i int, batch []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(); err != nil {
+		return err
+	}
+	s := &b.streams[i]
+	s.entries = append(s.entries, entry{s.next, append([]byte(nil), batch...)})
+	s.next++
+	if over := len(s.entries) - b.MaxLen; b.MaxLen > 0 && over > 0 {
+		s.entries = append(s.entries[:0:0], s.entries[over:]...)
+	}
+	b.changed.Broadcast()
+	return nil
+}
+
+// Read implements fleet.Streams.
+func (b *Bus) Read(ctx context.Context, i int, after string, max int, block time.Duration) ([]fleet.Entry, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var from uint64
+	if after == "" {
+		from = b.streams[i].next - 1
+	} else {
+		n, err := strconv.ParseUint(after, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		from = n
+	}
+	deadline := time.Now().Add(block)
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.changed.Broadcast()
+		b.mu.Unlock()
+	})
+	defer stop()
+	timer := time.AfterFunc(block, func() {
+		b.mu.Lock()
+		b.changed.Broadcast()
+		b.mu.Unlock()
+	})
+	defer timer.Stop()
+	for {
+		if err := b.check(); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var out []fleet.Entry
+		for _, e := range b.streams[i].entries {
+			if e.n > from && len(out) < max {
+				out = append(out, fleet.Entry{Pos: strconv.FormatUint(e.n, 10), Batch: append([]byte(nil), e.batch...)})
+			}
+		}
+		if len(out) > 0 || !time.Now().Before(deadline) {
+			return out, nil
+		}
+		b.changed.Wait()
+	}
+}
+
+// Tail implements fleet.Streams.
+func (b *Bus) Tail(ctx context.Context, i int) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(); err != nil {
+		return "", err
+	}
+	if b.streams[i].next == 1 {
+		return "", nil
+	}
+	return strconv.FormatUint(b.streams[i].next-1, 10), nil
+}
+
+// Send implements fleet.Messenger. A listener that is not keeping up
+// loses the message, as a Redis Pub/Sub subscriber whose buffer is full
+// would.
+func (b *Bus) Send(ctx context.Context, to fleet.Instance, msg []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(); err != nil {
+		return err
+	}
+	for id, chans := range b.lists {
+		if to != (fleet.Instance{}) && id != to {
+			continue
+		}
+		for _, c := range chans {
+			select {
+			case c <- append([]byte(nil), msg...):
+			default:
+			}
+		}
+	}
+	return nil
+}
+
+// Listen implements fleet.Messenger.
+func (b *Bus) Listen(ctx context.Context, self fleet.Instance, fn func(msg []byte)) error {
+	c := make(chan []byte, 1024)
+	b.mu.Lock()
+	b.lists[self] = append(b.lists[self], c)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		chans := b.lists[self]
+		for i, x := range chans {
+			if x == c {
+				chans = append(chans[:i:i], chans[i+1:]...)
+				break
+			}
+		}
+		if len(chans) == 0 {
+			delete(b.lists, self)
+		} else {
+			b.lists[self] = chans
+		}
+		b.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case msg := <-c:
+			fn(msg)
+		}
+	}
+}
+
+// Claim implements fleet.Blobs.
+func (b *Bus) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(); err != nil {
+		return false, err
+	}
+	if until, ok := b.claims[key]; ok && time.Now().Before(until) {
+		return false, nil
+	}
+	b.claims[key] = time.Now().Add(ttl)
+	return true, nil
+}
+
+// Append implements fleet.Blobs. Blobs do not expire here; a test's Bus
+// lives as long as the test.
+func (b *Bus) Append(ctx context.Context, key string, chunk []byte, ttl time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(); err != nil {
+		return err
+	}
+	b.blobs[key] = append(b.blobs[key], append([]byte(nil), chunk...))
+	b.changed.Broadcast()
+	return nil
+}
+
+// Chunk implements fleet.Blobs.
+func (b *Bus) Chunk(ctx context.Context, key string, i int, wait time.Duration) ([]byte, bool, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		b.mu.Lock()
+		err := b.check()
+		var c []byte
+		ok := false
+		if err == nil && i < len(b.blobs[key]) {
+			c, ok = append([]byte(nil), b.blobs[key][i]...), true
+		}
+		b.mu.Unlock()
+		if err != nil || ok {
+			return c, ok, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Close implements fleet.Bus.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.changed.Broadcast()
+	return nil
+}
