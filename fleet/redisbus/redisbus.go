@@ -41,12 +41,14 @@
 // is trimmed to about MaxLen/NumStreams entries (XADD MAXLEN ~ trims
 // whole nodes of the stream, so a stream may hold up to one node, at most
 // 100 entries by Redis's default stream-node-max-entries, more). Since
-// the fleet's batches are at most about 32 KiB, the streams hold at most
-// about MaxLen × 32 KiB of Redis's memory whatever the layout: 256 MiB
-// with DefaultMaxLen. Under a steady load the trim bound is also how far
-// back a reader can fall (or a joining instance start from a snapshot)
-// before it misses batches: at 100,000 announces a second, about a minute
-// with the default.
+// the fleet's batches are at most about 32 KiB, which take about 40 KiB of
+// Redis's memory each (MEMORY USAGE of a stream of 32 KiB batches; the
+// allocator rounds up), the streams hold at most about MaxLen × 40 KiB
+// whatever the layout: 160 MiB with DefaultMaxLen. Under a steady load the
+// bound is also how far back a reader can fall (or a joining instance
+// start from a snapshot) before it misses batches: with the default and
+// changes of about 40 bytes, 4096 × 32 KiB hold about 3.3 million
+// changes, half a minute of 100,000 announces a second.
 //
 // Every call is bounded: a round trip by Options.Timeout, a blocking Read
 // by its block plus Timeout, a Chunk by its wait plus Timeout. A blocking
@@ -103,9 +105,9 @@ type Options struct {
 // Defaults of Options, and the layout.
 const (
 	DefaultTimeout = store.DefaultNetworkTimeout
-	// DefaultMaxLen bounds the streams to about 256 MiB of batches of
-	// 32 KiB (8192 entries).
-	DefaultMaxLen = 8192
+	// DefaultMaxLen bounds the streams to 4096 entries in all: about
+	// 160 MiB of Redis's memory with batches of 32 KiB.
+	DefaultMaxLen = 4096
 	// SingleStreams is the number of streams on a single Redis server,
 	// ClusterStreams on a Redis Cluster.
 	SingleStreams  = 1
@@ -267,12 +269,18 @@ func bound(ctx context.Context, d time.Duration) (context.Context, context.Cance
 func (b *Bus) Ping(ctx context.Context) error {
 	ctx, cancel := bound(ctx, b.timeout)
 	defer cancel()
+	var err error
 	if b.cluster != nil {
-		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+		err = b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
 			return c.Ping(ctx).Err()
 		})
+	} else {
+		err = b.rdb.Ping(ctx).Err()
 	}
-	return b.rdb.Ping(ctx).Err()
+	if err != nil {
+		return fmt.Errorf("redisbus: ping: %w", err)
+	}
+	return nil
 }
 
 // NumStreams implements fleet.Streams: SingleStreams or ClusterStreams.

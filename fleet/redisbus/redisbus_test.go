@@ -189,3 +189,32 @@ func testStreams(t *testing.T, b *Bus) {
 		}
 	}
 }
+
+// TestTrim: XADD MAXLEN ~ keeps each stream near its bound, with batches
+// of the fleet's largest size and with small ones.
+func TestTrim(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client()
+	ctx := testCtx(t, 60*time.Second)
+	for _, size := range []int{32 << 10, 40} {
+		if err := c.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		b := open(t, s.URL(), Options{MaxLen: 200})
+		batch := make([]byte, size)
+		for range 1000 {
+			if err := b.Publish(ctx, 0, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := c.XLen(ctx, b.keys[0]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem, _ := c.MemoryUsage(ctx, b.keys[0], 0).Result()
+		t.Logf("batches of %d bytes: 1000 published, XLEN %d, MEMORY USAGE %d bytes", size, n, mem)
+		if n < 200 || n > 200+100 {
+			t.Errorf("batches of %d bytes: XLEN = %d after 1000, want 200 to 300", size, n)
+		}
+	}
+}
