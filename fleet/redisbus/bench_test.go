@@ -14,27 +14,30 @@ import (
 	"trackd/internal/redistest"
 )
 
-// BatchChanges is about how many changes a full batch of 32 KiB carries
-// (changes of about 40 bytes), to turn Redis CPU per batch into Redis CPU
-// per change, that is per announce.
-const batchChanges = 800
+// changeSize is about the size of one change in a batch (changes of about
+// 40 bytes: a full batch of 32 KiB carries about 800), to turn Redis CPU
+// per batch into Redis CPU per change, that is per announce.
+const changeSize = 40
 
-// BenchmarkPublishRead publishes b.N batches of 32 KiB to one stream of a
-// loopback redis-server, one at a time as an instance's publisher does,
-// while readers (the other instances) read every one of them, and reports
-// the throughput and the server's CPU time per batch and per change
-// (redis-us/batch, redis-ns/change), from /proc/<pid>/stat
-// (utime+stime, in clock ticks) and, finer, the sum of
-// /proc/<pid>/task/*/schedstat.
+// BenchmarkPublishRead publishes b.N batches to one stream of a loopback
+// redis-server, one at a time as an instance's publisher does, while
+// readers (the other instances) read every one of them, and reports the
+// throughput and the server's CPU time per batch and per change
+// (redis-us/batch, redis-ns/change), from /proc/<pid>/stat (utime+stime,
+// in clock ticks: redis-stat-us/batch) and, finer, the sum of
+// /proc/<pid>/task/*/schedstat. Batches of 32 KiB are the fleet's under
+// load; of 4 KiB (about 100 changes), under a lighter one.
 func BenchmarkPublishRead(b *testing.B) {
-	for _, readers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("readers=%d", readers), func(b *testing.B) {
-			benchPublishRead(b, readers)
-		})
+	for _, size := range []int{32 << 10, 4 << 10} {
+		for _, readers := range []int{1, 2} {
+			b.Run(fmt.Sprintf("size=%dKiB/readers=%d", size>>10, readers), func(b *testing.B) {
+				benchPublishRead(b, size, readers)
+			})
+		}
 	}
 }
 
-func benchPublishRead(b *testing.B, readers int) {
+func benchPublishRead(b *testing.B, size, readers int) {
 	s := redistest.Start(b)
 	ctx := context.Background()
 	bus := open(b, s.URL(), Options{})
@@ -42,7 +45,7 @@ func benchPublishRead(b *testing.B, readers int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	batch := make([]byte, 32<<10)
+	batch := make([]byte, size)
 	for k := range batch {
 		batch[k] = byte(k * 13)
 	}
@@ -90,7 +93,7 @@ func benchPublishRead(b *testing.B, readers int) {
 	ticks1, ns1 := cpuTime(b, pid)
 	perBatch := float64(ns1-ns0) / float64(b.N)
 	b.ReportMetric(perBatch/1e3, "redis-us/batch")
-	b.ReportMetric(perBatch/batchChanges, "redis-ns/change")
+	b.ReportMetric(perBatch/float64(size/changeSize), "redis-ns/change")
 	b.ReportMetric(float64(ticks1-ticks0)*1e6/float64(clockTicks)/float64(b.N), "redis-stat-us/batch")
 }
 

@@ -249,3 +249,78 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterNodeDown: with one master of three killed, the calls on the
+// streams it holds fail within their bound and those on the others work
+// (until the cluster, which has no replicas, declares itself down: then
+// all fail, within their bound); when the node is back (same port, same
+// cluster config), all work again.
+func TestClusterNodeDown(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	const timeout = 300 * time.Millisecond
+	b := open(t, c.URL(), Options{Timeout: timeout})
+	ctx := testCtx(t, 120*time.Second)
+	for i := range b.NumStreams() {
+		if err := b.Publish(ctx, i, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The streams the killed node holds.
+	down := c.Nodes[1]
+	keys, err := down.Client().Keys(ctx, streamPrefix+"*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("node 1 holds streams %v (%v)", keys, err)
+	}
+	onDown := make(map[int]bool)
+	for i, k := range b.keys {
+		for _, dk := range keys {
+			onDown[i] = onDown[i] || k == dk
+		}
+	}
+	down.Stop()
+	for round := range 3 {
+		failed := 0
+		for i := range b.NumStreams() {
+			start := time.Now()
+			err := b.Publish(ctx, i, []byte("y"))
+			d := time.Since(start)
+			if d > timeout+500*time.Millisecond {
+				t.Errorf("round %d: Publish to stream %d took %v, its bound is %v", round, i, d, timeout)
+			}
+			if onDown[i] && err == nil {
+				t.Errorf("round %d: Publish to stream %d on the killed node succeeded", round, i)
+			}
+			// Once the cluster has marked the node failed (after
+			// cluster-node-timeout, 5s here), a cluster without replicas
+			// refuses every command (CLUSTERDOWN); until then the live
+			// nodes work.
+			if !onDown[i] && err != nil && round == 0 {
+				t.Errorf("round %d: Publish to stream %d on a live node: %v", round, i, err)
+			}
+			if err != nil {
+				failed++
+			}
+			start = time.Now()
+			_, err = b.Read(ctx, i, "", 10, 100*time.Millisecond)
+			if d := time.Since(start); d > 100*time.Millisecond+timeout+500*time.Millisecond {
+				t.Errorf("round %d: Read of stream %d took %v (%v)", round, i, d, err)
+			}
+		}
+		t.Logf("round %d: %d of %d Publishes failed", round, failed, b.NumStreams())
+	}
+	down.Restart()
+	start := time.Now()
+	for i := range b.NumStreams() {
+		for {
+			err := b.Publish(ctx, i, []byte("z"))
+			if err == nil {
+				break
+			}
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("Publish to stream %d still fails 30s after the node is back: %v", i, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("every stream takes batches again %v after the node is back", time.Since(start).Round(time.Millisecond))
+}

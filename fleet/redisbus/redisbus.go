@@ -65,7 +65,12 @@
 // the URL is bad: when Redis is unreachable it logs a warning and returns
 // the Bus anyway. Every call then fails (within its bound) until Redis
 // answers again; go-redis reconnects by itself, and Listen subscribes
-// again. Redis must not evict the streams while they are read: run it
+// again. On a Redis Cluster, while a master is down the calls on the
+// streams it holds fail and the others work, until the cluster declares
+// itself down (after cluster-node-timeout, unless the master has a
+// replica to fail over to or cluster-require-full-coverage is no): then
+// every call fails until it is whole again. Redis must not evict the
+// streams while they are read: run it
 // with maxmemory-policy noeviction (the default), or enough memory for
 // MaxLen × 32 KiB.
 package redisbus

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,5 +217,47 @@ func TestTrim(t *testing.T) {
 		if n < 200 || n > 200+100 {
 			t.Errorf("batches of %d bytes: XLEN = %d after 1000, want 200 to 300", size, n)
 		}
+	}
+}
+
+// TestPoolNeverStarves: with a reader blocked on every stream, and a pool
+// the URL asks to be tiny, publishers still get connections at once.
+func TestPoolNeverStarves(t *testing.T) {
+	for _, name := range []string{"Single", "Cluster"} {
+		t.Run(name, func(t *testing.T) {
+			var url string
+			if name == "Single" {
+				url = redistest.Start(t).URL() + "?pool_size=1"
+			} else {
+				url = redistest.StartCluster(t, 3).URL() + "?pool_size=1"
+			}
+			b := open(t, url, Options{Timeout: 500 * time.Millisecond})
+			ctx := testCtx(t, 30*time.Second)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			for i := range b.NumStreams() {
+				wg.Go(func() {
+					if _, err := b.Read(ctx, i, "", 1, 3*time.Second); err != nil {
+						t.Errorf("Read(%d): %v", i, err)
+					}
+				})
+			}
+			time.Sleep(300 * time.Millisecond) // let every reader block
+			for round := range 3 {
+				var pub sync.WaitGroup
+				for i := range b.NumStreams() {
+					for range SpareConns / 2 {
+						pub.Go(func() {
+							start := time.Now()
+							err := b.Publish(ctx, (i+round)%b.NumStreams(), []byte("x"))
+							if d := time.Since(start); err != nil || d > 400*time.Millisecond {
+								t.Errorf("Publish with every stream's reader blocked: %v after %v", err, d)
+							}
+						})
+					}
+				}
+				pub.Wait()
+			}
+		})
 	}
 }
