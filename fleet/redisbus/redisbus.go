@@ -303,6 +303,10 @@ func (b *Bus) key(i int) (string, error) {
 }
 
 // Publish implements fleet.Streams: XADD key MAXLEN ~ bound * b batch.
+// go-redis retries a command whose connection failed, so a batch whose
+// reply was lost may, rarely, be added twice: readers must take a batch
+// they have already seen (by its origin's sequence number) as a
+// duplicate, not as new.
 func (b *Bus) Publish(ctx context.Context, i int, batch []byte) error {
 	key, err := b.key(i)
 	if err != nil {
@@ -325,8 +329,11 @@ func (b *Bus) Publish(ctx context.Context, i int, batch []byte) error {
 // Read implements fleet.Streams: XREAD COUNT max BLOCK block STREAMS key
 // after ("$" for an after of ""), bounded by block plus the timeout. A
 // block under a millisecond is one millisecond; a block of 0 (or less)
-// does not wait. An entry without the batch field (not written by a Bus)
-// is returned with a nil Batch, so that the reader goes past it.
+// does not wait. A deadline of ctx ends a blocked Read at once, but a
+// cancellation only when its block ends (go-redis does not interrupt a
+// read in flight), with ctx's error then; Close ends it at once. An entry
+// without the batch field (not written by a Bus) is returned with a nil
+// Batch, so that the reader goes past it.
 func (b *Bus) Read(ctx context.Context, i int, after string, max int, block time.Duration) ([]fleet.Entry, error) {
 	key, err := b.key(i)
 	if err != nil {
@@ -346,7 +353,7 @@ func (b *Bus) Read(ctx context.Context, i int, after string, max int, block time
 	defer cancel()
 	res, err := b.rdb.XRead(ctx, args).Result()
 	if errors.Is(err, goredis.Nil) {
-		return nil, nil
+		return nil, ctx.Err()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redisbus: read %s: %w", key, err)
@@ -446,16 +453,20 @@ var errSilent = errors.New("redisbus: no answer to a Pub/Sub ping")
 // subscribe opens a subscription to self's channels and registers it, so
 // that Close closes it.
 func (b *Bus) subscribe(ctx context.Context, self fleet.Instance) (*goredis.PubSub, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
+	if b.isClosed() {
 		return nil, ErrClosed
 	}
 	// SUBSCRIBE is sent now if Redis answers, else when the first receive
 	// connects.
 	sctx, cancel := bound(ctx, b.timeout)
-	defer cancel()
 	ps := b.rdb.Subscribe(sctx, channelBroadcast, channel(self))
+	cancel()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		_ = ps.Close()
+		return nil, ErrClosed
+	}
 	b.subs[ps] = struct{}{}
 	return ps, nil
 }
