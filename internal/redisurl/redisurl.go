@@ -71,13 +71,13 @@ func Parse(raw string) (Config, error) {
 	case schemeRedis, schemeRedisTLS:
 		o, err := goredis.ParseURL(raw)
 		if err != nil {
-			return Config{}, fmt.Errorf("bad URL %q: %w", Redact(raw), err)
+			return Config{}, fmt.Errorf("bad URL %q: %w", Redact(raw), redactErr(err, raw))
 		}
 		return Config{Single: o}, nil
 	case schemeCluster, schemeClusterTLS:
 		o, err := parseClusterURL(strings.TrimSuffix(strings.ToLower(scheme), clusterSchemeTrail), rest)
 		if err != nil {
-			return Config{}, fmt.Errorf("bad URL %q: %w", Redact(raw), err)
+			return Config{}, fmt.Errorf("bad URL %q: %w", Redact(raw), redactErr(err, raw))
 		}
 		return Config{Cluster: o}, nil
 	}
@@ -125,9 +125,25 @@ func parseClusterURL(scheme, rest string) (*goredis.ClusterOptions, error) {
 
 // Redact returns raw with any password replaced by "xxxxx", for messages.
 func Redact(raw string) string {
+	scheme, user, _, hasPass, rest := split(raw)
+	if !hasPass {
+		return raw
+	}
+	return scheme + "://" + user + ":xxxxx" + rest
+}
+
+// Password returns the password raw holds, or "" if it holds none.
+func Password(raw string) string {
+	_, _, pass, _, _ := split(raw)
+	return pass
+}
+
+// split splits raw into its scheme, user, password (hasPass if there is
+// one, even empty), and what follows the userinfo (from its '@').
+func split(raw string) (scheme, user, pass string, hasPass bool, rest string) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return raw
+		return "", "", "", false, raw
 	}
 	end := len(rest)
 	if i := strings.IndexAny(rest, "/?"); i >= 0 {
@@ -135,11 +151,20 @@ func Redact(raw string) string {
 	}
 	at := strings.LastIndexByte(rest[:end], '@')
 	if at < 0 {
-		return raw
+		return scheme, "", "", false, rest
 	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
-		return raw
+	user, pass, hasPass = strings.Cut(rest[:at], ":")
+	return scheme, user, pass, hasPass, rest[at:]
+}
+
+// redactErr returns err of parsing raw without raw's password: go-redis's
+// parse errors that quote the URL they failed on are *url.Error (its
+// other errors quote the scheme, the path or the options, never the
+// userinfo).
+func redactErr(err error, raw string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = Redact(ue.URL)
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	return err
 }

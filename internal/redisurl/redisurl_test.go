@@ -36,6 +36,8 @@ func TestParseURL(t *testing.T) {
 		{url: "memory", wantErr: "not a URL"},
 		{url: "http://h:1", wantErr: "unknown URL scheme"},
 		{url: "redis://u:hunter2@h:1/x", wantErr: "u:xxxxx@h:1"},
+		{url: "redis://u:hunter2@h 1/0", wantErr: "invalid character"},          // go-redis quotes the URL
+		{url: "redis+cluster://u:hunter2@h 1,h2", wantErr: "invalid character"}, // in the rewritten form too
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -110,4 +112,47 @@ func TestRedact(t *testing.T) {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzParse: Parse never panics, gives exactly one kind of client or an
+// error, and no error shows a password the URL held.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"redis://localhost:6379/0", "rediss://:secret@h:6380/1", "redis+cluster://u:pw@h1:7000,h2:7001/?read_timeout=3s",
+		"rediss+cluster://h1:7000", "redis+cluster://", "redis://u:hunter2@h:1/x", "memory", "redis://[::1", "redis://h:1/0?pool_size=x",
+		"redis+cluster://a@b@c:1,,?%zz", "REDIS+CLUSTER://h:1/0", "redis://:hunter2@ 0", "redis+cluster://u:hunter2@h 1,h2",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		cfg, err := Parse(raw)
+		if err != nil {
+			if cfg.Single != nil || cfg.Cluster != nil {
+				t.Errorf("Parse(%q) failed but returned a client config", raw)
+			}
+			// A password of 6 letters or digits found once in raw (a
+			// shorter one could be anywhere in a message) must not be in
+			// the error.
+			if pass := Password(raw); len(pass) >= 6 && alnum(pass) && strings.Count(raw, pass) == 1 && strings.Contains(err.Error(), pass) {
+				t.Errorf("Parse(%q): the error %q shows the password %q", raw, err, pass)
+			}
+			return
+		}
+		if (cfg.Single == nil) == (cfg.Cluster == nil) {
+			t.Errorf("Parse(%q) = %+v: want exactly one of Single and Cluster", raw, cfg)
+		}
+		if !IsURL(raw) {
+			t.Errorf("Parse(%q) succeeded but IsURL says it is not a Redis URL", raw)
+		}
+		_ = cfg.Addrs()
+	})
+}
+
+func alnum(s string) bool {
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
