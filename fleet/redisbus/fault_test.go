@@ -99,9 +99,16 @@ func TestOutage(t *testing.T) {
 	self := fleet.Instance{7}
 	m, listenDone := listenFor(t, b, self)
 	reach(t, b, self, m, "before", 10*time.Second)
+	ctx := testCtx(t, 60*time.Second)
+	if err := b.Publish(ctx, 0, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	oldPos, err := b.Tail(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	s.Stop()
-	ctx := testCtx(t, 60*time.Second)
 	const block, wait = 200 * time.Millisecond, 200 * time.Millisecond
 	calls := []struct {
 		name  string
@@ -154,6 +161,11 @@ func TestOutage(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("Publish works again %v after Redis is back", time.Since(start).Round(time.Millisecond))
+	// A reader goes on from its position in the lost stream: the new
+	// stream's ids, from Redis's clock, come after it.
+	if es, err := b.Read(ctx, 0, oldPos, 10, 0); err != nil || len(es) == 0 || string(es[0].Batch) != "back" {
+		t.Errorf("Read after the position of before Redis's restart: %d entries, %v; want back first", len(es), err)
+	}
 	t.Logf("Listen gets messages again %v after Redis is back", reach(t, b, self, m, "after", 10*time.Second).Round(time.Millisecond))
 	for _, c := range calls {
 		if c.name == "Chunk" {
