@@ -29,7 +29,9 @@
 // trackd:fleet. Listen subscribes to both, pings the server when it has
 // heard nothing for a while, and subscribes again whenever its connection
 // is lost; what is sent meanwhile is lost, as Pub/Sub delivers at most
-// once.
+// once. So is what a listener that falls behind leaves in Redis's
+// buffer: past client-output-buffer-limit pubsub (32 MB by default) Redis
+// drops the connection, and Listen subscribes again.
 //
 // Blobs are lists trackd:blob:<key>: Append is RPUSH and PEXPIRE in one
 // MULTI, Chunk polls LINDEX until the chunk is there or its wait ends.
