@@ -72,9 +72,9 @@
 // itself down (after cluster-node-timeout, unless the master has a
 // replica to fail over to or cluster-require-full-coverage is no): then
 // every call fails until it is whole again. Redis must not evict the
-// streams while they are read: run it
-// with maxmemory-policy noeviction (the default), or enough memory for
-// MaxLen × 32 KiB.
+// streams while they are read: run it with maxmemory-policy noeviction
+// (the default), or enough memory for MaxLen × 40 KiB. The Bus needs
+// Redis 5.0 or later (streams); it is tested with 7.0.
 package redisbus
 
 import (
