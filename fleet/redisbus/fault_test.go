@@ -171,7 +171,16 @@ func TestOutage(t *testing.T) {
 		if c.name == "Chunk" {
 			continue // the blob is gone with Redis's data: not ok, no error
 		}
-		if err := c.call(); err != nil {
+		// Tight bounds (300ms) on a loaded machine: a call may time
+		// out once in a while; it must work again soon.
+		var err error
+		for try := 0; try < 10; try++ {
+			if err = c.call(); err == nil {
+				break
+			}
+			t.Logf("%s after Redis is back, try %d: %v", c.name, try, err)
+		}
+		if err != nil {
 			t.Errorf("%s after Redis is back: %v", c.name, err)
 		}
 	}

@@ -231,7 +231,9 @@ func TestPoolNeverStarves(t *testing.T) {
 			} else {
 				url = redistest.StartCluster(t, 3).URL() + "?pool_size=1"
 			}
-			b := open(t, url, Options{Timeout: 500 * time.Millisecond})
+			// Without enough connections a Publish would wait for one
+			// until the readers' block (3s) ends, past its timeout (1s).
+			b := open(t, url, Options{Timeout: time.Second})
 			ctx := testCtx(t, 30*time.Second)
 			var wg sync.WaitGroup
 			defer wg.Wait()
@@ -250,8 +252,8 @@ func TestPoolNeverStarves(t *testing.T) {
 						pub.Go(func() {
 							start := time.Now()
 							err := b.Publish(ctx, (i+round)%b.NumStreams(), []byte("x"))
-							if d := time.Since(start); err != nil || d > 400*time.Millisecond {
-								t.Errorf("Publish with every stream's reader blocked: %v after %v", err, d)
+							if err != nil {
+								t.Errorf("Publish with every stream's reader blocked: %v after %v", err, time.Since(start))
 							}
 						})
 					}
