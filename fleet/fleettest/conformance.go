@@ -522,18 +522,23 @@ func testBlobExpiry(t *testing.T, b fleet.Bus) {
 			t.Fatal(err)
 		}
 	}
+	// Checked 250ms after the first Append's ttl would have ended it,
+	// 250ms before the second's does.
 	appendTo("short", "a", 200*time.Millisecond)
-	appendTo("kept", "a", 600*time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
-	appendTo("kept", "b", 600*time.Millisecond) // renews the whole blob
-	time.Sleep(400 * time.Millisecond)
+	appendTo("kept", "a", time.Second)
+	time.Sleep(500 * time.Millisecond)
+	appendTo("kept", "b", time.Second) // renews the whole blob
+	time.Sleep(750 * time.Millisecond)
 	if c, ok, err := b.Chunk(ctx, "short", 0, 0); ok || err != nil {
-		t.Errorf("a blob 500ms after its ttl of 200ms: chunk 0 = %q, %v, %v; want gone", c, ok, err)
+		t.Errorf("a blob 1s after its ttl of 200ms: chunk 0 = %q, %v, %v; want gone", c, ok, err)
 	}
 	for i, want := range []string{"a", "b"} {
 		if c, ok, err := b.Chunk(ctx, "kept", i, 0); !ok || err != nil || string(c) != want {
-			t.Errorf("a blob 400ms after its last Append of ttl 600ms: chunk %d = %q, %v, %v; want %q", i, c, ok, err, want)
+			t.Errorf("a blob 750ms after its last Append of ttl 1s: chunk %d = %q, %v, %v; want %q", i, c, ok, err, want)
 		}
+	}
+	if !waitFor(5*time.Second, func() bool { _, ok, _ := b.Chunk(ctx, "kept", 0, 0); return !ok }) {
+		t.Error("a blob was still there 5s after its last Append of ttl 1s")
 	}
 }
 
