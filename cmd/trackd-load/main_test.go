@@ -21,6 +21,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		"scrape", "scrape-hashes", "duration", "warmup", "max-time", "timeout", "sockets", "conns",
 		"window", "src-addrs", "http-close", "fill", "renew", "json", "cpuprofile",
 		"ws", "ws-conns", "ws-torrents", "ws-window", "ws-offers", "ws-sdp", "ws-idle", "ws-pace",
+		"roam", "converge", "converge-within", "converge-poll",
 	} {
 		if !strings.Contains(out.String(), "\n  -"+name+" ") && !strings.Contains(out.String(), "\n  -"+name+"\n") {
 			t.Errorf("-h does not document -%s", name)
@@ -40,9 +41,18 @@ func TestFlagsMakeConfig(t *testing.T) {
 		MaxTime: 9 * time.Second, Timeout: time.Second, Sockets: 2, Conns: 3, Window: 5, SourceAddrs: 2,
 		HTTPClose: true, Fill: true, ConnIDRenew: 30 * time.Second,
 		WSConns: 1000, WSTorrents: 2, WSWindow: 1, WSOffers: 5, WSSDPBytes: 2048,
+		ConvergeWithin: loadgen.DefaultConvergeWithin, ConvergePoll: loadgen.DefaultConvergePoll,
 	}
 	if o.cfg != want || !o.json || o.canned {
 		t.Errorf("got %+v, want %+v", o.cfg, want)
+	}
+
+	o, err = parse(strings.Fields("-udp 127.0.0.1:1,127.0.0.1:2 -roam -converge 50 -converge-within 2s -converge-poll 5ms"), &errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.UDP != "127.0.0.1:1,127.0.0.1:2" || !c.Roam || c.Converge != 50 || c.ConvergeWithin != 2*time.Second || c.ConvergePoll != 5*time.Millisecond {
+		t.Errorf("fleet flags: %+v", c)
 	}
 
 	o, err = parse(strings.Fields("-ws ws://127.0.0.1:1/announce -ws-conns 7 -ws-torrents 3 -ws-window 2 -ws-offers 4 -ws-sdp 3000 -ws-idle 5s -ws-pace 2s"), &errs)
