@@ -58,11 +58,16 @@ const (
 
 // ConvergeResult is what the convergence probe saw.
 type ConvergeResult struct {
-	Probes       int               `json:"probes"` // probes that ran to their end
-	Instances    int               `json:"instances"`
-	WithinSec    float64           `json:"within_seconds"` // the bound of a wait
-	PollUS       float64           `json:"poll_us"`        // the period of the polls
-	Polls        uint64            `json:"polls"`
+	Probes    int     `json:"probes"` // probes that ran to their end
+	Instances int     `json:"instances"`
+	WithinSec float64 `json:"within_seconds"` // the bound of a wait
+	PollUS    float64 `json:"poll_us"`        // the period of the polls
+	Polls     uint64  `json:"polls"`
+	// PollP50US and PollP99US are the round trip of a poll (request to
+	// reply, valid or not): the part of the join and leave times that is
+	// the request's own latency under the load.
+	PollP50US    float64           `json:"poll_p50_us"`
+	PollP99US    float64           `json:"poll_p99_us"`
 	JoinP50US    float64           `json:"join_p50_us"`
 	JoinP99US    float64           `json:"join_p99_us"`
 	JoinMaxUS    float64           `json:"join_max_us"`
@@ -74,7 +79,7 @@ type ConvergeResult struct {
 	Errors       uint64            `json:"errors"`
 	ErrorMessage map[string]uint64 `json:"error_messages,omitempty"`
 
-	join, leave Histogram
+	join, leave, rtt Histogram
 }
 
 func (c *ConvergeResult) addError(msg string) {
@@ -88,12 +93,13 @@ func (c *ConvergeResult) addError(msg string) {
 func (c *ConvergeResult) finish() {
 	c.JoinP50US, c.JoinP99US, c.JoinMaxUS = us(c.join.Quantile(0.5)), us(c.join.Quantile(0.99)), us(c.join.Max())
 	c.LeaveP50US, c.LeaveP99US, c.LeaveMaxUS = us(c.leave.Quantile(0.5)), us(c.leave.Quantile(0.99)), us(c.leave.Max())
+	c.PollP50US, c.PollP99US = us(c.rtt.Quantile(0.5)), us(c.rtt.Quantile(0.99))
 }
 
 // Format writes c for people.
 func (c *ConvergeResult) Format(w io.Writer) {
-	fmt.Fprintf(w, "  converge:    %d probes over %d instance(s), polls every %s, bound %.1fs; %d polls, %d errors\n",
-		c.Probes, c.Instances, fmtUS(c.PollUS), c.WithinSec, c.Polls, c.Errors)
+	fmt.Fprintf(w, "  converge:    %d probes over %d instance(s), polls every %s, bound %.1fs; %d polls (round trip p50 %s, p99 %s), %d errors\n",
+		c.Probes, c.Instances, fmtUS(c.PollUS), c.WithinSec, c.Polls, fmtUS(c.PollP50US), fmtUS(c.PollP99US), c.Errors)
 	fmt.Fprintf(w, "    join:      p50 %s  p99 %s  max %s  never %d\n", fmtUS(c.JoinP50US), fmtUS(c.JoinP99US), fmtUS(c.JoinMaxUS), c.JoinNever)
 	fmt.Fprintf(w, "    leave:     p50 %s  p99 %s  max %s  never %d\n", fmtUS(c.LeaveP50US), fmtUS(c.LeaveP99US), fmtUS(c.LeaveMaxUS), c.LeaveNever)
 	for _, k := range sortedKeys(c.ErrorMessage) {
@@ -255,9 +261,11 @@ func (c *converger) await(b probeClient, want netip.AddrPort, present bool, t0 t
 		if time.Since(t0) > c.cfg.ConvergeWithin {
 			return 0, false, true
 		}
+		sent := time.Now()
 		peers, swarm, err := b.announce(&poll)
 		now := time.Now()
 		c.res.Polls++
+		c.res.rtt.Record(now.Sub(sent))
 		if err != nil {
 			c.res.addError("poll of B: " + err.Error())
 			continue
