@@ -149,3 +149,37 @@ func TestCannedWSStopsByItself(t *testing.T) {
 		t.Errorf("log: %s", errs.String())
 	}
 }
+
+// A fleet of two canned servers: the load is spread over both, and the
+// probe runs (a canned server never returns the probe's peer: every probe
+// ends as never joined).
+func TestFleetAgainstCannedJSON(t *testing.T) {
+	var list []string
+	for range 2 {
+		c, err := loadgen.StartCanned("127.0.0.1:0", "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		list = append(list, c.UDPAddr().String())
+	}
+	var out, errs bytes.Buffer
+	args := []string{"-udp", strings.Join(list, ","), "-torrents", "100", "-peers", "1000", "-duration", "600ms", "-warmup", "0s",
+		"-sockets", "2", "-converge", "2", "-converge-within", "100ms", "-json"}
+	if code := run(context.Background(), args, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var r loadgen.Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("stdout is not JSON: %q %v", out.String(), err)
+	}
+	if r.Errors != 0 || len(r.TargetResponses) != 2 || r.TargetResponses[0] == 0 || r.TargetResponses[1] == 0 {
+		t.Errorf("result %+v", r)
+	}
+	if c := r.Converge; c == nil || c.Probes != 2 || c.JoinNever != 2 || c.Errors != 0 {
+		t.Errorf("converge %+v\n%s", c, errs.String())
+	}
+	if !strings.Contains(errs.String(), "instances:   2") || !strings.Contains(errs.String(), "never 2") {
+		t.Errorf("text:\n%s", errs.String())
+	}
+}
