@@ -6,6 +6,9 @@
 #                                  (-store redis://...), how fleets share swarms today
 #   bash bench/fleet.sh sync       MODE=sync: each instance on its memory store with
 #                                  -sync redis://... (a trackd that has the flag)
+#   bash bench/fleet.sh memory     MODE=memory: each instance on its memory store,
+#                                  sharing nothing: the reference (INSTANCES=1 is one
+#                                  trackd from memory; with more, no probe converges)
 #
 # Reports, per number of instances (medians of RUNS runs, the numbers of
 # instances interleaved within each run): responses per trackd CPU-second
@@ -21,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
 	cat <<'EOF'
-Usage: bash bench/fleet.sh [store|sync]
+Usage: bash bench/fleet.sh [store|sync|memory]
 
 Environment (defaults in brackets):
   INSTANCES ["1 2 3"]                  numbers of instances, each a row
@@ -46,7 +49,7 @@ EOF
 
 MODE=${1:-store}
 case $MODE in
-store | sync) ;;
+store | sync | memory) ;;
 -h | --help | help) usage; exit 0 ;;
 *) usage >&2; exit 2 ;;
 esac
@@ -159,7 +162,11 @@ port_busy() { [[ -n $(ss -Hlntu "sport = :$1") ]]; }
 # sharing swarms through Redis as MODE says; waits until each listens.
 start_fleet() {
 	local n=$1 i p share
-	if [[ $MODE == store ]]; then share=(-store "$REDIS_URL"); else share=("$SYNC_FLAG" "$REDIS_URL"); fi
+	case $MODE in
+	store) share=(-store "$REDIS_URL") ;;
+	sync) share=("$SYNC_FLAG" "$REDIS_URL") ;;
+	memory) share=(-store memory) ;;
+	esac
 	INST_PIDS=() INST_WRAPS=()
 	for ((i = 0; i < n; i++)); do
 		p=$((PORT + i))
@@ -281,11 +288,12 @@ done
 	echo
 	machine_line
 	echo "- $(go version | cut -d' ' -f3-), $(redis-server --version | cut -d' ' -f1-3); trackd and trackd-load built from the $SRC_DESC"
-	if [[ $MODE == store ]]; then
-		echo "- instances: trackd -udp/-http 127.0.0.1:$PORT.. -store $REDIS_URL${TRACKD_FLAGS:+ $TRACKD_FLAGS}, all on CPU $TRACKER_CPU; redis-server on CPU $REDIS_CPU, trackd-load on CPU $LOAD_CPU"
-	else
-		echo "- instances: trackd -udp/-http 127.0.0.1:$PORT.. $SYNC_FLAG $REDIS_URL${TRACKD_FLAGS:+ $TRACKD_FLAGS}, all on CPU $TRACKER_CPU; redis-server on CPU $REDIS_CPU, trackd-load on CPU $LOAD_CPU"
-	fi
+	case $MODE in
+	store) how="-store $REDIS_URL" ;;
+	sync) how="$SYNC_FLAG $REDIS_URL" ;;
+	memory) how="-store memory (sharing nothing; Redis idle)" ;;
+	esac
+	echo "- instances: trackd -udp/-http 127.0.0.1:$PORT.. $how${TRACKD_FLAGS:+ $TRACKD_FLAGS}, all on CPU $TRACKER_CPU; redis-server on CPU $REDIS_CPU, trackd-load on CPU $LOAD_CPU"
 	echo "- workload: $TORRENTS torrents, $PEERS peers (seed $SEED) over $PROTOCOL, $( ((ROAM)) && echo "each peer roaming over the instances" || echo "each peer sticking to one instance"), $LOAD_FLAGS; every configuration a fresh fleet on an empty Redis, filled (trackd-load -fill $FILL_FLAGS), then $WARMUP warm-up + $DURATION measured with $CONVERGE convergence probes (bound $CONVERGE_WITHIN); $RUNS runs, the rows interleaved"
 	echo "- load average at the start: $LA_START, at the end: $(loadavg)"
 	echo
@@ -309,10 +317,14 @@ for n in sorted(rows):
     never = (sum((r["result"].get("converge") or {}).get("join_never", 0) for r in rs),
              sum((r["result"].get("converge") or {}).get("leave_never", 0) for r in rs))
     probes = sum((r["result"].get("converge") or {}).get("probes", 0) for r in rs)
-    print("| %d | %.0f | %.0f | %s | %.0f | %.1f µs | %.0f | %.1f / %.1f ms | %.1f / %.1f ms | %d, %d of %d probes | %.1f ms | %d, %d |" % (
+    # Redis's CPU is read in clock ticks (10 ms): below 0.1 s in a run
+    # (an idle Redis, MODE=memory) a figure per announce means nothing.
+    idle = med(rs, lambda r: r["redis_cpu_seconds"]) < 0.1
+    print("| %d | %.0f | %.0f | %s | %.0f | %s | %s | %.1f / %.1f ms | %.1f / %.1f ms | %d, %d of %d probes | %.1f ms | %d, %d |" % (
         n, med(rs, lambda r: r["result"]["responses_per_sec"]), per, rel,
         med(rs, lambda r: r["responses_per_cpu_second_with_redis"]),
-        med(rs, lambda r: r["redis_cpu_us_per_announce"]), med(rs, lambda r: r["announces_per_redis_cpu_second"]),
+        "-" if idle else "%.1f µs" % med(rs, lambda r: r["redis_cpu_us_per_announce"]),
+        "-" if idle else "%.0f" % med(rs, lambda r: r["announces_per_redis_cpu_second"]),
         c("join_p50_us"), c("join_p99_us"), c("leave_p50_us"), c("leave_p99_us"), never[0], never[1], probes, c("poll_p50_us"),
         sum(r["result"]["errors"] for r in rs), sum(r["result"]["timeouts"] for r in rs)))
 print()
