@@ -26,8 +26,9 @@ type Config struct {
 	// instances of a list in turn, as clients that resolve a DNS
 	// round-robin name anew each time do. Without it each peer sticks to
 	// one instance, as a client that resolved the name once: the workers
-	// (sockets, connections) are dealt to the instances in turn, and a
-	// worker's peers announce only to its instance.
+	// (sockets, connections) are dealt to the instances in turn (at least
+	// one each; a multiple of the instances spreads the load evenly), and
+	// a worker's peers announce only to its instance.
 	Roam bool
 	// WS is a WebSocket (WebTorrent) tracker: "host:port" or
 	// "ws://host:port/path" (the path defaults to /). It is loaded alone.

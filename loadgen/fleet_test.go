@@ -109,7 +109,7 @@ func TestConverge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := startFakeFleet(t, 2, tc.delay)
 			cfg := fleetConfig(tc.proto, f.list(tc.proto))
-			cfg.Sockets, cfg.Conns, cfg.Window = 1, 1, 1
+			cfg.Sockets, cfg.Conns, cfg.Window = 2, 2, 1
 			cfg.Duration = 2 * time.Second
 			cfg.Converge = 3
 			cfg.ConvergeWithin = time.Second
@@ -186,6 +186,7 @@ func TestFleetConfig(t *testing.T) {
 		{"remote", func(c *Config) { c.HTTP = "127.0.0.1:1,192.0.2.1:1" }, "-allow-remote"},
 		{"mixed families roaming", func(c *Config) { c.UDP, c.Roam = "127.0.0.1:1,[::1]:1", true }, "IPv4 or all IPv6"},
 		{"ws list", func(c *Config) { c.UDP, c.WS = "", "127.0.0.1:1,127.0.0.1:2" }, "-ws takes one target"},
+		{"fewer sockets than instances", func(c *Config) { c.UDP, c.Sockets = "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3", 2 }, "a worker of its own"},
 		{"converge with fill", func(c *Config) { c.Converge, c.Fill = 1, true }, "-converge"},
 		{"converge too many", func(c *Config) { c.Converge = MaxConverge + 1 }, "-converge"},
 		{"converge within", func(c *Config) { c.Converge, c.ConvergeWithin = 1, 0 }, "-converge-within"},

@@ -125,6 +125,11 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			conv.over = func() bool { return r.over(nanotime()) }
 		}
 		n := min(cfg.workers(t.proto), wl.peers) // a worker needs a peer to play
+		if len(ts) > 1 && !cfg.Roam && n < len(ts) {
+			closeAll()
+			return nil, fmt.Errorf("-%s: %d instances and %d %s: each peer sticking to one instance, every instance needs a worker of its own (more -sockets or -conns, or -roam)",
+				t.proto, len(ts), n, map[string]string{"udp": "sockets", "http": "connections"}[t.proto])
+		}
 		r.workers = n
 		if t.proto == "ws" {
 			r.ws = newWSRun(r, n)
