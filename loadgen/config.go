@@ -18,8 +18,18 @@ type Config struct {
 	// UDP and HTTP are the targets: "host:port", or a tracker URL
 	// ("udp://host:port/announce", "http://host:port/announce"). At least
 	// one is needed; with both, both are loaded at once and each gets its
-	// own Result.
+	// own Result. Either may be a comma-separated list of up to
+	// MaxTargets instances of one tracker (a fleet), which then share
+	// that protocol's load: see Roam.
 	UDP, HTTP string
+	// Roam sends each simulated peer's successive announces to the
+	// instances of a list in turn, as clients that resolve a DNS
+	// round-robin name anew each time do. Without it each peer sticks to
+	// one instance, as a client that resolved the name once: the workers
+	// (sockets, connections) are dealt to the instances in turn (at least
+	// one each; a multiple of the instances spreads the load evenly), and
+	// a worker's peers announce only to its instance.
+	Roam bool
 	// WS is a WebSocket (WebTorrent) tracker: "host:port" or
 	// "ws://host:port/path" (the path defaults to /). It is loaded alone.
 	WS string
@@ -74,6 +84,14 @@ type Config struct {
 	// limit announces with offers per socket: many paced connections
 	// instead of a few fast ones.
 	WSPace time.Duration
+	// Converge is the number of convergence probes to run beside the
+	// load, over the instances of the UDP target list (else the HTTP
+	// one), after the warm-up and until the run ends (0: none); see
+	// ConvergeResult. ConvergeWithin bounds each wait of a probe,
+	// ConvergePoll is the period of its polls.
+	Converge       int
+	ConvergeWithin time.Duration
+	ConvergePoll   time.Duration
 	// Progress, if set, gets the line saying an idle run's connections
 	// are all open and announced (trackd-load: stderr).
 	Progress io.Writer
@@ -102,8 +120,13 @@ func DefaultConfig() Config {
 		WSWindow:        1,
 		WSOffers:        5,
 		WSSDPBytes:      2048,
+		ConvergeWithin:  DefaultConvergeWithin,
+		ConvergePoll:    DefaultConvergePoll,
 	}
 }
+
+// MaxTargets is the most instances in one target list.
+const MaxTargets = 16
 
 // target is a resolved target.
 type target struct {
@@ -187,6 +210,41 @@ func resolveTarget(proto, s string, allowRemote bool) (target, error) {
 	return t, nil
 }
 
+// resolveTargets resolves a comma-separated list of targets of one
+// protocol (see resolveTarget). Each needs a port; with roam they must be
+// of one address family (a UDP worker then sends to all from one socket).
+// bind is set on every target only when all of them can bind (IPv4
+// loopback).
+func resolveTargets(proto, s string, allowRemote, roam bool) ([]target, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > MaxTargets {
+		return nil, fmt.Errorf("-%s: %d targets, at most %d", proto, len(parts), MaxTargets)
+	}
+	if len(parts) > 1 && proto == "ws" {
+		return nil, errors.New("-ws takes one target")
+	}
+	tgts := make([]target, 0, len(parts))
+	bind := true
+	for _, p := range parts {
+		t, err := resolveTarget(proto, strings.TrimSpace(p), allowRemote)
+		if err != nil {
+			return nil, err
+		}
+		if t.addr.Port() == 0 {
+			return nil, fmt.Errorf("-%s %q: port 0", proto, p)
+		}
+		if roam && len(tgts) > 0 && t.addr.Addr().Is4() != tgts[0].addr.Addr().Is4() {
+			return nil, fmt.Errorf("-%s: with -roam the targets must all be IPv4 or all IPv6", proto)
+		}
+		bind = bind && t.bind
+		tgts = append(tgts, t)
+	}
+	for i := range tgts {
+		tgts[i].bind = bind
+	}
+	return tgts, nil
+}
+
 // check validates c and fills in derived values.
 func (c *Config) check() error {
 	switch {
@@ -240,6 +298,14 @@ func (c *Config) check() error {
 		return errors.New("-window must be between 1 and 4096")
 	case c.SourceAddrs < 1 || c.SourceAddrs > MaxSourceAddrs:
 		return fmt.Errorf("-src-addrs must be between 1 and %d", MaxSourceAddrs)
+	case c.Converge < 0 || c.Converge > MaxConverge:
+		return fmt.Errorf("-converge must be between 0 and %d", MaxConverge)
+	case c.Converge > 0 && (c.Fill || c.WS != ""):
+		return errors.New("-converge runs beside a load of -udp or -http (not -fill, not -ws)")
+	case c.Converge > 0 && (c.ConvergeWithin <= 0 || c.ConvergeWithin > time.Minute):
+		return errors.New("-converge-within must be positive and at most 1m")
+	case c.Converge > 0 && (c.ConvergePoll < time.Millisecond || c.ConvergePoll > c.ConvergeWithin):
+		return errors.New("-converge-poll must be at least 1ms and at most -converge-within")
 	case c.ConnIDRenew <= 0 || c.ConnIDRenew >= 2*time.Minute:
 		return errors.New("-renew must be positive and under 2m (the life of a connection id)")
 	}

@@ -29,6 +29,14 @@
 //   - Every reply is checked; errors are counted by message, requests that
 //     are not answered in time are counted as timeouts, and latencies go
 //     into a fixed log-linear [Histogram].
+//   - A target may be the instances of a fleet (a list): the workers are
+//     dealt to the instances, so that each simulated peer sticks to one,
+//     or (Config.Roam) every worker sends to all of them, each peer's
+//     successive announces going to the instances in turn, with each
+//     instance's own UDP connection id. Beside the load, a convergence
+//     probe ([ConvergeResult]) measures how long a peer announced to one
+//     instance takes to appear in another's replies, and a stopped one to
+//     disappear.
 //   - [Canned] is a stateless server that answers with valid fixed replies,
 //     to measure the generator's own ceiling on a machine; [CannedWS] is
 //     its WebSocket counterpart.

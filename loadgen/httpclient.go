@@ -17,34 +17,47 @@ type httpPending struct {
 	sent   int64
 	kind   uint8
 	nh     uint8
+	inst   uint8 // the instance (index in httpWorker.insts) it went to
 	fill   fillPeer
 	hashes [MaxScrapeHashes]bittorrent.InfoHash
 }
 
+// httpInst is an instance an HTTP worker sends to, and its connection
+// there.
+type httpInst struct {
+	index      int    // in the runner's targets
+	addr       string // host:port to dial
+	areq, sreq httpReq
+	conn       *net.TCPConn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	deadline   int64
+	unflushed  int // requests queued in bw, not yet written
+}
+
 // httpWorker is one HTTP connection, bound to one source address, playing
 // one lane of peers. With keep-alive it pipelines up to the window of
-// requests; with HTTPClose it opens a connection for every request.
+// requests; with HTTPClose it opens a connection for every request. When
+// it roams over a fleet it keeps a connection to each instance and sends
+// each request on the one its peer's turn picks; the window is shared,
+// and replies are read in the order the requests were sent.
 type httpWorker struct {
 	r      *runner
 	lane   lane
 	cyc    cycle
 	rng    rng
 	dialer net.Dialer
-	addr   string
 
-	conn        *net.TCPConn
-	br          *bufio.Reader
-	bw          *bufio.Writer
-	deadline    int64
+	insts       []httpInst
 	ring        []httpPending
 	head, count int
-	unflushed   int // requests queued in bw, not yet written
+	unflushed   int // requests queued in all bws, not yet written
 	window      int
+	rr          int // round-robin of the scrapes over the instances
 
-	areq, sreq httpReq
-	buf, body  []byte
-	peer       Peer
-	hashes     []bittorrent.InfoHash
+	buf, body []byte
+	peer      Peer
+	hashes    []bittorrent.InfoHash
 
 	fills      fillQueue
 	dialFails  int
@@ -57,28 +70,47 @@ type httpWorker struct {
 func newHTTPWorker(r *runner, s, count int) *httpWorker {
 	cfg := r.cfg
 	l := r.wl.lane(s, count)
+	tgts := r.tgts
+	if len(tgts) == 0 {
+		tgts = []target{r.tgt}
+	}
 	w := &httpWorker{
 		r:      r,
 		lane:   l,
 		cyc:    newCycle(l.n, cfg.Seed^uint64(s)<<32^0x68747470),
 		rng:    newRNG(cfg.Seed ^ uint64(s)<<40 ^ 0x687474702d726e67),
 		dialer: net.Dialer{Timeout: cfg.Timeout},
-		addr:   r.tgt.addr.String(),
-		br:     bufio.NewReaderSize(nil, 32<<10),
-		bw:     bufio.NewWriterSize(nil, 32<<10),
 		window: cfg.Window,
-		areq:   httpReq{path: r.tgt.path, host: r.tgt.host, close: cfg.HTTPClose},
-		sreq:   httpReq{path: r.tgt.spath, host: r.tgt.host, close: cfg.HTTPClose},
 		buf:    make([]byte, 0, 2048),
 		body:   make([]byte, 0, 4096),
 		hashes: make([]bittorrent.InfoHash, 0, MaxScrapeHashes),
 		fills:  fillQueue{retry: make([]fillPeer, 0, 2*cfg.Window)},
 	}
+	// Sticking to one instance, worker s sends to instance s mod N;
+	// roaming, to all of them.
+	mine := []int{s % len(tgts)}
+	if cfg.Roam && len(tgts) > 1 {
+		mine = mine[:0]
+		for i := range tgts {
+			mine = append(mine, i)
+		}
+	}
+	for _, i := range mine {
+		t := tgts[i]
+		w.insts = append(w.insts, httpInst{
+			index: i,
+			addr:  t.addr.String(),
+			areq:  httpReq{path: t.path, host: t.host, close: cfg.HTTPClose},
+			sreq:  httpReq{path: t.spath, host: t.host, close: cfg.HTTPClose},
+			br:    bufio.NewReaderSize(nil, 32<<10),
+			bw:    bufio.NewWriterSize(nil, 32<<10),
+		})
+	}
 	if cfg.HTTPClose {
 		w.window = 1
 	}
 	w.ring = make([]httpPending, w.window)
-	if r.tgt.bind {
+	if tgts[0].bind {
 		w.dialer.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(SourceAddr(l.addr), 0))
 	}
 	return w
@@ -94,15 +126,23 @@ func (w *httpWorker) st(now int64) *Stats {
 	return &w.warm
 }
 
-// drop closes the connection, if any, without lingering: in -http-close
-// mode that keeps TIME_WAIT sockets from piling up on either side.
+// drop closes the connections, if any, without lingering (in -http-close
+// mode that keeps TIME_WAIT sockets from piling up on either side), and
+// forgets the requests in flight.
 func (w *httpWorker) drop() {
-	if w.conn != nil {
-		w.conn.SetLinger(0)
-		w.conn.Close()
-		w.conn = nil
+	for k := range w.insts {
+		w.dropConn(&w.insts[k])
 	}
 	w.count, w.head, w.unflushed = 0, 0, 0
+}
+
+func (w *httpWorker) dropConn(in *httpInst) {
+	if in.conn != nil {
+		in.conn.SetLinger(0)
+		in.conn.Close()
+		in.conn = nil
+	}
+	in.unflushed = 0
 }
 
 func (w *httpWorker) fillPending() bool {
@@ -117,36 +157,33 @@ func (w *httpWorker) run() {
 		if w.r.over(now) || w.gaveUp || (cfg.Fill && !w.fillPending() && w.count == 0) {
 			return
 		}
-		if w.conn == nil && !w.dial() {
-			continue
-		}
 		for w.count < w.window && (!cfg.Fill || w.fillPending()) {
-			w.queue(nanotime())
-			w.unflushed++
-		}
-		// Send the queued requests only when about to wait for a reply:
-		// while replies are already buffered, more requests pile up and
-		// go out in one write.
-		if w.unflushed > 0 && (w.br.Buffered() == 0 || w.unflushed == w.count) {
-			if err := w.bw.Flush(); err != nil {
-				w.lost(nanotime(), errMsg(err))
-				continue
+			if !w.queue(nanotime()) {
+				break
 			}
-			w.unflushed = 0
 		}
 		if w.count == 0 {
 			continue
 		}
-		oldest := w.ring[w.head].sent
-		deadline := oldest + int64(cfg.Timeout)
+		// Send the queued requests only when about to wait for a reply:
+		// while replies are already buffered, more requests pile up and
+		// go out in one write.
+		oldest := &w.ring[w.head]
+		in := &w.insts[oldest.inst]
+		if w.unflushed > 0 && (in.br.Buffered() == 0 || w.unflushed == w.count) {
+			if !w.flush() {
+				continue
+			}
+		}
+		deadline := oldest.sent + int64(cfg.Timeout)
 		if !cfg.Fill {
 			deadline = min(deadline, w.r.end)
 		}
-		if deadline != w.deadline {
-			w.deadline = deadline
-			w.conn.SetReadDeadline(epoch.Add(time.Duration(deadline)))
+		if deadline != in.deadline {
+			in.deadline = deadline
+			in.conn.SetReadDeadline(epoch.Add(time.Duration(deadline)))
 		}
-		status, body, closeConn, err := readHTTPResponse(w.br, w.body)
+		status, body, closeConn, err := readHTTPResponse(in.br, w.body)
 		w.body = body[:0]
 		now = nanotime()
 		if err != nil {
@@ -168,21 +205,39 @@ func (w *httpWorker) run() {
 		w.count--
 		w.check(p, status, body, now)
 		if cfg.HTTPClose {
-			w.drop()
+			w.dropConn(in)
 		} else if closeConn {
 			if w.count > 0 {
 				w.lost(now, "tracker closed the connection with requests in flight (use -http-close, or -window 1)")
 			}
-			w.drop()
+			w.dropConn(in)
 		}
 	}
 }
 
-// dial opens the connection. It gives up on the worker after three
+// flush writes what is queued on every connection. On an error the
+// requests in flight are lost and it returns false.
+func (w *httpWorker) flush() bool {
+	for k := range w.insts {
+		in := &w.insts[k]
+		if in.unflushed == 0 {
+			continue
+		}
+		if err := in.bw.Flush(); err != nil {
+			w.lost(nanotime(), errMsg(err))
+			return false
+		}
+		in.unflushed = 0
+	}
+	w.unflushed = 0
+	return true
+}
+
+// dial opens the connection to in. It gives up on the worker after three
 // failures if no connection ever succeeded.
-func (w *httpWorker) dial() bool {
+func (w *httpWorker) dial(in *httpInst) bool {
 	w.dialAt = nanotime()
-	conn, err := w.dialer.Dial("tcp", w.addr)
+	conn, err := w.dialer.Dial("tcp", in.addr)
 	now := nanotime()
 	if err != nil {
 		w.st(now).addError("connect: " + errMsg(err))
@@ -193,11 +248,11 @@ func (w *httpWorker) dial() bool {
 		time.Sleep(errBackoff)
 		return false
 	}
-	w.conn = conn.(*net.TCPConn)
-	w.conn.SetNoDelay(true)
-	w.br.Reset(w.conn)
-	w.bw.Reset(w.conn)
-	w.deadline = 0
+	in.conn = conn.(*net.TCPConn)
+	in.conn.SetNoDelay(true)
+	in.br.Reset(in.conn)
+	in.bw.Reset(in.conn)
+	in.deadline = 0
 	w.everConn = true
 	w.st(now).Connects++
 	return true
@@ -228,35 +283,63 @@ func (w *httpWorker) requeue() {
 	}
 }
 
-// queue writes the next request into the connection's buffer.
-func (w *httpWorker) queue(now int64) {
+// queue writes the next request into the buffer of its instance's
+// connection, opened if need be. It reports false when that connection
+// could not be opened (the request is not sent; a fill peer is tried
+// again later).
+func (w *httpWorker) queue(now int64) bool {
 	cfg := w.r.cfg
+	var (
+		kind  uint8
+		f     fillPeer
+		local int
+		first bool
+		want  int
+	)
+	switch {
+	case cfg.Fill:
+		f = w.fills.next()
+		kind, local, first, want = kindAnnounce, int(f.local), true, int(f.local)
+	case cfg.ScrapeShare > 0 && w.rng.chance(cfg.ScrapeShare):
+		w.rr++
+		kind, want = kindScrape, w.rr
+	default:
+		// A roaming peer's k-th announce goes to instance (its index +
+		// k) mod N.
+		round := w.cyc.round
+		local, first = w.cyc.next()
+		kind, want = kindAnnounce, local+round
+	}
+	k := want % len(w.insts)
+	in := &w.insts[k]
+	if in.conn == nil && !w.dial(in) {
+		if cfg.Fill && f.tries < fillTries {
+			w.fills.retry = append(w.fills.retry, f)
+		}
+		return false
+	}
 	p := &w.ring[(w.head+w.count)%len(w.ring)]
 	w.count++
 	p.sent = now
 	if cfg.HTTPClose {
 		p.sent = w.dialAt // the connection is part of the request's cost
 	}
+	p.kind, p.fill, p.inst = kind, f, uint8(k)
 	b := w.buf[:0]
-	switch {
-	case cfg.Fill:
-		f := w.fills.next()
-		p.kind, p.fill = kindAnnounce, f
-		w.r.wl.Peer(w.lane.peer(int(f.local), w.r.wl.addrs), &w.peer)
-		b = appendAnnounceRequest(b, &w.areq, &w.peer, true, cfg.NumWant)
-	case cfg.ScrapeShare > 0 && w.rng.chance(cfg.ScrapeShare):
+	if kind == kindScrape {
 		w.hashes = pickScrape(&w.rng, w.r.wl, cfg.ScrapeMaxHashes, w.hashes[:0])
-		p.kind, p.nh = kindScrape, uint8(copy(p.hashes[:], w.hashes))
-		b = appendScrapeRequest(b, &w.sreq, w.hashes)
-	default:
-		local, first := w.cyc.next()
-		p.kind = kindAnnounce
+		p.nh = uint8(copy(p.hashes[:], w.hashes))
+		b = appendScrapeRequest(b, &in.sreq, w.hashes)
+	} else {
 		w.r.wl.Peer(w.lane.peer(local, w.r.wl.addrs), &w.peer)
-		b = appendAnnounceRequest(b, &w.areq, &w.peer, first, cfg.NumWant)
+		b = appendAnnounceRequest(b, &in.areq, &w.peer, first, cfg.NumWant)
 	}
 	w.buf = b
-	w.bw.Write(b)
+	in.bw.Write(b)
+	in.unflushed++
+	w.unflushed++
 	w.st(now).Sent++
+	return true
 }
 
 // check verifies one reply and accounts for it.
@@ -282,6 +365,7 @@ func (w *httpWorker) check(p *httpPending, status int, body []byte, now int64) {
 		return
 	}
 	st.Responses++
+	st.PerTarget[w.insts[p.inst].index]++
 	st.Latency.Record(time.Duration(now - p.sent))
 	if p.kind == kindScrape {
 		st.Scrapes++

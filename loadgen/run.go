@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,10 +20,11 @@ import (
 type runner struct {
 	cfg       *Config
 	wl        *Workload
-	tgt       target
-	start     int64 // nanotime of the start
-	measStart int64 // start of the measurement (after the warm-up)
-	end       int64 // end of the measurement
+	tgt       target   // the first of tgts: protocol, source binding
+	tgts      []target // the instances of a fleet (one target: one)
+	start     int64    // nanotime of the start
+	measStart int64    // start of the measurement (after the warm-up)
+	end       int64    // end of the measurement
 	stop      atomic.Bool
 	workers   int
 	ws        *wsRun // the WebSocket mode's shared state
@@ -52,26 +54,23 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	var tgts []target
+	var tgts [][]target // per protocol, its instances
 	for _, p := range [...]struct{ proto, s string }{{"udp", cfg.UDP}, {"http", cfg.HTTP}, {"ws", cfg.WS}} {
 		if p.s == "" {
 			continue
 		}
-		t, err := resolveTarget(p.proto, p.s, cfg.AllowRemote)
+		ts, err := resolveTargets(p.proto, p.s, cfg.AllowRemote, cfg.Roam)
 		if err != nil {
 			return nil, err
 		}
-		if t.addr.Port() == 0 {
-			return nil, fmt.Errorf("-%s %q: port 0", p.proto, p.s)
-		}
-		tgts = append(tgts, t)
+		tgts = append(tgts, ts)
 	}
 	// Every worker of a target binds one source address, so there are at
 	// most as many addresses as workers; none when the target is not on
 	// IPv4 loopback.
 	addrs := 0
-	for _, t := range tgts {
-		if t.bind {
+	for _, ts := range tgts {
+		if t := ts[0]; t.bind {
 			n := cfg.workers(t.proto)
 			if addrs == 0 {
 				addrs = cfg.SourceAddrs
@@ -99,6 +98,16 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.maxTime())
 	defer cancel()
 
+	var conv *converger
+	if cfg.Converge > 0 {
+		// Over the first protocol's instances: UDP if given, else HTTP.
+		conv, err = newConverger(&cfg, tgts[0], nil)
+		if err != nil {
+			return nil, err
+		}
+		defer conv.close()
+	}
+
 	runners := make([]*runner, len(tgts))
 	workers := make([][]worker, len(tgts))
 	closeAll := func() {
@@ -108,10 +117,19 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			}
 		}
 	}
-	for i, t := range tgts {
-		r := &runner{cfg: &cfg, wl: wl, tgt: t}
+	for i, ts := range tgts {
+		t := ts[0]
+		r := &runner{cfg: &cfg, wl: wl, tgt: t, tgts: ts}
 		runners[i] = r
+		if i == 0 && conv != nil {
+			conv.over = func() bool { return r.over(nanotime()) }
+		}
 		n := min(cfg.workers(t.proto), wl.peers) // a worker needs a peer to play
+		if len(ts) > 1 && !cfg.Roam && n < len(ts) {
+			closeAll()
+			return nil, fmt.Errorf("-%s: %d instances and %d %s: each peer sticking to one instance, every instance needs a worker of its own (more -sockets or -conns, or -roam)",
+				t.proto, len(ts), n, map[string]string{"udp": "sockets", "http": "connections"}[t.proto])
+		}
 		r.workers = n
 		if t.proto == "ws" {
 			r.ws = newWSRun(r, n)
@@ -161,6 +179,17 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		}
 	}()
 	var wg sync.WaitGroup
+	if conv != nil {
+		r := runners[0]
+		wg.Go(func() {
+			// The probes start after the warm-up (which builds the
+			// swarms) and stop with the run.
+			for nanotime() < r.measStart && !r.over(nanotime()) {
+				time.Sleep(min(10*time.Millisecond, time.Duration(r.measStart-nanotime())))
+			}
+			conv.run()
+		})
+	}
 	for _, r := range runners {
 		if r.ws != nil && cfg.WSIdle > 0 {
 			wg.Go(func() { r.ws.waitIdle(r, r.workers, cfg.Progress) })
@@ -201,6 +230,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			continue
 		}
 		results[i] = r.result(&meas, time.Duration(max(min(finish, r.end), from)-from))
+		if i == 0 && conv != nil {
+			results[i].Converge = &conv.res
+		}
 		if cfg.Fill {
 			results[i].Seconds = time.Duration(finish - from).Seconds()
 			results[i].ResponsesPerSec = rate(meas.Responses, finish-from)
@@ -218,17 +250,21 @@ func rate(n uint64, d int64) float64 {
 
 // Result is the outcome of one target's run.
 type Result struct {
-	Protocol    string  `json:"protocol"`
-	Target      string  `json:"target"`
-	Mode        string  `json:"mode"` // "load" or "fill"
-	HTTPClose   bool    `json:"http_close,omitempty"`
-	Seconds     float64 `json:"seconds"` // measured time
-	Warmup      float64 `json:"warmup_seconds"`
-	Workers     int     `json:"workers"` // sockets or connections
-	Window      int     `json:"window"`
-	SourceAddrs int     `json:"source_addrs"`
-	Torrents    int     `json:"torrents"`
-	Peers       int     `json:"peers"`
+	Protocol string `json:"protocol"`
+	// Target is the address loaded; a fleet's addresses separated by
+	// commas, whose responses TargetResponses counts one by one.
+	Target          string   `json:"target"`
+	TargetResponses []uint64 `json:"target_responses,omitempty"`
+	Roam            bool     `json:"roam,omitempty"` // see Config.Roam
+	Mode            string   `json:"mode"`           // "load" or "fill"
+	HTTPClose       bool     `json:"http_close,omitempty"`
+	Seconds         float64  `json:"seconds"` // measured time
+	Warmup          float64  `json:"warmup_seconds"`
+	Workers         int      `json:"workers"` // sockets or connections
+	Window          int      `json:"window"`
+	SourceAddrs     int      `json:"source_addrs"`
+	Torrents        int      `json:"torrents"`
+	Peers           int      `json:"peers"`
 
 	Sent      uint64 `json:"sent"`
 	Responses uint64 `json:"responses"`
@@ -246,6 +282,10 @@ type Result struct {
 	LatencyP99US    float64 `json:"latency_p99_us"`
 	LatencyMaxUS    float64 `json:"latency_max_us"`
 	MeanPeers       float64 `json:"mean_peers_per_announce"`
+
+	// Converge is what the convergence probe saw (Config.Converge), on
+	// the Result of the protocol it used.
+	Converge *ConvergeResult `json:"converge,omitempty"`
 
 	// The WebSocket mode (see Stats). Messages are those the tracker
 	// delivered: announce replies, relayed offers and relayed answers.
@@ -274,6 +314,7 @@ func (r *runner) result(s *Stats, d time.Duration) Result {
 	res := Result{
 		Protocol:    r.tgt.proto,
 		Target:      r.tgt.addr.String(),
+		Roam:        r.cfg.Roam && len(r.tgts) > 1,
 		Mode:        "load",
 		HTTPClose:   r.tgt.proto == "http" && r.cfg.HTTPClose,
 		Seconds:     d.Seconds(),
@@ -321,6 +362,14 @@ func (r *runner) result(s *Stats, d time.Duration) Result {
 			res.Warmup = 0
 		}
 	}
+	if len(r.tgts) > 1 {
+		addrs := make([]string, len(r.tgts))
+		for i, t := range r.tgts {
+			addrs[i] = t.addr.String()
+		}
+		res.Target = strings.Join(addrs, ",")
+		res.TargetResponses = append([]uint64(nil), s.PerTarget[:len(r.tgts)]...)
+	}
 	if s.Announces > 0 {
 		res.MeanPeers = float64(s.Peers) / float64(s.Announces)
 	}
@@ -362,6 +411,20 @@ func (r *Result) Format(w io.Writer) {
 	fmt.Fprintf(w, "  latency:     mean %s  p50 %s  p90 %s  p99 %s  max %s\n",
 		fmtUS(r.LatencyMeanUS), fmtUS(r.LatencyP50US), fmtUS(r.LatencyP90US), fmtUS(r.LatencyP99US), fmtUS(r.LatencyMaxUS))
 	fmt.Fprintf(w, "  peers:       %.2f per announce\n", r.MeanPeers)
+	if r.Converge != nil {
+		r.Converge.Format(w)
+	}
+	if len(r.TargetResponses) > 0 {
+		how := "each peer sticks to one instance"
+		if r.Roam {
+			how = "each peer's announces go to the instances in turn"
+		}
+		fmt.Fprintf(w, "  instances:   %d (%s); responses of each:", len(r.TargetResponses), how)
+		for _, n := range r.TargetResponses {
+			fmt.Fprintf(w, " %d", n)
+		}
+		fmt.Fprintln(w)
+	}
 	r.formatErrors(w)
 }
 

@@ -296,35 +296,41 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
-// In the steady state a UDP socket's send–receive cycle allocates nothing.
+// In the steady state a UDP socket's send–receive cycle allocates nothing,
+// connected to one tracker or roaming over two.
 func TestUDPSteadyStateDoesNotAllocate(t *testing.T) {
-	c := startCanned(t)
-	cfg := smallConfig()
-	cfg.UDP = c.UDPAddr().String()
-	cfg.Duration = time.Hour
-	tgt, err := resolveTarget("udp", cfg.UDP, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wl, _ := NewWorkload(cfg.Torrents, cfg.Peers, 1, 1, 0.75)
-	r := &runner{cfg: &cfg, wl: wl, tgt: tgt}
-	r.end = nanotime() + int64(time.Hour)
-	w, err := newUDPWorker(r, 0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.close()
-	for range 200 { // connect, fill the window, warm the pools
-		w.step()
-	}
-	if w.meas.Announces == 0 {
-		t.Fatalf("no announces: %+v", w.meas)
-	}
-	allocs := testing.AllocsPerRun(500, func() { w.step() })
-	if allocs != 0 && !race.Enabled {
-		t.Errorf("a step allocates %v times", allocs)
-	}
-	if w.meas.Errors != 0 || w.meas.Timeouts != 0 {
-		t.Errorf("errors: %+v", w.meas)
+	for _, roam := range []bool{false, true} {
+		cfg := smallConfig()
+		cfg.UDP = startCanned(t).UDPAddr().String()
+		if roam {
+			cfg.UDP += "," + startCanned(t).UDPAddr().String()
+			cfg.Roam = true
+		}
+		cfg.Duration = time.Hour
+		tgts, err := resolveTargets("udp", cfg.UDP, false, cfg.Roam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wl, _ := NewWorkload(cfg.Torrents, cfg.Peers, 1, 1, 0.75)
+		r := &runner{cfg: &cfg, wl: wl, tgt: tgts[0], tgts: tgts}
+		r.end = nanotime() + int64(time.Hour)
+		w, err := newUDPWorker(r, 0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.close()
+		for range 200 { // connect, fill the window, warm the pools
+			w.step()
+		}
+		if w.meas.Announces == 0 || roam && (w.meas.PerTarget[0] == 0 || w.meas.PerTarget[1] == 0) {
+			t.Fatalf("roam %v: no announces: %+v", roam, w.meas)
+		}
+		allocs := testing.AllocsPerRun(500, func() { w.step() })
+		if allocs != 0 && !race.Enabled {
+			t.Errorf("roam %v: a step allocates %v times", roam, allocs)
+		}
+		if w.meas.Errors != 0 || w.meas.Timeouts != 0 {
+			t.Errorf("roam %v: errors: %+v", roam, w.meas)
+		}
 	}
 }

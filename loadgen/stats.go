@@ -116,6 +116,9 @@ type Stats struct {
 	// relayed answers received.
 	OffersSent, OffersReceived, OffersToSelf uint64
 	AnswersSent, AnswersReceived             uint64
+	// PerTarget counts Responses by instance, when a protocol's target is
+	// a list (a fleet).
+	PerTarget [MaxTargets]uint64
 	// ErrorMsgs counts Errors by message.
 	ErrorMsgs map[string]uint64
 	// Latency of valid replies, from the request's send to the reply's
@@ -155,6 +158,9 @@ func (s *Stats) Merge(o *Stats) {
 	s.OffersToSelf += o.OffersToSelf
 	s.AnswersSent += o.AnswersSent
 	s.AnswersReceived += o.AnswersReceived
+	for i, n := range o.PerTarget {
+		s.PerTarget[i] += n
+	}
 	for m, n := range o.ErrorMsgs {
 		s.addErrors(m, n)
 	}

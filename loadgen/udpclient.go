@@ -34,9 +34,26 @@ type udpSlot struct {
 	staleGen uint16 // generation of the last request that timed out
 	kind     uint8
 	hashes   uint8
+	inst     uint8 // the instance it went to (index in udpWorker.insts)
 	busy     bool
 	stale    bool
 	tmpl     bool // buf holds the announce template
+}
+
+// udpInst is an instance a UDP worker sends to, with the worker's
+// connection id there (each instance of a fleet issues its own, unless
+// they share -udp-secret).
+type udpInst struct {
+	addr       netip.AddrPort // the destination; zero on a connected socket
+	index      int            // in the runner's targets
+	connID     uint64
+	haveID     bool
+	everID     bool
+	gaveUp     bool
+	idAt       int64 // when the current id was asked for
+	connecting int   // slot of the connect in flight, or -1
+	connTries  int   // connects sent without a reply, before the first id
+	renewAt    int64 // renew early after an error reply (0: no)
 }
 
 // fillPeer is a peer of a fill and how often it was sent.
@@ -70,7 +87,9 @@ func (q *fillQueue) next() fillPeer {
 }
 
 // udpWorker is one UDP socket, bound to one source address, playing one
-// lane of peers with a window of requests in flight.
+// lane of peers with a window of requests in flight. Its socket is
+// connected to its one instance, or, when it roams over a fleet, sends to
+// every instance.
 type udpWorker struct {
 	r    *runner
 	conn *net.UDPConn
@@ -84,13 +103,9 @@ type udpWorker struct {
 	inflight int
 	outSlot  []int // slot of each datagram queued on mc
 
-	connID     uint64
-	haveID     bool
-	everID     bool
-	idAt       int64 // when the current id was asked for
-	connecting int   // slot of the connect in flight, or -1
-	connTries  int   // connects sent without a reply, before the first id
-	renewAt    int64 // renew early after an error reply (0: no)
+	insts      []udpInst
+	live       int // instances not given up
+	rr         int // round-robin of the scrapes over the instances
 	deadline   int64
 	nextScan   int64
 	peerSize   int
@@ -103,36 +118,58 @@ type udpWorker struct {
 
 func newUDPWorker(r *runner, s, count int) (*udpWorker, error) {
 	cfg := r.cfg
+	tgts := r.tgts
+	if len(tgts) == 0 {
+		tgts = []target{r.tgt}
+	}
+	// Sticking to one instance, worker s sends to instance s mod N over a
+	// connected socket; roaming, to all of them from an unconnected one.
+	var insts []udpInst
+	if cfg.Roam && len(tgts) > 1 {
+		for i, t := range tgts {
+			insts = append(insts, udpInst{addr: t.addr, index: i, connecting: -1})
+		}
+	} else {
+		insts = []udpInst{{index: s % len(tgts), connecting: -1}}
+	}
+	first := tgts[insts[0].index]
 	network := "udp4"
-	if r.tgt.addr.Addr().Is6() {
+	if first.addr.Addr().Is6() {
 		network = "udp6"
 	}
 	var laddr *net.UDPAddr
 	l := r.wl.lane(s, count)
-	if r.tgt.bind {
+	if first.bind {
 		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(SourceAddr(l.addr), 0))
 	}
-	conn, err := net.DialUDP(network, laddr, net.UDPAddrFromAddrPort(r.tgt.addr))
+	var conn *net.UDPConn
+	var err error
+	if len(insts) == 1 {
+		conn, err = net.DialUDP(network, laddr, net.UDPAddrFromAddrPort(first.addr))
+	} else {
+		conn, err = net.ListenUDP(network, laddr)
+	}
 	if err != nil {
 		return nil, err
 	}
 	conn.SetReadBuffer(4 << 20)
 	conn.SetWriteBuffer(4 << 20)
 	w := &udpWorker{
-		r:          r,
-		conn:       conn,
-		lane:       l,
-		cyc:        newCycle(l.n, cfg.Seed^uint64(s)<<32^0x75647063),
-		rng:        newRNG(cfg.Seed ^ uint64(s)<<40 ^ 0x7564702d726e67),
-		slots:      make([]udpSlot, cfg.Window),
-		free:       make([]int, 0, cfg.Window),
-		outSlot:    make([]int, cfg.Window),
-		connecting: -1,
-		peerSize:   6,
-		hashes:     make([]bittorrent.InfoHash, 0, MaxScrapeHashes),
-		fills:      fillQueue{retry: make([]fillPeer, 0, 2*cfg.Window)},
+		r:        r,
+		conn:     conn,
+		lane:     l,
+		cyc:      newCycle(l.n, cfg.Seed^uint64(s)<<32^0x75647063),
+		rng:      newRNG(cfg.Seed ^ uint64(s)<<40 ^ 0x7564702d726e67),
+		slots:    make([]udpSlot, cfg.Window),
+		free:     make([]int, 0, cfg.Window),
+		outSlot:  make([]int, cfg.Window),
+		insts:    insts,
+		live:     len(insts),
+		peerSize: 6,
+		hashes:   make([]bittorrent.InfoHash, 0, MaxScrapeHashes),
+		fills:    fillQueue{retry: make([]fillPeer, 0, 2*cfg.Window)},
 	}
-	if r.tgt.addr.Addr().Is6() {
+	if first.addr.Addr().Is6() {
 		w.peerSize = 18
 	}
 	reqLen := max(udpAnnounceLen, udpScrapeHdrLen+20*cfg.ScrapeMaxHashes)
@@ -204,32 +241,58 @@ func (w *udpWorker) step() bool {
 		return true
 	}
 	for i := range n {
-		reply, _ := w.mc.Message(i)
-		w.handle(reply, now)
+		reply, from := w.mc.Message(i)
+		w.handle(reply, from, now)
 	}
 	return true
 }
 
-// fillDone reports whether the fill of this lane is over.
+// fillDone reports whether the fill of this lane is over: every peer
+// handed out and nothing in flight but connects.
 func (w *udpWorker) fillDone() bool {
-	return w.fills.done(w.lane.n) && (w.inflight == 0 || w.inflight == 1 && w.connecting >= 0)
-}
-
-// needConnect reports whether a connect should be sent now.
-func (w *udpWorker) needConnect(now int64) bool {
-	if w.connecting >= 0 {
+	if !w.fills.done(w.lane.n) {
 		return false
 	}
-	if !w.haveID {
-		return true
+	connects := 0
+	for k := range w.insts {
+		if w.insts[k].connecting >= 0 {
+			connects++
+		}
 	}
-	age := now - w.idAt
-	if age >= connIDLife-connIDMargin {
-		w.haveID = false // expired: stop using it
-		return true
-	}
-	return age >= int64(w.r.cfg.ConnIDRenew) || (w.renewAt != 0 && now >= w.renewAt)
+	return w.inflight == connects
 }
+
+// needConnect reports whether a connect to in should be sent now.
+func (w *udpWorker) needConnect(in *udpInst, now int64) bool {
+	if in.connecting >= 0 || in.gaveUp {
+		return false
+	}
+	if !in.haveID {
+		return true
+	}
+	age := now - in.idAt
+	if age >= connIDLife-connIDMargin {
+		in.haveID = false // expired: stop using it
+		return true
+	}
+	return age >= int64(w.r.cfg.ConnIDRenew) || (in.renewAt != 0 && now >= in.renewAt)
+}
+
+// pick returns the instance for a request: want (mod the number of
+// instances) if it has a connection id, else the next one that has; -1
+// when none has.
+func (w *udpWorker) pick(want int) int {
+	n := len(w.insts)
+	for j := range n {
+		k := (want + j) % n
+		if w.insts[k].haveID {
+			return k
+		}
+	}
+	return -1
+}
+
+func (w *udpWorker) anyID() bool { return w.pick(0) >= 0 }
 
 // take claims a free slot and starts a new generation of it.
 func (w *udpWorker) take() (int, *udpSlot) {
@@ -250,30 +313,49 @@ func (w *udpWorker) release(i int) {
 
 func (w *udpWorker) tx(i int) uint32 { return uint32(w.slots[i].gen)<<16 | uint32(i) }
 
+// Why a UDP worker stops sending to an instance.
+const (
+	errGiveUpSocket   = "no reply to 3 connect requests: giving up on this socket"
+	errGiveUpInstance = "no reply to 3 connect requests: giving up on this instance (from this socket)"
+)
+
 // send fills every free slot with a request and sends them in batches.
 func (w *udpWorker) send(now int64) {
 	cfg := w.r.cfg
 	n := 0
-	if len(w.free) > 0 && w.needConnect(now) {
-		if !w.everID && w.connTries >= 3 {
+	for k := range w.insts {
+		in := &w.insts[k]
+		if len(w.free) == 0 || !w.needConnect(in, now) {
+			continue
+		}
+		if !in.everID && in.connTries >= 3 {
 			// Three connects went unanswered: the tracker is not
 			// there. Stop rather than time out for the whole run.
-			w.st(now).addError("no reply to 3 connect requests: giving up on this socket")
-			w.gaveUp = true
-			return
+			in.gaveUp = true
+			w.live--
+			if len(w.insts) == 1 {
+				w.st(now).addError(errGiveUpSocket)
+			} else {
+				w.st(now).addError(errGiveUpInstance)
+			}
+			if w.live == 0 {
+				w.gaveUp = true
+				return
+			}
+			continue
 		}
 		i, s := w.take()
-		s.kind, s.sent, s.tmpl = kindConnect, now, false
-		w.mc.Queue(putConnect(s.buf, w.tx(i)), netip.AddrPort{})
+		s.kind, s.sent, s.tmpl, s.inst = kindConnect, now, false, uint8(k)
+		w.mc.Queue(putConnect(s.buf, w.tx(i)), in.addr)
 		w.outSlot[n] = i
-		w.connecting = i
-		w.renewAt = 0
-		if !w.everID {
-			w.connTries++
+		in.connecting = i
+		in.renewAt = 0
+		if !in.everID {
+			in.connTries++
 		}
 		n++
 	}
-	for w.haveID && len(w.free) > 0 {
+	for len(w.free) > 0 && w.anyID() {
 		if cfg.Fill && w.fills.done(w.lane.n) {
 			break
 		}
@@ -284,14 +366,21 @@ func (w *udpWorker) send(now int64) {
 		case cfg.Fill:
 			f := w.fills.next()
 			s.fill = f
+			s.inst = uint8(w.pick(int(f.local)))
 			msg = w.announce(i, s, int(f.local), true)
 		case cfg.ScrapeShare > 0 && w.rng.chance(cfg.ScrapeShare):
+			w.rr++
+			s.inst = uint8(w.pick(w.rr))
 			msg = w.scrape(i, s)
 		default:
+			// A roaming peer's k-th announce goes to instance
+			// (its index + k) mod N.
+			round := w.cyc.round
 			local, first := w.cyc.next()
+			s.inst = uint8(w.pick(local + round))
 			msg = w.announce(i, s, local, first)
 		}
-		w.mc.Queue(msg, netip.AddrPort{}) // the connected target
+		w.mc.Queue(msg, w.insts[s.inst].addr)
 		w.outSlot[n] = i
 		n++
 	}
@@ -314,8 +403,8 @@ func (w *udpWorker) send(now int64) {
 		}
 		st.addError(errMsg(e))
 		i := w.outSlot[j]
-		if i == w.connecting {
-			w.connecting = -1
+		if in := &w.insts[w.slots[i].inst]; i == in.connecting {
+			in.connecting = -1
 		}
 		if cfg.Fill && w.slots[i].kind == kindAnnounce {
 			w.fills.retry = append(w.fills.retry, w.slots[i].fill)
@@ -334,7 +423,7 @@ func (w *udpWorker) announce(i int, s *udpSlot, local int, started bool) []byte 
 	s.kind = kindAnnounce
 	w.r.wl.Peer(w.lane.peer(local, w.r.wl.addrs), &w.peer)
 	b := s.buf[:udpAnnounceLen]
-	patchAnnounce(b, w.connID, w.tx(i), &w.peer, started)
+	patchAnnounce(b, w.insts[s.inst].connID, w.tx(i), &w.peer, started)
 	return b
 }
 
@@ -343,7 +432,7 @@ func (w *udpWorker) announce(i int, s *udpSlot, local int, started bool) []byte 
 func (w *udpWorker) scrape(i int, s *udpSlot) []byte {
 	w.hashes = pickScrape(&w.rng, w.r.wl, w.r.cfg.ScrapeMaxHashes, w.hashes[:0])
 	s.kind, s.hashes, s.tmpl = kindScrape, uint8(len(w.hashes)), false
-	return putScrape(s.buf, w.connID, w.tx(i), w.hashes)
+	return putScrape(s.buf, w.insts[s.inst].connID, w.tx(i), w.hashes)
 }
 
 // pickScrape appends 1..most distinct info hashes of torrents picked in
@@ -365,8 +454,8 @@ func pickScrape(r *rng, wl *Workload, most int, dst []bittorrent.InfoHash) []bit
 	return dst
 }
 
-// handle checks one reply and accounts for it.
-func (w *udpWorker) handle(b []byte, now int64) {
+// handle checks one reply, from from, and accounts for it.
+func (w *udpWorker) handle(b []byte, from netip.AddrPort, now int64) {
 	st := w.st(now)
 	if len(b) < 8 {
 		st.addError(errShort.Error())
@@ -388,6 +477,12 @@ func (w *udpWorker) handle(b []byte, now int64) {
 		st.addError(errUnknownTx.Error())
 		return
 	}
+	in := &w.insts[s.inst]
+	if in.addr.IsValid() && (from.Addr().Unmap() != in.addr.Addr() || from.Port() != in.addr.Port()) {
+		// The request went to another instance: not its reply.
+		st.addError(errWrongSender.Error())
+		return
+	}
 	got, err := checkUDPReply(b, udpWant{
 		action:   uint32(s.kind),
 		tx:       tx,
@@ -398,24 +493,25 @@ func (w *udpWorker) handle(b []byte, now int64) {
 	kind := s.kind
 	w.release(i)
 	if kind == kindConnect {
-		w.connecting = -1
+		in.connecting = -1
 	}
 	if err != nil {
 		st.addError(udpErrMsg(kind, err))
 		var te *TrackerError
-		if errors.As(err, &te) && kind != kindConnect && w.renewAt == 0 && now-w.idAt > int64(time.Second) {
+		if errors.As(err, &te) && kind != kindConnect && in.renewAt == 0 && now-in.idAt > int64(time.Second) {
 			// The id may be the problem: renew it, at most once a
 			// second.
-			w.renewAt = now
+			in.renewAt = now
 		}
 		return
 	}
 	st.Responses++
+	st.PerTarget[in.index]++
 	st.Latency.Record(time.Duration(now - s.sent))
 	switch kind {
 	case kindConnect:
 		st.Connects++
-		w.connID, w.haveID, w.everID, w.idAt = got.connID, true, true, s.sent
+		in.connID, in.haveID, in.everID, in.idAt = got.connID, true, true, s.sent
 	case kindAnnounce:
 		st.Announces++
 		st.Peers += uint64(got.peers)
@@ -441,7 +537,7 @@ func (w *udpWorker) scanTimeouts(now int64) {
 		w.st(now).Timeouts++
 		s.stale, s.staleGen = true, s.gen
 		if s.kind == kindConnect {
-			w.connecting = -1
+			w.insts[s.inst].connecting = -1
 		}
 		if w.r.cfg.Fill && s.kind == kindAnnounce && s.fill.tries < fillTries {
 			w.fills.retry = append(w.fills.retry, s.fill)

@@ -101,6 +101,7 @@ var (
 	errScrapeLen     = errors.New("scrape reply length is not 8 + 12 per hash")
 	errScrapeCounts  = errors.New("scrape reply has impossible counts")
 	errUnknownTx     = errors.New("reply to no request in flight (unknown transaction id)")
+	errWrongSender   = errors.New("reply from another instance than the request went to")
 	errBadSwarmCount = errors.New("announce reply has impossible counts")
 )
 

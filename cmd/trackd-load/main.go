@@ -51,6 +51,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
   trackd-load -udp 127.0.0.1:6969 [flags]      load a UDP tracker (BEP 15)
   trackd-load -http 127.0.0.1:6969 [flags]     load an HTTP tracker
   trackd-load -udp ... -http ... [flags]       load both at once
+  trackd-load -udp ADDR1,ADDR2,... [-roam]     load the instances of a fleet (UDP, HTTP or both)
+  trackd-load -udp A,B -converge 100           ... and measure how fast a peer announced to
+                                               one instance is seen (and a stopped one
+                                               is gone) on another
   trackd-load -fill -udp|-http ADDR [flags]    announce every peer once, then stop
   trackd-load -ws ws://127.0.0.1:8000/announce [flags]
                                                load a WebSocket (WebTorrent) tracker
@@ -68,7 +72,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 
 Targets are "host:port" or tracker URLs (udp://host:port/announce,
 http://host:port/announce, ws://host:port/path); they must be loopback addresses unless
--allow-remote is given. Every run stops by itself after -warmup + -duration
+-allow-remote is given. -udp and -http also take a comma-separated list of
+the instances of one tracker, which share that protocol's load: each peer
+sticks to one instance, or with -roam announces to each in turn. Every run
+stops by itself after -warmup + -duration
 (or the fill), and in any case after -max-time.
 
 Flags:
@@ -86,6 +93,10 @@ Flags:
 	fs.DurationVar(&c.WSPace, "ws-pace", 0, "least time between two announces of a WebSocket connection (for trackers that rate-limit offers per socket: use more connections)")
 	fs.DurationVar(&c.WSIdle, "ws-idle", 0, "WebSocket idle mode: announce once per connection, then hold the connections this long (prints a line on stderr when all are open)")
 	fs.BoolVar(&o.canned, "canned", false, "serve valid fixed replies on -udp and -http instead of loading them")
+	fs.BoolVar(&c.Roam, "roam", false, "with a list of instances: each peer's announces go to them in turn (DNS round-robin), instead of each peer sticking to one")
+	fs.IntVar(&c.Converge, "converge", 0, "convergence probes to run beside the load over the instances of -udp (else -http): a fresh peer announced to one instance, polled for on the next until there, then stopped and polled for until gone")
+	fs.DurationVar(&c.ConvergeWithin, "converge-within", c.ConvergeWithin, "a probe's peer not there (or not gone) this long after its announce never converged")
+	fs.DurationVar(&c.ConvergePoll, "converge-poll", c.ConvergePoll, "period of a probe's polls")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow addresses that are not loopback (only for trackers you operate)")
 	fs.IntVar(&c.Torrents, "torrents", c.Torrents, "torrents in the workload")
 	fs.IntVar(&c.Peers, "peers", c.Peers, "simulated peers, dealt to torrents by weight(i) = peers/torrents + exp(6.5 − 500·i/torrents)")

@@ -21,6 +21,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		"scrape", "scrape-hashes", "duration", "warmup", "max-time", "timeout", "sockets", "conns",
 		"window", "src-addrs", "http-close", "fill", "renew", "json", "cpuprofile",
 		"ws", "ws-conns", "ws-torrents", "ws-window", "ws-offers", "ws-sdp", "ws-idle", "ws-pace",
+		"roam", "converge", "converge-within", "converge-poll",
 	} {
 		if !strings.Contains(out.String(), "\n  -"+name+" ") && !strings.Contains(out.String(), "\n  -"+name+"\n") {
 			t.Errorf("-h does not document -%s", name)
@@ -40,9 +41,18 @@ func TestFlagsMakeConfig(t *testing.T) {
 		MaxTime: 9 * time.Second, Timeout: time.Second, Sockets: 2, Conns: 3, Window: 5, SourceAddrs: 2,
 		HTTPClose: true, Fill: true, ConnIDRenew: 30 * time.Second,
 		WSConns: 1000, WSTorrents: 2, WSWindow: 1, WSOffers: 5, WSSDPBytes: 2048,
+		ConvergeWithin: loadgen.DefaultConvergeWithin, ConvergePoll: loadgen.DefaultConvergePoll,
 	}
 	if o.cfg != want || !o.json || o.canned {
 		t.Errorf("got %+v, want %+v", o.cfg, want)
+	}
+
+	o, err = parse(strings.Fields("-udp 127.0.0.1:1,127.0.0.1:2 -roam -converge 50 -converge-within 2s -converge-poll 5ms"), &errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.UDP != "127.0.0.1:1,127.0.0.1:2" || !c.Roam || c.Converge != 50 || c.ConvergeWithin != 2*time.Second || c.ConvergePoll != 5*time.Millisecond {
+		t.Errorf("fleet flags: %+v", c)
 	}
 
 	o, err = parse(strings.Fields("-ws ws://127.0.0.1:1/announce -ws-conns 7 -ws-torrents 3 -ws-window 2 -ws-offers 4 -ws-sdp 3000 -ws-idle 5s -ws-pace 2s"), &errs)
@@ -137,5 +147,39 @@ func TestCannedWSStopsByItself(t *testing.T) {
 	}
 	if !strings.Contains(errs.String(), "canned WebSocket tracker on ws://127.0.0.1:") {
 		t.Errorf("log: %s", errs.String())
+	}
+}
+
+// A fleet of two canned servers: the load is spread over both, and the
+// probe runs (a canned server never returns the probe's peer: every probe
+// ends as never joined).
+func TestFleetAgainstCannedJSON(t *testing.T) {
+	var list []string
+	for range 2 {
+		c, err := loadgen.StartCanned("127.0.0.1:0", "", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		list = append(list, c.UDPAddr().String())
+	}
+	var out, errs bytes.Buffer
+	args := []string{"-udp", strings.Join(list, ","), "-torrents", "100", "-peers", "1000", "-duration", "600ms", "-warmup", "0s",
+		"-sockets", "2", "-converge", "2", "-converge-within", "100ms", "-json"}
+	if code := run(context.Background(), args, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	var r loadgen.Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("stdout is not JSON: %q %v", out.String(), err)
+	}
+	if r.Errors != 0 || len(r.TargetResponses) != 2 || r.TargetResponses[0] == 0 || r.TargetResponses[1] == 0 {
+		t.Errorf("result %+v", r)
+	}
+	if c := r.Converge; c == nil || c.Probes != 2 || c.JoinNever != 2 || c.Errors != 0 {
+		t.Errorf("converge %+v\n%s", c, errs.String())
+	}
+	if !strings.Contains(errs.String(), "instances:   2") || !strings.Contains(errs.String(), "never 2") {
+		t.Errorf("text:\n%s", errs.String())
 	}
 }
