@@ -463,3 +463,28 @@ func (r *Memory) Totals() Totals {
 		Leechers: uint64(max(r.leechers.Load(), 0)),
 	}
 }
+
+// Lookup returns the Sender peer id is bound to in swarm ih, if it is
+// there and not expired. Unlike Route it asks nothing of the caller: it
+// is for a Registry that spans instances (package fleet/relay), which
+// delivers a message relayed from another instance to the connection
+// its recipient is bound to here.
+func (r *Memory) Lookup(ih bittorrent.InfoHash, id bittorrent.PeerID) (Sender, bool) {
+	now := r.clock()
+	sh := r.shard(ih)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sw := sh.swarms[ih]
+	if sw == nil {
+		return nil, false
+	}
+	pos, ok := sw.find(id)
+	if !ok {
+		return nil, false
+	}
+	m := sw.at(pos)
+	if r.expired(m, now) {
+		return nil, false
+	}
+	return m.via, true
+}

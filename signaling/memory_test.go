@@ -517,3 +517,38 @@ func TestMembershipMemory(t *testing.T) {
 		runtime.KeepAlive(r)
 	}
 }
+
+// TestLookup: Lookup finds a peer's binding in its swarm until it leaves
+// or expires, and nothing elsewhere.
+func TestLookup(t *testing.T) {
+	r, clk := newMem(t, Options{PeerLifetime: time.Minute})
+	a, b := &conn{"a"}, &conn{"b"}
+	ih := bittorrent.InfoHash{1}
+	r.Announce(&Announce{InfoHash: ih, PeerID: pid(1), Via: a}, nil)
+	r.Announce(&Announce{InfoHash: ih, PeerID: pid(2), Via: b, Seeder: true}, nil)
+	tests := []struct {
+		name string
+		ih   bittorrent.InfoHash
+		id   bittorrent.PeerID
+		want Sender
+	}{
+		{"leecher", ih, pid(1), a},
+		{"seeder", ih, pid(2), b},
+		{"not in swarm", ih, pid(3), nil},
+		{"other swarm", bittorrent.InfoHash{2}, pid(1), nil},
+	}
+	for _, tt := range tests {
+		got, ok := r.Lookup(tt.ih, tt.id)
+		if ok != (tt.want != nil) || got != tt.want {
+			t.Errorf("%s: Lookup = %v, %v; want %v", tt.name, got, ok, tt.want)
+		}
+	}
+	r.Leave(ih, pid(1), a)
+	if _, ok := r.Lookup(ih, pid(1)); ok {
+		t.Error("Lookup found a peer that left")
+	}
+	clk.add(2 * time.Minute)
+	if _, ok := r.Lookup(ih, pid(2)); ok {
+		t.Error("Lookup found an expired peer")
+	}
+}
