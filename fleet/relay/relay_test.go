@@ -1,0 +1,657 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"trackd/bittorrent"
+	"trackd/fleet"
+	"trackd/fleet/fleettest"
+	"trackd/signaling"
+)
+
+// conn is a local connection for tests: it records what it is sent.
+type conn struct {
+	name   string
+	mu     sync.Mutex
+	got    []string
+	refuse bool
+}
+
+func (c *conn) Send(msg []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refuse {
+		return false
+	}
+	c.got = append(c.got, string(msg))
+	return true
+}
+
+func (c *conn) messages() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.got)
+}
+
+func pid(n int) bittorrent.PeerID {
+	var id bittorrent.PeerID
+	copy(id[:], fmt.Sprintf("-WW0001-%012d", n))
+	return id
+}
+
+// link is one instance's view of the Bus: a test can cut its sending
+// (muted: its messages are lost, as in a partition) or hold it (gate:
+// every Send waits for a value on it).
+type link struct {
+	bus   *fleettest.Bus
+	muted atomic.Bool
+	gate  chan struct{}
+}
+
+func (l *link) Send(ctx context.Context, to fleet.Instance, msg []byte) error {
+	if l.gate != nil {
+		select {
+		case <-l.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if l.muted.Load() {
+		return nil
+	}
+	return l.bus.Send(ctx, to, msg)
+}
+
+func (l *link) Listen(ctx context.Context, self fleet.Instance, fn func([]byte)) error {
+	return l.bus.Listen(ctx, self, fn)
+}
+
+// node is one instance of a test fleet.
+type node struct {
+	*Registry
+	link *link
+	stop func() // ends Run and waits for it
+}
+
+// testOptions are quick to converge and never time an instance out.
+func testOptions() Options {
+	return Options{FlushInterval: 5 * time.Millisecond, Heartbeat: 10 * time.Millisecond, Timeout: time.Hour}
+}
+
+func instanceID(i int) fleet.Instance { return fleet.Instance{0xf0, byte(i + 1)} }
+
+// newFleet starts n Registries on one Bus, each with opts (and Self
+// instanceID(i)), and waits until each knows the others. The test's end
+// stops them.
+func newFleet(t *testing.T, n int, opts Options) (*fleettest.Bus, []*node) {
+	t.Helper()
+	bus := fleettest.NewBus(1)
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = startNode(t, bus, i, opts, nil)
+	}
+	eventually(t, "instances know each other", func() bool {
+		for _, nd := range nodes {
+			if nd.Stats().Instances != n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return bus, nodes
+}
+
+func startNode(t *testing.T, bus *fleettest.Bus, i int, opts Options, gate chan struct{}) *node {
+	t.Helper()
+	opts.Self = instanceID(i)
+	l := &link{bus: bus, gate: gate}
+	nd := &node{Registry: New(l, opts), link: l}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nd.Run(ctx) }()
+	var once sync.Once
+	nd.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Run returned %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return")
+			}
+		})
+	}
+	t.Cleanup(nd.stop)
+	return nd
+}
+
+// eventually waits up to 10 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// peers is the number of peers swarm ih has on r.
+func peers(r *Registry, ih bittorrent.InfoHash) int {
+	st := r.Scrape([]bittorrent.InfoHash{ih}, nil)[0]
+	return int(st.Seeders + st.Leechers)
+}
+
+func announce(t *testing.T, r *Registry, ih bittorrent.InfoHash, id bittorrent.PeerID, via signaling.Sender, ev bittorrent.Event, seeder bool, want int) []signaling.Sender {
+	t.Helper()
+	to, _, err := r.Announce(&signaling.Announce{InfoHash: ih, PeerID: id, Via: via, Event: ev, Seeder: seeder, NumWant: want}, nil)
+	if err != nil {
+		t.Fatalf("announce of %q: %v", id[:], err)
+	}
+	return to
+}
+
+// TestOfferAndAnswer: a peer on instance 0 offers to the peers of the
+// swarm, which are connected to the other instances; each offer reaches
+// its peer's connection there, and each answer, Routed there, reaches
+// the offerer's connection.
+func TestOfferAndAnswer(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) {
+			_, nodes := newFleet(t, n, testOptions())
+			ih := bittorrent.InfoHash{1}
+			conns := make([]*conn, n)
+			for i, nd := range nodes {
+				conns[i] = &conn{name: fmt.Sprint("peer on ", i)}
+				announce(t, nd.Registry, ih, pid(i), conns[i], bittorrent.EventStarted, i > 0, 0)
+			}
+			eventually(t, "every instance has every peer", func() bool {
+				for _, nd := range nodes {
+					if peers(nd.Registry, ih) != n {
+						return false
+					}
+				}
+				return true
+			})
+			to := announce(t, nodes[0].Registry, ih, pid(0), conns[0], bittorrent.EventNone, false, n)
+			if len(to) != n-1 {
+				t.Fatalf("picked %d peers, want %d", len(to), n-1)
+			}
+			for i, s := range to {
+				if _, ok := s.(*remote); !ok {
+					t.Fatalf("picked %T, want a remote peer", s)
+				}
+				if !s.Send(fmt.Appendf(nil, "offer %d", i)) {
+					t.Fatal("Send to a remote peer refused")
+				}
+			}
+			for i := 1; i < n; i++ {
+				eventually(t, "offer delivered", func() bool { return len(conns[i].messages()) == 1 })
+				msg := conns[i].messages()[0]
+				back, err := nodes[i].Route(ih, pid(i), conns[i], pid(0))
+				if err != nil {
+					t.Fatalf("Route on instance %d: %v", i, err)
+				}
+				back.Send([]byte("answer to " + msg))
+			}
+			eventually(t, "answers delivered", func() bool { return len(conns[0].messages()) == n-1 })
+			got := conns[0].messages()
+			slices.Sort(got)
+			for i, m := range got {
+				if want := fmt.Sprintf("answer to offer %d", i); m != want {
+					t.Errorf("answer %d is %q, want %q", i, m, want)
+				}
+			}
+			for i, nd := range nodes {
+				st := nd.Stats()
+				if st.Invalid != 0 || st.Undeliverable != 0 || st.RelayDropped != 0 {
+					t.Errorf("instance %d: %+v", i, st)
+				}
+			}
+		})
+	}
+}
+
+// TestOffererKnownFromOffer: an offer to another instance's peer carries
+// the offerer's membership, so the answer finds the offerer there even
+// though the offerer's instance never broadcast it.
+func TestOffererKnownFromOffer(t *testing.T) {
+	bus := fleettest.NewBus(1)
+	opts := testOptions()
+	b := startNode(t, bus, 1, opts, nil)
+	opts.FlushInterval = time.Hour // a broadcasts nothing
+	a := startNode(t, bus, 0, opts, nil)
+	ih := bittorrent.InfoHash{2}
+	ca, cb := &conn{}, &conn{}
+	announce(t, b.Registry, ih, pid(2), cb, bittorrent.EventStarted, false, 0)
+	eventually(t, "a has b's peer", func() bool { return peers(a.Registry, ih) == 1 })
+	to := announce(t, a.Registry, ih, pid(1), ca, bittorrent.EventStarted, false, 5)
+	if len(to) != 1 || !to[0].Send([]byte("offer")) {
+		t.Fatalf("picked %v", to)
+	}
+	eventually(t, "offer delivered", func() bool { return len(cb.messages()) == 1 })
+	back, err := b.Route(ih, pid(2), cb, pid(1))
+	if err != nil {
+		t.Fatalf("Route to the offerer: %v", err)
+	}
+	back.Send([]byte("answer"))
+	eventually(t, "answer delivered", func() bool { return len(ca.messages()) == 1 })
+	if got := a.Stats().ChangesSent; got != 0 {
+		t.Errorf("a broadcast %d changes, want none", got)
+	}
+}
+
+// TestRemoval: a peer that leaves (its connection closes) or stops is
+// removed on every instance; a completed event counts everywhere.
+func TestRemoval(t *testing.T) {
+	tests := []struct {
+		name   string
+		remove func(r *Registry, ih bittorrent.InfoHash, id bittorrent.PeerID, c *conn)
+	}{
+		{"leave", func(r *Registry, ih bittorrent.InfoHash, id bittorrent.PeerID, c *conn) {
+			if !r.Leave(ih, id, c) {
+				t.Error("Leave found no peer")
+			}
+		}},
+		{"stopped", func(r *Registry, ih bittorrent.InfoHash, id bittorrent.PeerID, c *conn) {
+			announce(t, r, ih, id, c, bittorrent.EventStopped, false, 0)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, nodes := newFleet(t, 3, testOptions())
+			ih := bittorrent.InfoHash{3}
+			c := &conn{}
+			announce(t, nodes[0].Registry, ih, pid(1), c, bittorrent.EventStarted, false, 0)
+			announce(t, nodes[0].Registry, ih, pid(1), c, bittorrent.EventCompleted, true, 0)
+			announce(t, nodes[1].Registry, ih, pid(2), &conn{}, bittorrent.EventStarted, false, 0)
+			eventually(t, "both peers everywhere", func() bool {
+				for _, nd := range nodes {
+					st := nd.Scrape([]bittorrent.InfoHash{ih}, nil)[0]
+					if st != (bittorrent.Stats{Seeders: 1, Leechers: 1, Downloaded: 1}) {
+						return false
+					}
+				}
+				return true
+			})
+			tt.remove(nodes[0].Registry, ih, pid(1), c)
+			eventually(t, "peer removed everywhere", func() bool {
+				for _, nd := range nodes {
+					if peers(nd.Registry, ih) != 1 {
+						return false
+					}
+				}
+				return true
+			})
+			for i, nd := range nodes[1:] {
+				if _, ok := nd.mem.Lookup(ih, pid(1)); ok {
+					t.Errorf("instance %d still has the peer", i+1)
+				}
+				if st := nd.Stats(); st.RemotePeers != i {
+					t.Errorf("instance %d holds %d remote peers, want %d", i+1, st.RemotePeers, i)
+				}
+			}
+		})
+	}
+}
+
+// TestInstanceGone: the peers of an instance that stops sending are
+// dropped by the others once Timeout passes, and come back with its
+// next announces; an instance that stops says bye and its peers go at
+// once.
+func TestInstanceGone(t *testing.T) {
+	t.Run("timeout", func(t *testing.T) {
+		opts := testOptions()
+		opts.Timeout = 200 * time.Millisecond
+		_, nodes := newFleet(t, 3, opts)
+		ih := bittorrent.InfoHash{4}
+		c := &conn{}
+		announce(t, nodes[0].Registry, ih, pid(1), c, bittorrent.EventStarted, false, 0)
+		eventually(t, "peer everywhere", func() bool {
+			return peers(nodes[1].Registry, ih) == 1 && peers(nodes[2].Registry, ih) == 1
+		})
+		nodes[0].link.muted.Store(true)
+		eventually(t, "instance 0 dropped", func() bool {
+			for _, nd := range nodes[1:] {
+				st := nd.Stats()
+				if peers(nd.Registry, ih) != 0 || st.InstancesGone != 1 || st.RemotePeers != 0 || st.Instances != 1 {
+					return false
+				}
+			}
+			return true
+		})
+		if peers(nodes[0].Registry, ih) != 1 {
+			t.Error("instance 0 lost its own peer")
+		}
+		nodes[0].link.muted.Store(false)
+		announce(t, nodes[0].Registry, ih, pid(1), c, bittorrent.EventNone, false, 0)
+		eventually(t, "peer back everywhere", func() bool {
+			return peers(nodes[1].Registry, ih) == 1 && peers(nodes[2].Registry, ih) == 1
+		})
+	})
+	t.Run("bye", func(t *testing.T) {
+		_, nodes := newFleet(t, 2, testOptions()) // Timeout: an hour
+		ih := bittorrent.InfoHash{5}
+		announce(t, nodes[0].Registry, ih, pid(1), &conn{}, bittorrent.EventStarted, false, 0)
+		eventually(t, "peer on 1", func() bool { return peers(nodes[1].Registry, ih) == 1 })
+		nodes[0].stop()
+		eventually(t, "peer gone from 1", func() bool {
+			return peers(nodes[1].Registry, ih) == 0 && nodes[1].Stats().InstancesGone == 1
+		})
+	})
+}
+
+// hello sends heartbeats from origin to nd until nd knows it: nd is
+// then listening.
+func hello(t *testing.T, bus *fleettest.Bus, nd *node, origin fleet.Instance) {
+	t.Helper()
+	n := nd.Stats().Instances
+	eventually(t, "hello heard", func() bool {
+		bus.Send(context.Background(), nd.Self(), appendHeader(nil, origin))
+		return nd.Stats().Instances > n
+	})
+}
+
+// inject sends nd a frame from origin and waits until nd applied it.
+func inject(t *testing.T, bus *fleettest.Bus, nd *node, origin fleet.Instance, frame []byte) {
+	t.Helper()
+	before := nd.Stats()
+	bus.Send(context.Background(), nd.Self(), append(appendHeader(nil, origin), frame...))
+	eventually(t, "frame applied", func() bool {
+		st := nd.Stats()
+		return st.ChangesApplied+st.Conflicts+st.Full+st.Delivered+st.Undeliverable >
+			before.ChangesApplied+before.Conflicts+before.Full+before.Delivered+before.Undeliverable
+	})
+}
+
+// TestPeerIDConflicts: a peer id keeps, on each instance, the binding it
+// had first: another instance's change does not take a local peer's id,
+// a local announce does not take a remote peer's, one instance's peer
+// does not take another's, and one instance's leave does not remove
+// another's peer.
+func TestPeerIDConflicts(t *testing.T) {
+	ih := bittorrent.InfoHash{6}
+	x, y := instanceID(7), instanceID(8)
+	change := func(o op, seeder bool) []byte { return appendChange(nil, ih, pid(1), o, seeder) }
+	t.Run("remote does not take local", func(t *testing.T) {
+		bus := fleettest.NewBus(1)
+		b := startNode(t, bus, 1, testOptions(), nil)
+		hello(t, bus, b, x)
+		local := &conn{}
+		announce(t, b.Registry, ih, pid(1), local, bittorrent.EventStarted, false, 0)
+		inject(t, bus, b, x, change(opAnnounce, true))
+		if st := b.Stats(); st.Conflicts != 1 || st.RemotePeers != 0 {
+			t.Errorf("Conflicts %d, RemotePeers %d; want 1, 0", st.Conflicts, st.RemotePeers)
+		}
+		if s, _ := b.mem.Lookup(ih, pid(1)); s != signaling.Sender(local) {
+			t.Errorf("bound to %v, want the local connection", s)
+		}
+		// x's leave of its (refused) peer leaves the local one alone
+		inject(t, bus, b, x, change(opLeave, false))
+		// a message to the id goes to the local connection
+		inject(t, bus, b, x, appendMessage(nil, ih, pid(1), []byte("offer")))
+		if got := local.messages(); len(got) != 1 || got[0] != "offer" {
+			t.Errorf("local connection got %q", got)
+		}
+	})
+	t.Run("local does not take remote", func(t *testing.T) {
+		bus := fleettest.NewBus(1)
+		b := startNode(t, bus, 1, testOptions(), nil)
+		hello(t, bus, b, x)
+		inject(t, bus, b, x, change(opAnnounce, false))
+		local := &conn{}
+		if _, _, err := b.Announce(&signaling.Announce{InfoHash: ih, PeerID: pid(1), Via: local}, nil); !errors.Is(err, signaling.ErrPeerIDTaken) {
+			t.Fatalf("local announce over a remote peer's id: %v, want ErrPeerIDTaken", err)
+		}
+		inject(t, bus, b, x, change(opLeave, false))
+		announce(t, b.Registry, ih, pid(1), local, bittorrent.EventStarted, false, 0)
+	})
+	t.Run("first instance keeps it", func(t *testing.T) {
+		bus := fleettest.NewBus(1)
+		b := startNode(t, bus, 1, testOptions(), nil)
+		hello(t, bus, b, x)
+		hello(t, bus, b, y)
+		inject(t, bus, b, x, change(opAnnounce, false))
+		inject(t, bus, b, y, change(opAnnounce, true))
+		inject(t, bus, b, y, change(opLeave, false))
+		s, _ := b.mem.Lookup(ih, pid(1))
+		if p, ok := s.(*remote); !ok || p.inst.id != x {
+			t.Errorf("bound to %v, want x's peer", s)
+		}
+		if st := b.Scrape([]bittorrent.InfoHash{ih}, nil)[0]; st.Leechers != 1 || st.Seeders != 0 {
+			t.Errorf("counts %+v, want x's leecher", st)
+		}
+		if st := b.Stats(); st.Conflicts != 1 || st.RemotePeers != 1 {
+			t.Errorf("Conflicts %d, RemotePeers %d; want 1, 1", st.Conflicts, st.RemotePeers)
+		}
+	})
+}
+
+// TestExpiry: remote peers expire by the peer lifetime since their last
+// change, as local ones, and are refreshed by their announces.
+func TestExpiry(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	opts := testOptions()
+	opts.PeerLifetime = time.Minute
+	opts.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	_, nodes := newFleet(t, 2, opts)
+	a, b := nodes[0], nodes[1]
+	ih := bittorrent.InfoHash{7}
+	c1, c2 := &conn{}, &conn{}
+	announce(t, a.Registry, ih, pid(1), c1, bittorrent.EventStarted, false, 0)
+	announce(t, a.Registry, ih, pid(2), c2, bittorrent.EventStarted, false, 0)
+	eventually(t, "b has both", func() bool { return b.Stats().RemotePeers == 2 })
+	advance(40 * time.Second)
+	announce(t, a.Registry, ih, pid(1), c1, bittorrent.EventNone, false, 0)
+	applied := b.Stats().ChangesApplied
+	eventually(t, "refresh applied", func() bool { return b.Stats().ChangesApplied > applied })
+	advance(40 * time.Second) // peer 2 is 80 s old, peer 1 40 s
+	if n := b.Expire(); n != 1 {
+		t.Errorf("b expired %d peers, want 1", n)
+	}
+	if n := a.Expire(); n != 1 {
+		t.Errorf("a expired %d peers, want 1", n)
+	}
+	if st := b.Stats(); st.RemotePeers != 1 || peers(b.Registry, ih) != 1 {
+		t.Errorf("b holds %d remote peers, %d in the swarm; want 1", st.RemotePeers, peers(b.Registry, ih))
+	}
+	advance(2 * time.Minute)
+	b.Expire()
+	if st := b.Stats(); st.RemotePeers != 0 || peers(b.Registry, ih) != 0 {
+		t.Errorf("b holds %d remote peers after all expired", st.RemotePeers)
+	}
+	// an expired peer announcing again comes back
+	announce(t, a.Registry, ih, pid(2), c2, bittorrent.EventStarted, false, 0)
+	eventually(t, "peer back", func() bool { return peers(b.Registry, ih) == 1 && b.Stats().RemotePeers == 1 })
+}
+
+// TestBounds: the changes waiting and the messages waiting per instance
+// are bounded, and what did not fit is counted; so are instances.
+func TestBounds(t *testing.T) {
+	t.Run("pending changes", func(t *testing.T) {
+		r := New(&link{bus: fleettest.NewBus(1)}, Options{MaxPendingBytes: 10 * changeLen})
+		c := &conn{}
+		for i := range 25 {
+			announce(t, r, bittorrent.InfoHash{8}, pid(i), c, bittorrent.EventStarted, false, 0)
+		}
+		if st := r.Stats(); st.ChangesDropped != 15 {
+			t.Errorf("ChangesDropped %d, want 15", st.ChangesDropped)
+		}
+		if got := peers(r, bittorrent.InfoHash{8}); got != 25 {
+			t.Errorf("%d peers locally, want 25: a dropped change is applied here", got)
+		}
+	})
+	t.Run("queue per instance", func(t *testing.T) {
+		bus := fleettest.NewBus(1)
+		msg := make([]byte, 1000)
+		opts := testOptions()
+		opts.MaxQueueBytes = 4 * messageLen(msg)
+		gate := make(chan struct{})
+		b := startNode(t, bus, 1, opts, nil)
+		a := startNode(t, bus, 0, opts, gate)
+		ih := bittorrent.InfoHash{9}
+		announce(t, b.Registry, ih, pid(2), &conn{}, bittorrent.EventStarted, false, 0)
+		eventually(t, "a has b's peer", func() bool { return peers(a.Registry, ih) == 1 })
+		s, _ := a.mem.Lookup(ih, pid(2))
+		p := s.(*remote)
+		accepted := 0
+		for range 100 {
+			if p.Send(msg) {
+				accepted++
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+		// 4 wait in the queue; at most 4 more were taken by the sender,
+		// which waits at the gate.
+		if accepted < 4 || accepted > 8 {
+			t.Errorf("%d of 100 accepted, want 4 to 8", accepted)
+		}
+		if st := a.Stats(); st.Relayed != uint64(accepted) || st.RelayDropped != uint64(100-accepted) {
+			t.Errorf("Relayed %d, RelayDropped %d; %d accepted", st.Relayed, st.RelayDropped, accepted)
+		}
+		if p.Send(make([]byte, MaxMessageBytes+1)) {
+			t.Error("a message over MaxMessageBytes accepted")
+		}
+		close(gate)
+	})
+	t.Run("instances", func(t *testing.T) {
+		bus := fleettest.NewBus(1)
+		opts := testOptions()
+		opts.MaxInstances = 2
+		r := startNode(t, bus, 0, opts, nil)
+		time.Sleep(20 * time.Millisecond) // listening
+		for i := range 5 {
+			bus.Send(context.Background(), fleet.Instance{}, appendHeader(nil, instanceID(10+i)))
+		}
+		eventually(t, "instances counted", func() bool {
+			st := r.Stats()
+			return st.Instances == 2 && st.TooManyInstances == 3
+		})
+	})
+}
+
+// TestGarbage: messages that are not frames are counted and skipped
+// whole; the Registry goes on.
+func TestGarbage(t *testing.T) {
+	bus, nodes := newFleet(t, 2, testOptions())
+	a, b := nodes[0], nodes[1]
+	ih := bittorrent.InfoHash{10}
+	cb := &conn{}
+	announce(t, b.Registry, ih, pid(2), cb, bittorrent.EventStarted, false, 0)
+	eventually(t, "a has b's peer", func() bool { return peers(a.Registry, ih) == 1 })
+	garbage := invalidFrames()
+	for _, g := range garbage {
+		bus.Send(context.Background(), a.Self(), g.frame)
+	}
+	eventually(t, "garbage counted", func() bool { return a.Stats().Invalid == uint64(len(garbage)) })
+	// a frame with a good change and then garbage changes nothing
+	f := appendHeader(nil, instanceID(1))
+	f = appendChange(f, ih, pid(3), opAnnounce, false)
+	f = append(f, 0xff)
+	bus.Send(context.Background(), a.Self(), f)
+	eventually(t, "bad tail counted", func() bool { return a.Stats().Invalid == uint64(len(garbage))+1 })
+	if peers(a.Registry, ih) != 1 {
+		t.Error("a frame refused was applied in part")
+	}
+	// and a message to a peer not here is counted
+	f = appendMessage(appendHeader(nil, instanceID(1)), ih, pid(99), []byte("x"))
+	bus.Send(context.Background(), a.Self(), f)
+	eventually(t, "undeliverable counted", func() bool { return a.Stats().Undeliverable == 1 })
+	// the relay still works
+	to := announce(t, a.Registry, ih, pid(1), &conn{}, bittorrent.EventStarted, false, 1)
+	to[0].Send([]byte("offer"))
+	eventually(t, "offer delivered", func() bool { return len(cb.messages()) == 1 })
+}
+
+// TestLocalOnly: before Run, and without other instances, the Registry
+// is a single instance's; a second Run at once is refused.
+func TestLocalOnly(t *testing.T) {
+	r := New(&link{bus: fleettest.NewBus(1)}, Options{})
+	ih := bittorrent.InfoHash{11}
+	c1, c2 := &conn{}, &conn{}
+	announce(t, r, ih, pid(1), c1, bittorrent.EventStarted, false, 0)
+	to := announce(t, r, ih, pid(2), c2, bittorrent.EventStarted, false, 3)
+	if len(to) != 1 || to[0] != signaling.Sender(c1) {
+		t.Fatalf("picked %v, want the other local peer", to)
+	}
+	if s, err := r.Route(ih, pid(1), c1, pid(2)); err != nil || s != signaling.Sender(c2) {
+		t.Fatalf("Route: %v, %v", s, err)
+	}
+	if !r.Has(ih, pid(1), c1) || r.Totals().Peers() != 2 {
+		t.Error("Has or Totals wrong")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	eventually(t, "running", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.ctx != nil })
+	if err := r.Run(ctx); !errors.Is(err, errRunning) {
+		t.Errorf("second Run: %v", err)
+	}
+	cancel()
+	<-done
+}
+
+// TestConcurrent: three instances under announces, leaves, offers and
+// answers from many goroutines, with garbage arriving; run with -race.
+// Once every peer has left, every instance's swarms are empty.
+func TestConcurrent(t *testing.T) {
+	bus, nodes := newFleet(t, 3, testOptions())
+	const workers, rounds = 6, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		nd := nodes[w%len(nodes)]
+		wg.Go(func() {
+			c := &conn{}
+			for i := range rounds {
+				ih := bittorrent.InfoHash{byte(i % 4)}
+				id := pid(w*1000 + i%8)
+				to, _, err := nd.Announce(&signaling.Announce{InfoHash: ih, PeerID: id, Via: c, Seeder: i%3 == 0, NumWant: 3}, nil)
+				if err != nil {
+					continue
+				}
+				for _, s := range to {
+					s.Send([]byte("offer"))
+				}
+				if i%5 == 0 {
+					if s, err := nd.Route(ih, id, c, pid((w+1)%workers*1000+i%8)); err == nil {
+						s.Send([]byte("answer"))
+					}
+				}
+				if i%7 == 0 {
+					nd.Leave(ih, id, c)
+				}
+				if i%50 == 0 {
+					bus.Send(context.Background(), fleet.Instance{}, []byte{1, 2, 3})
+					nd.Expire()
+					nd.Stats()
+				}
+			}
+			for i := range 8 {
+				for h := range 4 {
+					nd.Leave(bittorrent.InfoHash{byte(h)}, pid(w*1000+i), c)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, "every swarm empty everywhere", func() bool {
+		for _, nd := range nodes {
+			if nd.Totals().Peers() != 0 || nd.Stats().RemotePeers != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
