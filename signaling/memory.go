@@ -488,3 +488,32 @@ func (r *Memory) Lookup(ih bittorrent.InfoHash, id bittorrent.PeerID) (Sender, b
 	}
 	return m.via, true
 }
+
+// Range calls fn with every peer not expired (its swarm, its id, the
+// Sender it is bound to and whether it seeds) until fn returns false.
+// It holds one shard's lock at a time, so fn must be quick and must not
+// call r; peers that join or leave meanwhile may or may not be seen. It
+// is for a Registry that spans instances (package fleet/relay), which
+// tells a joining instance the peers connected here.
+func (r *Memory) Range(fn func(ih bittorrent.InfoHash, id bittorrent.PeerID, via Sender, seeder bool) bool) {
+	now := r.clock()
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for ih, sw := range sh.swarms {
+			for j := range sw.leech {
+				if m := &sw.leech[j]; !r.expired(m, now) && !fn(ih, m.id, m.via, false) {
+					sh.mu.Unlock()
+					return
+				}
+			}
+			for j := range sw.seeds {
+				if m := &sw.seeds[j]; !r.expired(m, now) && !fn(ih, m.id, m.via, true) {
+					sh.mu.Unlock()
+					return
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+}

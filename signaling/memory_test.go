@@ -552,3 +552,46 @@ func TestLookup(t *testing.T) {
 		t.Error("Lookup found an expired peer")
 	}
 }
+
+// TestRange: Range sees every peer not expired, once, with its binding
+// and role, and stops when asked.
+func TestRange(t *testing.T) {
+	r, clk := newMem(t, Options{PeerLifetime: time.Minute})
+	type seen struct {
+		ih     bittorrent.InfoHash
+		id     bittorrent.PeerID
+		via    Sender
+		seeder bool
+	}
+	old := &conn{"old"}
+	r.Announce(&Announce{InfoHash: bittorrent.InfoHash{9}, PeerID: pid(999), Via: old}, nil)
+	clk.add(2 * time.Minute) // expired, not yet removed
+	want := map[seen]bool{}
+	for i := range 40 { // swarms of 20: indexed ones too
+		s := seen{bittorrent.InfoHash{byte(i % 2)}, pid(i), &conn{fmt.Sprint(i)}, i%3 == 0}
+		want[s] = true
+		r.Announce(&Announce{InfoHash: s.ih, PeerID: s.id, Via: s.via, Seeder: s.seeder}, nil)
+	}
+	got := map[seen]bool{}
+	r.Range(func(ih bittorrent.InfoHash, id bittorrent.PeerID, via Sender, seeder bool) bool {
+		s := seen{ih, id, via, seeder}
+		if got[s] {
+			t.Errorf("%q seen twice", id[:])
+		}
+		got[s] = true
+		return true
+	})
+	if len(got) != len(want) {
+		t.Errorf("Range saw %d peers, want %d", len(got), len(want))
+	}
+	for s := range want {
+		if !got[s] {
+			t.Errorf("Range missed %q", s.id[:])
+		}
+	}
+	n := 0
+	r.Range(func(bittorrent.InfoHash, bittorrent.PeerID, Sender, bool) bool { n++; return n < 5 })
+	if n != 5 {
+		t.Errorf("Range went on after false: %d calls", n)
+	}
+}

@@ -15,10 +15,25 @@ import (
 //	change:  1 | info hash (20) | peer id (20) | flags (1)
 //	message: 2 | info hash (20) | to peer id (20) | length (uvarint, 1..MaxMessageBytes) | message
 //	bye:     3
+//	sync:    4
+//	seq:     5 | sequence number (8 bytes, big endian, not zero)
+//	hint:    6 | info hash (20) | peer id (20) | flags (1) | sequence number (8, not zero)
+//	dump:    7 | sequence number (8, not zero)
 //
 // flags: bits 0-1 the op (0 announce, 1 completed, 2 leave), bit 2 set
 // for a seeder; the other bits and op 3 are invalid. A header alone is a
-// heartbeat. A bye says the origin is shutting down: its peers go now.
+// heartbeat. A bye says the origin is shutting down: its peers go now. A
+// sync asks the receiver for all its local peers (as changes).
+//
+// The changes an instance broadcasts are numbered, from 1: a seq entry
+// gives the number of the change after it (the following ones count up
+// from it). A hint repeats a change, with its number, sent to one
+// instance directly ahead of an offer; it is stale, and skipped, if the
+// receiver already applied that change or a later one. A dump entry
+// says the changes after it in the frame are a dump of the sender's
+// peers, made when its next change was to be that number: one of them
+// is stale, and skipped, if the receiver has applied a leave of that
+// peer numbered from it on.
 //
 // The parser is strict: anything else (a short field, an unknown kind or
 // flag, a length out of bounds, bytes after the last entry's end that
@@ -30,8 +45,14 @@ const (
 	kindChange  = 1
 	kindMessage = 2
 	kindBye     = 3
+	kindSync    = 4
+	kindSeq     = 5
+	kindHint    = 6
+	kindDump    = 7
 
 	changeLen = 1 + 20 + 20 + 1
+	seqLen    = 1 + 8
+	hintLen   = changeLen + 8
 )
 
 // MaxMessageBytes is the largest message relayed to another instance's
@@ -72,6 +93,7 @@ type entry struct {
 	id     bittorrent.PeerID // the changed peer, or a message's recipient
 	op     op
 	seeder bool
+	seq    uint64 // a seq's or a hint's
 	msg    []byte
 }
 
@@ -82,6 +104,7 @@ var (
 	errKind    = errors.New("relay: unknown entry kind")
 	errFlags   = errors.New("relay: invalid change flags")
 	errLength  = errors.New("relay: message length out of bounds")
+	errSeq     = errors.New("relay: zero sequence number")
 )
 
 func appendHeader(b []byte, origin fleet.Instance) []byte {
@@ -90,14 +113,32 @@ func appendHeader(b []byte, origin fleet.Instance) []byte {
 }
 
 func appendChange(b []byte, ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool) []byte {
+	return appendChangeKind(b, kindChange, ih, id, o, seeder)
+}
+
+func appendChangeKind(b []byte, kind byte, ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool) []byte {
 	f := byte(o)
 	if seeder {
 		f |= flagSeeder
 	}
-	b = append(b, kindChange)
+	b = append(b, kind)
 	b = append(b, ih[:]...)
 	b = append(b, id[:]...)
 	return append(b, f)
+}
+
+func appendHint(b []byte, ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool, seq uint64) []byte {
+	b = appendChangeKind(b, kindHint, ih, id, o, seeder)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+func appendSeq(b []byte, seq uint64) []byte {
+	return appendSeqKind(b, kindSeq, seq)
+}
+
+func appendSeqKind(b []byte, kind byte, seq uint64) []byte {
+	b = append(b, kind)
+	return binary.BigEndian.AppendUint64(b, seq)
 }
 
 // messageLen is the size of a message entry for msg.
@@ -153,11 +194,25 @@ func (fr *frameReader) next(e *entry) (bool, error) {
 	}
 	e.kind = b[0]
 	switch e.kind {
-	case kindBye:
+	case kindBye, kindSync:
 		fr.rest = b[1:]
 		return true, nil
-	case kindChange:
-		if len(b) < changeLen {
+	case kindSeq, kindDump:
+		if len(b) < seqLen {
+			return false, errShort
+		}
+		e.seq = binary.BigEndian.Uint64(b[1:seqLen])
+		if e.seq == 0 {
+			return false, errSeq
+		}
+		fr.rest = b[seqLen:]
+		return true, nil
+	case kindChange, kindHint:
+		n := changeLen
+		if e.kind == kindHint {
+			n = hintLen
+		}
+		if len(b) < n {
 			return false, errShort
 		}
 		copy(e.ih[:], b[1:21])
@@ -166,8 +221,13 @@ func (fr *frameReader) next(e *entry) (bool, error) {
 		if f&^(flagOpMask|flagSeeder) != 0 || op(f&flagOpMask) > opLeave {
 			return false, errFlags
 		}
-		e.op, e.seeder, e.msg = op(f&flagOpMask), f&flagSeeder != 0, nil
-		fr.rest = b[changeLen:]
+		e.op, e.seeder, e.msg, e.seq = op(f&flagOpMask), f&flagSeeder != 0, nil, 0
+		if e.kind == kindHint {
+			if e.seq = binary.BigEndian.Uint64(b[changeLen:hintLen]); e.seq == 0 {
+				return false, errSeq
+			}
+		}
+		fr.rest = b[n:]
 		return true, nil
 	case kindMessage:
 		if len(b) < 1+20+20+1 {

@@ -16,6 +16,10 @@ func appendEntry(b []byte, e *entry) []byte {
 		return appendChange(b, e.ih, e.id, e.op, e.seeder)
 	case kindMessage:
 		return appendMessage(b, e.ih, e.id, e.msg)
+	case kindHint:
+		return appendHint(b, e.ih, e.id, e.op, e.seeder, e.seq)
+	case kindSeq, kindDump:
+		return appendSeqKind(b, e.kind, e.seq)
 	}
 	return append(b, e.kind)
 }
@@ -50,6 +54,10 @@ func TestFrameRoundTrip(t *testing.T) {
 	}{
 		{"heartbeat", nil},
 		{"bye", []entry{{kind: kindBye}}},
+		{"sync", []entry{{kind: kindSync}, {kind: kindChange, ih: ih, id: id}}},
+		{"numbered", []entry{{kind: kindSeq, seq: 1 << 40}, {kind: kindChange, ih: ih, id: id}, {kind: kindChange, ih: ih, id: id, op: opLeave}}},
+		{"dump", []entry{{kind: kindSync}, {kind: kindDump, seq: 3}, {kind: kindChange, ih: ih, id: id, seeder: true}}},
+		{"hint", []entry{{kind: kindHint, ih: ih, id: id, op: opCompleted, seeder: true, seq: 7}, {kind: kindMessage, ih: ih, id: id, msg: []byte("offer")}}},
 		{"changes", []entry{
 			{kind: kindChange, ih: ih, id: id, op: opAnnounce},
 			{kind: kindChange, ih: ih, id: id, op: opCompleted, seeder: true},
@@ -82,7 +90,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		}
 		for i, e := range list {
 			w := tt.entries[i]
-			if e.kind != w.kind || e.ih != w.ih && w.kind != kindBye || e.op != w.op || e.seeder != w.seeder || !bytes.Equal(e.msg, w.msg) {
+			if e.kind != w.kind || e.ih != w.ih && w.kind != kindBye && w.kind != kindSync && w.kind != kindSeq && w.kind != kindDump || e.seq != w.seq || e.op != w.op || e.seeder != w.seeder || !bytes.Equal(e.msg, w.msg) {
 				t.Errorf("%s: entry %d is %+v, want %+v", tt.name, i, e, w)
 			}
 		}
@@ -110,7 +118,13 @@ func invalidFrames() []struct {
 		{"version 0", cat([]byte{0}, origin[:])},
 		{"version 2", cat([]byte{2}, origin[:])},
 		{"zero origin", make([]byte, headerLen)},
-		{"unknown kind", cat(hdr, []byte{4})},
+		{"unknown kind", cat(hdr, []byte{8})},
+		{"dump seq 0", cat(hdr, appendSeqKind(nil, kindDump, 0))},
+		{"seq 0", cat(hdr, appendSeq(nil, 0))},
+		{"short seq", cat(hdr, appendSeq(nil, 1)[:seqLen-1])},
+		{"hint seq 0", cat(hdr, appendHint(nil, ih, id, opAnnounce, false, 0))},
+		{"short hint", cat(hdr, appendHint(nil, ih, id, opAnnounce, false, 1)[:hintLen-1])},
+		{"hint op 3", cat(hdr, appendHint(nil, ih, id, 3, false, 1))},
 		{"kind 0", cat(hdr, []byte{0})},
 		{"short change", cat(hdr, change[:changeLen-1])},
 		{"op 3", cat(hdr, change[:changeLen-1], []byte{3})},
@@ -148,6 +162,8 @@ func FuzzFrame(f *testing.F) {
 	f.Add(append(appendHeader(nil, origin), kindBye))
 	f.Add(appendChange(appendHeader(nil, origin), ih, id, opCompleted, true))
 	f.Add(appendMessage(appendChange(appendHeader(nil, origin), ih, id, opLeave, false), ih, id, []byte(`{"answer":{}}`)))
+	f.Add(appendChange(appendSeq(appendHeader(nil, origin), 3), ih, id, opAnnounce, false))
+	f.Add(appendMessage(appendHint(appendHeader(nil, origin), ih, id, opAnnounce, true, 9), ih, id, []byte("o")))
 	for _, tt := range invalidFrames() {
 		f.Add(tt.frame)
 	}

@@ -24,10 +24,16 @@ type queue struct {
 	bytes  int      // the entries' bytes in frames
 	max    int
 	closed bool
+	// numbered queues number their changes: seq is the next number,
+	// and each frame begins with the number of its first change.
+	numbered bool
+	seq      uint64
 }
 
-func newQueue(self fleet.Instance, max int) *queue {
-	q := &queue{max: max}
+// newQueue returns a queue of frames from self holding at most max
+// bytes of entries, its changes numbered if numbered.
+func newQueue(self fleet.Instance, max int, numbered bool) *queue {
+	q := &queue{max: max, numbered: numbered, seq: 1}
 	appendHeader(q.hdr[:0], self)
 	return q
 }
@@ -44,22 +50,53 @@ func (q *queue) reserve(n int) *[]byte {
 		if k := len(q.spare); k > 0 {
 			f, q.spare = q.spare[k-1][:0], q.spare[:k-1]
 		}
-		q.frames = append(q.frames, append(f, q.hdr[:]...))
+		f = append(f, q.hdr[:]...)
+		if q.numbered {
+			f = appendSeq(f, q.seq)
+			q.bytes += seqLen
+		}
+		q.frames = append(q.frames, f)
 		last++
 	}
 	q.bytes += n
 	return &q.frames[last]
 }
 
-// addChange queues a change; false if the queue is full or closed.
-func (q *queue) addChange(ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool) bool {
+// addChange queues a change and returns its number in a numbered queue;
+// false if the queue is full or closed (the number is then the next
+// one, not given to any change yet).
+func (q *queue) addChange(ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool) (uint64, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	f := q.reserve(changeLen)
 	if f == nil {
-		return false
+		return q.seq, false
 	}
 	*f = appendChange(*f, ih, id, o, seeder)
+	seq := q.seq
+	if q.numbered {
+		q.seq++
+	}
+	return seq, true
+}
+
+// next returns the number the next change will get.
+func (q *queue) next() (uint64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.seq, q.numbered
+}
+
+// addHint queues a hint: change number seq of the numbered queue,
+// repeated. False if the queue is full or closed.
+func (q *queue) addHint(ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool, seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f := q.reserve(hintLen)
+	if f == nil {
+		return false
+	}
+	*f = appendHint(*f, ih, id, o, seeder, seq)
 	return true
 }
 
@@ -92,10 +129,35 @@ func (q *queue) recycle(frames [][]byte) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, f := range frames {
-		if len(q.spare) < 4 && cap(f) <= 2*frameBytes {
+		if len(q.spare) < 4 && cap(f) >= 1024 && cap(f) <= 2*frameBytes {
 			q.spare = append(q.spare, f[:0])
 		}
 	}
+}
+
+// requeue puts frames, taken and not sent, back before those waiting,
+// dropping the oldest frames past the bound; it returns the changes
+// dropped.
+func (q *queue) requeue(frames [][]byte) (dropped int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0
+	}
+	n := 0
+	for _, f := range frames {
+		n += len(f) - headerLen
+	}
+	for len(frames) > 0 && n+q.bytes > q.max {
+		k := len(frames[0]) - headerLen
+		n -= k
+		dropped += k / changeLen
+		frames = frames[1:]
+	}
+	// a new slice: frames is the caller's
+	q.frames = append(append(make([][]byte, 0, len(frames)+len(q.frames)), frames...), q.frames...)
+	q.bytes += n
+	return dropped
 }
 
 // close refuses every entry from now on and drops those waiting.

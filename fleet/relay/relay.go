@@ -34,6 +34,12 @@
 //     broadcasts an empty batch; one not heard from for Timeout is gone,
 //     and its peers are dropped. An instance shutting down says bye, and
 //     its peers are dropped at once.
+//   - dumps: when an instance hears from one it does not know (it just
+//     started, or had been dropped), it sends it all its local peers, as
+//     changes, and asks for its peers in return. So an instance that
+//     starts, or comes back after an outage, has the fleet's peers
+//     within a heartbeat and the time to send them, not an announce
+//     interval (up to 30 minutes) later.
 //
 // # Guarantees and limits
 //
@@ -43,17 +49,22 @@
 // (MaxPendingBytes), the messages waiting per instance (MaxQueueBytes),
 // the instances known (MaxInstances), and the peers, local and remote
 // together, by the Memory's MaxPeers: a flood of peers into one instance
-// is bounded everywhere. What does not fit is dropped and counted
+// is bounded everywhere. A dump holds 42 bytes per local peer while it
+// is sent, one dump at a time. What does not fit is dropped and counted
 // (Stats).
 //
-// Delivery is at most once. A change lost (the Messenger was down, a
-// queue was full) heals by itself: every peer announces again within an
-// interval, and its next announce carries the same information; a
-// relayed offer lost is an offer the browser does not get answered, as
-// when its recipient left. After an outage of the Messenger longer than
-// Timeout, each instance has dropped the others' peers; they come back
-// as they announce again. An instance that starts learns the others'
-// peers the same way, within one announce interval.
+// Delivery is at most once. While the Messenger is down the changes wait
+// and go out, in order, when it is back; past MaxPendingBytes changes
+// are dropped (new ones while the queue is full, the oldest when a
+// batch that failed is put back). A change lost that way (or by the Messenger) heals by
+// itself: every peer announces again within an interval, and its next
+// announce carries the same information. A leave lost leaves a remote
+// peer that offers still go to, and its instance drops (Undeliverable),
+// until it expires. A relayed message is not kept when the Messenger
+// fails: an offer lost is an offer the browser does not get answered,
+// as when its recipient left. After an outage longer than Timeout, each
+// instance has dropped the others' peers; when they hear from each other
+// again they exchange dumps.
 //
 // # Peer ids
 //
@@ -136,7 +147,7 @@ type Stats struct {
 	Instances   int
 	RemotePeers int
 	// ChangesSent are the local changes broadcast; ChangesDropped those
-	// lost: the pending bound was reached, or the Messenger failed.
+	// lost to the pending bound (MaxPendingBytes) while they waited.
 	ChangesSent    uint64
 	ChangesDropped uint64
 	// ChangesApplied are the other instances' changes applied here;
@@ -156,6 +167,15 @@ type Stats struct {
 	RelayDropped  uint64
 	Delivered     uint64
 	Undeliverable uint64
+	// Stale are the hints skipped (the change they repeat, or a later
+	// one, had come first) and the peers of dumps skipped (they left
+	// after the dump was made).
+	Stale uint64
+	// Dumps are the times this instance sent its local peers to
+	// another (one it had not heard from, or that asked), DumpedPeers
+	// the peers they carried.
+	Dumps       uint64
+	DumpedPeers uint64
 	// SendErrors are the Messenger's Sends that failed: everything in
 	// them is lost. Invalid are the messages received that did not parse,
 	// skipped whole. InstancesGone are the instances dropped: timed out
@@ -177,7 +197,8 @@ type Registry struct {
 	lifetime time.Duration
 	log      *slog.Logger
 
-	changes *queue // local changes to broadcast
+	changes *queue         // local changes to broadcast
+	dumps   chan *instance // instances to send the local peers to
 
 	mu        sync.Mutex
 	instances map[fleet.Instance]*instance
@@ -189,6 +210,7 @@ type Registry struct {
 	changesSent, changesDropped, changesApplied, conflicts, full atomic.Uint64
 	relayed, relayDropped, delivered, undeliverable              atomic.Uint64
 	sendErrors, invalid, instancesGone, tooManyInstances         atomic.Uint64
+	dumpsSent, dumpedPeers, stale                                atomic.Uint64
 }
 
 // instance is another instance of the fleet, as this one knows it.
@@ -200,8 +222,39 @@ type instance struct {
 	wake  chan struct{}
 	done  chan struct{} // closed when it is dropped
 
-	mu    sync.Mutex
-	peers map[peerKey]*remote // nil once dropped
+	// dumpPending says a dump to it is scheduled; dumpAsk that the dump
+	// asks for its own in return.
+	dumpPending, dumpAsk atomic.Bool
+
+	mu      sync.Mutex
+	peers   map[peerKey]*remote // nil once dropped
+	applied uint64              // the highest numbered change applied
+	// left and leftOld are the numbers of the leaves applied lately
+	// (since rotated, and the period before): what a dump made before a
+	// leave, and received after it, must not undo.
+	left, leftOld map[peerKey]uint64
+	rotated       int64 // unix nanoseconds
+}
+
+// Bounds of the leaves an instance remembers (see instance.left): a dump
+// takes seconds to arrive.
+const (
+	leftPeriod = 10 * time.Second
+	maxLeft    = 1 << 16
+)
+
+// leftAt returns the number of k's latest leave remembered, or 0. inst.mu
+// must be held.
+func (inst *instance) leftAt(k peerKey) uint64 {
+	return max(inst.left[k], inst.leftOld[k])
+}
+
+// remember records k's leave numbered seq. inst.mu must be held.
+func (inst *instance) remember(k peerKey, seq uint64, now int64) {
+	if inst.left == nil || len(inst.left) >= maxLeft/2 || now-inst.rotated > int64(leftPeriod) {
+		inst.left, inst.leftOld, inst.rotated = make(map[peerKey]uint64), inst.left, now
+	}
+	inst.left[k] = seq
 }
 
 type peerKey struct {
@@ -226,10 +279,7 @@ func (p *remote) Send(msg []byte) bool {
 		return false
 	}
 	r.relayed.Add(1)
-	select {
-	case p.inst.wake <- struct{}{}:
-	default:
-	}
+	p.inst.kick()
 	return true
 }
 
@@ -275,7 +325,8 @@ func New(m fleet.Messenger, opts Options) *Registry {
 		opts:      opts,
 		lifetime:  opts.PeerLifetime,
 		log:       opts.Logger,
-		changes:   newQueue(opts.Self, opts.MaxPendingBytes),
+		changes:   newQueue(opts.Self, opts.MaxPendingBytes, true),
+		dumps:     make(chan *instance, opts.MaxInstances),
 		instances: make(map[fleet.Instance]*instance),
 	}
 }
@@ -293,9 +344,10 @@ func (r *Registry) Announce(a *signaling.Announce, dst []signaling.Sender) ([]si
 		return dst, st, err
 	}
 	o := opOf(a.Event)
-	r.change(a.InfoHash, a.PeerID, o, a.Seeder)
+	seq := r.change(a.InfoHash, a.PeerID, o, a.Seeder)
 	// The offers to another instance's peers follow, in its queue, the
-	// announcing peer's change: the answer finds the offerer there.
+	// announcing peer's change (a hint): the answer finds the offerer
+	// there even if the broadcast comes later.
 	for i := n0; i < len(dst); i++ {
 		p, ok := dst[i].(*remote)
 		if !ok {
@@ -309,17 +361,19 @@ func (r *Registry) Announce(a *signaling.Announce, dst []signaling.Sender) ([]si
 			}
 		}
 		if first {
-			p.inst.out.addChange(a.InfoHash, a.PeerID, o, a.Seeder)
+			p.inst.out.addHint(a.InfoHash, a.PeerID, o, a.Seeder, seq)
 		}
 	}
 	return dst, st, nil
 }
 
-// change queues a local change for broadcast.
-func (r *Registry) change(ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool) {
-	if !r.changes.addChange(ih, id, o, seeder) {
+// change queues a local change for broadcast and returns its number.
+func (r *Registry) change(ih bittorrent.InfoHash, id bittorrent.PeerID, o op, seeder bool) uint64 {
+	seq, ok := r.changes.addChange(ih, id, o, seeder)
+	if !ok {
 		r.changesDropped.Add(1)
 	}
+	return seq
 }
 
 // Route implements signaling.Registry: the Sender returned may be
@@ -395,6 +449,9 @@ func (r *Registry) Stats() Stats {
 		RelayDropped:     r.relayDropped.Load(),
 		Delivered:        r.delivered.Load(),
 		Undeliverable:    r.undeliverable.Load(),
+		Stale:            r.stale.Load(),
+		Dumps:            r.dumpsSent.Load(),
+		DumpedPeers:      r.dumpedPeers.Load(),
 		SendErrors:       r.sendErrors.Load(),
 		Invalid:          r.invalid.Load(),
 		InstancesGone:    r.instancesGone.Load(),
@@ -429,6 +486,7 @@ func (r *Registry) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
 	wg.Go(func() { r.broadcast(ctx) })
+	wg.Go(func() { r.dumpLoop(ctx) })
 	wg.Wait()
 
 	r.mu.Lock()
@@ -487,14 +545,18 @@ func (r *Registry) broadcast(ctx context.Context) {
 			var hb [headerLen]byte
 			frames = append(frames, appendHeader(hb[:0], r.opts.Self))
 		}
-		for _, f := range frames {
-			n := uint64((len(f) - headerLen) / changeLen)
+		for i, f := range frames {
 			last = now
-			if r.send(ctx, fleet.Instance{}, f) {
-				r.changesSent.Add(n)
-			} else {
-				r.changesDropped.Add(n)
+			if !r.send(ctx, fleet.Instance{}, f) {
+				// kept for the next tick: a short outage loses nothing
+				// while the changes fit the bound
+				if len(f) > headerLen {
+					r.changesDropped.Add(uint64(r.changes.requeue(frames[i:])))
+				}
+				frames = frames[:i]
+				break
 			}
+			r.changesSent.Add(uint64((len(f) - headerLen) / changeLen))
 		}
 		r.changes.recycle(frames)
 		clear(frames)
@@ -579,7 +641,7 @@ func (r *Registry) instance(id fleet.Instance) *instance {
 	inst := &instance{
 		id:    id,
 		r:     r,
-		out:   newQueue(r.opts.Self, r.opts.MaxQueueBytes),
+		out:   newQueue(r.opts.Self, r.opts.MaxQueueBytes, false),
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		peers: make(map[peerKey]*remote),
@@ -588,6 +650,7 @@ func (r *Registry) instance(id fleet.Instance) *instance {
 	r.instances[id] = inst
 	ctx := r.ctx
 	r.senders.Go(func() { r.sendTo(ctx, inst) })
+	r.scheduleDump(inst, true)
 	return inst
 }
 
@@ -630,33 +693,65 @@ func (r *Registry) receive(msg []byte) {
 	inst.heard.Store(r.opts.Now().UnixNano())
 	fr, _ := readHeader(msg)
 	var e entry
+	var seq uint64  // the number of the next change, if numbered
+	var asOf uint64 // a dump's number, if the frame is a dump
 	for {
 		ok, _ := fr.next(&e) // checked above
 		if !ok {
 			return
 		}
 		switch e.kind {
+		case kindSeq:
+			seq = e.seq
+		case kindDump:
+			asOf = e.seq
 		case kindChange:
-			r.apply(inst, &e)
+			e.seq = seq
+			r.apply(inst, &e, asOf)
+			if seq != 0 {
+				seq++
+			}
+		case kindHint:
+			r.apply(inst, &e, 0)
 		case kindMessage:
-			r.deliver(&e)
+			r.deliver(inst, &e)
 		case kindBye:
 			r.drop(inst, true)
 			return
+		case kindSync:
+			r.scheduleDump(inst, false)
 		}
 	}
 }
 
-// apply applies another instance's change to the Memory.
-func (r *Registry) apply(inst *instance, e *entry) {
+// apply applies another instance's change (or hint) to the Memory; asOf
+// is the dump's number if the change is one of a dump.
+func (r *Registry) apply(inst *instance, e *entry, asOf uint64) {
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
 	if inst.peers == nil {
 		return // dropped meanwhile
 	}
+	if e.kind == kindHint {
+		if e.seq <= inst.applied {
+			// the change it repeats, or a later one, came first
+			r.stale.Add(1)
+			return
+		}
+	} else if e.seq > inst.applied {
+		inst.applied = e.seq
+	}
 	k := peerKey{e.ih, e.id}
+	if asOf != 0 && inst.leftAt(k) >= asOf {
+		// left after the dump was made
+		r.stale.Add(1)
+		return
+	}
 	p := inst.peers[k]
 	if e.op == opLeave {
+		if e.seq != 0 {
+			inst.remember(k, e.seq, r.opts.Now().UnixNano())
+		}
 		if p != nil {
 			r.mem.Leave(k.ih, k.id, p)
 			delete(inst.peers, k)
@@ -692,16 +787,109 @@ func (r *Registry) apply(inst *instance, e *entry) {
 
 // deliver hands a message from another instance to the local connection
 // its recipient is bound to.
-func (r *Registry) deliver(e *entry) {
+//
+// A recipient that is not connected here (it left, expired, or never
+// was; or it is another instance's peer, and a message is not relayed
+// on) is one the sender holds as this instance's peer wrongly: a leave
+// lost, or a change that came after it. The sender is told it left, so
+// that its offers stop going there.
+func (r *Registry) deliver(from *instance, e *entry) {
 	s, ok := r.mem.Lookup(e.ih, e.id)
-	if !ok {
+	if _, isRemote := s.(*remote); !ok || isRemote {
 		r.undeliverable.Add(1)
+		if _, ok := from.out.addChange(e.ih, e.id, opLeave, false); ok {
+			from.kick()
+		}
 		return
 	}
-	if _, isRemote := s.(*remote); isRemote || !s.Send(e.msg) {
-		// a remote peer here: not relayed on (no loops)
+	if !s.Send(e.msg) {
 		r.undeliverable.Add(1)
 		return
 	}
 	r.delivered.Add(1)
+}
+
+// kick wakes the goroutine that sends inst's queue.
+func (inst *instance) kick() {
+	select {
+	case inst.wake <- struct{}{}:
+	default:
+	}
+}
+
+// scheduleDump schedules a dump of the local peers to inst, asking for
+// its own in return if ask; a dump already scheduled is not repeated.
+func (r *Registry) scheduleDump(inst *instance, ask bool) {
+	if ask {
+		inst.dumpAsk.Store(true)
+	}
+	if inst.dumpPending.CompareAndSwap(false, true) {
+		select {
+		case r.dumps <- inst:
+		default:
+			inst.dumpPending.Store(false)
+		}
+	}
+}
+
+// dumpLoop sends the dumps scheduled, one at a time, until ctx ends.
+func (r *Registry) dumpLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case inst := <-r.dumps:
+			r.dump(ctx, inst)
+		}
+	}
+}
+
+// dump sends inst every local peer, as changes, in frames: what an
+// instance that joins (or comes back after an outage) learns at once
+// rather than as the peers announce again. It holds the frames of one
+// dump (42 bytes a peer) while it sends them.
+func (r *Registry) dump(ctx context.Context, inst *instance) {
+	inst.dumpPending.Store(false)
+	ask := inst.dumpAsk.Swap(false)
+	asOf, _ := r.changes.next()
+	var frames [][]byte
+	var f []byte
+	n := 0
+	start := func() {
+		if f != nil {
+			frames = append(frames, f)
+		}
+		f = appendHeader(make([]byte, 0, frameBytes), r.opts.Self)
+		f = appendSeqKind(f, kindDump, asOf)
+	}
+	start()
+	if ask {
+		f = append(f, kindSync)
+	}
+	r.mem.Range(func(ih bittorrent.InfoHash, id bittorrent.PeerID, via signaling.Sender, seeder bool) bool {
+		if _, ok := via.(*remote); ok {
+			return true
+		}
+		if len(f)+changeLen > frameBytes {
+			start()
+		}
+		f = appendChange(f, ih, id, opAnnounce, seeder)
+		n++
+		return true
+	})
+	if len(f) > headerLen+seqLen {
+		frames = append(frames, f)
+	}
+	for _, f := range frames {
+		select {
+		case <-inst.done:
+			return
+		default:
+		}
+		if !r.send(ctx, inst.id, f) {
+			return
+		}
+	}
+	r.dumpsSent.Add(1)
+	r.dumpedPeers.Add(uint64(n))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,7 @@ type node struct {
 
 // testOptions are quick to converge and never time an instance out.
 func testOptions() Options {
-	return Options{FlushInterval: 5 * time.Millisecond, Heartbeat: 10 * time.Millisecond, Timeout: time.Hour}
+	return Options{FlushInterval: 5 * time.Millisecond, Heartbeat: 10 * time.Millisecond, Timeout: time.Hour, Logger: slog.New(slog.DiscardHandler)}
 }
 
 func instanceID(i int) fleet.Instance { return fleet.Instance{0xf0, byte(i + 1)} }
@@ -369,8 +370,8 @@ func inject(t *testing.T, bus *fleettest.Bus, nd *node, origin fleet.Instance, f
 	bus.Send(context.Background(), nd.Self(), append(appendHeader(nil, origin), frame...))
 	eventually(t, "frame applied", func() bool {
 		st := nd.Stats()
-		return st.ChangesApplied+st.Conflicts+st.Full+st.Delivered+st.Undeliverable >
-			before.ChangesApplied+before.Conflicts+before.Full+before.Delivered+before.Undeliverable
+		return st.ChangesApplied+st.Conflicts+st.Full+st.Delivered+st.Undeliverable+st.Stale >
+			before.ChangesApplied+before.Conflicts+before.Full+before.Delivered+before.Undeliverable+before.Stale
 	})
 }
 
@@ -481,7 +482,7 @@ func TestExpiry(t *testing.T) {
 // are bounded, and what did not fit is counted; so are instances.
 func TestBounds(t *testing.T) {
 	t.Run("pending changes", func(t *testing.T) {
-		r := New(&link{bus: fleettest.NewBus(1)}, Options{MaxPendingBytes: 10 * changeLen})
+		r := New(&link{bus: fleettest.NewBus(1)}, Options{MaxPendingBytes: seqLen + 10*changeLen})
 		c := &conn{}
 		for i := range 25 {
 			announce(t, r, bittorrent.InfoHash{8}, pid(i), c, bittorrent.EventStarted, false, 0)
@@ -609,11 +610,26 @@ func TestLocalOnly(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	bus, nodes := newFleet(t, 3, testOptions())
 	const workers, rounds = 6, 200
+	conns := make([]*conn, workers)
+	for w := range workers {
+		conns[w] = &conn{}
+		for i := range 8 {
+			announce(t, nodes[w%len(nodes)].Registry, bittorrent.InfoHash{byte(i % 4)}, pid(w*1000+i), conns[w], bittorrent.EventStarted, false, 0)
+		}
+	}
+	eventually(t, "every peer everywhere", func() bool {
+		for _, nd := range nodes {
+			if nd.Totals().Peers() != workers*8 {
+				return false
+			}
+		}
+		return true
+	})
 	var wg sync.WaitGroup
 	for w := range workers {
 		nd := nodes[w%len(nodes)]
 		wg.Go(func() {
-			c := &conn{}
+			c := conns[w]
 			for i := range rounds {
 				ih := bittorrent.InfoHash{byte(i % 4)}
 				id := pid(w*1000 + i%8)
@@ -646,12 +662,185 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, "every swarm empty everywhere", func() bool {
+	empty := func() bool {
 		for _, nd := range nodes {
 			if nd.Totals().Peers() != 0 || nd.Stats().RemotePeers != 0 {
 				return false
 			}
 		}
 		return true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !empty() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	var relayed, arrived uint64
+	for _, nd := range nodes {
+		st := nd.Stats()
+		relayed += st.Relayed
+		arrived += st.Delivered + st.Undeliverable // most recipients have left by then
+	}
+	if relayed == 0 || arrived == 0 {
+		t.Errorf("%d messages relayed, %d arrived: the test relayed nothing", relayed, arrived)
+	}
+	if !empty() {
+		for i, nd := range nodes {
+			t.Errorf("instance %d: %+v", i, nd.Stats())
+			nd.mem.Range(func(ih bittorrent.InfoHash, id bittorrent.PeerID, via signaling.Sender, seeder bool) bool {
+				t.Errorf("  %x %q %T %v", ih[:1], id[:], via, seeder)
+				return true
+			})
+		}
+	}
+}
+
+// TestJoin: an instance that starts learns the peers connected to the
+// others at once (they send it theirs), without their announcing again;
+// and they learn its.
+func TestJoin(t *testing.T) {
+	bus, nodes := newFleet(t, 2, testOptions())
+	ih := bittorrent.InfoHash{12}
+	for i := range 20 {
+		announce(t, nodes[i%2].Registry, ih, pid(i), &conn{}, bittorrent.EventStarted, i%4 == 0, 0)
+	}
+	eventually(t, "both have 20", func() bool { return peers(nodes[0].Registry, ih) == 20 && peers(nodes[1].Registry, ih) == 20 })
+	opts := testOptions()
+	opts.FlushInterval = time.Hour // c broadcasts nothing: what it has and gives comes from the dumps
+	c := startNode(t, bus, 2, opts, nil)
+	cc := &conn{}
+	announce(t, c.Registry, ih, pid(100), cc, bittorrent.EventStarted, false, 0)
+	eventually(t, "c has every peer", func() bool { return peers(c.Registry, ih) == 21 && c.Stats().RemotePeers == 20 })
+	if st := c.Scrape([]bittorrent.InfoHash{ih}, nil)[0]; st.Seeders != 5 {
+		t.Errorf("c counts %d seeders, want 5", st.Seeders)
+	}
+	eventually(t, "the others have c's peer", func() bool { return peers(nodes[0].Registry, ih) == 21 && peers(nodes[1].Registry, ih) == 21 })
+}
+
+// TestOutage: while the Bus is down, changes wait (within their bound)
+// and go out when it is back; after an outage longer than Timeout, when
+// the instances have dropped each other's peers, they send each other
+// theirs again when they hear from each other, so the swarms converge
+// without the peers announcing again.
+func TestOutage(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		timeout time.Duration
+		down    time.Duration
+	}{
+		{"short", time.Hour, 100 * time.Millisecond},
+		{"longer than Timeout", 150 * time.Millisecond, 500 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.Timeout = tt.timeout
+			bus, nodes := newFleet(t, 3, opts)
+			ih := bittorrent.InfoHash{13}
+			c1, c2 := &conn{}, &conn{}
+			announce(t, nodes[0].Registry, ih, pid(1), c1, bittorrent.EventStarted, false, 0)
+			announce(t, nodes[1].Registry, ih, pid(2), c2, bittorrent.EventStarted, false, 0)
+			eventually(t, "2 peers everywhere", func() bool {
+				for _, nd := range nodes {
+					if peers(nd.Registry, ih) != 2 {
+						return false
+					}
+				}
+				return true
+			})
+			bus.SetDown(true)
+			announce(t, nodes[0].Registry, ih, pid(3), &conn{}, bittorrent.EventStarted, true, 0) // joins during the outage
+			nodes[1].Leave(ih, pid(2), c2)                                                        // leaves during the outage
+			time.Sleep(tt.down)
+			bus.SetDown(false)
+			eventually(t, "peers 1 and 3 everywhere, 2 gone", func() bool {
+				for _, nd := range nodes {
+					st := nd.Scrape([]bittorrent.InfoHash{ih}, nil)[0]
+					if st.Leechers != 1 || st.Seeders != 1 {
+						return false
+					}
+					if _, ok := nd.mem.Lookup(ih, pid(2)); ok {
+						return false
+					}
+				}
+				return true
+			})
+			st := nodes[0].Stats()
+			if st.SendErrors == 0 || st.ChangesDropped != 0 {
+				t.Errorf("instance 0: SendErrors %d (want some), ChangesDropped %d (want 0)", st.SendErrors, st.ChangesDropped)
+			}
+			if tt.timeout < tt.down && st.InstancesGone == 0 {
+				t.Error("instance 0 dropped no instance during an outage longer than Timeout")
+			}
+		})
+	}
+}
+
+// TestOrdering: a hint that comes after the change it repeats, or a
+// later one, is skipped; so is a dump's peer that left after the dump
+// was made. What is newer is applied.
+func TestOrdering(t *testing.T) {
+	ih := bittorrent.InfoHash{14}
+	x := instanceID(7)
+	numbered := func(seq uint64, o op) []byte { return appendChange(appendSeq(nil, seq), ih, pid(1), o, false) }
+	dump := func(asOf uint64) []byte {
+		return appendChange(appendSeqKind(nil, kindDump, asOf), ih, pid(1), opAnnounce, false)
+	}
+	hint := func(seq uint64) []byte { return appendHint(nil, ih, pid(1), opAnnounce, false, seq) }
+	tests := []struct {
+		name      string
+		frames    [][]byte
+		wantPeer  bool
+		wantStale uint64
+	}{
+		{"hint first", [][]byte{hint(5), numbered(5, opAnnounce)}, true, 0},
+		{"hint after its change and a leave", [][]byte{numbered(5, opAnnounce), numbered(6, opLeave), hint(5)}, false, 1},
+		{"hint newer than the leave", [][]byte{numbered(6, opLeave), hint(7)}, true, 0},
+		{"dump after a later leave", [][]byte{numbered(5, opAnnounce), numbered(10, opLeave), dump(9)}, false, 1},
+		{"dump made after the leave", [][]byte{numbered(10, opLeave), dump(11)}, true, 0},
+		{"dump before the leave", [][]byte{dump(9), numbered(10, opLeave)}, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bus := fleettest.NewBus(1)
+			b := startNode(t, bus, 1, testOptions(), nil)
+			hello(t, bus, b, x)
+			for _, f := range tt.frames {
+				inject(t, bus, b, x, f)
+			}
+			if _, ok := b.mem.Lookup(ih, pid(1)); ok != tt.wantPeer {
+				t.Errorf("peer there: %v, want %v", ok, tt.wantPeer)
+			}
+			if st := b.Stats(); st.Stale != tt.wantStale {
+				t.Errorf("Stale %d, want %d", st.Stale, tt.wantStale)
+			}
+		})
+	}
+}
+
+// TestGhostHealed: a remote peer whose leave was lost is removed once a
+// message to it reaches its instance, which says it left.
+func TestGhostHealed(t *testing.T) {
+	_, nodes := newFleet(t, 2, testOptions())
+	a, b := nodes[0], nodes[1]
+	ih := bittorrent.InfoHash{15}
+	cq := &conn{}
+	announce(t, b.Registry, ih, pid(2), cq, bittorrent.EventStarted, false, 0)
+	eventually(t, "a has b's peer", func() bool { return peers(a.Registry, ih) == 1 })
+	b.link.muted.Store(true) // the leave is lost
+	b.Leave(ih, pid(2), cq)
+	eventually(t, "leave sent and lost", func() bool { return b.Stats().ChangesSent == 2 })
+	b.link.muted.Store(false)
+	if peers(a.Registry, ih) != 1 {
+		t.Fatal("a lost the peer though its leave was lost")
+	}
+	to := announce(t, a.Registry, ih, pid(1), &conn{}, bittorrent.EventStarted, false, 1)
+	if len(to) != 1 || !to[0].Send([]byte("offer")) {
+		t.Fatalf("picked %v", to)
+	}
+	eventually(t, "ghost removed from a", func() bool {
+		_, ok := a.mem.Lookup(ih, pid(2))
+		return !ok && a.Stats().RemotePeers == 0
 	})
+	if st := b.Stats(); st.Undeliverable != 1 || st.Delivered != 0 {
+		t.Errorf("b: Undeliverable %d, Delivered %d; want 1, 0", st.Undeliverable, st.Delivered)
+	}
 }
