@@ -49,6 +49,8 @@ func (q *queue) reserve(n int) *[]byte {
 		var f []byte
 		if k := len(q.spare); k > 0 {
 			f, q.spare = q.spare[k-1][:0], q.spare[:k-1]
+		} else {
+			f = make([]byte, 0, max(frameBytes, headerLen+seqLen+n))
 		}
 		f = append(f, q.hdr[:]...)
 		if q.numbered {
@@ -129,7 +131,7 @@ func (q *queue) recycle(frames [][]byte) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, f := range frames {
-		if len(q.spare) < 4 && cap(f) >= 1024 && cap(f) <= 2*frameBytes {
+		if len(q.spare) < q.maxSpare() && cap(f) >= frameBytes && cap(f) <= 2*frameBytes {
 			q.spare = append(q.spare, f[:0])
 		}
 	}
@@ -158,6 +160,12 @@ func (q *queue) requeue(frames [][]byte) (dropped int) {
 	q.frames = append(append(make([][]byte, 0, len(frames)+len(q.frames)), frames...), q.frames...)
 	q.bytes += n
 	return dropped
+}
+
+// maxSpare is the most frames kept for reuse: a quarter of the bound,
+// at most 16 frames (1 MiB), at least one.
+func (q *queue) maxSpare() int {
+	return min(max(q.max/4/frameBytes, 1), 16)
 }
 
 // close refuses every entry from now on and drops those waiting.

@@ -1,0 +1,82 @@
+package relay
+
+import (
+	"context"
+	"testing"
+
+	"trackd/bittorrent"
+	"trackd/fleet/fleettest"
+	"trackd/signaling"
+)
+
+// BenchmarkAnnounce is the request path of a WebSocket announce that
+// refreshes a peer and picks 5 others, on a signaling.Memory alone and on
+// a relay Registry (running, on a Bus in memory with no other instance):
+// the difference is the change queued for broadcast.
+func BenchmarkAnnounce(b *testing.B) {
+	const swarms, perSwarm = 1024, 20
+	for _, tt := range []struct {
+		name string
+		reg  func(b *testing.B) signaling.Registry
+	}{
+		{"memory", func(b *testing.B) signaling.Registry { return signaling.NewMemory(signaling.Options{}) }},
+		{"relay", func(b *testing.B) signaling.Registry {
+			r := New(fleettest.NewBus(1), Options{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			b.Cleanup(func() { cancel(); <-done })
+			return r
+		}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			reg := tt.reg(b)
+			anns := make([]signaling.Announce, swarms*perSwarm)
+			for i := range anns {
+				anns[i] = signaling.Announce{InfoHash: bittorrent.InfoHash{byte(i / perSwarm), byte(i / perSwarm >> 8)}, PeerID: pid(i), Via: &conn{}}
+				reg.Announce(&anns[i], nil)
+				anns[i].NumWant = 5
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				dst := make([]signaling.Sender, 0, 5)
+				var a signaling.Announce
+				i := 0
+				for pb.Next() {
+					i = (i + 7919) % len(anns)
+					a = anns[i]
+					dst, _, _ = reg.Announce(&a, dst[:0])
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkRemoteSend is an offer Sent to another instance's peer: the
+// message queued for its instance and sent by its goroutine (to a Bus in
+// memory where no one listens).
+func BenchmarkRemoteSend(b *testing.B) {
+	bus := fleettest.NewBus(1)
+	r := New(bus, Options{MaxQueueBytes: 64 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	inst := func() *instance {
+		for {
+			bus.Send(ctx, r.Self(), appendHeader(nil, instanceID(9)))
+			if l := r.known(); len(l) == 1 {
+				return l[0]
+			}
+		}
+	}()
+	p := &remote{inst: inst, key: peerKey{bittorrent.InfoHash{1}, pid(1)}}
+	msg := make([]byte, 2500) // an offer with a real SDP is about 2.3 KB
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	b.ResetTimer()
+	for range b.N {
+		p.Send(msg)
+	}
+}
