@@ -56,15 +56,22 @@
 // Delivery is at most once. While the Messenger is down the changes wait
 // and go out, in order, when it is back; past MaxPendingBytes changes
 // are dropped (new ones while the queue is full, the oldest when a
-// batch that failed is put back). A change lost that way (or by the Messenger) heals by
-// itself: every peer announces again within an interval, and its next
-// announce carries the same information. A leave lost leaves a remote
-// peer that offers still go to, and its instance drops (Undeliverable),
-// until it expires. A relayed message is not kept when the Messenger
-// fails: an offer lost is an offer the browser does not get answered,
-// as when its recipient left. After an outage longer than Timeout, each
-// instance has dropped the others' peers; when they hear from each other
-// again they exchange dumps.
+// batch that failed is put back). A change lost that way (or by the
+// Messenger) heals by itself: every peer announces again within an
+// interval, and its next announce carries the same information. A leave
+// lost leaves a remote peer behind, until it expires or a message is
+// relayed to it: its instance, which does not have it, answers with a
+// leave. A relayed message is not kept when the Messenger fails: an
+// offer lost is an offer the browser does not get answered, as when its
+// recipient left. After an outage longer than Timeout, each instance
+// has dropped the others' peers; when they hear from each other again
+// they exchange dumps.
+//
+// The changes an instance broadcasts are numbered, and the hints and
+// dumps it sends one instance directly carry the number they are as of:
+// a hint that arrives after the broadcast of a later change of its peer,
+// or a dump's peer whose leave (made after the dump) arrived first, is
+// skipped, so neither brings back a peer that left.
 //
 // # Peer ids
 //
