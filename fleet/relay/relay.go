@@ -247,7 +247,7 @@ type instance struct {
 // takes seconds to arrive.
 const (
 	leftPeriod = 10 * time.Second
-	maxLeft    = 1 << 16
+	maxLeft    = 1 << 14
 )
 
 // leftAt returns the number of k's latest leave remembered, or 0. inst.mu

@@ -527,6 +527,37 @@ func TestBounds(t *testing.T) {
 		}
 		close(gate)
 	})
+	t.Run("max peers", func(t *testing.T) {
+		bus := fleettest.NewBus(1)
+		opts := testOptions()
+		a := startNode(t, bus, 0, opts, nil)
+		opts.MaxPeers = 2
+		b := startNode(t, bus, 1, opts, nil)
+		ih := bittorrent.InfoHash{16}
+		announce(t, b.Registry, ih, pid(100), &conn{}, bittorrent.EventStarted, false, 0)
+		for i := range 3 {
+			announce(t, a.Registry, ih, pid(i), &conn{}, bittorrent.EventStarted, false, 0)
+		}
+		eventually(t, "b full", func() bool { st := b.Stats(); return st.Full >= 2 && st.RemotePeers == 1 })
+		if got := peers(b.Registry, ih); got != 2 {
+			t.Errorf("b holds %d peers, want its bound, 2", got)
+		}
+		if _, _, err := b.Announce(&signaling.Announce{InfoHash: ih, PeerID: pid(101), Via: &conn{}}, nil); !errors.Is(err, signaling.ErrFull) {
+			t.Errorf("a local peer over the bound: %v, want ErrFull", err)
+		}
+	})
+	t.Run("leaves remembered", func(t *testing.T) {
+		inst := &instance{}
+		for i := range 3 * maxLeft {
+			inst.remember(peerKey{id: pid(i)}, uint64(i+1), 0)
+		}
+		if n := len(inst.left) + len(inst.leftOld); n > maxLeft {
+			t.Errorf("%d leaves remembered, over %d", n, maxLeft)
+		}
+		if got := inst.leftAt(peerKey{id: pid(3*maxLeft - 1)}); got != 3*maxLeft {
+			t.Errorf("the latest leave remembered as %d", got)
+		}
+	})
 	t.Run("instances", func(t *testing.T) {
 		bus := fleettest.NewBus(1)
 		opts := testOptions()
