@@ -755,6 +755,11 @@ func (r *Registry) apply(inst *instance, e *entry, asOf uint64) {
 		return
 	}
 	p := inst.peers[k]
+	if asOf != 0 && p != nil && r.mem.Has(k.ih, k.id, p) {
+		// a dump adds the peers missing; one known here is refreshed
+		// by its own announces, which say when it last announced
+		return
+	}
 	if e.op == opLeave {
 		if e.seq != 0 {
 			inst.remember(k, e.seq, r.opts.Now().UnixNano())

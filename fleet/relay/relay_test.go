@@ -313,9 +313,17 @@ func TestRemoval(t *testing.T) {
 func TestInstanceGone(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		opts := testOptions()
-		opts.Timeout = 200 * time.Millisecond
+		opts.Timeout = 500 * time.Millisecond
 		_, nodes := newFleet(t, 3, opts)
 		ih := bittorrent.InfoHash{4}
+		knows := func(nd *node, id fleet.Instance) bool {
+			for _, inst := range nd.known() {
+				if inst.id == id {
+					return true
+				}
+			}
+			return false
+		}
 		c := &conn{}
 		announce(t, nodes[0].Registry, ih, pid(1), c, bittorrent.EventStarted, false, 0)
 		eventually(t, "peer everywhere", func() bool {
@@ -323,9 +331,11 @@ func TestInstanceGone(t *testing.T) {
 		})
 		nodes[0].link.muted.Store(true)
 		eventually(t, "instance 0 dropped", func() bool {
+			// (on a slow machine 1 and 2 may drop each other too, for a
+			// while: they have no peers)
 			for _, nd := range nodes[1:] {
 				st := nd.Stats()
-				if peers(nd.Registry, ih) != 0 || st.InstancesGone != 1 || st.RemotePeers != 0 || st.Instances != 1 {
+				if peers(nd.Registry, ih) != 0 || st.InstancesGone == 0 || st.RemotePeers != 0 || knows(nd, nodes[0].Self()) {
 					return false
 				}
 			}
@@ -453,11 +463,25 @@ func TestExpiry(t *testing.T) {
 	c1, c2 := &conn{}, &conn{}
 	announce(t, a.Registry, ih, pid(1), c1, bittorrent.EventStarted, false, 0)
 	announce(t, a.Registry, ih, pid(2), c2, bittorrent.EventStarted, false, 0)
-	eventually(t, "b has both", func() bool { return b.Stats().RemotePeers == 2 })
+	// b has applied a's changes up to number n (a dump may bring the
+	// peers earlier; the broadcast must not come after the clock moved)
+	applied := func(n uint64) func() bool {
+		return func() bool {
+			for _, inst := range b.known() {
+				inst.mu.Lock()
+				done := inst.id == a.Self() && inst.applied >= n
+				inst.mu.Unlock()
+				if done {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	eventually(t, "b has both", applied(2))
 	advance(40 * time.Second)
 	announce(t, a.Registry, ih, pid(1), c1, bittorrent.EventNone, false, 0)
-	applied := b.Stats().ChangesApplied
-	eventually(t, "refresh applied", func() bool { return b.Stats().ChangesApplied > applied })
+	eventually(t, "refresh applied", applied(3))
 	advance(40 * time.Second) // peer 2 is 80 s old, peer 1 40 s
 	if n := b.Expire(); n != 1 {
 		t.Errorf("b expired %d peers, want 1", n)
@@ -563,13 +587,12 @@ func TestBounds(t *testing.T) {
 		opts := testOptions()
 		opts.MaxInstances = 2
 		r := startNode(t, bus, 0, opts, nil)
-		time.Sleep(20 * time.Millisecond) // listening
-		for i := range 5 {
-			bus.Send(context.Background(), fleet.Instance{}, appendHeader(nil, instanceID(10+i)))
-		}
 		eventually(t, "instances counted", func() bool {
+			for i := range 5 { // again until r listens
+				bus.Send(context.Background(), fleet.Instance{}, appendHeader(nil, instanceID(10+i)))
+			}
 			st := r.Stats()
-			return st.Instances == 2 && st.TooManyInstances == 3
+			return st.Instances == 2 && st.TooManyInstances >= 3
 		})
 	})
 }
