@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"testing"
+	"time"
 
 	"trackd/bittorrent"
 	"trackd/fleet/fleettest"
@@ -79,4 +80,40 @@ func BenchmarkRemoteSend(b *testing.B) {
 	for range b.N {
 		p.Send(msg)
 	}
+}
+
+// BenchmarkJoin is an instance that joins a fleet where another holds
+// 100,000 WebSocket peers (in 10,000 swarms): from its start until it
+// holds them all, through the dump, on a Bus in memory. ns/op is the
+// whole join; the peers/s metric its rate.
+func BenchmarkJoin(b *testing.B) {
+	const n = 100_000
+	bus := fleettest.NewBus(1)
+	opts := Options{Self: instanceID(0), Heartbeat: 10 * time.Millisecond, Timeout: time.Hour}
+	a := New(bus, opts)
+	for i := range n {
+		s := i % 10_000
+		a.Announce(&signaling.Announce{InfoHash: bittorrent.InfoHash{byte(s), byte(s >> 8)}, PeerID: pid(i), Via: &conn{}}, nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	b.ResetTimer()
+	for i := range b.N {
+		opts.Self = instanceID(1 + i)
+		j := New(bus, opts)
+		jctx, jcancel := context.WithCancel(ctx)
+		jdone := make(chan struct{})
+		go func() { j.Run(jctx); close(jdone) }()
+		for j.Totals().Peers() < n {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		jcancel()
+		<-jdone
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "peers/s")
 }
