@@ -11,7 +11,7 @@ import (
 // The wire format of one message between instances (a frame): a header,
 // then entries, each a kind byte and its fields, until the end.
 //
-//	header:  version (1 byte, 1) | origin instance (8 bytes, not zero)
+//	header:  magic ("wr") | version (1 byte, 1) | origin instance (8 bytes, not zero)
 //	change:  1 | info hash (20) | peer id (20) | flags (1)
 //	message: 2 | info hash (20) | to peer id (20) | length (uvarint, 1..MaxMessageBytes) | message
 //	bye:     3
@@ -35,12 +35,16 @@ import (
 // is stale, and skipped, if the receiver has applied a leave of that
 // peer numbered from it on.
 //
+// The magic tells the relay's messages from others on the same Messenger
+// (the fleet's own): a message without it is foreign, not invalid.
+//
 // The parser is strict: anything else (a short field, an unknown kind or
 // flag, a length out of bounds, bytes after the last entry's end that
 // make no entry) refuses the whole frame.
 const (
+	magic     = "wr"
 	version   = 1
-	headerLen = 1 + 8
+	headerLen = len(magic) + 1 + 8
 
 	kindChange  = 1
 	kindMessage = 2
@@ -100,6 +104,7 @@ type entry struct {
 var (
 	errShort   = errors.New("relay: frame truncated")
 	errVersion = errors.New("relay: unknown frame version")
+	errForeign = errors.New("relay: not a relay message")
 	errOrigin  = errors.New("relay: zero origin instance")
 	errKind    = errors.New("relay: unknown entry kind")
 	errFlags   = errors.New("relay: invalid change flags")
@@ -108,6 +113,7 @@ var (
 )
 
 func appendHeader(b []byte, origin fleet.Instance) []byte {
+	b = append(b, magic...)
 	b = append(b, version)
 	return append(b, origin[:]...)
 }
@@ -172,13 +178,16 @@ type frameReader struct {
 // readHeader checks frame's header and returns a reader of its entries.
 func readHeader(frame []byte) (frameReader, error) {
 	var fr frameReader
+	if len(frame) >= len(magic) && string(frame[:len(magic)]) != magic {
+		return fr, errForeign
+	}
 	if len(frame) < headerLen {
 		return fr, errShort
 	}
-	if frame[0] != version {
+	if frame[len(magic)] != version {
 		return fr, errVersion
 	}
-	copy(fr.origin[:], frame[1:headerLen])
+	copy(fr.origin[:], frame[len(magic)+1:headerLen])
 	if fr.origin == (fleet.Instance{}) {
 		return fr, errOrigin
 	}

@@ -115,9 +115,11 @@ func invalidFrames() []struct {
 	}{
 		{"empty", nil},
 		{"short header", hdr[:5]},
-		{"version 0", cat([]byte{0}, origin[:])},
-		{"version 2", cat([]byte{2}, origin[:])},
-		{"zero origin", make([]byte, headerLen)},
+		{"magic only", []byte(magic)},
+		{"short magic", []byte(magic[:1])},
+		{"version 0", cat([]byte(magic), []byte{0}, origin[:])},
+		{"version 2", cat([]byte(magic), []byte{2}, origin[:])},
+		{"zero origin", cat([]byte(magic), []byte{version}, make([]byte, 8))},
 		{"unknown kind", cat(hdr, []byte{8})},
 		{"dump seq 0", cat(hdr, appendSeqKind(nil, kindDump, 0))},
 		{"seq 0", cat(hdr, appendSeq(nil, 0))},
@@ -141,11 +143,17 @@ func invalidFrames() []struct {
 	}
 }
 
-// TestFrameInvalid: every invalid frame is refused whole.
+// TestFrameInvalid: every invalid frame is refused whole, as invalid;
+// a message without the magic is foreign.
 func TestFrameInvalid(t *testing.T) {
 	for _, tt := range invalidFrames() {
-		if _, err := checkFrame(tt.frame); err == nil {
-			t.Errorf("%s: accepted", tt.name)
+		if _, err := checkFrame(tt.frame); err == nil || err == errForeign {
+			t.Errorf("%s: %v, want invalid", tt.name, err)
+		}
+	}
+	for _, m := range [][]byte{[]byte("xx"), {1, 0, 0, 0, 0, 0, 0, 0, 1}, []byte(`{"join":1}`)} {
+		if _, err := checkFrame(m); err != errForeign {
+			t.Errorf("%q: %v, want errForeign", m, err)
 		}
 	}
 }

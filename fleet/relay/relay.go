@@ -185,11 +185,13 @@ type Stats struct {
 	DumpedPeers uint64
 	// SendErrors are the Messenger's Sends that failed: everything in
 	// them is lost. Invalid are the messages received that did not parse,
-	// skipped whole. InstancesGone are the instances dropped: timed out
+	// skipped whole; Foreign those that are not the relay's (no magic:
+	// another user of the Messenger's), ignored. InstancesGone are the instances dropped: timed out
 	// or said bye. TooManyInstances are messages from an instance not
 	// known, ignored because MaxInstances are.
 	SendErrors       uint64
 	Invalid          uint64
+	Foreign          uint64
 	InstancesGone    uint64
 	TooManyInstances uint64
 }
@@ -217,7 +219,7 @@ type Registry struct {
 	changesSent, changesDropped, changesApplied, conflicts, full atomic.Uint64
 	relayed, relayDropped, delivered, undeliverable              atomic.Uint64
 	sendErrors, invalid, instancesGone, tooManyInstances         atomic.Uint64
-	dumpsSent, dumpedPeers, stale                                atomic.Uint64
+	dumpsSent, dumpedPeers, stale, foreign                       atomic.Uint64
 }
 
 // instance is another instance of the fleet, as this one knows it.
@@ -461,6 +463,7 @@ func (r *Registry) Stats() Stats {
 		DumpedPeers:      r.dumpedPeers.Load(),
 		SendErrors:       r.sendErrors.Load(),
 		Invalid:          r.invalid.Load(),
+		Foreign:          r.foreign.Load(),
 		InstancesGone:    r.instancesGone.Load(),
 		TooManyInstances: r.tooManyInstances.Load(),
 	}
@@ -686,6 +689,10 @@ func (r *Registry) sendTo(ctx context.Context, inst *instance) {
 // instance (this one's broadcasts come back too, and are skipped).
 func (r *Registry) receive(msg []byte) {
 	origin, err := checkFrame(msg)
+	if err == errForeign {
+		r.foreign.Add(1)
+		return
+	}
 	if err != nil {
 		r.invalid.Add(1)
 		return

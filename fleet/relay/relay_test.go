@@ -610,7 +610,11 @@ func TestGarbage(t *testing.T) {
 	for _, g := range garbage {
 		bus.Send(context.Background(), a.Self(), g.frame)
 	}
-	eventually(t, "garbage counted", func() bool { return a.Stats().Invalid == uint64(len(garbage)) })
+	bus.Send(context.Background(), fleet.Instance{}, []byte(`{"another":"protocol"}`))
+	eventually(t, "garbage counted", func() bool {
+		st := a.Stats()
+		return st.Invalid == uint64(len(garbage)) && st.Foreign == 1
+	})
 	// a frame with a good change and then garbage changes nothing
 	f := appendHeader(nil, instanceID(1))
 	f = appendChange(f, ih, pid(3), opAnnounce, false)
