@@ -51,7 +51,7 @@ func pid(n int) bittorrent.PeerID {
 // (muted: its messages are lost, as in a partition) or hold it (gate:
 // every Send waits for a value on it).
 type link struct {
-	bus   *fleettest.Bus
+	bus   fleet.Messenger
 	muted atomic.Bool
 	gate  chan struct{}
 }
@@ -109,7 +109,7 @@ func newFleet(t *testing.T, n int, opts Options) (*fleettest.Bus, []*node) {
 	return bus, nodes
 }
 
-func startNode(t *testing.T, bus *fleettest.Bus, i int, opts Options, gate chan struct{}) *node {
+func startNode(t *testing.T, bus fleet.Messenger, i int, opts Options, gate chan struct{}) *node {
 	t.Helper()
 	opts.Self = instanceID(i)
 	l := &link{bus: bus, gate: gate}
