@@ -463,3 +463,57 @@ func (r *Memory) Totals() Totals {
 		Leechers: uint64(max(r.leechers.Load(), 0)),
 	}
 }
+
+// Lookup returns the Sender peer id is bound to in swarm ih, if it is
+// there and not expired. Unlike Route it asks nothing of the caller: it
+// is for a Registry that spans instances (package fleet/relay), which
+// delivers a message relayed from another instance to the connection
+// its recipient is bound to here.
+func (r *Memory) Lookup(ih bittorrent.InfoHash, id bittorrent.PeerID) (Sender, bool) {
+	now := r.clock()
+	sh := r.shard(ih)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sw := sh.swarms[ih]
+	if sw == nil {
+		return nil, false
+	}
+	pos, ok := sw.find(id)
+	if !ok {
+		return nil, false
+	}
+	m := sw.at(pos)
+	if r.expired(m, now) {
+		return nil, false
+	}
+	return m.via, true
+}
+
+// Range calls fn with every peer not expired (its swarm, its id, the
+// Sender it is bound to and whether it seeds) until fn returns false.
+// It holds one shard's lock at a time, so fn must be quick and must not
+// call r; peers that join or leave meanwhile may or may not be seen. It
+// is for a Registry that spans instances (package fleet/relay), which
+// tells a joining instance the peers connected here.
+func (r *Memory) Range(fn func(ih bittorrent.InfoHash, id bittorrent.PeerID, via Sender, seeder bool) bool) {
+	now := r.clock()
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.Lock()
+		for ih, sw := range sh.swarms {
+			for j := range sw.leech {
+				if m := &sw.leech[j]; !r.expired(m, now) && !fn(ih, m.id, m.via, false) {
+					sh.mu.Unlock()
+					return
+				}
+			}
+			for j := range sw.seeds {
+				if m := &sw.seeds[j]; !r.expired(m, now) && !fn(ih, m.id, m.via, true) {
+					sh.mu.Unlock()
+					return
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+}

@@ -517,3 +517,81 @@ func TestMembershipMemory(t *testing.T) {
 		runtime.KeepAlive(r)
 	}
 }
+
+// TestLookup: Lookup finds a peer's binding in its swarm until it leaves
+// or expires, and nothing elsewhere.
+func TestLookup(t *testing.T) {
+	r, clk := newMem(t, Options{PeerLifetime: time.Minute})
+	a, b := &conn{"a"}, &conn{"b"}
+	ih := bittorrent.InfoHash{1}
+	r.Announce(&Announce{InfoHash: ih, PeerID: pid(1), Via: a}, nil)
+	r.Announce(&Announce{InfoHash: ih, PeerID: pid(2), Via: b, Seeder: true}, nil)
+	tests := []struct {
+		name string
+		ih   bittorrent.InfoHash
+		id   bittorrent.PeerID
+		want Sender
+	}{
+		{"leecher", ih, pid(1), a},
+		{"seeder", ih, pid(2), b},
+		{"not in swarm", ih, pid(3), nil},
+		{"other swarm", bittorrent.InfoHash{2}, pid(1), nil},
+	}
+	for _, tt := range tests {
+		got, ok := r.Lookup(tt.ih, tt.id)
+		if ok != (tt.want != nil) || got != tt.want {
+			t.Errorf("%s: Lookup = %v, %v; want %v", tt.name, got, ok, tt.want)
+		}
+	}
+	r.Leave(ih, pid(1), a)
+	if _, ok := r.Lookup(ih, pid(1)); ok {
+		t.Error("Lookup found a peer that left")
+	}
+	clk.add(2 * time.Minute)
+	if _, ok := r.Lookup(ih, pid(2)); ok {
+		t.Error("Lookup found an expired peer")
+	}
+}
+
+// TestRange: Range sees every peer not expired, once, with its binding
+// and role, and stops when asked.
+func TestRange(t *testing.T) {
+	r, clk := newMem(t, Options{PeerLifetime: time.Minute})
+	type seen struct {
+		ih     bittorrent.InfoHash
+		id     bittorrent.PeerID
+		via    Sender
+		seeder bool
+	}
+	old := &conn{"old"}
+	r.Announce(&Announce{InfoHash: bittorrent.InfoHash{9}, PeerID: pid(999), Via: old}, nil)
+	clk.add(2 * time.Minute) // expired, not yet removed
+	want := map[seen]bool{}
+	for i := range 40 { // swarms of 20: indexed ones too
+		s := seen{bittorrent.InfoHash{byte(i % 2)}, pid(i), &conn{fmt.Sprint(i)}, i%3 == 0}
+		want[s] = true
+		r.Announce(&Announce{InfoHash: s.ih, PeerID: s.id, Via: s.via, Seeder: s.seeder}, nil)
+	}
+	got := map[seen]bool{}
+	r.Range(func(ih bittorrent.InfoHash, id bittorrent.PeerID, via Sender, seeder bool) bool {
+		s := seen{ih, id, via, seeder}
+		if got[s] {
+			t.Errorf("%q seen twice", id[:])
+		}
+		got[s] = true
+		return true
+	})
+	if len(got) != len(want) {
+		t.Errorf("Range saw %d peers, want %d", len(got), len(want))
+	}
+	for s := range want {
+		if !got[s] {
+			t.Errorf("Range missed %q", s.id[:])
+		}
+	}
+	n := 0
+	r.Range(func(bittorrent.InfoHash, bittorrent.PeerID, Sender, bool) bool { n++; return n < 5 })
+	if n != 5 {
+		t.Errorf("Range went on after false: %d calls", n)
+	}
+}
