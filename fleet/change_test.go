@@ -128,7 +128,7 @@ func TestDecodeBatchRefuses(t *testing.T) {
 		err   string
 	}{
 		{"nil", nil, "shorter than its header"},
-		{"header only, count 0", valid[: headerSize-4 : headerSize-4], "shorter than its header"},
+		{"truncated header", valid[:headerSize-4], "shorter than its header"},
 		{"other version", edit(func(b []byte) []byte { b[0] = 2; return b }), "format version 2"},
 		{"count 0", edit(func(b []byte) []byte { setCount(b, 0); return b }), "no change"},
 		{"number 0", edit(func(b []byte) []byte { copy(b[9:17], make([]byte, 8)); return b }), "out of range"},
