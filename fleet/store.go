@@ -105,9 +105,10 @@ type laneState struct {
 }
 
 // maxFree is how many empty buffers a lane keeps for reuse: enough for
-// the open batch, one in flight and one closed; the rest of what an
-// outage piled up goes back to the garbage collector once published.
-const maxFree = 4
+// the open batch, one in flight and a few closed while the publisher
+// waits for a CPU; the rest of what an outage piled up goes back to the
+// garbage collector once published.
+const maxFree = 8
 
 var (
 	_ Local       = (*Store)(nil)
