@@ -439,8 +439,9 @@ func (n *Node) reached() {
 	}
 	n.upLineMu.Unlock()
 	if write {
+		pending, _ := n.st.pending()
 		n.log.Info("sync: the bus is reachable again", "down_for", now.Sub(since).Round(time.Millisecond),
-			"outages", count, "dropped_total", n.st.dropped.Load(), "pending_batches", func() int { b, _ := n.st.pending(); return b }())
+			"outages", count, "dropped_total", n.st.dropped.Load(), "pending_batches", pending)
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -314,10 +316,39 @@ func TestOwnChangesNotReplayed(t *testing.T) {
 	}
 }
 
+// lines is a slog handler that keeps the messages logged.
+type lines struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *lines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, r.Message)
+	l.mu.Unlock()
+	return nil
+}
+func (l *lines) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *lines) WithGroup(string) slog.Handler      { return l }
+
+func (l *lines) count(prefix string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 func TestBusDown(t *testing.T) {
 	bus := fleettest.NewBus(1)
-	fl := startFleet(t, bus, 2, setup{})
-	a, b := fl[0], fl[1]
+	logA := new(lines)
+	a := start(t, bus, "A", setup{nodeCfg: fleet.Config{Logger: slog.New(logA)}})
+	b := start(t, bus, "B", setup{})
 	h := ih("outage")
 	announce(t, a, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr("10.0.0.1:1")}})
 	eventually(t, "B has the first peer", func() bool { return b.stats(h).Leechers == 1 })
@@ -342,6 +373,31 @@ func TestBusDown(t *testing.T) {
 	sa, sb := a.node.Stats(), b.node.Stats()
 	if sa.Dropped != 0 || sb.Gaps != 0 || sa.PendingBytes != 0 {
 		t.Errorf("A %+v\nB %+v: want nothing dropped, no gap, nothing pending", sa, sb)
+	}
+	// The outage is logged once, however many calls failed, and its end
+	// once.
+	if sa.BusErrors < 2 {
+		t.Errorf("A: %d bus errors, want several (retries)", sa.BusErrors)
+	}
+	eventually(t, "A logs the end of the outage", func() bool { return logA.count("sync: the bus is reachable again") > 0 })
+	if down, up := logA.count("sync: the bus is unreachable"), logA.count("sync: the bus is reachable again"); down != 1 || up != 1 {
+		t.Errorf("A logged the outage %d times and its end %d times, want once each", down, up)
+	}
+}
+
+// TestStreamStart checks that the Bus of the tests reads a stream from its
+// start when asked fleet.StreamStart, as a Node does when it finds its
+// stream empty.
+func TestStreamStart(t *testing.T) {
+	bus := fleettest.NewBus(1)
+	for _, b := range []string{"one", "two"} {
+		if err := bus.Publish(ctx, 0, []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := bus.Read(ctx, 0, fleet.StreamStart, 10, 0)
+	if err != nil || len(es) != 2 || string(es[0].Batch) != "one" {
+		t.Errorf("Read from StreamStart: %v, %v; want both entries", es, err)
 	}
 }
 
