@@ -154,28 +154,36 @@ func DecodeBatch(b []byte, changes []Change) (Header, []Change, error) {
 	p := b[headerSize:]
 	for range h.Count {
 		var c Change
-		flags := p[0]
-		copy(c.InfoHash[:], p[1:21])
-		p = p[21:]
-		var ip netip.Addr
-		if flags&flagIPv6 == 0 {
-			ip = netip.AddrFrom4([4]byte(p[:4]))
-			p = p[4:]
-		} else {
-			ip = netip.AddrFrom16([16]byte(p[:16]))
-			p = p[16:]
-		}
-		c.Peer.Addr = netip.AddrPortFrom(ip, binary.BigEndian.Uint16(p))
-		p = p[2:]
-		if flags&flagID != 0 {
-			copy(c.Peer.ID[:], p[:20])
-			p = p[20:]
-		}
-		c.Event = bittorrent.Event((flags & eventMask) >> eventShift)
-		c.Seeder = flags&flagSeeder != 0
+		p = decodeChange(p, &c)
 		changes = append(changes, c)
 	}
 	return h, changes, nil
+}
+
+// decodeChange reads the record at the start of p, which checkBatch
+// checked, into c and returns the rest of p.
+func decodeChange(p []byte, c *Change) []byte {
+	flags := p[0]
+	copy(c.InfoHash[:], p[1:21])
+	p = p[21:]
+	var ip netip.Addr
+	if flags&flagIPv6 == 0 {
+		ip = netip.AddrFrom4([4]byte(p[:4]))
+		p = p[4:]
+	} else {
+		ip = netip.AddrFrom16([16]byte(p[:16]))
+		p = p[16:]
+	}
+	c.Peer.Addr = netip.AddrPortFrom(ip, binary.BigEndian.Uint16(p))
+	p = p[2:]
+	c.Peer.ID = bittorrent.PeerID{}
+	if flags&flagID != 0 {
+		copy(c.Peer.ID[:], p[:20])
+		p = p[20:]
+	}
+	c.Event = bittorrent.Event((flags & eventMask) >> eventShift)
+	c.Seeder = flags&flagSeeder != 0
+	return p
 }
 
 // checkBatch checks all of b, so that DecodeBatch can read it without a

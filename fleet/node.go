@@ -335,7 +335,6 @@ func (n *Node) read(ctx context.Context, i int) {
 	backoff = n.cfg.FlushInterval
 	origins := make(map[Instance]*origin)
 	swept := time.Now()
-	var changes []Change
 	for ctx.Err() == nil {
 		entries, err := n.bus.Read(ctx, i, pos, n.cfg.ReadCount, n.cfg.ReadBlock)
 		if err != nil {
@@ -353,7 +352,7 @@ func (n *Node) read(ctx context.Context, i int) {
 		now := time.Now()
 		for _, e := range entries {
 			pos = e.Pos
-			changes = n.apply(ctx, i, e.Batch, origins, now, changes[:0])
+			n.apply(ctx, i, e.Batch, origins, now)
 		}
 		if now.Sub(swept) > originSweep {
 			for id, o := range origins {
@@ -368,16 +367,16 @@ func (n *Node) read(ctx context.Context, i int) {
 
 // apply replays the changes of batch b, read from stream i, into the
 // inner store, unless they are this instance's own or were applied
-// already. changes is a buffer to decode into; apply returns it.
-func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time, changes []Change) []Change {
-	h, changes, err := DecodeBatch(b, changes)
+// already.
+func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time) {
+	h, err := checkBatch(b)
 	if err != nil {
 		n.garbage.Add(1)
 		n.errs.Log(ctx, slog.LevelWarn, ratelog.KindSyncBatch, "sync: skipped a batch that does not decode", "stream", i, "err", err)
-		return changes
+		return
 	}
 	if h.Origin == n.st.self {
-		return changes
+		return
 	}
 	end := h.First + uint64(h.Count)
 	skip := 0
@@ -391,15 +390,21 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 			n.lost.Add(h.First - o.next)
 		case end <= o.next:
 			n.duplicates.Add(1)
-			return changes
+			return
 		case h.First < o.next:
 			skip = int(o.next - h.First)
 		}
 		o.next = end
 	}
 	inner := n.st.inner
-	for k := range changes[skip:] {
-		c := &changes[skip+k]
+	p := b[headerSize:]
+	var c Change
+	var applied, refused uint64
+	for k := range h.Count {
+		p = decodeChange(p, &c)
+		if k < skip {
+			continue
+		}
 		_, _, err := inner.Announce(ctx, store.Announce{
 			InfoHash: c.InfoHash,
 			Peer:     c.Peer,
@@ -407,12 +412,13 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 			Seeder:   c.Seeder,
 		}, nil)
 		if err != nil {
-			n.refused.Add(1)
+			refused++
 		} else {
-			n.applied.Add(1)
+			applied++
 		}
 	}
-	return changes
+	n.applied.Add(applied)
+	n.refused.Add(refused)
 }
 
 // reached records a call to the Bus that succeeded, and logs the end of

@@ -540,38 +540,42 @@ func TestExpiryOnReceiversClock(t *testing.T) {
 }
 
 // TestBadBatches checks that batches that do not decode are counted and
-// skipped, and that a batch read twice is applied once.
+// skipped, and that the changes of a batch read twice, wholly or in part,
+// are applied once.
 func TestBadBatches(t *testing.T) {
 	bus := fleettest.NewBus(1)
 	b := start(t, bus, "B", setup{})
 	other := fleet.Instance{9}
-	good := func(first uint64, a string) []byte {
-		batch, err := fleet.AppendBatch(nil, fleet.Header{Origin: other, First: first}, []fleet.Change{
-			{InfoHash: ih("bad"), Peer: bittorrent.Peer{Addr: addr(a)}},
-		})
+	batch := func(first uint64, addrs ...string) []byte {
+		var cs []fleet.Change
+		for _, a := range addrs {
+			cs = append(cs, fleet.Change{InfoHash: ih("bad"), Peer: bittorrent.Peer{Addr: addr(a)}})
+		}
+		out, err := fleet.AppendBatch(nil, fleet.Header{Origin: other, First: first}, cs)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return batch
+		return out
 	}
 	batches := [][]byte{
 		nil,
 		[]byte("garbage"),
-		append(good(1, "10.0.0.1:1"), 0), // a byte more
-		good(1, "10.0.0.1:1")[:30],       // truncated
-		good(1, "10.0.0.1:1"),
-		good(1, "10.0.0.1:1"), // read twice
-		good(2, "10.0.0.2:1"),
+		append(batch(1, "10.0.0.1:1"), 0), // a byte more
+		batch(1, "10.0.0.1:1")[:30],       // truncated
+		batch(1, "10.0.0.1:1"),
+		batch(1, "10.0.0.1:1"),               // read twice
+		batch(2, "10.0.0.2:1"),               // next
+		batch(2, "10.0.0.2:1", "10.0.0.3:1"), // half read already
 	}
 	for _, batch := range batches {
 		if err := bus.Publish(ctx, 0, batch); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "B applies the good batches", func() bool { return b.stats(ih("bad")).Leechers == 2 })
+	eventually(t, "B applies the good batches", func() bool { return b.stats(ih("bad")).Leechers == 3 })
 	s := b.node.Stats()
-	if s.Garbage != 4 || s.Duplicates != 1 || s.Applied != 2 || s.Gaps != 0 {
-		t.Errorf("stats %+v, want 4 garbage, 1 duplicate, 2 applied", s)
+	if s.Garbage != 4 || s.Duplicates != 1 || s.Applied != 3 || s.Gaps != 0 {
+		t.Errorf("stats %+v, want 4 garbage, 1 duplicate, 3 applied", s)
 	}
 }
 
