@@ -244,41 +244,49 @@ func (n *Node) publish(ctx context.Context) {
 	}
 }
 
-// flush publishes every batch waiting, stream by stream, up to the first
-// failure.
+// flush publishes every batch waiting, stream by stream; a stream whose
+// Publish fails is left for the next attempt (on a Redis Cluster, the
+// others may live on masters that answer). It returns the first error.
 func (n *Node) flush(ctx context.Context) error {
+	var first error
 	for i := range n.st.NumStreams() {
-		// The batches queued now and the open one: not more, so that
-		// a busy stream does not hold up the others.
-		_, queued := n.st.lanes[i].queuedNow()
-		for k := 0; k <= queued; k++ {
-			b := n.st.take(i, k == 0)
-			if b == nil {
-				break
-			}
-			count := headerCount(b)
-			err := n.bus.Publish(ctx, i, b)
-			n.st.done(i, b, err == nil)
-			if err != nil {
-				if ctx.Err() == nil {
-					n.failed(ctx, "publish", err)
-				}
-				return err
-			}
-			n.batches.Add(1)
-			n.published.Add(uint64(count))
-			n.reached()
+		if err := n.flushStream(ctx, i); err != nil && first == nil {
+			first = err
 		}
+	}
+	return first
+}
+
+// flushStream publishes the batches of stream i queued now and its open
+// one: not more, so that a busy stream does not hold up the others.
+func (n *Node) flushStream(ctx context.Context, i int) error {
+	queued := n.st.lanes[i].queuedNow()
+	for k := 0; k <= queued; k++ {
+		b := n.st.take(i, k == 0)
+		if b == nil {
+			return nil
+		}
+		count := headerCount(b)
+		err := n.bus.Publish(ctx, i, b)
+		n.st.done(i, b, err == nil)
+		if err != nil {
+			if ctx.Err() == nil {
+				n.failed(ctx, "publish", err)
+			}
+			return err
+		}
+		n.batches.Add(1)
+		n.published.Add(uint64(count))
+		n.reached()
 	}
 	return nil
 }
 
-// queuedNow returns whether the lane has an open batch and how many are
-// queued.
-func (l *lane) queuedNow() (open bool, queued int) {
+// queuedNow returns how many closed batches the lane holds.
+func (l *lane) queuedNow() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.cur != nil, l.queued
+	return l.queued
 }
 
 // origin is what a reader knows of one origin's batches on its stream.

@@ -441,6 +441,42 @@ func TestPendingBound(t *testing.T) {
 	}
 }
 
+// deadStream is a Bus whose stream 0 refuses every batch, as a Redis
+// Cluster whose master of that stream is down.
+type deadStream struct{ *fleettest.Bus }
+
+func (d deadStream) Publish(ctx context.Context, i int, batch []byte) error {
+	if i == 0 {
+		return fleettest.ErrDown
+	}
+	return d.Bus.Publish(ctx, i, batch)
+}
+
+// TestOneStreamDown checks that the streams that work carry their
+// changes while another fails.
+func TestOneStreamDown(t *testing.T) {
+	bus := fleettest.NewBus(2)
+	a := start(t, deadStream{bus}, "A", setup{})
+	b := start(t, bus, "B", setup{})
+	// The stream of a torrent is its info hash's bytes 12 to 20 modulo
+	// the number of streams.
+	h0, h1 := ih("zero"), ih("one")
+	h1[19] = 1
+	for range 3 {
+		announce(t, a, store.Announce{InfoHash: h0, Peer: bittorrent.Peer{Addr: addr("10.0.0.1:1")}})
+		announce(t, a, store.Announce{InfoHash: h1, Peer: bittorrent.Peer{Addr: addr("10.0.0.1:1")}})
+		time.Sleep(30 * time.Millisecond)
+	}
+	eventually(t, "B has the torrent of stream 1", func() bool { return b.stats(h1).Leechers == 1 })
+	eventually(t, "A counts the failures of stream 0", func() bool { return a.node.Stats().BusErrors > 0 })
+	if st := b.stats(h0); st.Leechers != 0 {
+		t.Errorf("B has the torrent of the dead stream: %+v", st)
+	}
+	if s := a.node.Stats(); s.PendingBatches == 0 {
+		t.Errorf("A holds nothing of the dead stream: %+v", s)
+	}
+}
+
 // gatedBus holds the Reads of one instance's Node while closed.
 type gatedBus struct {
 	*fleettest.Bus
