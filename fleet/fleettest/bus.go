@@ -23,10 +23,17 @@ type Bus struct {
 	changed *sync.Cond
 	streams []stream
 	lists   map[fleet.Instance][]chan []byte // listeners by instance
-	blobs   map[string][][]byte
+	blobs   map[string]*blob
 	claims  map[string]time.Time
 	down    bool
 	closed  bool
+	done    chan struct{} // closed by Close
+}
+
+// blob is a blob's chunks and when it expires.
+type blob struct {
+	chunks  [][]byte
+	expires time.Time
 }
 
 type stream struct {
@@ -49,8 +56,9 @@ func NewBus(n int) *Bus {
 		MaxLen:  10000,
 		streams: make([]stream, n),
 		lists:   make(map[fleet.Instance][]chan []byte),
-		blobs:   make(map[string][][]byte),
+		blobs:   make(map[string]*blob),
 		claims:  make(map[string]time.Time),
+		done:    make(chan struct{}),
 	}
 	b.changed = sync.NewCond(&b.mu)
 	for i := range b.streams {
@@ -70,9 +78,12 @@ func (b *Bus) SetDown(down bool) {
 	b.changed.Broadcast()
 }
 
+// errClosed is what every call returns after Close.
+var errClosed = errors.New("fleettest: bus closed")
+
 func (b *Bus) check() error {
 	if b.closed {
-		return errors.New("fleettest: bus closed")
+		return errClosed
 	}
 	if b.down {
 		return ErrDown
@@ -183,10 +194,15 @@ func (b *Bus) Send(ctx context.Context, to fleet.Instance, msg []byte) error {
 	return nil
 }
 
-// Listen implements fleet.Messenger.
+// Listen implements fleet.Messenger. It returns an error when the Bus is
+// closed.
 func (b *Bus) Listen(ctx context.Context, self fleet.Instance, fn func(msg []byte)) error {
 	c := make(chan []byte, 1024)
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return errClosed
+	}
 	b.lists[self] = append(b.lists[self], c)
 	b.mu.Unlock()
 	defer func() {
@@ -209,6 +225,8 @@ func (b *Bus) Listen(ctx context.Context, self fleet.Instance, fn func(msg []byt
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-b.done:
+			return errClosed
 		case msg := <-c:
 			fn(msg)
 		}
@@ -229,17 +247,33 @@ func (b *Bus) Claim(ctx context.Context, key string, ttl time.Duration) (bool, e
 	return true, nil
 }
 
-// Append implements fleet.Blobs. Blobs do not expire here; a test's Bus
-// lives as long as the test.
+// Append implements fleet.Blobs.
 func (b *Bus) Append(ctx context.Context, key string, chunk []byte, ttl time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.check(); err != nil {
 		return err
 	}
-	b.blobs[key] = append(b.blobs[key], append([]byte(nil), chunk...))
+	bl := b.blob(key)
+	if bl == nil {
+		bl = &blob{}
+		b.blobs[key] = bl
+	}
+	bl.chunks = append(bl.chunks, append([]byte(nil), chunk...))
+	bl.expires = time.Now().Add(ttl)
 	b.changed.Broadcast()
 	return nil
+}
+
+// blob returns the blob key, or nil if there is none or it expired
+// (which it drops), as Redis expires a key. Call with b.mu held.
+func (b *Bus) blob(key string) *blob {
+	bl := b.blobs[key]
+	if bl != nil && !time.Now().Before(bl.expires) {
+		delete(b.blobs, key)
+		return nil
+	}
+	return bl
 }
 
 // Chunk implements fleet.Blobs.
@@ -250,8 +284,8 @@ func (b *Bus) Chunk(ctx context.Context, key string, i int, wait time.Duration) 
 		err := b.check()
 		var c []byte
 		ok := false
-		if err == nil && i < len(b.blobs[key]) {
-			c, ok = append([]byte(nil), b.blobs[key][i]...), true
+		if bl := b.blob(key); err == nil && bl != nil && i >= 0 && i < len(bl.chunks) {
+			c, ok = append([]byte(nil), bl.chunks[i]...), true
 		}
 		b.mu.Unlock()
 		if err != nil || ok {
@@ -263,15 +297,21 @@ func (b *Bus) Chunk(ctx context.Context, key string, i int, wait time.Duration) 
 		select {
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
+		case <-b.done:
+			return nil, false, errClosed
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
 
-// Close implements fleet.Bus.
+// Close implements fleet.Bus: it ends every Listen and blocked Read;
+// every call after it fails.
 func (b *Bus) Close() error {
 	b.mu.Lock()
-	b.closed = true
+	if !b.closed {
+		b.closed = true
+		close(b.done)
+	}
 	b.mu.Unlock()
 	b.changed.Broadcast()
 	return nil

@@ -218,14 +218,14 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 	// A refused connection fails at once (one dial, not go-redis's five
 	// spaced 100ms apart), so that requests fail fast while Redis is down;
 	// go-redis still retries each command a few times.
-	if o := cfg.single; o != nil {
+	if o := cfg.Single; o != nil {
 		o.ContextTimeoutEnabled = true
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = s.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
 		o.PoolTimeout = orDefault(o.PoolTimeout, s.timeout)
 		o.DialerRetries = max(o.DialerRetries, 1)
 		s.rdb = goredis.NewClient(o)
 	} else {
-		o := cfg.cluster
+		o := cfg.Cluster
 		o.ContextTimeoutEnabled = true
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = s.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
 		o.PoolTimeout = orDefault(o.PoolTimeout, s.timeout)
@@ -249,7 +249,7 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 
 	if err := s.start(ctx); err != nil {
 		s.rdb.Close()
-		return nil, fmt.Errorf("redis store: %s: %w", cfg.addrs(), err)
+		return nil, fmt.Errorf("redis store: %s: %w", cfg.Addrs(), err)
 	}
 	go s.loop()
 	return s, nil

@@ -1,0 +1,145 @@
+// Package redisurl parses the Redis URLs trackd takes (-store and -sync)
+// into go-redis client options, so that the Redis store and the fleet's
+// Redis bus read them alike:
+//
+//	redis://[user:pass@]host:port[/db][?option=value&...]      one server
+//	rediss://[user:pass@]host:port[/db][?...]                  one server over TLS
+//	redis+cluster://[user:pass@]host1:port1,host2:port2[?...]  Redis Cluster, from seed nodes
+//	rediss+cluster://[user:pass@]host1:port1,host2:port2[?...] Redis Cluster over TLS
+//
+// The options are go-redis's URL options (dial_timeout, pool_size,
+// max_retries, skip_verify, ...); a cluster has only database 0.
+package redisurl
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// The URL schemes Parse understands.
+const (
+	schemeRedis        = "redis"
+	schemeRedisTLS     = "rediss"
+	schemeCluster      = "redis+cluster"
+	schemeClusterTLS   = "rediss+cluster"
+	clusterSchemeTrail = "+cluster"
+)
+
+// IsURL reports whether s names a Redis server or cluster (has one of the
+// schemes redis://, rediss://, redis+cluster:// or rediss+cluster://), so
+// that a caller can tell it from other values such as "memory".
+func IsURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(scheme) {
+	case schemeRedis, schemeRedisTLS, schemeCluster, schemeClusterTLS:
+		return true
+	}
+	return false
+}
+
+// Config is what a URL says: the options of a standalone client (Single)
+// or, for a cluster URL, of a cluster client (Cluster). Exactly one is set.
+type Config struct {
+	Single  *goredis.Options
+	Cluster *goredis.ClusterOptions
+}
+
+// Addrs returns the addresses the URL names, comma-separated, for
+// messages.
+func (c Config) Addrs() string {
+	if c.Cluster != nil {
+		return strings.Join(c.Cluster.Addrs, ",")
+	}
+	return c.Single.Addr
+}
+
+// Parse parses a Redis URL (see the package doc). Its errors show the URL
+// with any password redacted.
+func Parse(raw string) (Config, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return Config{}, fmt.Errorf("%q is not a URL (want redis://host:port/db, rediss://..., or redis+cluster://host1:port1,host2:port2)", Redact(raw))
+	}
+	switch strings.ToLower(scheme) {
+	case schemeRedis, schemeRedisTLS:
+		o, err := goredis.ParseURL(raw)
+		if err != nil {
+			return Config{}, fmt.Errorf("bad URL %q: %w", Redact(raw), err)
+		}
+		return Config{Single: o}, nil
+	case schemeCluster, schemeClusterTLS:
+		o, err := parseClusterURL(strings.TrimSuffix(strings.ToLower(scheme), clusterSchemeTrail), rest)
+		if err != nil {
+			return Config{}, fmt.Errorf("bad URL %q: %w", Redact(raw), err)
+		}
+		return Config{Cluster: o}, nil
+	}
+	return Config{}, fmt.Errorf("unknown URL scheme %q in %q (want redis, rediss, redis+cluster or rediss+cluster)", scheme, Redact(raw))
+}
+
+// parseClusterURL parses what follows "redis+cluster://":
+// [user:pass@]host1:port1,host2:port2[/][?options], into go-redis's cluster
+// options, by rewriting it into the form go-redis's ParseClusterURL takes
+// (redis://user:pass@host1:port1?addr=host2:port2&options).
+func parseClusterURL(scheme, rest string) (*goredis.ClusterOptions, error) {
+	authority, query, _ := strings.Cut(rest, "?")
+	if i := strings.IndexByte(authority, '/'); i >= 0 {
+		if p := strings.Trim(authority[i:], "/"); p != "" && p != "0" {
+			return nil, fmt.Errorf("a cluster has only database 0, not %q", p)
+		}
+		authority = authority[:i]
+	}
+	userinfo, hosts := "", authority
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		userinfo, hosts = authority[:i+1], authority[i+1:]
+	}
+	var addrs []string
+	for _, h := range strings.Split(hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			addrs = append(addrs, h)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("no seed address (want host1:port1,host2:port2)")
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs[1:] {
+		q.Add("addr", a)
+	}
+	u := scheme + "://" + userinfo + addrs[0]
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return goredis.ParseClusterURL(u)
+}
+
+// Redact returns raw with any password replaced by "xxxxx", for messages.
+func Redact(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	end := len(rest)
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		end = i
+	}
+	at := strings.LastIndexByte(rest[:end], '@')
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return raw
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
