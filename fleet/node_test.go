@@ -385,22 +385,6 @@ func TestBusDown(t *testing.T) {
 	}
 }
 
-// TestStreamStart checks that the Bus of the tests reads a stream from its
-// start when asked fleet.StreamStart, as a Node does when it finds its
-// stream empty.
-func TestStreamStart(t *testing.T) {
-	bus := fleettest.NewBus(1)
-	for _, b := range []string{"one", "two"} {
-		if err := bus.Publish(ctx, 0, []byte(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	es, err := bus.Read(ctx, 0, fleet.StreamStart, 10, 0)
-	if err != nil || len(es) != 2 || string(es[0].Batch) != "one" {
-		t.Errorf("Read from StreamStart: %v, %v; want both entries", es, err)
-	}
-}
-
 // TestPendingBound checks that the changes waiting while the Bus is down
 // are bounded: the oldest are dropped and counted, the newest arrive when
 // it returns, and the receiver counts the gap.
