@@ -1,6 +1,6 @@
 //go:build unix
 
-package fleet_test
+package fleet
 
 import (
 	"syscall"
@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// cpuPerOp starts measuring the process's CPU time (user and system, all
+// CPUPerOp starts measuring the process's CPU time (user and system, all
 // threads); the function it returns reports it per op as cpu-ns/op. On a
 // shared machine ns/op also counts the time the benchmark waited for a
-// CPU; CPU time does not. (As store/memory's.)
-func cpuPerOp(b *testing.B) func() {
+// CPU; CPU time does not. (As store/memory's; exported for the
+// package's external tests.)
+func CPUPerOp(b *testing.B) func() {
 	start := processCPU()
 	return func() {
 		if b.N > 0 {

@@ -66,6 +66,7 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer CPUPerOp(b)()
 	k := 0
 	for i := 0; i < b.N; i += 1000 {
 		delete(origins, Instance{7}) // read again: not a duplicate

@@ -216,7 +216,7 @@ func BenchmarkAnnounce(b *testing.B) {
 		buf := make([]bittorrent.Peer, 0, 50)
 		i := 0
 		b.ReportAllocs()
-		defer cpuPerOp(b)()
+		defer fleet.CPUPerOp(b)()
 		for b.Loop() {
 			buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 			if i++; i == len(anns) {
@@ -235,7 +235,7 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 		var next atomic.Int64
 		b.ReportAllocs()
 		b.ResetTimer()
-		defer cpuPerOp(b)()
+		defer fleet.CPUPerOp(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			buf := make([]bittorrent.Peer, 0, 50)
 			i := int(next.Add(1)*7919) % len(anns)
