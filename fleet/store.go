@@ -56,7 +56,9 @@ type StoreConfig struct {
 	// MaxPending bounds the bytes of batches waiting to be published
 	// (closed or open), over all streams; past it the oldest are dropped
 	// and counted. 0 means DefaultMaxPending. Each stream keeps at least
-	// two batches whatever it says.
+	// two batches whatever it says, and the batch being published is
+	// beside the bound; besides, each stream keeps up to 8 empty buffers
+	// of MaxBatchBytes for reuse.
 	MaxPending int
 }
 
@@ -78,7 +80,7 @@ type Store struct {
 	// wake tells the Node's publisher that a batch is full.
 	wake chan struct{}
 
-	dropped, droppedBatches atomic.Uint64
+	dropped atomic.Uint64 // changes dropped unpublished
 }
 
 // lane is the batches of one stream, padded to whole cache lines.
@@ -256,7 +258,6 @@ func (s *Store) close(l *laneState) {
 // is held.
 func (s *Store) drop(l *laneState, b []byte) {
 	s.dropped.Add(uint64(headerCount(b)))
-	s.droppedBatches.Add(1)
 	l.bytes -= len(b)
 	l.release(b)
 }
