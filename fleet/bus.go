@@ -46,7 +46,8 @@ type Streams interface {
 	NumStreams() int
 	// Publish appends batch to stream i. The Bus trims each stream to a
 	// bounded length, oldest first: a reader that falls too far behind
-	// misses batches rather than holding memory.
+	// misses batches rather than holding memory. Publish does not keep
+	// batch after it returns: the fleet reuses the buffer.
 	Publish(ctx context.Context, i int, batch []byte) error
 	// Read returns the entries of stream i after position after, in
 	// order, at most max of them; when there are none it waits up to
