@@ -46,6 +46,11 @@ type Config struct {
 	// RedisTimeout bounds one round trip to Redis; a request that waits
 	// longer gets an error reply.
 	RedisTimeout time.Duration `toml:"redis_timeout"`
+	// Sync keeps the in-memory store's swarms in step with the other
+	// instances of a fleet through Redis, at this URL (see package
+	// fleet): every instance answers from its own memory. Empty: off.
+	// Only with the memory store; server.Validate checks the URL.
+	Sync string `toml:"sync"`
 	// State is the file the in-memory store's swarms are written to
 	// periodically and on shutdown, and read from at start (empty: none).
 	State string `toml:"state"`
@@ -250,6 +255,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU; 32 with Redis)")
 	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory, or a Redis `URL` shared by several instances (redis://host:port/db, rediss://..., redis+cluster://host1:port1,host2:port2)")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", c.RedisTimeout, "longest wait for one Redis round trip before a request gets an error")
+	fs.StringVar(&c.Sync, "sync", c.Sync, "keep the in-memory swarms in step with the other instances of a fleet through Redis at this `URL` (redis://host:port/db, rediss://..., redis+cluster://host1:port1,host2:port2); each answers from its own memory (empty: off)")
 	fs.StringVar(&c.State, "state", c.State, "keep the in-memory swarms in this `file` across restarts: written periodically and on shutdown, read at start (empty: off)")
 	fs.DurationVar(&c.StateInterval, "state-interval", c.StateInterval, "period of the snapshot written to -state")
 	fs.DurationVar(&c.PeerLifetime, "peer-lifetime", c.PeerLifetime, "drop a peer this long after its last announce (at most 9h)")
@@ -324,6 +330,7 @@ func (c *Config) Validate() error {
 	check(c.PeerLifetime > 0, "peer_lifetime must be positive")
 	check(c.MaxMemory == 0 || c.MaxMemory >= minMaxMemory, "max_memory must be 0 (no bound) or at least %v", Size(minMaxMemory))
 	check(c.RedisTimeout > 0, "redis_timeout must be positive")
+	check(c.Sync == "" || c.Store == "memory", "sync: only with the memory store (a Redis store is shared already)")
 	check(c.StateInterval > 0, "state_interval must be positive")
 	check(c.HTTPS == "" || (c.TLSCert != "" && c.TLSKey != ""), "https needs tls_cert and tls_key")
 	check(c.HTTPS == "" || validListenAddr(c.HTTPS), "https %q: want host:port, such as :443", c.HTTPS)

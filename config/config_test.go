@@ -158,6 +158,10 @@ pprof = true
 		cfg.AccessList != "deny" || cfg.AccessListFile != "/etc/trackd/deny.txt" || cfg.Admin != "" || !cfg.Pprof {
 		t.Errorf("loaded %+v", cfg)
 	}
+	cfg, err = Load([]string{"-sync", "redis+cluster://127.0.0.1:7000"}, &bytes.Buffer{})
+	if err != nil || cfg.Sync != "redis+cluster://127.0.0.1:7000" || cfg.Store != "memory" {
+		t.Errorf("-sync: %+v %v", cfg, err)
+	}
 	cfg, err = Load([]string{"-state", "/var/lib/trackd/state.snap", "-state-interval", "1m"}, &bytes.Buffer{})
 	if err != nil || cfg.State != "/var/lib/trackd/state.snap" || cfg.StateInterval != time.Minute || cfg.Admin != "127.0.0.1:6970" {
 		t.Errorf("state flags: %+v %v", cfg, err)
@@ -194,6 +198,7 @@ func TestLoadErrors(t *testing.T) {
 		{"udp sockets in file", nil, "udp_sockets = -2", "udp_sockets"},
 		{"peer lifetime zero", []string{"-peer-lifetime", "0s"}, "", "peer_lifetime"},
 		{"redis timeout", []string{"-store", "redis://127.0.0.1:6379/0", "-redis-timeout", "0s"}, "", "redis_timeout"},
+		{"sync with the redis store", []string{"-store", "redis://127.0.0.1:6379/0", "-sync", "redis://127.0.0.1:6379/1"}, "", "sync: only with the memory store"},
 		{"https without cert", []string{"-https", ":8443"}, "", "https needs tls_cert and tls_key"},
 		{"admin bad", []string{"-admin", "nowhere"}, "", "admin \"nowhere\""},
 		{"access list mode", []string{"-access-list", "maybe"}, "", "access_list"},

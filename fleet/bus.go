@@ -46,19 +46,26 @@ type Streams interface {
 	NumStreams() int
 	// Publish appends batch to stream i. The Bus trims each stream to a
 	// bounded length, oldest first: a reader that falls too far behind
-	// misses batches rather than holding memory.
+	// misses batches rather than holding memory. Publish does not keep
+	// batch after it returns: the fleet reuses the buffer.
 	Publish(ctx context.Context, i int, batch []byte) error
 	// Read returns the entries of stream i after position after, in
 	// order, at most max of them; when there are none it waits up to
 	// block for one, and returns none (and no error) if none came. An
 	// after of "" means the end of the stream as it is now: only entries
-	// published later.
+	// published later. An after of StreamStart means the start of the
+	// stream: every entry it still holds.
 	Read(ctx context.Context, i int, after string, max int, block time.Duration) ([]Entry, error)
 	// Tail returns the position of the last entry of stream i, or "" if
 	// it has none: where a reader that starts now begins, and what a
 	// snapshot records as covered.
 	Tail(ctx context.Context, i int) (string, error)
 }
+
+// StreamStart is the position before the first entry of any stream (a
+// Redis stream id 0-0): where a reader begins when Tail found the stream
+// empty, so that it misses no entry published after Tail.
+const StreamStart = "0"
 
 // Messenger carries messages between instances that are not changes to
 // the swarms: WebSocket offers and answers relayed to the instance that

@@ -9,14 +9,25 @@
 //
 // # Changes
 //
-// Store wraps an in-memory store.Store. Every announce it applies is also
+// Store wraps an in-memory store.Store (Local: it keeps, and forwards,
+// every ability of the in-memory store). Every announce it applies is also
 // a Change (the torrent, the peer's address and id, its event and whether
 // it seeds), appended to a batch in memory: the request path encodes a few
-// dozen bytes under a short lock, and never waits on the network. A
-// publisher goroutine sends each batch to the Bus a few times a second.
-// Every instance reads the batches of the others and replays their changes
-// into its own store, as announces that want no peers: an instance's state
-// is the replay of every announce made to any instance of the fleet.
+// dozen bytes under a short lock (about 30 ns, no allocation), and never
+// waits on the network. A Node's publisher goroutine sends the batches to
+// the Bus every 50 ms, or at once when one reaches 32 KiB. The Node reads
+// the batches of the others, one goroutine per stream, and replays their
+// changes into the inner store, as announces that want no peers: an
+// instance's state is the replay of every announce made to any instance of
+// the fleet. A reader starts at the end of its stream as it is when the
+// Node starts (Node.Ready).
+//
+// A batch (AppendBatch, DecodeBatch) is a header — format Version, origin
+// Instance, the number of its first change, count — and 27 bytes per IPv4
+// change (39 for IPv6, 20 more with a peer id). The changes of one origin
+// to one stream are numbered without a hole, which is how a reader finds
+// what it missed (a gap) or read twice (skipped). A batch that does not
+// decode is counted and skipped.
 //
 // Replaying announces, rather than shipping state, keeps the store's own
 // semantics everywhere: the receiving store decides joins, leaves and role
@@ -32,12 +43,16 @@
 //
 // # Bounds
 //
-// The batches waiting to be published are bounded (Config.MaxPending):
-// while the Bus is unreachable they wait, and past the bound the oldest
-// are dropped and counted. A dropped change heals by itself: every peer
+// The batches waiting to be published are bounded (StoreConfig.MaxPending,
+// 32 MiB by default): while the Bus is unreachable they wait, the Node
+// tries again (backing off up to a second), and past the bound the oldest
+// are dropped and counted (Stats.Dropped). An outage is logged once, rate
+// limited, and its end once; Node.Stats shows it for the metrics. A dropped change heals by itself: every peer
 // announces again within an interval, and its next announce carries the
 // same information. The streams are trimmed by the Bus to a bounded
 // length, so a lagging or dead instance grows no one's memory; a reader
 // that finds it missed batches (a gap in an origin's sequence) counts it
-// and goes on.
+// and goes on. A flood of bogus torrents into one instance reaches the
+// others as changes that their memory bound (max_memory) refuses, as it
+// would refuse them locally (Stats.Refused).
 package fleet

@@ -1,7 +1,8 @@
 // Package metrics counts what trackd does, for Prometheus: requests by
 // protocol, action and result, their latency, the swarms' totals by address
 // family, full scrapes, dropped packets, the WebSocket frontend's
-// connections, messages, relays and swarms, and the Go runtime.
+// connections, messages, relays and swarms, a fleet's sync (trackd_sync_*)
+// and the Go runtime.
 //
 // Every label value comes from a fixed set (never an info hash or an
 // address), so the number of series is bounded. The counters a request
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"trackd/fleet"
 	"trackd/internal/ratelog"
 	"trackd/store"
 	"trackd/tracker"
@@ -117,6 +119,9 @@ type Options struct {
 	// their receive buffers were full (a cumulative count); nil leaves the
 	// counter out.
 	UDPDropped func() uint64
+	// Sync reads the counters of the fleet's Node at each scrape (the
+	// series trackd_sync_*); nil (sync off) leaves them out.
+	Sync func() fleet.Stats
 }
 
 // New builds the collectors and registers them, with the Go runtime and
@@ -141,7 +146,8 @@ func New(opts Options) *Metrics {
 		Namespace: "trackd", Name: "errors_total",
 		Help: "Server-side errors by kind, every one counted although the log shows only the first of a kind and then a count every 10 s: " +
 			"store (the store failed a request), overload (a request refused at max_pending or at max_memory), write (a UDP reply not sent), " +
-			"accept (a connection not accepted), store_background (a round of the store's background work failed).",
+			"accept (a connection not accepted), store_background (a round of the store's background work failed), " +
+			"sync (a call to the sync bus failed), sync_batch (a batch read from the sync bus did not decode).",
 	}, []string{"kind"})
 	m.errors = make(map[string]prometheus.Counter, len(ratelog.Kinds))
 	for _, k := range ratelog.Kinds {
@@ -178,6 +184,9 @@ func New(opts Options) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if opts.Totals != nil {
 		m.reg.MustRegister(&totalsCollector{read: opts.Totals})
+	}
+	if opts.Sync != nil {
+		m.reg.MustRegister(&syncCollector{read: opts.Sync})
 	}
 	if opts.UDPDropped != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -17,6 +17,7 @@ import (
 	"trackd/accesslist"
 	"trackd/bittorrent"
 	"trackd/config"
+	"trackd/fleet"
 	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
 	wsfrontend "trackd/frontend/ws"
@@ -40,6 +41,7 @@ type Server struct {
 
 	access  *accesslist.Source
 	state   *stateFile // nil without config.State
+	sync    *fleetSync // nil without config.Sync
 	metrics *metrics.Metrics
 	stats   *stats.Recorder
 	cert    *tlscert.Loader
@@ -114,16 +116,26 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	// The metrics exist before the store, which counts its errors in
 	// them; what they read of s, they read once build has returned.
 	var s *Server
-	m := metrics.New(metrics.Options{
+	mopts := metrics.Options{
 		Totals:     func(ctx context.Context) (metrics.Totals, error) { return s.metricTotals(ctx) },
 		UDPDropped: func() uint64 { return s.udpDropped() },
-	})
+	}
+	if cfg.Sync != "" {
+		mopts.Sync = func() fleet.Stats { return s.sync.node.Stats() }
+	}
+	m := metrics.New(mopts)
 	// One rate-limited log for the errors that can repeat per request,
 	// whoever meets them; each is counted in trackd_errors_total.
 	errs := ratelog.New(log, ratelog.Options{Count: m.Error})
 	st, err := open(ctx, cfg, log, errs)
 	if err != nil {
 		return nil, err
+	}
+	var fsync *fleetSync
+	if cfg.Sync != "" {
+		if st, fsync, err = openSync(ctx, cfg, st, log, errs); err != nil {
+			return nil, err
+		}
 	}
 	health := store.NewHealth(st, nil)
 	tcfg := tracker.Config{
@@ -144,10 +156,11 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 		tcfg.Access = access
 	}
 	tr := tracker.New(tcfg, st)
-	s = &Server{cfg: cfg, log: log, store: st, health: health, errs: errs, metrics: m, tracker: tr, access: access, cert: cert,
+	s = &Server{cfg: cfg, log: log, store: st, sync: fsync, health: health, errs: errs, metrics: m, tracker: tr, access: access, cert: cert,
 		serveErr: make(chan error, 1), ready: make(chan struct{})}
 	if cfg.State != "" {
 		if s.state, err = s.loadState(st); err != nil {
+			s.closeSync()
 			st.Close()
 			return nil, fmt.Errorf("state file: %w", err)
 		}
@@ -277,7 +290,7 @@ const networkStoreUDPSockets = 32
 
 // background starts the work that runs beside the listeners until
 // Shutdown: watching the access list file, sampling the stats, writing the
-// state file.
+// state file, keeping the swarms in step with the fleet (config.Sync).
 func (s *Server) background() {
 	s.bg.Add(3)
 	go func() { defer s.bg.Done(); s.access.Watch(s.bgCtx, accessListPoll) }()
@@ -290,6 +303,21 @@ func (s *Server) background() {
 	if s.wsHandler != nil {
 		s.bg.Add(1)
 		go func() { defer s.bg.Done(); s.expireWS(s.bgCtx) }()
+	}
+	if s.sync != nil {
+		s.bg.Add(1)
+		go func() { defer s.bg.Done(); s.sync.node.Run(s.bgCtx) }()
+	}
+}
+
+// closeSync closes the Bus of the fleet's sync, if it is on, once its
+// Node has stopped (or never ran).
+func (s *Server) closeSync() {
+	if s.sync == nil {
+		return
+	}
+	if err := s.sync.bus.Close(); err != nil {
+		s.log.Warn("sync: closing the bus", "err", err)
 	}
 }
 
@@ -417,7 +445,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) shutdown(ctx context.Context) error {
 	errs := []error{s.shutdownListeners(ctx)}
 	s.bgCancel()
-	s.bg.Wait()
+	s.bg.Wait() // the sync's Node has published what it could
+	s.closeSync()
 	s.closeHandler()
 	// nothing changes the swarms any more: the last snapshot is complete
 	errs = append(errs, s.saveState("shutdown"))
@@ -441,6 +470,7 @@ const shutdownGrace = 10 * time.Second
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Start(); err != nil {
 		s.closeHandler()
+		s.closeSync()
 		s.store.Close()
 		return err
 	}

@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"trackd/config"
+	"trackd/fleet"
+	"trackd/fleet/redisbus"
 	"trackd/internal/ratelog"
+	"trackd/internal/redisurl"
 	"trackd/store"
 	"trackd/store/memory"
 	redisstore "trackd/store/redis"
@@ -30,14 +33,15 @@ func checkStore(cfg config.Config) error {
 	check(memoryStore || redisstore.IsURL(cfg.Store), "store %q: want memory or a Redis URL (redis://, rediss://, redis+cluster://)", cfg.Store)
 	check(!memoryStore || cfg.PeerLifetime <= memory.MaxPeerLifetime, "peer_lifetime must be at most %v with the memory store", memory.MaxPeerLifetime)
 	check(cfg.State == "" || memoryStore, "state: only the memory store needs a state file (Redis keeps its own)")
+	check(cfg.Sync == "" || redisbus.IsURL(cfg.Sync), "sync: want a Redis URL (redis://, rediss://, redis+cluster://)")
 	return errors.Join(errs...)
 }
 
 // openStore opens the store cfg names: the in-memory store, or Redis. It
 // tries Redis once; Open's retry loop is in openStoreRetry. This file
-// (openStore, checkStore) is the one place in the server that names a
-// backend: the rest asks the store for its abilities (package store's
-// "Optional abilities").
+// (openStore, checkStore, openSync) is the one place in the server that
+// names a backend: the rest asks the store for its abilities (package
+// store's "Optional abilities").
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, errs *ratelog.Logger) (store.Store, error) {
 	opts := store.Options{PeerLifetime: cfg.PeerLifetime, PeerIDs: cfg.PeerIDs}
 	if cfg.Store == "memory" {
@@ -52,6 +56,40 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, errs *r
 		return nil, &storeError{err}
 	}
 	return st, nil
+}
+
+// fleetSync is what keeps the store in step with the other instances of a
+// fleet (config.Sync): the Node that runs it and the Bus it runs on.
+type fleetSync struct {
+	node *fleet.Node
+	bus  fleet.Bus
+}
+
+// openSync wraps st, the in-memory store, in a fleet.Store that records
+// its announces, and opens the Bus (Redis at cfg.Sync) its Node exchanges
+// them on. An unreachable Redis is no error: the Node tries again while
+// the store serves. st is closed on error.
+func openSync(ctx context.Context, cfg config.Config, st store.Store, log *slog.Logger, errs *ratelog.Logger) (store.Store, *fleetSync, error) {
+	local, ok := st.(fleet.Local)
+	if !ok {
+		st.Close()
+		return nil, nil, errors.New("sync: the store is not one a fleet keeps in step (fleet.Local): only the memory store is")
+	}
+	log = log.With("sync", redisurl.Redact(cfg.Sync))
+	bus, err := redisbus.Open(ctx, cfg.Sync, redisbus.Options{Timeout: cfg.RedisTimeout, Logger: log})
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("sync: %w", err)
+	}
+	fst := fleet.NewStore(local, fleet.StoreConfig{Streams: bus.NumStreams(), PeerIDs: cfg.PeerIDs})
+	node, err := fleet.NewNode(fst, bus, fleet.Config{Logger: log, Errors: errs})
+	if err != nil {
+		bus.Close()
+		st.Close()
+		return nil, nil, fmt.Errorf("sync: %w", err)
+	}
+	log.Info("sync on: the swarms are kept in step with the other instances of the fleet", "instance", fst.Instance().String(), "streams", bus.NumStreams())
+	return fst, &fleetSync{node: node, bus: bus}, nil
 }
 
 // storeError is a store that could not be opened: worth another try (Redis

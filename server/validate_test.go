@@ -36,6 +36,8 @@ func TestValidateStore(t *testing.T) {
 		{"peer lifetime too long", []string{"-peer-lifetime", "9h0m1s"}, "", "peer_lifetime"},
 		{"peer lifetime too long in file", nil, `peer_lifetime = "24h"`, "peer_lifetime"},
 		{"state with redis", []string{"-store", "redis://127.0.0.1:6379/0", "-state", "/tmp/x"}, "", "state: only the memory store"},
+		{"sync not a URL", []string{"-sync", "localhost:6379"}, "", "sync: want a Redis URL"},
+		{"sync with the redis store", []string{"-store", "redis://127.0.0.1:6379/0", "-sync", "redis://127.0.0.1:6379/1"}, "", "sync: only with the memory store"},
 		// and config's own checks still apply
 		{"config's", []string{"-default-numwant", "0"}, "", "default_numwant"},
 	}

@@ -34,6 +34,7 @@ func TestBus(t *testing.T, maxLen int, newBus func(t *testing.T) fleet.Bus) {
 		{"Tail", testTail},
 		{"PublishReadOrder", testPublishReadOrder},
 		{"ReadFromEnd", testReadFromEnd},
+		{"ReadFromStart", testReadFromStart},
 		{"ReadBlocks", testReadBlocks},
 		{"BatchesAreCopied", testCopies},
 		{"StreamsApart", testStreamsApart},
@@ -192,6 +193,18 @@ func testReadFromEnd(t *testing.T, b fleet.Bus) {
 		} else if m != first+k {
 			t.Fatalf("Read after \"\" returned new-%d at %d after new-%d: out of order", m, k, first)
 		}
+	}
+}
+
+// testReadFromStart: a Read after fleet.StreamStart sees every entry the
+// stream holds, in order: where a reader begins that found its stream
+// empty (Tail ""), so that it misses nothing published since.
+func testReadFromStart(t *testing.T, b fleet.Bus) {
+	publish(t, b, 0, "first")
+	publish(t, b, 0, "second")
+	got, last := readAll(t, b, 0, fleet.StreamStart, 10)
+	if !slices.Equal(got, []string{"first", "second"}) || last != tail(t, b, 0) {
+		t.Errorf("Read after StreamStart: %q ending at %q; want [first second] ending at the tail %q", got, last, tail(t, b, 0))
 	}
 }
 

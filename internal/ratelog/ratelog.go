@@ -36,11 +36,17 @@ const (
 	// KindStoreBackground is a round of the store's background work
 	// (the Redis sweeper and totals) that failed.
 	KindStoreBackground = "store_background"
+	// KindSync is a call to the fleet's Bus that failed (Redis
+	// unreachable): the instance goes on from its own memory.
+	KindSync = "sync"
+	// KindSyncBatch is a batch read from the fleet's Bus that is not
+	// one this version reads, skipped.
+	KindSyncBatch = "sync_batch"
 )
 
 // Kinds are the kinds above, for whoever wants to know them all in advance
 // (the metrics create a series for each).
-var Kinds = []string{KindStore, KindOverload, KindWrite, KindAccept, KindStoreBackground}
+var Kinds = []string{KindStore, KindOverload, KindWrite, KindAccept, KindStoreBackground, KindSync, KindSyncBatch}
 
 // Options configure a Logger. The zero value logs at most one line per
 // kind every DefaultInterval and counts nothing.
