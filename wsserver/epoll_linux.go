@@ -62,15 +62,17 @@ const (
 	// once it has no partial frame.
 	keepPartial = 256
 	// outSize is the capacity of a new write buffer (a connection's out):
-	// a reply and a relayed offer or two.
-	outSize = 4 << 10
-	// keepOut and keepFree bound the empty write buffers a loop keeps
-	// for reuse (rather than allocate one per connection written to in
-	// each pass): at most keepFree, about as many as the connections one
-	// pass of eventBatch events writes to, each of at most keepOut
-	// bytes; 4 MiB per loop at most, 1 MiB when every buffer is outSize.
-	keepOut  = 16 << 10
-	keepFree = eventBatch
+	// a reply and a few relayed offers, or the answers to them, without
+	// growing it (which would allocate again).
+	outSize = 16 << 10
+	// keepOut is the largest write buffer a loop keeps for reuse
+	// (rather than allocate one per connection written to in each
+	// pass). How many it keeps follows the need: the sweep frees those
+	// that no pass has used since the sweep before (trimFree), so a loop
+	// holds about outSize × the most connections one of its passes
+	// wrote to in the last second or so (about 100 under the paced load
+	// of docs/benchmarks.md, some 1.6 MiB).
+	keepOut = 64 << 10
 )
 
 // startLoops starts s's event loops; nil (every connection on a
@@ -188,11 +190,14 @@ type loop struct {
 
 	// Deferred writes, under dmu.
 	dmu    sync.Mutex
-	inPass bool         // between an epoll_wait's return and the next call
-	dirty  []*econn     // connections with deferred bytes to write
-	free   [][]byte     // empty write buffers to reuse
-	spare  []*econn     // the loop's: a drained dirty list, for reuse
-	writes atomic.Int64 // send system calls to the loop's connections, counted before each
+	inPass bool     // between an epoll_wait's return and the next call
+	dirty  []*econn // connections with deferred bytes to write
+	free   [][]byte // empty write buffers to reuse
+	// freeLow is the fewest buffers free since the last sweep: those
+	// were not needed.
+	freeLow int
+	spare   []*econn     // the loop's: a drained dirty list, for reuse
+	writes  atomic.Int64 // send system calls to the loop's connections, counted before each
 }
 
 func newLoop(s *Server) (*loop, error) {
@@ -276,6 +281,7 @@ func (l *loop) run() {
 			l.event(int(ev.Fd), ev.Pad, ev.Events)
 		}
 		if l.now >= l.nextSweep {
+			l.trimFree()
 			l.sweep()
 			l.nextSweep = l.now + l.tick
 		}
@@ -341,6 +347,7 @@ func (l *loop) getOut() []byte {
 		b := l.free[n-1]
 		l.free[n-1] = nil
 		l.free = l.free[:n-1]
+		l.freeLow = min(l.freeLow, n-1)
 		return b
 	}
 	return make([]byte, 0, outSize)
@@ -356,10 +363,23 @@ func (c *econn) putOut() {
 	}
 	l := c.l
 	l.dmu.Lock()
-	if len(l.free) < keepFree {
-		l.free = append(l.free, b)
-	}
+	l.free = append(l.free, b)
 	l.dmu.Unlock()
+}
+
+// trimFree frees the write buffers that stayed free since the last call:
+// the loop keeps about as many as its busiest pass of the last sweep
+// interval wrote to connections at once.
+func (l *loop) trimFree() {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	n := len(l.free) - l.freeLow
+	clear(l.free[n:])
+	l.free = l.free[:n]
+	if cap(l.free) > 2*n+16 {
+		l.free = append([][]byte(nil), l.free...)
+	}
+	l.freeLow = n
 }
 
 // register puts the connections handed over into the epoll set and

@@ -185,3 +185,44 @@ func TestSendDuringPass(t *testing.T) {
 	case <-time.After(10 * time.Millisecond):
 	}
 }
+
+// TestTrimFree: the sweep frees the write buffers no pass has needed
+// since the sweep before; those in use meanwhile stay.
+func TestTrimFree(t *testing.T) {
+	l := &loop{}
+	c := &econn{l: l}
+	put := func(n int) {
+		for range n {
+			c.out = make([]byte, 0, outSize)
+			c.putOut()
+		}
+	}
+	put(10)
+	l.trimFree() // the first sweep: freeLow was 0
+	if len(l.free) != 10 {
+		t.Fatalf("%d free after the first sweep, want 10", len(l.free))
+	}
+	var used [][]byte
+	for range 3 {
+		l.dmu.Lock()
+		used = append(used, l.getOut())
+		l.dmu.Unlock()
+	}
+	for _, b := range used { // written and given back
+		c.out = b
+		c.putOut()
+	}
+	l.trimFree()
+	if len(l.free) != 3 {
+		t.Fatalf("%d free after a sweep interval that used 3, want 3", len(l.free))
+	}
+	l.trimFree()
+	if len(l.free) != 0 {
+		t.Fatalf("%d free after an interval that used none, want 0", len(l.free))
+	}
+	c.out = make([]byte, 0, keepOut+1)
+	c.putOut()
+	if len(l.free) != 0 {
+		t.Fatalf("a buffer over keepOut was kept")
+	}
+}
