@@ -73,6 +73,8 @@ const (
 	// wrote to in the last second or so (about 100 under the paced load
 	// of docs/benchmarks.md, some 1.6 MiB).
 	keepOut = 64 << 10
+	// endPassRounds bounds the times endPass takes the dirty list.
+	endPassRounds = 4
 )
 
 // startLoops starts s's event loops; nil (every connection on a
@@ -290,18 +292,20 @@ func (l *loop) run() {
 
 // endPass writes what the pass deferred: each dirty connection's out,
 // in one system call each. Sends from other goroutines may add to the
-// dirty list meanwhile; the pass ends (inPass false: Sends write at
-// once again) only when the list is empty.
+// dirty list meanwhile: it is taken again until it is empty, a few
+// times at most (so that other goroutines' Sends cannot keep the loop
+// from its connections); the last time, the pass ends with the taking
+// (inPass false: Sends write at once again, and a Send to a connection
+// still on the list taken appends to its out, which is written next).
 func (l *loop) endPass() {
-	for {
+	for round := 0; ; round++ {
 		l.dmu.Lock()
 		d := l.dirty
-		if len(d) == 0 {
-			l.inPass = false
-			l.dmu.Unlock()
-			return
-		}
 		l.dirty = l.spare[:0]
+		last := len(d) == 0 || round == endPassRounds-1
+		if last {
+			l.inPass = false
+		}
 		l.dmu.Unlock()
 		for i, c := range d {
 			d[i] = nil
@@ -321,6 +325,9 @@ func (l *loop) endPass() {
 			}
 		}
 		l.spare = d[:0]
+		if last {
+			return
+		}
 	}
 }
 
