@@ -23,13 +23,26 @@ import (
 // did not take (out). An idle connection holds its econn (about 250
 // bytes) and its Session, nothing else: no goroutine, no buffer.
 //
-// Writes: Send (from any goroutine) takes the connection's lock, and
-// writes the frame to the socket at once if nothing is queued before it;
-// what the socket does not take is queued, bounded by MaxQueueBytes, and
-// written by the loop on EPOLLOUT. Over the bound the connection is shut
-// down (shutdown(2) from the sender: the loop then reads the end of
-// stream and closes the descriptor; only the loop closes descriptors,
-// under the lock, so that no send can reach a number reused since).
+// Writes: Send (from any goroutine) takes the connection's lock. While
+// the connection's loop is in a pass (between the return of one
+// epoll_wait and the next call), the frame is appended to the
+// connection's out and the connection to the loop's dirty list; at the
+// end of the pass the loop writes each dirty connection's out with one
+// system call. So the messages one pass sends to one connection (the
+// answers to one offerer that arrive in one batch, a reply and the
+// relays behind it) cost one write, not one each; the loop's own Sends
+// (a Session's Message runs on it) are all deferred so. A Send while
+// the loop waits in epoll_wait (from another goroutine: another loop, a
+// goroutine-per-connection session) writes the frame at once if nothing
+// is queued before it: no wake-up of the loop is ever needed. What the
+// socket does not take is kept in out, bounded by MaxQueueBytes, and
+// written by the loop on EPOLLOUT: MaxQueueBytes bounds the bytes the
+// socket has refused, so a deferred out over the bound is first offered
+// to the socket, and only what it does not take counts. Over the bound
+// the connection is shut down (shutdown(2) from the sender: the loop
+// then reads the end of stream and closes the descriptor; only the loop
+// closes descriptors, under the lock, so that no send can reach a
+// number reused since).
 
 // loops are a Server's event loops.
 type loops struct {
@@ -48,6 +61,20 @@ const (
 	// keepPartial is the largest partial-frame buffer a connection keeps
 	// once it has no partial frame.
 	keepPartial = 256
+	// outSize is the capacity of a new write buffer (a connection's out):
+	// a reply and a few relayed offers, or the answers to them, without
+	// growing it (which would allocate again).
+	outSize = 16 << 10
+	// keepOut is the largest write buffer a loop keeps for reuse
+	// (rather than allocate one per connection written to in each
+	// pass). How many it keeps follows the need: the sweep frees those
+	// that no pass has used since the sweep before (trimFree), so a loop
+	// holds about outSize × the most connections one of its passes
+	// wrote to in the last second or so (about 100 under the paced load
+	// of docs/benchmarks.md, some 1.6 MiB).
+	keepOut = 64 << 10
+	// endPassRounds bounds the times endPass takes the dirty list.
+	endPassRounds = 4
 )
 
 // startLoops starts s's event loops; nil (every connection on a
@@ -162,6 +189,17 @@ type loop struct {
 
 	// evict are the loop's connections in eviction order.
 	evict evictList
+
+	// Deferred writes, under dmu.
+	dmu    sync.Mutex
+	inPass bool     // between an epoll_wait's return and the next call
+	dirty  []*econn // connections with deferred bytes to write
+	free   [][]byte // empty write buffers to reuse
+	// freeLow is the fewest buffers free since the last sweep: those
+	// were not needed.
+	freeLow int
+	spare   []*econn     // the loop's: a drained dirty list, for reuse
+	writes  atomic.Int64 // send system calls to the loop's connections, counted before each
 }
 
 func newLoop(s *Server) (*loop, error) {
@@ -171,6 +209,7 @@ func newLoop(s *Server) (*loop, error) {
 		wakefd: -1,
 		evbuf:  make([]unix.EpollEvent, eventBatch),
 		buf:    make([]byte, s.opts.MaxMessageBytes+maxHeader+readSize),
+		inPass: true, // until the first epoll_wait
 	}
 	// The sweep (pings, timeouts, lingering closes) runs a few times per
 	// PingInterval, IdleTimeout or MessageTimeout, whichever is shortest.
@@ -222,8 +261,12 @@ func (l *loop) run() {
 				}
 			}
 		}
+		l.endPass()
 		wait := max(l.nextSweep-l.now, 0)
 		n, err := unix.EpollWait(l.ep, l.evbuf, int((wait+time.Millisecond-1)/time.Millisecond))
+		l.dmu.Lock()
+		l.inPass = true
+		l.dmu.Unlock()
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.s.opts.Logger.Error("websocket: event loop failed", "err", err)
 			return
@@ -240,10 +283,110 @@ func (l *loop) run() {
 			l.event(int(ev.Fd), ev.Pad, ev.Events)
 		}
 		if l.now >= l.nextSweep {
+			l.trimFree()
 			l.sweep()
 			l.nextSweep = l.now + l.tick
 		}
 	}
+}
+
+// endPass writes what the pass deferred: each dirty connection's out,
+// in one system call each. Sends from other goroutines may add to the
+// dirty list meanwhile: it is taken again until it is empty, a few
+// times at most (so that other goroutines' Sends cannot keep the loop
+// from its connections); the last time, the pass ends with the taking
+// (inPass false: Sends write at once again, and a Send to a connection
+// still on the list taken appends to its out, which is written next).
+func (l *loop) endPass() {
+	for round := 0; ; round++ {
+		l.dmu.Lock()
+		d := l.dirty
+		l.dirty = l.spare[:0]
+		last := len(d) == 0 || round == endPassRounds-1
+		if last {
+			l.inPass = false
+		}
+		l.dmu.Unlock()
+		for i, c := range d {
+			d[i] = nil
+			c.mu.Lock()
+			c.dirty = false
+			var err error
+			switch {
+			case c.state == stateDead:
+			case len(c.out) > 0:
+				err = c.writeOut()
+			default: // written before the end of the pass
+				c.putOut()
+			}
+			c.mu.Unlock()
+			if err != nil {
+				l.closeConn(c)
+			}
+		}
+		l.spare = d[:0]
+		if last {
+			return
+		}
+	}
+}
+
+// deferred defers c's writes to the end of the loop's pass, if the loop
+// is in one: c joins the dirty list and gets a write buffer. c.mu is
+// held, c.out is empty and c is not dirty.
+func (l *loop) deferred(c *econn) bool {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	if !l.inPass {
+		return false
+	}
+	l.dirty = append(l.dirty, c)
+	c.dirty = true
+	if cap(c.out) == 0 {
+		c.out = l.getOut()
+	}
+	return true
+}
+
+// getOut returns an empty write buffer. l.dmu is held.
+func (l *loop) getOut() []byte {
+	if n := len(l.free); n > 0 {
+		b := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		l.freeLow = min(l.freeLow, n-1)
+		return b
+	}
+	return make([]byte, 0, outSize)
+}
+
+// putOut gives c's empty write buffer back to its loop, or to the
+// garbage collector. c.mu is held.
+func (c *econn) putOut() {
+	b := c.out[:0]
+	c.out = nil
+	if cap(b) == 0 || cap(b) > keepOut {
+		return
+	}
+	l := c.l
+	l.dmu.Lock()
+	l.free = append(l.free, b)
+	l.dmu.Unlock()
+}
+
+// trimFree frees the write buffers that stayed free since the last call:
+// the loop keeps about as many as its busiest pass of the last sweep
+// interval wrote to connections at once.
+func (l *loop) trimFree() {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	n := len(l.free) - l.freeLow
+	clear(l.free[n:])
+	l.free = l.free[:n]
+	if cap(l.free) > 2*n+16 {
+		l.free = append([][]byte(nil), l.free...)
+	}
+	l.freeLow = n
 }
 
 // register puts the connections handed over into the epoll set and
@@ -452,7 +595,8 @@ type econn struct {
 	registered bool   // in the epoll set
 	events     uint32 // its epoll interest
 	closeNext  bool   // once out is written: shut the sending side down
-	out        []byte // bytes the socket has not taken yet
+	dirty      bool   // on its loop's dirty list: out is written at the end of the pass
+	out        []byte // bytes deferred, or not taken by the socket yet
 
 	// closeBy is when a connection whose close handshake has begun is
 	// closed if the client has not closed it by then (since s.start; 0:
@@ -486,35 +630,51 @@ func (c *econn) send(op byte, p []byte) bool {
 	return c.queue(op, p)
 }
 
-// queue writes a frame, or queues what the socket does not take; past
-// MaxQueueBytes it shuts the connection down. c.mu is held.
+// queue writes a frame, or defers it to the end of the loop's pass, or
+// queues what the socket does not take; past MaxQueueBytes it shuts the
+// connection down. c.mu is held.
 func (c *econn) queue(op byte, p []byte) bool {
 	var h [10]byte
 	hn := putHeader(&h, op, len(p))
-	if len(c.out) == 0 {
-		n, err := sendv(c.fd, h[:hn], p)
-		if n == hn+len(p) {
-			return true
-		}
-		if err != nil && err != unix.EAGAIN {
+	size := hn + len(p)
+	if len(c.out) > 0 && len(c.out)+size > c.l.s.opts.MaxQueueBytes && c.dirty {
+		// Deferred bytes the socket has not been offered yet: offer
+		// them now, and bound what it does not take.
+		if err := c.writeOut(); err != nil {
 			c.kill()
 			return false
 		}
-		if n < hn {
-			c.out = append(c.out, h[n:hn]...)
-			c.out = append(c.out, p...)
-		} else {
-			c.out = append(c.out, p[n-hn:]...)
-		}
-		c.want(unix.EPOLLOUT)
-		return true
 	}
-	if len(c.out)+hn+len(p) > c.l.s.opts.MaxQueueBytes {
+	if len(c.out) > 0 && len(c.out)+size > c.l.s.opts.MaxQueueBytes {
 		c.kill()
 		return false
 	}
-	c.out = append(c.out, h[:hn]...)
-	c.out = append(c.out, p...)
+	if len(c.out) > 0 || c.dirty || c.l.deferred(c) {
+		c.out = append(c.out, h[:hn]...)
+		c.out = append(c.out, p...)
+		return true
+	}
+	c.l.writes.Add(1)
+	n, err := sendv(c.fd, h[:hn], p)
+	if n == size {
+		return true
+	}
+	if err != nil && err != unix.EAGAIN {
+		c.kill()
+		return false
+	}
+	if c.out == nil {
+		c.l.dmu.Lock()
+		c.out = c.l.getOut()
+		c.l.dmu.Unlock()
+	}
+	if n < hn {
+		c.out = append(c.out, h[n:hn]...)
+		c.out = append(c.out, p...)
+	} else {
+		c.out = append(c.out, p[n-hn:]...)
+	}
+	c.want(unix.EPOLLOUT)
 	return true
 }
 
@@ -546,10 +706,12 @@ func (c *econn) want(ev uint32) {
 
 // writeOut writes c.out, as much as the socket takes; once it is all
 // written it drops EPOLLOUT, and after a close frame shuts the sending
-// side down. c.mu is held.
+// side down. What the socket does not take moves to the front of out.
+// c.mu is held.
 func (c *econn) writeOut() error {
 	for len(c.out) > 0 {
-		n, err := sendv(c.fd, c.out, nil)
+		c.l.writes.Add(1)
+		n, err := send(c.fd, c.out)
 		if err == unix.EAGAIN {
 			c.want(unix.EPOLLOUT)
 			return nil
@@ -557,12 +719,14 @@ func (c *econn) writeOut() error {
 		if err != nil {
 			return err
 		}
-		c.out = c.out[n:]
-	}
-	if cap(c.out) > keepPartial {
-		c.out = nil
-	} else {
+		if n < len(c.out) {
+			c.out = c.out[:copy(c.out, c.out[n:])]
+			continue
+		}
 		c.out = c.out[:0]
+	}
+	if !c.dirty {
+		c.putOut()
 	}
 	c.want(0)
 	if c.closeNext {
@@ -594,7 +758,8 @@ func (c *econn) closeWith(e *closeErr) {
 	if len(c.out) == 0 {
 		var b [2 + 125]byte
 		f := appendClose(b[:0], e)
-		n, err := sendv(c.fd, f, nil)
+		c.l.writes.Add(1)
+		n, err := send(c.fd, f)
 		switch {
 		case n == len(f):
 			c.lingerOn()
@@ -633,6 +798,20 @@ func readFD(fd int, p []byte) (int, error) {
 		switch errno {
 		case 0:
 			return int(n), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, errno
+	}
+}
+
+// send writes b (not empty) to a non-blocking socket, without SIGPIPE.
+func send(fd int, b []byte) (int, error) {
+	for {
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), unix.MSG_NOSIGNAL, 0, 0)
+		switch errno {
+		case 0:
+			return int(r), nil
 		case unix.EINTR:
 			continue
 		}

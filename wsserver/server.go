@@ -66,8 +66,10 @@ type Options struct {
 	// is queued whole when the queue is empty, whatever its length. On a
 	// goroutine per connection the queue also holds what the writer
 	// goroutine has not picked up yet, so a burst of Sends faster than
-	// it is scheduled counts against the bound (on an event loop, Send
-	// writes to the socket at once).
+	// it is scheduled counts against the bound. On an event loop the
+	// Sends of one pass are gathered and written at its end, one write
+	// per connection; before gathered bytes would pass the bound they
+	// are offered to the socket, and only what it refuses counts.
 	MaxQueueBytes int
 	// PingInterval: a connection without a frame from the client for
 	// this long is pinged, and again every PingInterval.
