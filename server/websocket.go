@@ -5,8 +5,36 @@ import (
 	"time"
 
 	"trackd/config"
+	"trackd/fleet"
+	"trackd/fleet/relay"
+	"trackd/signaling"
 	"trackd/wsserver"
 )
+
+// wsRegistry returns the registry of the WebSocket swarms: with sync on
+// (config.Sync), a relay.Registry over the fleet's Bus, which s.relay
+// keeps and background runs, so that an offer from a WebSocket peer
+// connected here reaches one connected to another instance and its answer
+// comes back; nil otherwise (the frontend's own signaling.Memory, this
+// instance's peers alone). The relay holds the remote peers too: ws_max_peers
+// bounds the fleet's peers held here, and its Totals, hence the interval
+// policy and the stats, count the fleet's.
+func (s *Server) wsRegistry() signaling.Registry {
+	if s.sync == nil {
+		return nil
+	}
+	self := fleet.NewInstance()
+	if fs, ok := s.store.(*fleet.Store); ok {
+		self = fs.Instance() // one id per process, in the logs and on the Bus
+	}
+	s.relay = relay.New(s.sync.bus, relay.Options{
+		Self:         self,
+		PeerLifetime: s.cfg.PeerLifetime,
+		MaxPeers:     s.cfg.WSMaxPeers,
+		Logger:       s.log,
+	})
+	return s.relay
+}
 
 // startWS starts the WebSocket transport the HTTP and HTTPS listeners
 // hand upgraded connections to, if the configuration serves WebTorrent.
