@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,4 +167,49 @@ func TestWSRelay(t *testing.T) {
 	if got := a.relay.Stats().InstancesGone; got != 1 {
 		t.Errorf("A: InstancesGone = %d, want 1", got)
 	}
+}
+
+// TestSyncIntervalFleetWide: with sync, the interval policy counts the
+// fleet's peers over HTTP and UDP as over WebSocket (TestWSRelay):
+// target_announce_rate is the fleet's total.
+func TestSyncIntervalFleetWide(t *testing.T) {
+	rs := redistest.Start(t)
+	cfg := syncConfig(rs.URL())
+	cfg.WebSocket = false
+	cfg.TargetAnnounceRate = 0.01 // 100 s of interval per peer
+	a, _ := start(t, cfg)
+	b, _ := start(t, cfg)
+	for _, srv := range []*Server{a, b} {
+		select {
+		case <-srv.sync.node.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the sync's Node is not reading after 10s")
+		}
+	}
+	udpInterval := func(srv *Server, port uint16) (interval, seeders uint32) {
+		u := dialUDP(t, srv.UDPAddr())
+		reply := u.announce(u.connect(), port)
+		if len(reply) < 20 || binary.BigEndian.Uint32(reply) != 1 {
+			t.Fatalf("UDP announce reply %x", reply)
+		}
+		return binary.BigEndian.Uint32(reply[8:]), binary.BigEndian.Uint32(reply[16:])
+	}
+	if iv, _ := udpInterval(a, 6881); iv != 100 {
+		t.Fatalf("A's interval for its one peer: %d s, want 100", iv)
+	}
+	waitFor(t, "B counts A's peer in its UDP reply's interval", func() bool {
+		iv, seeders := udpInterval(b, 6882)
+		return seeders == 2 && iv == 200
+	})
+	httpAnnounce(t, b, "ssssssssssssssssssss", 3001, 0)
+	waitFor(t, "A counts B's peers in its HTTP reply's interval", func() bool {
+		res, err := http.Get("http://" + a.HTTPAddr().String() + "/announce?info_hash=ssssssssssssssssssss&peer_id=-TD0001-000000003002&port=3002&left=0&compact=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		// 4 peers: 2 UDP, B's HTTP one and this one
+		return strings.Contains(string(body), "8:intervali400e")
+	})
 }
