@@ -23,16 +23,19 @@ func (s *Server) wsRegistry() signaling.Registry {
 	if s.sync == nil {
 		return nil
 	}
+	// An id of its own, not the Node's: what is sent to one of them
+	// directly (offers, answers, dumps) never reaches the other. Only the
+	// broadcast channel is shared: the relay ignores (counts as foreign)
+	// a message without its magic, and a listener of the fleet's own
+	// must ignore the relay's, which begin with "wr\x01".
 	self := fleet.NewInstance()
-	if fs, ok := s.store.(*fleet.Store); ok {
-		self = fs.Instance() // one id per process, in the logs and on the Bus
-	}
 	s.relay = relay.New(s.sync.bus, relay.Options{
 		Self:         self,
 		PeerLifetime: s.cfg.PeerLifetime,
 		MaxPeers:     s.cfg.WSMaxPeers,
 		Logger:       s.log,
 	})
+	s.log.Info("sync: the WebTorrent swarms span the fleet", "ws_relay_instance", self.String())
 	return s.relay
 }
 
