@@ -2,7 +2,8 @@
 // protocol, action and result, their latency, the swarms' totals by address
 // family, full scrapes, dropped packets, the WebSocket frontend's
 // connections, messages, relays and swarms, a fleet's sync (trackd_sync_*)
-// and the Go runtime.
+// and WebSocket relay across instances (trackd_ws_relay_*), and the Go
+// runtime.
 //
 // Every label value comes from a fixed set (never an info hash or an
 // address), so the number of series is bounded. The counters a request
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"trackd/fleet"
+	"trackd/fleet/relay"
 	"trackd/internal/ratelog"
 	"trackd/store"
 	"trackd/tracker"
@@ -122,6 +124,10 @@ type Options struct {
 	// Sync reads the counters of the fleet's Node at each scrape (the
 	// series trackd_sync_*); nil (sync off) leaves them out.
 	Sync func() fleet.Stats
+	// WSRelay reads the counts of the WebSocket relay across the fleet at
+	// each scrape (the series trackd_ws_relay_*); nil (sync or
+	// WebTorrent off) leaves them out.
+	WSRelay func() relay.Stats
 }
 
 // New builds the collectors and registers them, with the Go runtime and
@@ -187,6 +193,9 @@ func New(opts Options) *Metrics {
 	}
 	if opts.Sync != nil {
 		m.reg.MustRegister(&syncCollector{read: opts.Sync})
+	}
+	if opts.WSRelay != nil {
+		m.reg.MustRegister(&relayCollector{read: opts.WSRelay})
 	}
 	if opts.UDPDropped != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -18,6 +18,7 @@ import (
 	"trackd/bittorrent"
 	"trackd/config"
 	"trackd/fleet"
+	"trackd/fleet/relay"
 	httpfrontend "trackd/frontend/http"
 	udpfrontend "trackd/frontend/udp"
 	wsfrontend "trackd/frontend/ws"
@@ -53,6 +54,9 @@ type Server struct {
 	// WebSocket); ws exists from Start on.
 	wsHandler *wsfrontend.Handler
 	ws        *wsserver.Server
+	// relay is wsHandler's registry with sync on: it spans the WebTorrent
+	// swarms across the fleet (wsRegistry); nil otherwise.
+	relay *relay.Registry
 	// listeners are the frontends and the admin endpoint Start has
 	// bound, in the order of frontends (frontends.go).
 	listeners []bound
@@ -122,6 +126,9 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	}
 	if cfg.Sync != "" {
 		mopts.Sync = func() fleet.Stats { return s.sync.node.Stats() }
+		if cfg.WebSocket && (cfg.HTTP != "" || cfg.HTTPS != "") {
+			mopts.WSRelay = func() relay.Stats { return s.relay.Stats() }
+		}
 	}
 	m := metrics.New(mopts)
 	// One rate-limited log for the errors that can repeat per request,
@@ -191,6 +198,7 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 	}
 	if cfg.WebSocket && (cfg.HTTP != "" || cfg.HTTPS != "") {
 		s.wsHandler = wsfrontend.NewHandler(tr, wsfrontend.Options{
+			Registry:     s.wsRegistry(),
 			PeerLifetime: cfg.PeerLifetime,
 			MaxPeers:     cfg.WSMaxPeers,
 			Metrics:      newWSMetrics(s.metrics),
@@ -307,6 +315,11 @@ func (s *Server) background() {
 	if s.sync != nil {
 		s.bg.Add(1)
 		go func() { defer s.bg.Done(); s.sync.node.Run(s.bgCtx) }()
+	}
+	if s.relay != nil {
+		// Shutdown closes the Bus after bg.Wait: Run has said goodbye
+		s.bg.Add(1)
+		go func() { defer s.bg.Done(); s.relay.Run(s.bgCtx) }()
 	}
 }
 

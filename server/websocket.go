@@ -5,8 +5,39 @@ import (
 	"time"
 
 	"trackd/config"
+	"trackd/fleet"
+	"trackd/fleet/relay"
+	"trackd/signaling"
 	"trackd/wsserver"
 )
+
+// wsRegistry returns the registry of the WebSocket swarms: with sync on
+// (config.Sync), a relay.Registry over the fleet's Bus, which s.relay
+// keeps and background runs, so that an offer from a WebSocket peer
+// connected here reaches one connected to another instance and its answer
+// comes back; nil otherwise (the frontend's own signaling.Memory, this
+// instance's peers alone). The relay holds the remote peers too: ws_max_peers
+// bounds the fleet's peers held here, and its Totals, hence the interval
+// policy and the stats, count the fleet's.
+func (s *Server) wsRegistry() signaling.Registry {
+	if s.sync == nil {
+		return nil
+	}
+	// An id of its own, not the Node's: what is sent to one of them
+	// directly (offers, answers, dumps) never reaches the other. Only the
+	// broadcast channel is shared: the relay ignores (counts as foreign)
+	// a message without its magic, and a listener of the fleet's own
+	// must ignore the relay's, which begin with "wr\x01".
+	self := fleet.NewInstance()
+	s.relay = relay.New(s.sync.bus, relay.Options{
+		Self:         self,
+		PeerLifetime: s.cfg.PeerLifetime,
+		MaxPeers:     s.cfg.WSMaxPeers,
+		Logger:       s.log,
+	})
+	s.log.Info("sync: the WebTorrent swarms span the fleet", "ws_relay_instance", self.String())
+	return s.relay
+}
 
 // startWS starts the WebSocket transport the HTTP and HTTPS listeners
 // hand upgraded connections to, if the configuration serves WebTorrent.

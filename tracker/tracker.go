@@ -25,7 +25,10 @@ type Config struct {
 	// per second, that the interval policy aims at: the interval handed out
 	// is (total peers / TargetAnnounceRate) seconds, clamped to
 	// [MinInterval, MaxInterval]. This keeps the load on the server
-	// constant as swarms grow.
+	// constant as swarms grow. Total peers are what the store's Totals
+	// count: with a fleet's sync, every instance's store holds the
+	// fleet's peers, so the target is the fleet's rate, shared by its
+	// instances.
 	TargetAnnounceRate float64
 	// MinInterval and MaxInterval bound the announce interval.
 	MinInterval time.Duration

@@ -3,7 +3,9 @@
 // (testdata/client.mjs) and a webtorrent transfer over WebRTC
 // (testdata/transfer.mjs), each against a tracker started by a launcher:
 // bittorrent-tracker's server (the reference, which proves the harness)
-// and trackd's binary, over ws:// and wss://.
+// and trackd's binary, over ws:// and wss://; and the Client across a
+// fleet, two trackd binaries on one redis-server (-sync) with the clients
+// split between them (TestClientAcrossFleet).
 //
 // WebRTC gathers candidates on every network interface, so the test binary
 // re-executes itself in a private network namespace whose only interface

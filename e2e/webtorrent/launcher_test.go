@@ -137,7 +137,10 @@ func startReference(t *testing.T, tls bool) tracker {
 // startTrackd runs the trackd binary TestMain built, HTTP (and for wss://
 // HTTPS, with a test certificate) on ephemeral loopback ports read from
 // its log.
-func startTrackd(t *testing.T, tls bool) tracker {
+func startTrackd(t *testing.T, tls bool) tracker { return startTrackdWith(t, tls) }
+
+// startTrackdWith is startTrackd with the flags extra as well.
+func startTrackdWith(t *testing.T, tls bool, extra ...string) tracker {
 	var tr tracker
 	args := []string{"-http", "127.0.0.1:0", "-udp", "", "-admin", ""}
 	if tls {
@@ -145,7 +148,7 @@ func startTrackd(t *testing.T, tls bool) tracker {
 		tr.caFile = cert
 		args = append(args, "-https", "127.0.0.1:0", "-tls-cert", cert, "-tls-key", key)
 	}
-	cmd := exec.Command(trackdBin, append(args, trackdFlags...)...)
+	cmd := exec.Command(trackdBin, slices.Concat(args, trackdFlags, extra)...)
 	log := newTail(t, "trackd")
 	r, w := io.Pipe()
 	cmd.Stderr = io.MultiWriter(log, w)

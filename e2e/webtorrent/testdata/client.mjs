@@ -2,6 +2,13 @@
 // uses) against a WebSocket tracker, with WebRTC from @roamhq/wrtc:
 //
 //	node client.mjs --announce ws://127.0.0.1:6969/announce [--clients 3] [--timeout 60] [--expect-downloaded]
+//	    [--announce-odd ws://127.0.0.1:7969/announce --settle 1000]
+//
+// With --announce-odd the clients of odd index announce there instead,
+// another instance of a fleet serving the same swarms: the checks are the
+// same, across instances. --settle waits that many milliseconds after
+// each announce reply before the next client starts, the time the
+// instances take to hear of the new peer.
 //
 // Each client runs in a process of its own, as each browser does: the
 // Client shares one socket among all clients of a process that announce to
@@ -38,7 +45,7 @@ if (process.argv[2] === '--worker') {
   await worker(options(process.argv.slice(3), { announce: '', infohash: '', index: 0, left: 0 }))
 } else {
   await controller(options(process.argv.slice(2), {
-    announce: '', clients: 3, timeout: 60, 'expect-downloaded': false
+    announce: '', 'announce-odd': '', clients: 3, timeout: 60, settle: 0, 'expect-downloaded': false
   }))
 }
 
@@ -110,6 +117,7 @@ async function controller (opts) {
   const infoHash = randomBytes(20).toString('hex')
   const other = randomBytes(20).toString('hex') // never announced
   Object.assign(run.result, { announce: opts.announce, clients: n, info_hash: infoHash, steps_ms: {} })
+  if (opts['announce-odd']) run.result.announce_odd = opts['announce-odd']
   const step = name => { run.result.steps_ms[name] = run.ms() }
 
   const workers = []
@@ -127,7 +135,8 @@ async function controller (opts) {
       destroyed: false,
       exited: false
     }
-    w.proc = fork(self, ['--worker', '--announce', opts.announce, '--infohash', infoHash,
+    const announce = i % 2 === 1 && opts['announce-odd'] ? opts['announce-odd'] : opts.announce
+    w.proc = fork(self, ['--worker', '--announce', announce, '--infohash', infoHash,
       '--index', String(i), '--left', String(i === 0 ? 0 : 1 << 20)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     w.proc.on('message', msg => {
       switch (msg.ev) {
@@ -167,6 +176,7 @@ async function controller (opts) {
     for (const w of workers) {
       w.proc.send({ cmd: 'start' })
       await waitUntil(run, `client ${w.index}'s announce reply`, () => w.updates.length > 0)
+      if (opts.settle > 0) await new Promise(resolve => setTimeout(resolve, opts.settle))
     }
     step('announced')
     const first = workers.map(w => w.updates[0])
