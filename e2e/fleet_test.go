@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -18,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/tracker"
 	"github.com/anacrolix/torrent/tracker/udp"
 
@@ -801,11 +804,24 @@ func TestFleetRedisOutage(t *testing.T) {
 // torrent, some to A (HTTP), some to B (UDP), some sent twice (to the same
 // instance, and to the other one): every instance's scrape counts each
 // distinct session once. A session that stops and starts again is a new
-// one, and counts again.
+// one, and counts again. On one Redis with two instances, and on a
+// Cluster with three (the third only reads).
 func TestFleetCounters(t *testing.T) {
-	rs := redistest.Start(t)
-	ctx := deadline(t, 90*time.Second)
-	fleet := startFleet(ctx, t, rs.URL(), 2, nil)
+	t.Run("redis/2", func(t *testing.T) {
+		rs := redistest.Start(t)
+		ctx := deadline(t, 90*time.Second)
+		fleetCounters(ctx, t, startFleet(ctx, t, rs.URL(), 2, nil))
+	})
+	t.Run("cluster/3", func(t *testing.T) {
+		c := redistest.StartCluster(t, 3)
+		ctx := deadline(t, 90*time.Second)
+		fleetCounters(ctx, t, startFleet(ctx, t, c.URL(), 3, nil))
+	})
+}
+
+// fleetCounters is TestFleetCounters on fleet: the events go to its
+// first two instances, every instance must count them.
+func fleetCounters(ctx context.Context, t *testing.T, fleet []*fleetMember) {
 	a, b := fleet[0], fleet[1]
 	hc := newLoopbackHTTPClient(t)
 	ih := [20]byte{0: 'C', 1: 'N', 2: 'T', 12: 7, 19: 0x42}
@@ -882,8 +898,10 @@ func TestFleetCounters(t *testing.T) {
 			t.Errorf("instance %d: scrape %v, want %v", i, got, want)
 		}
 	}
-	ua.scrape("UDP scrape of A", udp.ScrapeInfohashResult{Seeders: 5, Completed: 6})
-	ub.scrape("UDP scrape of B", udp.ScrapeInfohashResult{Seeders: 5, Completed: 6})
+	for i, m := range fleet {
+		u := announcer{t: t, ctx: ctx, cl: newUDPTrackerClient(t, udpAnnounceURL(m.Server), "127.0.0.1"), ih: ih}
+		u.scrape(fmt.Sprintf("UDP scrape of instance %d", i), udp.ScrapeInfohashResult{Seeders: 5, Completed: 6})
+	}
 }
 
 // TestFleetMemoryBound: a flood of bogus torrents (one peer each) into A,
@@ -1022,4 +1040,53 @@ func syncState(ctx context.Context, t *testing.T, hc *http.Client, m *fleetMembe
 		fmt.Fprintf(&b, " %s=%v", n, v[i])
 	}
 	return "{" + b.String()[1:] + "}"
+}
+
+// TestFleetAnacrolix: real clients on two instances. An anacrolix client
+// seeds with only A's UDP announce URL; another downloads with only B's
+// HTTP one: B is how the downloader finds the seeder, from what A took in.
+func TestFleetAnacrolix(t *testing.T) {
+	rs := redistest.Start(t)
+	ctx := deadline(t, 90*time.Second)
+	fleet := startFleet(ctx, t, rs.URL(), 2, nil)
+	a, b := fleet[0], fleet[1]
+	seedDir, leechDir := t.TempDir(), t.TempDir()
+	tf := makeTorrent(t, seedDir, "fleet.bin", 2<<20+4321, 256<<10, udpAnnounceURL(a.Server))
+	mi, err := metainfo.LoadFromFile(tf.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	seeder := newAnacrolixClient(t, seedDir, true)
+	st, err := seeder.AddTorrent(mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.VerifyDataContext(ctx); err != nil {
+		t.Fatalf("seeder verifying its data: %v", err)
+	}
+	waitForSeeder(ctx, t, b.Server, tf.InfoHash) // on B, announced to A
+	seederAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(seeder.LocalPort()))
+
+	// The same torrent, announced to B only.
+	mi.Announce = announceURL(b.Server)
+	mi.AnnounceList = metainfo.AnnounceList{{announceURL(b.Server)}}
+	leecher := newAnacrolixClient(t, leechDir, false)
+	lt := addLeechingTorrent(ctx, t, leecher, mi)
+	waitForAnacrolixDownload(ctx, t, lt, func() string {
+		return fmt.Sprintf("A counts %+v, B %+v", swarmStats(context.Background(), t, a.Server, tf.InfoHash),
+			swarmStats(context.Background(), t, b.Server, tf.InfoHash))
+	})
+	if sources := peerSources(lt); !slices.Contains(sources, fmt.Sprintf("%s from %s", seederAddr, torrent.PeerSourceTracker)) {
+		t.Errorf("leecher's peers %v: none is the seeder %s found through the tracker", sources, seederAddr)
+	}
+	// A counts the leecher that announced to B.
+	wctx, cancel := context.WithTimeout(ctx, fleetWait)
+	defer cancel()
+	waitFor(wctx, t, "A to count B's leecher", func() (bool, string) {
+		s := swarmStats(ctx, t, a.Server, tf.InfoHash)
+		return s.Seeders+s.Leechers == 2, fmt.Sprintf("%+v", s)
+	})
+	leecher.Close()
+	checkDownloaded(t, filepath.Join(leechDir, tf.Name), tf)
 }
