@@ -323,7 +323,7 @@ func (u *udpClient) announce(ih [20]byte, port uint16) (string, error) {
 	be.PutUint32(pkt[12:], u.tx)
 	copy(pkt[16:], ih[:])
 	copy(pkt[36:], fmt.Sprintf("-E2EUDP-%012d", port))
-	be.PutUint64(pkt[72:], 1) // left
+	be.PutUint64(pkt[64:], 1) // left: one byte to go, a leecher
 	be.PutUint32(pkt[92:], 0xffffffff)
 	be.PutUint16(pkt[96:], port)
 	reply, err := u.roundTrip(pkt)
