@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -258,9 +259,9 @@ func parseJoinRequest(msg []byte) (joinRequest, bool) {
 // once per session).
 //
 // With no answer within cfg.Wait it returns ErrNoDonor; with the Bus
-// unreachable, its error; with a snapshot cut short or refused, an error
-// and nothing restored. In every such case the readers start at the end
-// of the streams, as without Join.
+// unreachable, its error; with a snapshot cut short or refused (its
+// checksum), an error and nothing restored. In every such case the
+// readers start at the end of the streams, as without Join.
 func (n *Node) Join(ctx context.Context, cfg JoinConfig) (JoinInfo, error) {
 	if n.running.Load() {
 		return JoinInfo{}, errors.New("fleet: Join after Run")
@@ -340,13 +341,9 @@ func (n *Node) Join(ctx context.Context, cfg JoinConfig) (JoinInfo, error) {
 		break
 	}
 	info.Bytes = len(body)
-	// Restore nothing unless all is sound: the snapshot first (its
-	// checksum, no swarm handed out), then the marks, then the swarms.
-	si, err := snapshot.Decode(body, func(*snapshot.Swarm) error { return nil })
-	if err != nil {
-		return info, fmt.Errorf("fleet: join: %w", err)
-	}
-	marks, err := parseMarks(end, &h, si.Swarms)
+	// Restore nothing unless all is sound: the marks, then the snapshot
+	// (Decode checks its checksum before it hands out a swarm).
+	marks, err := parseMarks(end, &h, math.MaxUint64)
 	if err != nil {
 		return info, err
 	}
@@ -356,7 +353,7 @@ func (n *Node) Join(ctx context.Context, cfg JoinConfig) (JoinInfo, error) {
 	skip := make([]map[bittorrent.InfoHash]uint64, len(h.streams))
 	var k int
 	var index uint64
-	_, err = snapshot.Decode(body, func(sw *snapshot.Swarm) error {
+	si, err := snapshot.Decode(body, func(sw *snapshot.Swarm) error {
 		for k+1 < len(marks) && marks[k+1].swarms <= index {
 			k++
 		}
