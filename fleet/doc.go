@@ -64,13 +64,15 @@
 // event once per session. So a downloads counter counts each session once
 // on every instance, joined or not, restarted or not.
 //
-// The donor's readers wait while it dumps (its pause: about 0.6 s at a
-// million peers, see docs/benchmarks.md); its frontends do not, the dump
-// holding each part of the store only while it copies it, as a state file
-// does. The chunks are appended by another goroutine, so the pause never
-// waits on the Bus; they are held in memory until appended (about 14
-// bytes a peer) and live in the Bus 30 s after the last. A donor answers
-// one request at a time and only once its own readers are placed.
+// The donor's readers wait while it dumps (its pause: 0.6 to 1.9 s at a
+// million peers on a loaded 2-vCPU machine, docs/benchmarks.md), so the
+// others' changes reach it that much later; its frontends do not wait,
+// the dump holding each part of the store (a 1,024th) only while it
+// copies it, as a state file does. The chunks are appended by another
+// goroutine, so the pause never waits on the Bus; they are held in memory
+// until appended (about 22 bytes a peer) and live in the Bus 30 s after
+// the last. A donor answers one request at a time, and only once its own
+// readers are placed.
 //
 // With no answer within JoinConfig.Wait (3 s: the fleet's first
 // instance, or one whose fellows are all starting), with the Bus
