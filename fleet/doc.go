@@ -20,7 +20,7 @@
 // changes into the inner store, as announces that want no peers: an
 // instance's state is the replay of every announce made to any instance of
 // the fleet. A reader starts at the end of its stream as it is when the
-// Node starts (Node.Ready).
+// Node starts (Node.Ready), or where a snapshot ends (Joining).
 //
 // A batch (AppendBatch, DecodeBatch) is a header — format Version, origin
 // Instance, the number of its first change, count — and 27 bytes per IPv4
@@ -40,6 +40,45 @@
 //
 // The changes of one torrent all go to one stream of the Bus (chosen by
 // its info hash), which keeps them in order.
+//
+// # Joining
+//
+// An instance that starts (Node.Join, before Node.Run) asks the fleet for
+// a snapshot: it broadcasts a request on the Messenger; the instances that
+// hear it race to claim it (Blobs.Claim), and the winner, the donor, stops
+// its readers between two batches, notes per stream the position it has
+// replayed up to and the number of its own next change, dumps its store,
+// lets its readers go on, and appends the dump (a state file's encoding,
+// package snapshot) to a blob in 1 MiB chunks, which the joiner reads as
+// they come. The joiner restores every swarm, and its readers start at the
+// donor's positions: every change of another origin is in the snapshot or
+// after the position, none in both. The donor's own changes go on while
+// it dumps, so its dump notes, as it reaches each part (shard) of its
+// store, the number of its next change on every stream, under that part's
+// lock (memory.Store.DumpMarked); the joiner skips the donor's changes
+// below the note of their swarm. A change recorded after the note but
+// applied before the dump reached its swarm is replayed although the
+// snapshot holds it, which changes nothing: a client's next announce
+// comes after its last one was recorded, so a session cannot both
+// complete and stop unseen by the note, and the store counts a completed
+// event once per session. So a downloads counter counts each session once
+// on every instance, joined or not, restarted or not.
+//
+// The donor's readers wait while it dumps (its pause: 0.6 to 1.9 s at a
+// million peers on a loaded 2-vCPU machine, docs/benchmarks.md), so the
+// others' changes reach it that much later; its frontends do not wait,
+// the dump holding each part of the store (a 1,024th) only while it
+// copies it, as a state file does. The chunks are appended by another
+// goroutine, so the pause never waits on the Bus; they are held in memory
+// until appended (about 22 bytes a peer) and live in the Bus 30 s after
+// the last. A donor answers one request at a time, and only once its own
+// readers are placed.
+//
+// With no answer within JoinConfig.Wait (3 s: the fleet's first
+// instance, or one whose fellows are all starting), with the Bus
+// unreachable, or with a snapshot cut short, Join restores nothing and
+// says why; the readers then start at the end of the streams, and the
+// server falls back on its state file, if it has one.
 //
 // # Bounds
 //

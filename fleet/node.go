@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"trackd/bittorrent"
 	"trackd/internal/ratelog"
 	"trackd/store"
 )
@@ -62,6 +63,9 @@ type Config struct {
 	// Errors rate-limits the lines of errors that repeat (kinds
 	// ratelog.KindSync and KindSyncBatch); nil makes one from Logger.
 	Errors *ratelog.Logger
+	// ChunkSize is the size of the chunks of a snapshot this instance
+	// hands a joining one (see Join); 0 means DefaultChunkSize.
+	ChunkSize int
 }
 
 // Node keeps a Store's instance in step with the others of its fleet
@@ -80,6 +84,25 @@ type Node struct {
 	// counts the readers that do not yet.
 	ready    chan struct{}
 	starting atomic.Int32
+
+	// gate is held shared by a reader while it applies what it read
+	// and moves pos, and exclusively by a donor while it dumps the
+	// store (see Join): the positions it notes are then exact.
+	gate sync.RWMutex
+	pos  []string // per stream: the position replayed up to
+	// start and startDonor are where the readers start after a Join,
+	// and the donor whose changes below start[i].next they skip.
+	start      []joinStart
+	startDonor Instance
+	// startSkip[i] holds, per swarm of stream i, the number of the
+	// donor's first change its snapshot may lack, where that is past
+	// start[i].next; reader i owns it.
+	startSkip []map[bittorrent.InfoHash]uint64
+	// donations counts the snapshots handed to joining instances;
+	// lastPause is how long the last one held the readers
+	// (nanoseconds).
+	donations atomic.Uint64
+	lastPause atomic.Int64
 
 	published, batches  atomic.Uint64
 	applied, refused    atomic.Uint64
@@ -132,6 +155,10 @@ type Stats struct {
 	// PendingBatches and PendingBytes are the batches waiting to be
 	// published now, the open ones included.
 	PendingBatches, PendingBytes int
+	// Donations is the snapshots handed to joining instances (Join);
+	// LastPause how long the last one held this instance's readers.
+	Donations uint64
+	LastPause time.Duration
 }
 
 // NewNode returns a Node for st and bus, which must have as many streams
@@ -155,6 +182,9 @@ func NewNode(st *Store, bus Bus, cfg Config) (*Node, error) {
 	if cfg.FinalFlush == 0 {
 		cfg.FinalFlush = DefaultFinalFlush
 	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = DefaultChunkSize
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -163,14 +193,15 @@ func NewNode(st *Store, bus Bus, cfg Config) (*Node, error) {
 	if errs == nil {
 		errs = ratelog.New(log, ratelog.Options{})
 	}
-	n := &Node{st: st, bus: bus, cfg: cfg, log: log, errs: errs, ready: make(chan struct{})}
+	n := &Node{st: st, bus: bus, cfg: cfg, log: log, errs: errs, ready: make(chan struct{}), pos: make([]string, st.NumStreams())}
 	n.starting.Store(int32(st.NumStreams()))
 	return n, nil
 }
 
 // Ready is closed once Run has found, on every stream, the position it
-// reads from (the end of the stream when it started): every batch
-// published after that is replayed here.
+// reads from (the end of the stream when it started, or after a Join the
+// position the snapshot covers): every batch published after that is
+// replayed here.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 // Stats returns the Node's counters.
@@ -187,6 +218,8 @@ func (n *Node) Stats() Stats {
 		Garbage:    n.garbage.Load(),
 		BusErrors:  n.busErrs.Load(),
 		Connected:  n.state.Load() == stateUp,
+		Donations:  n.donations.Load(),
+		LastPause:  time.Duration(n.lastPause.Load()),
 	}
 	if t := n.lastContact.Load(); t != 0 {
 		s.LastContact = time.Unix(0, t)
@@ -197,8 +230,9 @@ func (n *Node) Stats() Stats {
 
 // Run publishes and reads until ctx ends, then tries to publish what is
 // pending for at most Config.FinalFlush and returns nil once every
-// goroutine it started has ended. It runs one goroutine to publish and
-// one to read each stream. A Node runs once.
+// goroutine it started has ended. It runs one goroutine to publish, one
+// to read each stream, and one to hear the requests of joining instances
+// and answer them (see Join). A Node runs once.
 //
 // A Bus that fails stops nothing: Run tries again, waiting up to
 // Config.MaxBackoff between attempts, while the Store keeps recording
@@ -211,6 +245,7 @@ func (n *Node) Run(ctx context.Context) error {
 	for i := range n.st.NumStreams() {
 		wg.Go(func() { n.read(ctx, i) })
 	}
+	wg.Go(func() { n.listen(ctx) })
 	n.publish(ctx)
 	wg.Wait()
 	return nil
@@ -320,8 +355,21 @@ func (n *Node) read(ctx context.Context, i int) {
 			return true
 		}
 	}
+	origins := make(map[Instance]*origin)
 	var pos string
-	for {
+	var skip map[bittorrent.InfoHash]uint64
+	var skipEnd uint64
+	if n.start != nil {
+		// After a Join: from the donor's position, without the
+		// donor's changes its snapshot has.
+		pos = n.start[i].pos
+		origins[n.startDonor] = &origin{next: n.start[i].next, seen: time.Now()}
+		skip = n.startSkip[i]
+		for _, m := range skip {
+			skipEnd = max(skipEnd, m)
+		}
+	}
+	for pos == "" {
 		p, err := n.bus.Tail(ctx, i)
 		if err == nil {
 			pos = p
@@ -329,9 +377,6 @@ func (n *Node) read(ctx context.Context, i int) {
 				pos = StreamStart
 			}
 			n.reached()
-			if n.starting.Add(-1) == 0 {
-				close(n.ready)
-			}
 			break
 		}
 		if ctx.Err() != nil {
@@ -342,8 +387,13 @@ func (n *Node) read(ctx context.Context, i int) {
 			return
 		}
 	}
+	n.gate.RLock()
+	n.pos[i] = pos
+	n.gate.RUnlock()
+	if n.starting.Add(-1) == 0 {
+		close(n.ready)
+	}
 	backoff = n.cfg.FlushInterval
-	origins := make(map[Instance]*origin)
 	swept := time.Now()
 	for ctx.Err() == nil {
 		entries, err := n.bus.Read(ctx, i, pos, n.cfg.ReadCount, n.cfg.ReadBlock)
@@ -360,10 +410,20 @@ func (n *Node) read(ctx context.Context, i int) {
 		backoff = n.cfg.FlushInterval
 		n.reached()
 		now := time.Now()
+		// A donor's dump (Join) waits for the batches in hand, and
+		// holds the next ones back.
+		n.gate.RLock()
 		for _, e := range entries {
 			pos = e.Pos
-			n.apply(ctx, i, e.Batch, origins, now)
+			n.apply(ctx, i, e.Batch, origins, now, skip)
 		}
+		if skip != nil {
+			if o := origins[n.startDonor]; o == nil || o.next >= skipEnd {
+				skip = nil // past every change the snapshot may hold
+			}
+		}
+		n.pos[i] = pos
+		n.gate.RUnlock()
 		if now.Sub(swept) > originSweep {
 			for id, o := range origins {
 				if now.Sub(o.seen) > originIdle {
@@ -377,8 +437,9 @@ func (n *Node) read(ctx context.Context, i int) {
 
 // apply replays the changes of batch b, read from stream i, into the
 // inner store, unless they are this instance's own or were applied
-// already.
-func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time) {
+// already, or, after a Join, are the donor's that its snapshot holds
+// (skip: see Node.startSkip).
+func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time, skip map[bittorrent.InfoHash]uint64) {
 	h, err := checkBatch(b)
 	if err != nil {
 		n.garbage.Add(1)
@@ -389,7 +450,7 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 		return
 	}
 	end := h.First + uint64(h.Count)
-	skip := 0
+	skipped := 0
 	if o := origins[h.Origin]; o == nil {
 		origins[h.Origin] = &origin{next: end, seen: now}
 	} else {
@@ -402,7 +463,7 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 			n.duplicates.Add(1)
 			return
 		case h.First < o.next:
-			skip = int(o.next - h.First)
+			skipped = int(o.next - h.First)
 		}
 		o.next = end
 	}
@@ -412,8 +473,13 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 	var applied, refused uint64
 	for k := range h.Count {
 		p = decodeChange(p, &c)
-		if k < skip {
+		if k < skipped {
 			continue
+		}
+		if skip != nil && h.Origin == n.startDonor {
+			if m, ok := skip[c.InfoHash]; ok && h.First+uint64(k) < m {
+				continue
+			}
 		}
 		_, _, err := inner.Announce(ctx, store.Announce{
 			InfoHash: c.InfoHash,

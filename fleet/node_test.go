@@ -51,12 +51,17 @@ type instance struct {
 	clock *clock
 	stop  context.CancelFunc
 	done  chan struct{}
+	// joined and joinErr are what Join returned, with setup.join.
+	joined  fleet.JoinInfo
+	joinErr error
 }
 
 type setup struct {
 	storeCfg fleet.StoreConfig
 	nodeCfg  fleet.Config
 	opts     store.Options
+	// join, if set, makes the instance Join before it runs.
+	join *fleet.JoinConfig
 }
 
 // start starts an instance on bus and waits until it reads every stream.
@@ -88,6 +93,9 @@ func start(t *testing.T, bus fleet.Bus, name string, su setup) *instance {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{name: name, st: st, node: node, clock: clk, stop: cancel, done: make(chan struct{})}
+	if su.join != nil {
+		in.joined, in.joinErr = node.Join(ctx, *su.join)
+	}
 	go func() {
 		defer close(in.done)
 		if err := node.Run(ctx); err != nil {

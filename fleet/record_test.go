@@ -62,7 +62,7 @@ func BenchmarkApply(b *testing.B) {
 	origins := make(map[Instance]*origin)
 	now := time.Now()
 	for _, bt := range batches {
-		n.apply(ctx, 0, bt, origins, now)
+		n.apply(ctx, 0, bt, origins, now, nil)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -70,7 +70,7 @@ func BenchmarkApply(b *testing.B) {
 	k := 0
 	for i := 0; i < b.N; i += 1000 {
 		delete(origins, Instance{7}) // read again: not a duplicate
-		n.apply(ctx, 0, batches[k], origins, now)
+		n.apply(ctx, 0, batches[k], origins, now, nil)
 		if k++; k == len(batches) {
 			k = 0
 		}

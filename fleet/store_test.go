@@ -112,6 +112,12 @@ func (b *nullBus) Publish(context.Context, int, []byte) error {
 	return nil
 }
 func (*nullBus) Tail(context.Context, int) (string, error) { return "", nil }
+
+// Listen hears nothing (no instance joins).
+func (*nullBus) Listen(ctx context.Context, _ fleet.Instance, _ func([]byte)) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
 func (*nullBus) Read(ctx context.Context, _ int, _ string, _ int, block time.Duration) ([]fleet.Entry, error) {
 	t := time.NewTimer(block)
 	defer t.Stop()

@@ -21,8 +21,9 @@ type stateFile struct {
 	mu    sync.Mutex // one write at a time
 }
 
-// loadState reads the snapshot at path into st. A missing file is a first
-// start. A file that cannot be decoded (truncated, corrupt, from a newer
+// loadState reads the snapshot at path into st, unless the store has
+// joined a fleet (config.Sync): its swarms are then a running instance's,
+// fresher than the file's. A missing file is a first start. A file that cannot be decoded (truncated, corrupt, from a newer
 // trackd) is reported, moved aside, never deleted, and trackd starts empty.
 // Other errors (permissions) stop the start: better than running without
 // the snapshot the operator asked for and then overwriting it.
@@ -34,6 +35,10 @@ func (s *Server) loadState(st store.Store) (*stateFile, error) {
 	sf := &stateFile{path: s.cfg.State, store: ss}
 	if s.cfg.PeerIDs {
 		sf.flags = snapshot.FlagPeerIDs
+	}
+	if s.sync != nil && s.sync.joined {
+		s.log.Info("state file not read: the swarms came from a running instance of the fleet", "file", sf.path)
+		return sf, nil
 	}
 	start := time.Now()
 	info, err := snapshot.Read(sf.path, ss.Restore)

@@ -63,12 +63,18 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, errs *r
 type fleetSync struct {
 	node *fleet.Node
 	bus  fleet.Bus
+	// joined is whether the swarms came from a running instance of the
+	// fleet (fleet.Node.Join): the state file, older, is not read then.
+	joined bool
 }
 
 // openSync wraps st, the in-memory store, in a fleet.Store that records
 // its announces, and opens the Bus (Redis at cfg.Sync) its Node exchanges
-// them on. An unreachable Redis is no error: the Node tries again while
-// the store serves. st is closed on error.
+// them on. Then it joins the fleet: it fills st with the swarms of a
+// running instance, if one answers within fleet.DefaultJoinWait, before
+// any frontend serves (so that no local announce meets a swarm the
+// snapshot is about to bring). An unreachable Redis is no error: the Node
+// tries again while the store serves. st is closed on error.
 func openSync(ctx context.Context, cfg config.Config, st store.Store, log *slog.Logger, errs *ratelog.Logger) (store.Store, *fleetSync, error) {
 	local, ok := st.(fleet.Local)
 	if !ok {
@@ -89,7 +95,17 @@ func openSync(ctx context.Context, cfg config.Config, st store.Store, log *slog.
 		return nil, nil, fmt.Errorf("sync: %w", err)
 	}
 	log.Info("sync on: the swarms are kept in step with the other instances of the fleet", "instance", fst.Instance().String(), "streams", bus.NumStreams())
-	return fst, &fleetSync{node: node, bus: bus}, nil
+	info, err := node.Join(ctx, fleet.JoinConfig{})
+	switch {
+	case err == nil:
+		log.Info("sync: joined the fleet: swarms taken from a running instance", "donor", info.Donor.String(),
+			"swarms", info.Swarms, "peers", info.Peers, "bytes", info.Bytes, "took", info.Took.Round(time.Millisecond))
+	case errors.Is(err, fleet.ErrNoDonor):
+		log.Info("sync: no running instance answered; starting from the state file if there is one, else empty", "waited", fleet.DefaultJoinWait)
+	default:
+		log.Warn("sync: could not join the fleet; starting from the state file if there is one, else empty", "err", err)
+	}
+	return fst, &fleetSync{node: node, bus: bus, joined: err == nil}, nil
 }
 
 // storeError is a store that could not be opened: worth another try (Redis

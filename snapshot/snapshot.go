@@ -115,37 +115,8 @@ func Write(path string, flags uint32, each func(put func(*Swarm) error) error) (
 			os.Remove(tmp)
 		}
 	}()
-	info := Info{Version: Version, Flags: flags, WrittenAt: time.Now()}
-	crc := crc32.New(crcTable)
-	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
-	var b []byte
-	b = append(b, magic...)
-	b = binary.BigEndian.AppendUint32(b, Version)
-	b = binary.BigEndian.AppendUint32(b, flags)
-	b = binary.BigEndian.AppendUint64(b, uint64(info.WrittenAt.UnixNano()))
-	if _, err := w.Write(b); err != nil {
-		return Info{}, err
-	}
-	err = each(func(s *Swarm) error {
-		b = appendSwarm(b[:0], s, flags)
-		info.Swarms++
-		info.Peers += uint64(len(s.Peers))
-		_, err := w.Write(b)
-		return err
-	})
+	info, err := encode(f, flags, each)
 	if err != nil {
-		return Info{}, err
-	}
-	b = append(b[:0], 'E')
-	b = binary.AppendUvarint(b, info.Swarms)
-	b = binary.AppendUvarint(b, info.Peers)
-	if _, err := w.Write(b); err != nil {
-		return Info{}, err
-	}
-	if err := w.Flush(); err != nil {
-		return Info{}, err
-	}
-	if _, err := f.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
 		return Info{}, err
 	}
 	if err := f.Sync(); err != nil {
@@ -164,6 +135,65 @@ func Write(path string, flags uint32, each func(put func(*Swarm) error) error) (
 		d.Close()
 	}
 	return info, nil
+}
+
+// Encode writes to w a snapshot in the format of a state file, checksum
+// included, calling each as Write does: what a fleet's instance hands a
+// joining one (package fleet). Decode reads it back.
+func Encode(w io.Writer, flags uint32, each func(put func(*Swarm) error) error) (Info, error) {
+	return encode(w, flags, each)
+}
+
+// encode writes the snapshot to w: header, swarms, end record, checksum.
+func encode(w io.Writer, flags uint32, each func(put func(*Swarm) error) error) (Info, error) {
+	info := Info{Version: Version, Flags: flags, WrittenAt: time.Now()}
+	crc := crc32.New(crcTable)
+	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)
+	var b []byte
+	b = append(b, magic...)
+	b = binary.BigEndian.AppendUint32(b, Version)
+	b = binary.BigEndian.AppendUint32(b, flags)
+	b = binary.BigEndian.AppendUint64(b, uint64(info.WrittenAt.UnixNano()))
+	if _, err := bw.Write(b); err != nil {
+		return Info{}, err
+	}
+	err := each(func(s *Swarm) error {
+		b = appendSwarm(b[:0], s, flags)
+		info.Swarms++
+		info.Peers += uint64(len(s.Peers))
+		_, err := bw.Write(b)
+		return err
+	})
+	if err != nil {
+		return Info{}, err
+	}
+	b = append(b[:0], 'E')
+	b = binary.AppendUvarint(b, info.Swarms)
+	b = binary.AppendUvarint(b, info.Peers)
+	if _, err := bw.Write(b); err != nil {
+		return Info{}, err
+	}
+	if err := bw.Flush(); err != nil {
+		return Info{}, err
+	}
+	if _, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
+		return Info{}, err
+	}
+	return info, nil
+}
+
+// Decode checks the snapshot b, as Encode wrote it, and then calls fn for
+// every swarm in it (the Swarm is reused between calls), as Read does for
+// a file: nothing is handed to fn unless all of b is intact.
+func Decode(b []byte, fn func(*Swarm) error) (Info, error) {
+	if len(b) < len(magic)+16+4 {
+		return Info{}, fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, len(b))
+	}
+	body := b[:len(b)-4]
+	if binary.BigEndian.Uint32(b[len(body):]) != crc32Sum(body) {
+		return Info{}, fmt.Errorf("%w: checksum mismatch (truncated or altered)", ErrCorrupt)
+	}
+	return decode(bufio.NewReaderSize(bytes.NewReader(body), 64<<10), fn)
 }
 
 func appendSwarm(b []byte, s *Swarm, flags uint32) []byte {

@@ -279,3 +279,76 @@ func FuzzDecode(f *testing.F) {
 		})
 	})
 }
+
+// Encode writes what Write writes to a file, and Decode reads it back;
+// anything cut or altered is refused before a swarm is handed out.
+func TestEncodeDecode(t *testing.T) {
+	for _, flags := range []uint32{0, FlagPeerIDs} {
+		var buf bytes.Buffer
+		in, err := Encode(&buf, flags, func(put func(*Swarm) error) error {
+			s := sample()
+			for i := range s {
+				if err := put(&s[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "f")
+		os.WriteFile(path, buf.Bytes(), 0o600)
+		fromFile, _, err := readAll(path)
+		if err != nil {
+			t.Fatalf("flags %d: the encoding is not a state file: %v", flags, err)
+		}
+		var got []Swarm
+		out, err := Decode(buf.Bytes(), func(s *Swarm) error {
+			c := *s
+			c.Peers = append([]Peer(nil), s.Peers...)
+			got = append(got, c)
+			return nil
+		})
+		if err != nil || out.Swarms != in.Swarms || out.Peers != in.Peers {
+			t.Fatalf("flags %d: Decode: %+v, %v; encoded %+v", flags, out, err, in)
+		}
+		if !reflect.DeepEqual(normalize(got), want(sample(), flags)) || !reflect.DeepEqual(normalize(fromFile), normalize(got)) {
+			t.Fatalf("flags %d: got %+v", flags, got)
+		}
+		b := buf.Bytes()
+		for _, bad := range [][]byte{nil, b[:len(b)-1], b[:len(b)/2], append(append([]byte(nil), b[:40]...), append([]byte{b[40] ^ 1}, b[41:]...)...)} {
+			calls := 0
+			_, err := Decode(bad, func(*Swarm) error { calls++; return nil })
+			if !errors.Is(err, ErrCorrupt) || calls != 0 {
+				t.Fatalf("flags %d: %d bytes of %d: err %v, %d swarms handed out", flags, len(bad), len(b), err, calls)
+			}
+		}
+	}
+}
+
+// FuzzDecodeBytes: Decode never panics and hands out only valid
+// addresses, whatever it is given.
+func FuzzDecodeBytes(f *testing.F) {
+	var buf bytes.Buffer
+	Encode(&buf, FlagPeerIDs, func(put func(*Swarm) error) error {
+		s := sample()
+		for i := range s {
+			put(&s[i])
+		}
+		return nil
+	})
+	f.Add(buf.Bytes())
+	f.Add(buf.Bytes()[:buf.Len()-4])
+	f.Add([]byte(magic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		Decode(b, func(s *Swarm) error {
+			for _, p := range s.Peers {
+				if !p.Addr.Addr().IsValid() {
+					t.Fatalf("invalid address handed out: %v", p.Addr)
+				}
+			}
+			return nil
+		})
+	})
+}

@@ -18,6 +18,24 @@ func (s *Store) Dump(fn func(*snapshot.Swarm) error) error {
 	return walk(s, s.dumpSwarm, fn)
 }
 
+// DumpMarked is Dump that calls mark before it collects the swarms of
+// each part of the store (a shard), with that part's lock held, so that
+// what mark reads then is ordered against every announce of the swarms fn
+// is next called for, until mark is called again: each came before or
+// after it. A fleet's donor (package fleet) uses it to tell which of its
+// own changes its dump holds. mark must be quick and must not call into
+// the store.
+func (s *Store) DumpMarked(mark func(), fn func(*snapshot.Swarm) error) error {
+	var last *shard
+	return walk(s, func(buf []snapshot.Swarm, sh *shard, sw *swarm) []snapshot.Swarm {
+		if sh != last {
+			mark()
+			last = sh
+		}
+		return s.dumpSwarm(buf, sh, sw)
+	}, fn)
+}
+
 // dumpSwarm appends the snapshot of sw to buf.
 func (s *Store) dumpSwarm(buf []snapshot.Swarm, sh *shard, sw *swarm) []snapshot.Swarm {
 	out := snapshot.Swarm{InfoHash: sw.hash, Downloaded: sw.downloaded}

@@ -241,3 +241,30 @@ func TestSnapshotUnderLoad(t *testing.T) {
 		t.Errorf("restored %d peers and %d downloads, the file has %d and %d", tot.Peers(), got, peers, downloads)
 	}
 }
+
+// DumpMarked dumps what Dump does, and calls mark before the swarms of
+// each shard.
+func TestDumpMarked(t *testing.T) {
+	s := New(store.Options{PeerLifetime: time.Hour})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 500 {
+		h := bittorrent.InfoHash{byte(i), byte(i >> 8), 1}
+		if _, _, err := s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want, got int
+	s.Dump(func(*snapshot.Swarm) error { want++; return nil })
+	marks := 0
+	err := s.DumpMarked(func() { marks++ }, func(*snapshot.Swarm) error {
+		if marks == 0 {
+			t.Fatal("a swarm before the first mark")
+		}
+		got++
+		return nil
+	})
+	if err != nil || got != want || want != 500 || marks < 2 || marks > got {
+		t.Fatalf("DumpMarked: %d swarms of %d, %d marks, err %v", got, want, marks, err)
+	}
+}
