@@ -60,6 +60,15 @@ type Config struct {
 	// HTTPClose opens a new connection for every HTTP request (and sends
 	// "Connection: close"), as opentracker requires.
 	HTTPClose bool
+	// HTTPS, when the HTTP target is an https:// URL: see tlsclient.go.
+	// TLSResume keeps each connection's TLS session (a ticket) and resumes
+	// it on the next connection, as clients with a session cache do.
+	// TLSCurves are the key exchanges offered ("x25519,p256"; "" Go's
+	// default, which puts the hybrid X25519MLKEM768 first). TLSVersion
+	// caps the version ("1.2", "1.3"; "" the highest).
+	TLSResume  bool
+	TLSCurves  string
+	TLSVersion string
 	// Fill announces every simulated peer once (event=started) as fast as
 	// the window allows, then stops.
 	Fill bool
@@ -136,6 +145,7 @@ type target struct {
 	path  string // HTTP announce path
 	spath string // HTTP scrape path
 	bind  bool   // bind client sockets to 127.x source addresses
+	tls   bool   // HTTPS (an https:// URL)
 }
 
 // ErrNotLoopback refuses a target that is not a loopback address.
@@ -155,7 +165,9 @@ func resolveTarget(proto, s string, allowRemote bool) (target, error) {
 		if err != nil {
 			return t, fmt.Errorf("-%s %q: %v", proto, s, err)
 		}
-		if u.Scheme != proto {
+		if proto == "http" && u.Scheme == "https" {
+			t.tls = true
+		} else if u.Scheme != proto {
 			return t, fmt.Errorf("-%s %q: scheme must be %s://", proto, s, proto)
 		}
 		hostport = u.Host
@@ -306,6 +318,8 @@ func (c *Config) check() error {
 		return errors.New("-converge-within must be positive and at most 1m")
 	case c.Converge > 0 && (c.ConvergePoll < time.Millisecond || c.ConvergePoll > c.ConvergeWithin):
 		return errors.New("-converge-poll must be at least 1ms and at most -converge-within")
+	case c.checkTLS() != nil:
+		return c.checkTLS()
 	case c.ConnIDRenew <= 0 || c.ConnIDRenew >= 2*time.Minute:
 		return errors.New("-renew must be positive and under 2m (the life of a connection id)")
 	}

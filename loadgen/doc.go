@@ -16,7 +16,10 @@
 //     patched in place, so the steady state does not allocate.
 //   - The HTTP client writes requests by hand over keep-alive connections,
 //     pipelining up to the window, or opens a new connection for every
-//     request (the way opentracker is used).
+//     request (the way opentracker is used). An https:// target is the
+//     same over TLS (crypto/tls), with full handshakes or sessions resumed
+//     from tickets (Config.TLSResume), and the key exchanges and TLS
+//     version the client offers as knobs.
 //   - The WebSocket client plays simulated browsers against a WebTorrent
 //     tracker: one connection and one peer id each, announcing with offers
 //     (fake SDPs derived from the offer id), answering every offer relayed

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -29,6 +30,8 @@ type httpInst struct {
 	addr       string // host:port to dial
 	areq, sreq httpReq
 	conn       *net.TCPConn
+	rw         net.Conn // conn, or the TLS connection over it
+	tls        *tls.Config
 	br         *bufio.Reader
 	bw         *bufio.Writer
 	deadline   int64
@@ -104,6 +107,7 @@ func newHTTPWorker(r *runner, s, count int) *httpWorker {
 			sreq:  httpReq{path: t.spath, host: t.host, close: cfg.HTTPClose},
 			br:    bufio.NewReaderSize(nil, 32<<10),
 			bw:    bufio.NewWriterSize(nil, 32<<10),
+			tls:   newClientTLS(cfg, t),
 		})
 	}
 	if cfg.HTTPClose {
@@ -140,7 +144,7 @@ func (w *httpWorker) dropConn(in *httpInst) {
 	if in.conn != nil {
 		in.conn.SetLinger(0)
 		in.conn.Close()
-		in.conn = nil
+		in.conn, in.rw = nil, nil
 	}
 	in.unflushed = 0
 }
@@ -181,7 +185,7 @@ func (w *httpWorker) run() {
 		}
 		if deadline != in.deadline {
 			in.deadline = deadline
-			in.conn.SetReadDeadline(epoch.Add(time.Duration(deadline)))
+			in.rw.SetReadDeadline(epoch.Add(time.Duration(deadline)))
 		}
 		status, body, closeConn, err := readHTTPResponse(in.br, w.body)
 		w.body = body[:0]
@@ -250,9 +254,24 @@ func (w *httpWorker) dial(in *httpInst) bool {
 	}
 	in.conn = conn.(*net.TCPConn)
 	in.conn.SetNoDelay(true)
-	in.br.Reset(in.conn)
-	in.bw.Reset(in.conn)
+	in.rw = in.conn
 	in.deadline = 0
+	if in.tls != nil {
+		tc, err := handshake(in.conn, in.tls, w.r.cfg.Timeout)
+		now = nanotime()
+		if err != nil {
+			w.st(now).addError("tls handshake: " + errMsg(err))
+			w.dropConn(in)
+			time.Sleep(errBackoff)
+			return false
+		}
+		in.rw = tc
+		if tc.ConnectionState().DidResume {
+			w.st(now).Resumed++
+		}
+	}
+	in.br.Reset(in.rw)
+	in.bw.Reset(in.rw)
 	w.everConn = true
 	w.st(now).Connects++
 	return true

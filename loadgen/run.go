@@ -275,6 +275,11 @@ type Result struct {
 	Timeouts  uint64 `json:"timeouts"`
 	Late      uint64 `json:"late"`
 
+	// TLS says how HTTPS was spoken (see Config.TLSResume); Resumed counts
+	// the connections whose handshake resumed a session.
+	TLS     string `json:"tls,omitempty"`
+	Resumed uint64 `json:"tls_resumed,omitempty"`
+
 	ResponsesPerSec float64 `json:"responses_per_sec"`
 	LatencyMeanUS   float64 `json:"latency_mean_us"`
 	LatencyP50US    float64 `json:"latency_p50_us"`
@@ -329,6 +334,8 @@ func (r *runner) result(s *Stats, d time.Duration) Result {
 		Announces:   s.Announces,
 		Scrapes:     s.Scrapes,
 		Connects:    s.Connects,
+		TLS:         r.tlsDesc(),
+		Resumed:     s.Resumed,
 		Errors:      s.Errors,
 		Timeouts:    s.Timeouts,
 		Late:        s.Late,
@@ -405,6 +412,9 @@ func (r *Result) Format(w io.Writer) {
 		fmt.Fprintf(w, "  measured:    %.2f s after %.2f s of warm-up\n", r.Seconds, r.Warmup)
 		fmt.Fprintf(w, "  responses:   %d  (%.0f/s)  announces %d, scrapes %d, connects %d\n",
 			r.Responses, r.ResponsesPerSec, r.Announces, r.Scrapes, r.Connects)
+		if r.TLS != "" {
+			fmt.Fprintf(w, "  tls:         %s; %d of %d handshakes resumed\n", r.TLS, r.Resumed, r.Connects)
+		}
 	}
 	fmt.Fprintf(w, "  errors:      %d   timeouts: %d   late replies: %d   (requests sent: %d)\n",
 		r.Errors, r.Timeouts, r.Late, r.Sent)

@@ -107,6 +107,7 @@ type Stats struct {
 	Announces uint64 // valid announce replies
 	Scrapes   uint64 // valid scrape replies
 	Connects  uint64 // valid UDP connect replies / HTTP connections opened
+	Resumed   uint64 // HTTPS connections whose TLS handshake resumed a session
 	Peers     uint64 // peers in valid announce replies
 	Errors    uint64 // invalid replies, error replies, failed connections
 	Timeouts  uint64 // requests unanswered after the timeout
@@ -150,6 +151,7 @@ func (s *Stats) Merge(o *Stats) {
 	s.Announces += o.Announces
 	s.Scrapes += o.Scrapes
 	s.Connects += o.Connects
+	s.Resumed += o.Resumed
 	s.Peers += o.Peers
 	s.Timeouts += o.Timeouts
 	s.Late += o.Late

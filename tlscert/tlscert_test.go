@@ -114,3 +114,62 @@ func TestLoadErrors(t *testing.T) {
 		t.Error("missing files: no error")
 	}
 }
+
+// Session tickets stay on (crypto/tls's default) and survive a certificate
+// reload: the Config, and with it the ticket keys, is the same, only the
+// certificate changes. A client that resumes after the reload does so
+// without a full handshake, in TLS 1.3 and 1.2.
+func TestResumeAcrossReload(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			dir := t.TempDir()
+			writeCert(t, dir, 1)
+			l, err := Load(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := l.Config()
+			if cfg.SessionTicketsDisabled {
+				t.Fatal("session tickets are disabled")
+			}
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go echo(c)
+				}
+			}()
+			client := &tls.Config{InsecureSkipVerify: true, MaxVersion: v,
+				ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+			connect := func(msg string) bool {
+				c, err := tls.Dial("tcp", ln.Addr().String(), client)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				roundTrip(t, c, msg) // TLS 1.3 tickets come after the handshake
+				return c.ConnectionState().DidResume
+			}
+			if connect("first") {
+				t.Fatal("first connection resumed")
+			}
+			if !connect("second") {
+				t.Fatal("second connection did not resume")
+			}
+			writeCert(t, dir, 2)
+			if err := l.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			if !connect("after reload") {
+				t.Fatal("no resumption after the certificate reload")
+			}
+		})
+	}
+}

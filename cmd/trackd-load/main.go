@@ -50,6 +50,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		fmt.Fprint(fs.Output(), `Usage:
   trackd-load -udp 127.0.0.1:6969 [flags]      load a UDP tracker (BEP 15)
   trackd-load -http 127.0.0.1:6969 [flags]     load an HTTP tracker
+  trackd-load -http https://127.0.0.1:443/announce [-tls-resume] [flags]   load an HTTPS tracker
   trackd-load -udp ... -http ... [flags]       load both at once
   trackd-load -udp ADDR1,ADDR2,... [-roam]     load the instances of a fleet (UDP, HTTP or both)
   trackd-load -udp A,B -converge 100           ... and measure how fast a peer announced to
@@ -114,6 +115,9 @@ Flags:
 	fs.IntVar(&c.Window, "window", c.Window, "requests in flight per UDP socket / pipelined per HTTP connection")
 	fs.IntVar(&c.SourceAddrs, "src-addrs", c.SourceAddrs, "distinct source addresses 127.0.0.2, 127.0.0.3, ... (at most -sockets/-conns; IPv4 loopback targets only)")
 	fs.BoolVar(&c.HTTPClose, "http-close", c.HTTPClose, "a new HTTP connection per request, with Connection: close (as opentracker needs)")
+	fs.BoolVar(&c.TLSResume, "tls-resume", c.TLSResume, "HTTPS (-http https://...): resume each connection's previous TLS session (tickets), as clients with a session cache do")
+	fs.StringVar(&c.TLSCurves, "tls-curves", c.TLSCurves, "HTTPS: key exchanges to offer, comma-separated: x25519, p256, p384, x25519mlkem768 (default: Go's)")
+	fs.StringVar(&c.TLSVersion, "tls-version", c.TLSVersion, "HTTPS: highest TLS version, 1.2 or 1.3 (default: 1.3)")
 	fs.BoolVar(&c.Fill, "fill", c.Fill, "announce every simulated peer once (started) as fast as possible, print how many and how long, and stop")
 	fs.DurationVar(&c.ConnIDRenew, "renew", c.ConnIDRenew, "renew a UDP connection id at this age (ids live 2m)")
 	fs.BoolVar(&o.flood, "flood", false, "flood -udp with announces of random info hashes (a new torrent each) at -rate for -duration; print a line a second and what a well-behaved client saw")
