@@ -464,19 +464,15 @@ func (c *candidates) sample(rng *rand.PCG, want, run int, peers []bittorrent.Pee
 	peers = slices.Grow(peers, want)
 	r := bounded(rng.Uint64(), m)
 	if want == m {
-		for i := range m {
-			peers = c.append(peers, rotate(r+i, m))
-		}
-		return peers
+		return c.appendRotated(peers, 0, m, r)
 	}
-	if m < 2*want {
-		// Runs of want/s+1 might not fit strata of m/s.
-		run = 1
+	if run == 1 || m < 2*want {
+		// One by one (runs of want/s+1 might not fit strata of m/s).
+		return c.sampleOne(peers, rng, want, r)
 	}
 	s := (want + run - 1) / run
-	// Every run fits its stratum: with run 1, runs of 1 in strata of at
-	// least 1; else, with m >= 2*want, runs of at most want/s+1 in strata
-	// of at least m/s >= 2*(want/s).
+	// Every run fits its stratum: with m >= 2*want, runs of at most
+	// want/s+1 in strata of at least m/s >= 2*(want/s).
 	q, rem := m/s, m%s
 	lq, lrem := want/s, want%s
 	lo, acc := 0, 0
@@ -490,14 +486,34 @@ func (c *candidates) sample(rng *rand.PCG, want, run int, peers []bittorrent.Pee
 		if j < lrem {
 			l++
 		}
+		// The run is [k, k+l) in the stratum, wrapping around at size,
+		// and then rotated by r, wrapping around at m: up to four pieces.
 		k := bounded(rng.Uint64(), size)
-		for range l {
-			peers = c.append(peers, rotate(lo+k+r, m))
-			if k++; k == size {
-				k = 0
-			}
+		n := min(l, size-k)
+		peers = c.appendRotated(peers, lo+k, n, r)
+		if l > n {
+			peers = c.appendRotated(peers, lo, l-n, r)
 		}
 		lo += size
+	}
+	return peers
+}
+
+// sampleOne is sample with runs of 1, candidates rotated by r: one
+// candidate at random in each of want strata.
+func (c *candidates) sampleOne(peers []bittorrent.Peer, rng *rand.PCG, want, r int) []bittorrent.Peer {
+	m := c.m
+	q, rem := m/want, m%want
+	lo, acc := 0, 0
+	for range want {
+		size := q
+		if acc += rem; acc >= want {
+			acc -= want
+			size++
+		}
+		k := lo + bounded(rng.Uint64(), size)
+		lo += size
+		peers = c.append(peers, rotate(k+r, m))
 	}
 	return peers
 }
@@ -529,4 +545,66 @@ func (c *candidates) append(peers []bittorrent.Peer, k int) []bittorrent.Peer {
 		}
 	}
 	return append(peers, p)
+}
+
+// appendRotated appends the n candidates from k on (k+n <= m) of the
+// candidates rotated by r (0 <= r < m): candidates k+r to k+r+n-1, modulo m.
+func (c *candidates) appendRotated(peers []bittorrent.Peer, k, n, r int) []bittorrent.Peer {
+	k += r
+	if k >= c.m {
+		k -= c.m
+	}
+	if k+n > c.m {
+		peers = c.appendRange(peers, k, c.m-k)
+		n -= c.m - k
+		k = 0
+	}
+	return c.appendRange(peers, k, n)
+}
+
+// appendRange appends the n candidates from k on (k+n <= m), counted
+// without the skipped one.
+func (c *candidates) appendRange(peers []bittorrent.Peer, k, n int) []bittorrent.Peer {
+	if c.skip >= 0 && k+n > c.skip {
+		if k < c.skip {
+			peers = c.appendRecords(peers, k, c.skip-k)
+			n -= c.skip - k
+			k = c.skip
+		}
+		k++
+	}
+	return c.appendRecords(peers, k, n)
+}
+
+// appendRecords appends records k to k+n-1 of the IPv4 range followed by
+// the IPv6 range.
+func (c *candidates) appendRecords(peers []bittorrent.Peer, k, n int) []bittorrent.Peer {
+	if k < len(c.a4) {
+		e := min(k+n, len(c.a4))
+		if c.id4 == nil {
+			for i := range c.a4[k:e] {
+				peers = append(peers, bittorrent.Peer{Addr: c.a4[k+i].addr()})
+			}
+		} else {
+			ids := c.id4[k:e]
+			for i := range ids {
+				peers = append(peers, bittorrent.Peer{ID: ids[i], Addr: c.a4[k+i].addr()})
+			}
+		}
+		n -= e - k
+		k = e
+	}
+	if n <= 0 {
+		return peers
+	}
+	k -= len(c.a4)
+	recs := c.a6[k : k+n]
+	for i := range recs {
+		p := bittorrent.Peer{Addr: recs[i].addr()}
+		if c.id6 != nil {
+			p.ID = c.id6[k+i]
+		}
+		peers = append(peers, p)
+	}
+	return peers
 }
