@@ -38,9 +38,9 @@
 // random start in each: 50 peers are 7 runs. Measured with a simulated
 // cache (callgrind; 48 KiB L1, 1 MiB L2) on BenchmarkAnnounceSwarmSize
 // (2^20 peers in swarms of 100,000), an announce misses the L2 11 times
-// instead of 37 with NumWant 50 (35 instead of 143 with 200) and runs 40%
-// fewer instructions, and its CPU time falls by 25 to 58% in swarms of
-// 10,000 and more (docs/benchmarks.md).
+// instead of 37 with NumWant 50 (35 instead of 143 with 200) and runs 40
+// to 47% fewer instructions, and its CPU time falls by 27 to 55% in swarms
+// of 10,000 and more (docs/benchmarks.md).
 //
 // Every candidate is still chosen with probability exactly NumWant/m
 // (the rotation makes every position equally likely for every peer);
