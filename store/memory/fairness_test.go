@@ -39,8 +39,8 @@ func measureFairness(t *testing.T, m, k, run, draws int, seed uint64) fairness {
 	for i := range m {
 		a := store.Announce{}
 		sh.apply4(get(), &a, uint32(i+1), 1, 100)
+		sh.tidyMemory() // as after each request
 	}
-	sh.tidyMemory()
 	sw := get()
 	recs, _ := sh.peers4(sw)
 	pos := make([]int32, m+1) // by ip

@@ -549,12 +549,16 @@ func testPick(t *testing.T, ids bool) {
 			a := store.Announce{Seeder: i < tc.seeders4}
 			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{0, 0, byte(i >> 8), byte(i)}), 1))
 			sh.apply4(sw, &a, uint32(i), 1, 100)
+			sh.tidyMemory() // as after each request
+			sw = get()
 		}
 		for i := range tc.seeders6 + tc.leechers6 {
 			ip := [16]byte{0: 0x20, 14: byte(i >> 8), 15: byte(i)}
 			a := store.Announce{Seeder: i < tc.seeders6}
 			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom16(ip), 1))
 			sh.apply6(sw, &a, &ip, 1, 100)
+			sh.tidyMemory()
+			sw = get()
 		}
 		sh.tidyMemory()
 		sw = get()
