@@ -385,9 +385,10 @@ func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self
 // runLen and runMin are the run length of pick and the number of
 // candidates from which it takes runs: 8 IPv4 records are one cache line
 // (two when a run straddles lines). Below 2048 candidates (16 KiB of IPv4
-// records) runs were measured no cheaper than picks one by one
-// (BenchmarkAnnounceSwarmSize: swarms of 1,000 with NumWant 200 cost 15%
-// more with runs from 512), so the exact sampler stays there.
+// records) runs were not measurably cheaper than picks one by one
+// (BenchmarkAnnounceSwarmSize: swarms of 1,000 with NumWant 200 took 15%
+// more CPU with runs from 512, within the noise of the machine, though a
+// cache simulator counted fewer misses), so the exact sampler stays there.
 const (
 	runLen = 8
 	runMin = 2048
