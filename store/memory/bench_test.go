@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -331,4 +332,75 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 		s.Announce(ctx, a, nil)
 		i++
 	}
+}
+
+// sizedPeers is the number of peers of a store of BenchmarkAnnounceSwarmSize:
+// 2^20, so that i*oddMul mod sizedPeers walks them all in a scattered order.
+const sizedPeers = 1 << 20
+
+var sizedStores = map[int]*Store{}
+
+// sizedAnnounce returns the announce of peer j of a store of sizedPeers
+// peers in swarms of n: swarm j/n, its own IPv4 address, 75% seeders.
+func sizedAnnounce(j, n, numWant int) store.Announce {
+	ip := [4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}
+	return store.Announce{
+		InfoHash: benchHash(1_000_000 + j/n),
+		Peer:     bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), 6881)},
+		Seeder:   j%4 != 0,
+		NumWant:  numWant,
+	}
+}
+
+// sizedStore returns a store of sizedPeers peers in swarms of n, made once
+// per n.
+func sizedStore(n int) *Store {
+	if s := sizedStores[n]; s != nil {
+		return s
+	}
+	s := New(store.Options{PeerLifetime: time.Hour})
+	ctx := context.Background()
+	for j := range sizedPeers {
+		if _, _, err := s.Announce(ctx, sizedAnnounce(j, n, 0), nil); err != nil {
+			panic(err)
+		}
+	}
+	sizedStores[n] = s
+	return s
+}
+
+// BenchmarkAnnounceSwarmSize re-announces known peers (same role) of a
+// store of 2^20 peers in swarms of 100 to 100,000 (75% seeders), in a
+// scattered order, with NumWant 30, 50 and 200: what picking peers costs
+// as swarms grow, with the store as a whole too big for the caches.
+func BenchmarkAnnounceSwarmSize(b *testing.B) {
+	for _, n := range []int{100, 1000, 10_000, 100_000} {
+		for _, want := range []int{30, 50, 200} {
+			b.Run(fmt.Sprintf("peers=%d/numwant=%d", n, want), func(b *testing.B) {
+				announceSized(b, sizedStore(n), n, want)
+			})
+		}
+	}
+}
+
+// announceSized is the loop of BenchmarkAnnounceSwarmSize, in a function of
+// its own so that a cache simulator can count it alone:
+//
+//	valgrind --tool=cachegrind --cache-sim=yes --toggle-collect='*announceSized*' \
+//		./memory.test -test.run XXX -test.bench SwarmSize -test.benchtime 20000x
+//
+//go:noinline
+func announceSized(b *testing.B, s *Store, n, want int) {
+	ctx := context.Background()
+	buf := make([]bittorrent.Peer, 0, want)
+	returned, i := 0, 0
+	b.ReportAllocs()
+	defer cpuPerOp(b)()
+	for b.Loop() {
+		j := int(uint32(i)*0x9E3779B1) & (sizedPeers - 1)
+		buf, _, _ = s.Announce(ctx, sizedAnnounce(j, n, want), buf[:0])
+		returned += len(buf)
+		i++
+	}
+	b.ReportMetric(float64(returned)/float64(b.N), "peers/op")
 }

@@ -534,6 +534,8 @@ func testPick(t *testing.T, ids bool) {
 	}{
 		{0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {3, 4, 0, 0}, {0, 0, 3, 4},
 		{10, 20, 5, 7}, {7, 0, 0, 9}, {0, 13, 2, 0}, {100, 37, 11, 3},
+		// runMin candidates and more: runs (for a seeder too).
+		{1500, 2200, 40, 60}, {0, 1000, 1000, 1100},
 	} {
 		sh, release := newShard(ids)
 		get := addSwarm(sh)
@@ -545,14 +547,18 @@ func testPick(t *testing.T, ids bool) {
 		}
 		for i := range tc.seeders4 + tc.leechers4 {
 			a := store.Announce{Seeder: i < tc.seeders4}
-			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{0, 0, 0, byte(i)}), 1))
+			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{0, 0, byte(i >> 8), byte(i)}), 1))
 			sh.apply4(sw, &a, uint32(i), 1, 100)
+			sh.tidyMemory() // as after each request
+			sw = get()
 		}
 		for i := range tc.seeders6 + tc.leechers6 {
-			ip := [16]byte{0: 0x20, 15: byte(i)}
+			ip := [16]byte{0: 0x20, 14: byte(i >> 8), 15: byte(i)}
 			a := store.Announce{Seeder: i < tc.seeders6}
 			a.Peer.ID = idOf(netip.AddrPortFrom(netip.AddrFrom16(ip), 1))
 			sh.apply6(sw, &a, &ip, 1, 100)
+			sh.tidyMemory()
+			sw = get()
 		}
 		sh.tidyMemory()
 		sw = get()
@@ -588,9 +594,9 @@ func testPick(t *testing.T, ids bool) {
 					cand = append(cand, bittorrent.Peer{ID: f6.id(i), Addr: f6.recs[i].addr()})
 				}
 			}
-			for _, want := range []int{0, 1, 2, 5, len(cand) - 1, len(cand), len(cand) + 3} {
-				if want < 0 {
-					continue
+			for _, want := range []int{0, 1, 2, 5, 50, 200, len(cand) - 1, len(cand), len(cand) + 3} {
+				if want < 0 || want > 200 && len(cand) > runMin {
+					continue // want >= len(cand)-1: one by one, as in the small swarms; and slow
 				}
 				name := fmt.Sprintf("%v/self %+v/want %d", tc, me, want)
 				isCand := make(map[bittorrent.Peer]bool, len(cand))
@@ -602,8 +608,11 @@ func testPick(t *testing.T, ids bool) {
 				}
 				counts := make(map[netip.AddrPort]int)
 				rounds := 2000
+				if len(cand) > runMin {
+					rounds = 300 // each candidate still expected 20 times or more for want 200
+				}
 				if race.Enabled {
-					rounds = 500
+					rounds /= 4
 				}
 				for range rounds {
 					got := sh.pick(sw, me.seeder, bittorrent.AnyFamily, me.self4, me.self6, want, nil)
@@ -626,12 +635,15 @@ func testPick(t *testing.T, ids bool) {
 				// rotation, whose strata differ in size, is off by more
 				// (e.g. 3 of 7: 667 or 1000 picks instead of 857 ± 145).
 				exp := float64(rounds*min(want, len(cand))) / float64(len(cand))
+				// (In the big swarms, below 20 the count is too far from
+				// normal for 5 standard deviations to be rare among
+				// thousands of candidates: only the total is checked.)
 				tol := 5*math.Sqrt(exp) + 1
 				total := 0
 				for _, p := range cand {
 					c := counts[p.Addr]
 					total += c
-					if d := float64(c) - exp; d > tol || d < -tol {
+					if d := float64(c) - exp; (exp >= 20 || len(cand) < runMin) && (d > tol || d < -tol) {
 						t.Errorf("%s: %v chosen %d times, expected %.0f", name, p.Addr, c, exp)
 					}
 				}

@@ -121,14 +121,19 @@ func TestInvalidAddr(t *testing.T) {
 // TestReannounceAllocs checks that a re-announce of a known peer allocates
 // nothing when the caller's slice has room, with and without ids.
 func TestReannounceAllocs(t *testing.T) {
-	for _, ids := range []bool{false, true} {
+	// 200 peers: picked one by one; 3000: in runs (runMin).
+	for _, tc := range []struct {
+		ids bool
+		n   int
+	}{{false, 200}, {true, 200}, {false, 3000}, {true, 3000}} {
+		ids := tc.ids
 		s := New(store.Options{PeerLifetime: time.Hour, PeerIDs: ids})
 		ctx := context.Background()
 		h := bittorrent.InfoHash{9}
-		for i := range 200 {
+		for i := range tc.n {
 			addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)
 			if i%5 == 0 {
-				addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 15: byte(i)}), 1)
+				addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 14: byte(i >> 8), 15: byte(i)}), 1)
 			}
 			s.Announce(ctx, store.Announce{InfoHash: h, Peer: bittorrent.Peer{Addr: addr}, Seeder: i%4 != 0}, nil)
 		}
@@ -141,7 +146,7 @@ func TestReannounceAllocs(t *testing.T) {
 					buf, _, _ = s.Announce(ctx, a, buf[:0])
 				})
 				if allocs != 0 {
-					t.Errorf("ids %v: re-announce of %s (seeder %v): %v allocations", ids, addr, seeder, allocs)
+					t.Errorf("ids %v, %d peers: re-announce of %s (seeder %v): %v allocations", ids, tc.n, addr, seeder, allocs)
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package memory
 import (
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"slices"
 	"unsafe"
 
@@ -363,22 +364,40 @@ type candidates struct {
 	a6   []peer6
 	id6  []bittorrent.PeerID
 	skip int // the announcing peer's position among them, -1 if it is not one
+	m    int // how many: len(a4)+len(a6), less the skipped one
 }
 
 // pick appends to peers up to want peers chosen at random among the
 // candidates of an announcing seeder (the leechers) or leecher (everyone),
 // leaving out the announcing peer: index self4 of the IPv4 family or self6
-// of the IPv6 family (-1 for neither).
-//
-// The candidates are the concatenation of one range of the IPv4 family and
-// one of the IPv6 family, m peers once the announcing one is skipped. pick
-// rotates them by a random offset, cuts them into want strata of equal
-// size (give or take one) and takes one peer at random in each: no peer
-// twice, no allocation, and since the rotation makes every position equally
-// likely for every peer, each is chosen with probability exactly want/m.
-// Seeders and leechers (and IPv4 and IPv6 peers) come in proportion to
-// their numbers, within one.
+// of the IPv6 family (-1 for neither). It takes them one by one from
+// fewer than runMin candidates, in runs of up to runLen from more (see
+// sample).
 func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
+	c := sh.candidates(sw, seeder, fam, self4, self6)
+	run := 1
+	if c.m >= runMin {
+		run = runLen
+	}
+	return c.sample(&sh.rng, want, run, peers)
+}
+
+// runLen and runMin are the run length of pick and the number of
+// candidates from which it takes runs: 8 IPv4 records are one cache line
+// (two when a run straddles lines). Below 2048 candidates (16 KiB of IPv4
+// records) runs were not measurably cheaper than picks one by one
+// (BenchmarkAnnounceSwarmSize: swarms of 1,000 with NumWant 200 took 15%
+// more CPU with runs from 512, within the noise of the machine, though a
+// cache simulator counted fewer misses), so the exact sampler stays there.
+const (
+	runLen = 8
+	runMin = 2048
+)
+
+// candidates returns the candidates of an announcing seeder (the leechers)
+// or leecher (everyone), leaving out the announcing peer: index self4 of
+// the IPv4 family or self6 of the IPv6 family (-1 for neither).
+func (sh *shard) candidates(sw *swarm, seeder bool, fam bittorrent.Family, self4, self6 int) candidates {
 	var c candidates
 	if fam != bittorrent.IPv6Only {
 		c.a4, c.id4 = sh.peers4(sw)
@@ -412,22 +431,80 @@ func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self
 	case self6 >= 0:
 		c.skip = len(c.a4) + self6
 	}
-	m := len(c.a4) + len(c.a6)
+	c.m = len(c.a4) + len(c.a6)
 	if c.skip >= 0 {
-		m--
+		c.m--
 	}
+	return c
+}
+
+// sample appends to peers min(want, c.m) of the candidates chosen at
+// random, in runs of up to run consecutive candidates (run >= 1; one by
+// one when the candidates are fewer than 2*want).
+//
+// The candidates are the concatenation of one range of the IPv4 family and
+// one of the IPv6 family, m peers once the announcing one is skipped.
+// sample rotates them by a random offset and cuts them into s =
+// ceil(want/run) strata of equal size (give or take one); in each it takes
+// a run of want/s (give or take one) consecutive candidates from a random
+// start, wrapping around within the stratum. No peer twice, no
+// allocation, and since the rotation makes every position equally likely
+// for every peer, each is chosen with probability exactly want/m whatever
+// run is (a position in a stratum of size z with a run of l is taken with
+// probability l/z; summed over the m positions, that is want). Seeders and
+// leechers (and IPv4 and IPv6 peers) come in proportion to their numbers,
+// within a run. With run 1 this is plain stratified sampling, one random
+// candidate per stratum; with run 8 an answer of 50 reads 7 runs, about
+// 13 cache lines of IPv4 records instead of 50 (see the package doc for
+// what it costs in fairness).
+func (c *candidates) sample(rng *rand.PCG, want, run int, peers []bittorrent.Peer) []bittorrent.Peer {
+	m := c.m
 	want = min(want, m)
 	if want <= 0 {
 		return peers
 	}
 	peers = slices.Grow(peers, want)
-	r := bounded(sh.rng.Uint64(), m)
+	r := bounded(rng.Uint64(), m)
 	if want == m {
-		for i := range m {
-			peers = c.append(peers, rotate(r+i, m))
-		}
-		return peers
+		return c.appendRotated(peers, 0, m, r)
 	}
+	if run == 1 || m < 2*want {
+		// One by one (runs of want/s+1 might not fit strata of m/s).
+		return c.sampleOne(peers, rng, want, r)
+	}
+	s := (want + run - 1) / run
+	// Every run fits its stratum: with m >= 2*want, runs of at most
+	// want/s+1 in strata of at least m/s >= 2*(want/s).
+	q, rem := m/s, m%s
+	lq, lrem := want/s, want%s
+	lo, acc := 0, 0
+	for j := range s {
+		size := q
+		if acc += rem; acc >= s {
+			acc -= s
+			size++
+		}
+		l := lq
+		if j < lrem {
+			l++
+		}
+		// The run is [k, k+l) in the stratum, wrapping around at size,
+		// and then rotated by r, wrapping around at m: up to four pieces.
+		k := bounded(rng.Uint64(), size)
+		n := min(l, size-k)
+		peers = c.appendRotated(peers, lo+k, n, r)
+		if l > n {
+			peers = c.appendRotated(peers, lo, l-n, r)
+		}
+		lo += size
+	}
+	return peers
+}
+
+// sampleOne is sample with runs of 1, candidates rotated by r: one
+// candidate at random in each of want strata.
+func (c *candidates) sampleOne(peers []bittorrent.Peer, rng *rand.PCG, want, r int) []bittorrent.Peer {
+	m := c.m
 	q, rem := m/want, m%want
 	lo, acc := 0, 0
 	for range want {
@@ -436,7 +513,7 @@ func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self
 			acc -= want
 			size++
 		}
-		k := lo + bounded(sh.rng.Uint64(), size)
+		k := lo + bounded(rng.Uint64(), size)
 		lo += size
 		peers = c.append(peers, rotate(k+r, m))
 	}
@@ -470,4 +547,66 @@ func (c *candidates) append(peers []bittorrent.Peer, k int) []bittorrent.Peer {
 		}
 	}
 	return append(peers, p)
+}
+
+// appendRotated appends the n candidates from k on (k+n <= m) of the
+// candidates rotated by r (0 <= r < m): candidates k+r to k+r+n-1, modulo m.
+func (c *candidates) appendRotated(peers []bittorrent.Peer, k, n, r int) []bittorrent.Peer {
+	k += r
+	if k >= c.m {
+		k -= c.m
+	}
+	if k+n > c.m {
+		peers = c.appendRange(peers, k, c.m-k)
+		n -= c.m - k
+		k = 0
+	}
+	return c.appendRange(peers, k, n)
+}
+
+// appendRange appends the n candidates from k on (k+n <= m), counted
+// without the skipped one.
+func (c *candidates) appendRange(peers []bittorrent.Peer, k, n int) []bittorrent.Peer {
+	if c.skip >= 0 && k+n > c.skip {
+		if k < c.skip {
+			peers = c.appendRecords(peers, k, c.skip-k)
+			n -= c.skip - k
+			k = c.skip
+		}
+		k++
+	}
+	return c.appendRecords(peers, k, n)
+}
+
+// appendRecords appends records k to k+n-1 of the IPv4 range followed by
+// the IPv6 range.
+func (c *candidates) appendRecords(peers []bittorrent.Peer, k, n int) []bittorrent.Peer {
+	if k < len(c.a4) {
+		e := min(k+n, len(c.a4))
+		if c.id4 == nil {
+			for i := range c.a4[k:e] {
+				peers = append(peers, bittorrent.Peer{Addr: c.a4[k+i].addr()})
+			}
+		} else {
+			ids := c.id4[k:e]
+			for i := range ids {
+				peers = append(peers, bittorrent.Peer{ID: ids[i], Addr: c.a4[k+i].addr()})
+			}
+		}
+		n -= e - k
+		k = e
+	}
+	if n <= 0 {
+		return peers
+	}
+	k -= len(c.a4)
+	recs := c.a6[k : k+n]
+	for i := range recs {
+		p := bittorrent.Peer{Addr: recs[i].addr()}
+		if c.id6 != nil {
+			p.ID = c.id6[k+i]
+		}
+		peers = append(peers, p)
+	}
+	return peers
 }
