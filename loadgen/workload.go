@@ -78,7 +78,7 @@ func NewWorkload(torrents, peers, addrs int, seed uint64, seederProb float64) (*
 // about 1/1000 of that. s must be in (0, MaxZipf].
 func NewZipfWorkload(torrents, peers, addrs int, seed uint64, seederProb, s float64) (*Workload, error) {
 	if !(s > 0 && s <= MaxZipf) {
-		return nil, fmt.Errorf("Zipf exponent must be in (0, %g]", MaxZipf)
+		return nil, fmt.Errorf("the Zipf exponent must be in (0, %g]", MaxZipf)
 	}
 	return newWorkload(torrents, peers, addrs, seed, seederProb, s)
 }
