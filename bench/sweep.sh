@@ -34,6 +34,8 @@ Environment (defaults in brackets; SHORT=1 changes the ones marked *):
   SEED [1]  PORT [16969] (trackd; opentracker PORT+1, canned PORT+2)
   TRACKER_CPU [0]  LOAD_CPU [1]
   LOAD_FLAGS [""]             extra trackd-load flags for every measured run
+  UDP_FLAGS ["-window 16 -timeout 250ms"]
+                              extra trackd-load flags for the measured UDP runs (see below)
   FILL_FLAGS ["-window 16"]   extra trackd-load flags for the fills
   REV [""]                    build trackd and trackd-load from this git revision
   RESULTS [/tmp/trackd-sweep-DATE]  where raw results go
@@ -92,6 +94,13 @@ PORT=${PORT:-16969}
 TRACKER_CPU=${TRACKER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LOAD_FLAGS=${LOAD_FLAGS:-}
+# UDP: 8 sockets x 16 in flight, and a request unanswered for 250 ms given
+# up. opentracker keeps its socket's default receive buffer (208 KiB here)
+# and drops datagrams when 8 x 32 arrive at once; with the default 2 s
+# timeout each drop holds a slot of the window for 2 s, the window empties
+# and opentracker idles most of the run (tried: 190 timeouts and 20-60 %
+# of a CPU busy per 5 s run). Replies on loopback take milliseconds.
+UDP_FLAGS=${UDP_FLAGS--window 16 -timeout 250ms}
 FILL_FLAGS=${FILL_FLAGS--window 16}
 RESULTS=${RESULTS:-/tmp/trackd-sweep-$(date +%Y%m%d-%H%M%S)}
 PY=/usr/bin/python3
@@ -255,7 +264,8 @@ LIMIT=$((WARM_S + DUR_S + 45))
 measure() {
 	local name=$1 pid=$2 addr=$3 point=$4 proto=$5 i=$6
 	local tag="$point-$proto-$name-$i" la0 la1 c0 c1 b0 b1 t0 t1 target
-	if [[ $proto == udp ]]; then target=(-udp "$addr"); else target=(-http "$addr" -http-close); fi
+	# shellcheck disable=SC2206
+	if [[ $proto == udp ]]; then target=(-udp "$addr" $UDP_FLAGS); else target=(-http "$addr" -http-close); fi
 	la0=$(loadavg)
 	# shellcheck disable=SC2086
 	run_load "$tag" "$LIMIT" "${target[@]}" "${POP[@]}" "${MIX[@]}" -warmup "$WARMUP" -duration "$DURATION" -max-time "$((LIMIT - 10))s" $LOAD_FLAGS
@@ -325,7 +335,7 @@ STAT1=$(head -n 1 /proc/stat)
 	machine_line
 	echo "- $(go version | cut -d' ' -f3-), opentracker $(dpkg-query -W -f='${Version}' opentracker 2>/dev/null || echo '?'); trackd and trackd-load built from the $SRC_DESC"
 	echo "- trackd ($TD_ADDR), opentracker ($OT_ADDR) and the canned server ($CN_ADDR) side by side, each pinned to CPU $TRACKER_CPU; trackd-load on CPU $LOAD_CPU"
-	echo "- per point and protocol: $RUNS interleaved pairs (trackd, opentracker, trackd, ...) of $WARMUP warm-up + $DURATION measured$( ((CANNED)) && echo ", then one run of the canned server"); both trackers filled over UDP (trackd-load -fill $FILL_FLAGS) once per population; HTTP is a new connection per request (-http-close)${LOAD_FLAGS:+; extra flags: $LOAD_FLAGS}"
+	echo "- per point and protocol: $RUNS interleaved pairs (trackd, opentracker, trackd, ...) of $WARMUP warm-up + $DURATION measured$( ((CANNED)) && echo ", then one run of the canned server"); both trackers filled over UDP (trackd-load -fill $FILL_FLAGS) once per population; UDP with trackd-load's defaults and $UDP_FLAGS; HTTP is a new connection per request (-http-close, 32 connections)${LOAD_FLAGS:+; extra flags: $LOAD_FLAGS}"
 	echo "- took $(((T_END - T_START + 30) / 60)) min; load average at the start $LA_START, at the end $(loadavg)"
 	$PY "$SWHELPER" noise "$RUNSFILE" "$STAT0" "$STAT1"
 	echo

@@ -30,8 +30,11 @@ def cmd_record(a):
     # (bencode wants them sorted): the generator counts them as errors,
     # but they carry every count asked for and clients read them; they
     # are counted as answered here, and shown apart in the table.
+    # Replies that came after their request's timeout (late, or to a slot
+    # already reused: "unknown transaction id") were served too.
     unsorted = unsorted_keys(res)
-    answered = res["responses"] + unsorted
+    late = res.get("late", 0) + (res.get("error_messages") or {}).get("reply to no request in flight (unknown transaction id)", 0)
+    answered = res["responses"] + unsorted + late
     rec = {"tracker": name, "point": point, "proto": proto, "run": int(i),
            "cpu_seconds": cpu, "window_seconds": win, "answered": answered, "unsorted_keys": unsorted,
            "responses_per_cpu_second": answered / cpu if cpu > 0 else 0.0,
@@ -111,6 +114,7 @@ def cmd_table(a):
                 worst[proto] = (ratio, pt["point"])
             peers = lambda rs: statistics.median(r["result"].get("mean_peers_per_announce", 0) for r in rs)
             bad = lambda rs: sum(r["result"]["errors"] - unsorted_keys(r["result"]) + r["result"]["timeouts"] for r in rs)
+            # timeouts include requests answered late (counted as answered)
             uns = sum(unsorted_keys(r["result"]) for r in t + o)
             cn = med(c) if c else 0
             nw = int(dict(zip(pt["mix"].split()[0::2], pt["mix"].split()[1::2])).get("-numwant", "30"))
@@ -122,7 +126,8 @@ def cmd_table(a):
                 "%.2f" % (med(t) / cn) if cn else "–", peers(t), peers(o), k(bad(t)), k(bad(o)),
                 " (+%s scrape replies with unsorted keys)" % k(uns) if uns else ""))
     out.append("")
-    out.append("Per CPU-s: responses answered per second of the server's own CPU time (user + system) over the measured window; "
+    out.append("Per CPU-s: replies per second of the server's own CPU time (user + system) over the measured window (valid replies, "
+               "with those that came after their request's 250 ms UDP timeout and opentracker's scrape replies with unsorted keys); "
                "the ratio is the median of the ratios of the neighbouring pairs (trackd run i, opentracker run i), the range their spread. "
                "The canned server replies with at most 30 peers, and its HTTP server is a small goroutine-per-connection one: "
                "its figure is the generator's ceiling over UDP, not over HTTP with a new connection per request.")
