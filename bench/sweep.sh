@@ -31,7 +31,7 @@ Environment (defaults in brackets; SHORT=1 changes the ones marked *):
   WARMUP [2s]                 warm-up of each run (not counted)
   PROTOCOLS ["udp http"]      udp, http (a new connection per request), or both
   CANNED [1]                  0: skip the canned server's run (the generator's ceiling)
-  SEED [1]  PORT [16969] (trackd; opentracker PORT+1, canned PORT+2)
+  SEED [1]  PORT [26969] (trackd; opentracker PORT+1, canned PORT+2)
   TRACKER_CPU [0]  LOAD_CPU [1]
   LOAD_FLAGS [""]             extra trackd-load flags for every measured run
   UDP_FLAGS ["-window 16 -timeout 250ms"]
@@ -90,7 +90,7 @@ WARMUP=${WARMUP:-2s}
 PROTOCOLS=${PROTOCOLS:-udp http}
 CANNED=${CANNED:-1}
 SEED=${SEED:-1}
-PORT=${PORT:-16969}
+PORT=${PORT:-26969}
 TRACKER_CPU=${TRACKER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LOAD_FLAGS=${LOAD_FLAGS:-}
@@ -177,6 +177,7 @@ cpu_busy() {
 }
 listening() { [[ -n $(ss -Hlnt "sport = :$1") && -n $(ss -Hlnu "sport = :$1") ]]; }
 
+trackd_PID="" opentracker_PID="" canned_PID=""
 # start NAME DIR EXE ARGS...: spawn_server (bench/lib.sh) and wait until it
 # listens on TCP and UDP of the port of NAME's address; sets NAME_PID and
 # NAME_WRAP (trackd_PID, ...).
