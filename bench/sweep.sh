@@ -178,6 +178,8 @@ cpu_busy() {
 listening() { [[ -n $(ss -Hlnt "sport = :$1") && -n $(ss -Hlnu "sport = :$1") ]]; }
 
 trackd_PID="" opentracker_PID="" canned_PID=""
+# (trackd runs without its admin listener: its default port may be taken
+# by another trackd on this machine.)
 # start NAME DIR EXE ARGS...: spawn_server (bench/lib.sh) and wait until it
 # listens on TCP and UDP of the port of NAME's address; sets NAME_PID and
 # NAME_WRAP (trackd_PID, ...).
@@ -304,7 +306,7 @@ for p in "${SEL[@]}"; do
 		stop opentracker
 		hashes "$TORRENTS"
 		log "population $POPULARITY, $TORRENTS torrents, $PEERS peers, seeders $SEEDERS: filling both trackers"
-		start trackd "$BIN" "$BIN/trackd" -http "$TD_ADDR" -udp "$TD_ADDR"
+		start trackd "$BIN" "$BIN/trackd" -http "$TD_ADDR" -udp "$TD_ADDR" -admin ""
 		timeout 130 $PY "$HELPER" probe "$TD_ADDR" "$(tail -n 1 "$BIN/hashes-$TORRENTS.txt")" 120 || die "trackd does not answer"
 		fill trackd "$TD_ADDR"
 		prepare_opentracker "$TORRENTS"
