@@ -96,8 +96,8 @@ def cmd_table(a):
     by = {}
     for r in runs:
         by.setdefault((r["point"], r["proto"], r["tracker"]), []).append(r)
-    out = ["| point | popularity (hottest swarm) | seeders | request mix | protocol | trackd per CPU-s | opentracker per CPU-s | ratio: median (pairs' range) | canned per CPU-s (ceiling) | trackd / canned | peers per announce: trackd / opentracker | errors + timeouts: trackd / opentracker |",
-           "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| point | popularity (hottest swarm) | seeders | request mix | protocol | trackd per CPU-s | opentracker per CPU-s | ratio: median (pairs' range) | canned per CPU-s (ceiling) | trackd / canned | peers per announce: trackd / opentracker | server CPU busy: trackd / opentracker | errors + timeouts: trackd / opentracker |",
+           "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     worst = {}
     for pt in points:
         for proto in ("udp", "http"):
@@ -113,24 +113,27 @@ def cmd_table(a):
             if proto not in worst or ratio < worst[proto][0]:
                 worst[proto] = (ratio, pt["point"])
             peers = lambda rs: statistics.median(r["result"].get("mean_peers_per_announce", 0) for r in rs)
+            busy = lambda rs: statistics.median(r["cpu_seconds"] / r["window_seconds"] for r in rs)
             bad = lambda rs: sum(r["result"]["errors"] - unsorted_keys(r["result"]) + r["result"]["timeouts"] for r in rs)
             # timeouts include requests answered late (counted as answered)
             uns = sum(unsorted_keys(r["result"]) for r in t + o)
             cn = med(c) if c else 0
             nw = int(dict(zip(pt["mix"].split()[0::2], pt["mix"].split()[1::2])).get("-numwant", "30"))
             cref = "%s%s" % (k(cn), " (≤30 peers)" if nw > 30 else "") if cn else "–"
-            out.append("| %s | %s (%s) | %g %% | %s | %s | %s | %s | **%.2f×** (%.2f–%.2f) | %s | %s | %.1f / %.1f | %s / %s%s |" % (
+            out.append("| %s | %s (%s) | %g %% | %s | %s | %s | %s | **%.2f×** (%.2f–%.2f) | %s | %s | %.1f / %.1f | %.0f %% / %.0f %% | %s / %s%s |" % (
                 pt["point"], pt["popularity"], k(hottest(pt)), 100 * pt["seeders"], mix_text(pt["mix"]),
                 "UDP" if proto == "udp" else "HTTP, new conn.",
                 k(med(t)), k(med(o)), ratio, min(ratios), max(ratios), cref,
-                "%.2f" % (med(t) / cn) if cn else "–", peers(t), peers(o), k(bad(t)), k(bad(o)),
+                "%.2f" % (med(t) / cn) if cn else "–", peers(t), peers(o), 100 * busy(t), 100 * busy(o), k(bad(t)), k(bad(o)),
                 " (+%s scrape replies with unsorted keys)" % k(uns) if uns else ""))
     out.append("")
     out.append("Per CPU-s: replies per second of the server's own CPU time (user + system) over the measured window (valid replies, "
                "with those that came after their request's 250 ms UDP timeout and opentracker's scrape replies with unsorted keys); "
                "the ratio is the median of the ratios of the neighbouring pairs (trackd run i, opentracker run i), the range their spread. "
                "The canned server replies with at most 30 peers, and its HTTP server is a small goroutine-per-connection one: "
-               "its figure is the generator's ceiling over UDP, not over HTTP with a new connection per request.")
+               "its figure is the generator's ceiling over UDP, not over HTTP with a new connection per request. "
+               "Server CPU busy: the server's CPU time over the window (median); where it is low the generator (or the machine) "
+               "did not keep the server busy, and a server's cost per reply is then higher (fewer requests per wake-up).")
     out.append("")
     for proto, (r, p) in sorted(worst.items(), reverse=True):
         out.append("Worst point, %s: %s at %.2f×." % ("UDP" if proto == "udp" else "HTTP (new connection per request)", p, r))
