@@ -38,6 +38,9 @@ Environment (defaults in brackets; SHORT=1 changes the ones marked *):
                               extra trackd-load flags for the measured UDP runs (see below)
   FILL_FLAGS ["-window 16"]   extra trackd-load flags for the fills
   REV [""]                    build trackd and trackd-load from this git revision
+  TRACKD_BIN [""]             use this trackd binary instead of the one built (to compare
+                              trackd revisions under the same generator: the sweep's flags
+                              need a trackd-load that has them)
   RESULTS [/tmp/trackd-sweep-DATE]  where raw results go
   MAX_TIME [computed]         hard cap on the whole script, in seconds
 
@@ -163,6 +166,11 @@ mkdir -p "$RESULTS/raw"
 BIN=$(mktemp -d /tmp/trackd-sweep-bin.XXXXXX)
 trap_cleanup
 build bench/hashes
+if [[ -n ${TRACKD_BIN:-} ]]; then
+	[[ -x $TRACKD_BIN ]] || die "TRACKD_BIN $TRACKD_BIN is not an executable"
+	cp "$TRACKD_BIN" "$BIN/trackd"
+	SRC_DESC="$SRC_DESC (trackd: $TRACKD_BIN, $(sha256sum "$TRACKD_BIN" | cut -c1-12))"
+fi
 OPENTRACKER=$(readlink -f "$(command -v opentracker)")
 taskset -pc "$LOAD_CPU" $$ >/dev/null
 log "results in $RESULTS; ${#SEL[@]} points × $NPROTO protocols, $RUNS pairs each; estimated $((EST / 60)) min (cap ${MAX_TIME} s)"
