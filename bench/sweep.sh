@@ -4,8 +4,8 @@
 # swarm size, scrape share and hashes, numwant, seeder share, events), over
 # UDP and HTTP with a new connection per request.
 #
-#   bash bench/sweep.sh              the whole sweep (about 35 minutes)
-#   SHORT=1 bash bench/sweep.sh      five points, shorter runs (about 10 minutes)
+#   bash bench/sweep.sh              the whole sweep (27 minutes here)
+#   SHORT=1 bash bench/sweep.sh      five points, shorter runs (8 minutes)
 #
 # trackd, opentracker and the canned server run side by side on three
 # ports, each pinned to TRACKER_CPU; the measured runs of a point are
