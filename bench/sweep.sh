@@ -24,7 +24,7 @@ usage() {
 Usage: [SHORT=1] bash bench/sweep.sh
 
 Environment (defaults in brackets; SHORT=1 changes the ones marked *):
-  SHORT [""]                  1: five points (the worst-looking ones), shorter runs
+  SHORT [""]                  1: five points (see the end of this list), shorter runs
   POINTS [all]                only these points (names, space-separated; see the list below)
   RUNS [3]                    trackd/opentracker pairs per point and protocol
   DURATION [5s, *3s]          measured time of each run
