@@ -36,11 +36,23 @@ type Config struct {
 	// AllowRemote permits targets that are not loopback addresses.
 	AllowRemote bool
 
-	Torrents int     // torrents in the workload
-	Peers    int     // simulated peers
-	Seed     uint64  // derives every hash, peer id, port and seeder flag
-	Seeders  float64 // chance that a peer is a seeder (left=0)
-	NumWant  int     // numwant of every announce
+	Torrents int // torrents in the workload
+	Peers    int // simulated peers
+	// Zipf, when positive, deals the peers to the torrents by Zipf's law
+	// with this exponent (ZipfWeight, at most MaxZipf) instead of the
+	// default model (Weight: a flat tail and an exponential hot head, as
+	// aquatic's load test).
+	Zipf    float64
+	Seed    uint64  // derives every hash, peer id, port and seeder flag
+	Seeders float64 // chance that a peer is a seeder (left=0)
+	NumWant int     // numwant of every announce
+
+	// Stopped is the chance that an announce after a peer's first is
+	// event=stopped (the peer leaves; its next announce is started
+	// again); Completed the chance that a leecher's other announce is
+	// event=completed (with left=0). A peer's first announce of a run is
+	// always started, the others have no event.
+	Stopped, Completed float64
 
 	ScrapeShare     float64 // share of requests that are scrapes
 	ScrapeMaxHashes int     // a scrape asks for 1..ScrapeMaxHashes torrents
@@ -290,6 +302,12 @@ func (c *Config) check() error {
 		return errors.New("-seeders must be between 0 and 1")
 	case c.NumWant < 0 || c.NumWant > 10000:
 		return errors.New("-numwant must be between 0 and 10000")
+	case c.Zipf < 0 || c.Zipf > MaxZipf || c.Zipf != c.Zipf:
+		return fmt.Errorf("-zipf must be between 0 (the default model) and %g", MaxZipf)
+	case !(c.Stopped >= 0 && c.Stopped <= 1) || !(c.Completed >= 0 && c.Completed <= 1):
+		return errors.New("-stopped and -completed must be between 0 and 1")
+	case c.Stopped+c.Completed > 1:
+		return errors.New("-stopped plus -completed must be at most 1")
 	case c.ScrapeShare < 0 || c.ScrapeShare > 1:
 		return errors.New("-scrape must be between 0 and 1")
 	case c.ScrapeMaxHashes < 1 || c.ScrapeMaxHashes > MaxScrapeHashes:

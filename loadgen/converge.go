@@ -318,7 +318,7 @@ func (u *udpProbe) announce(a *probeAnnounce) ([]netip.AddrPort, int, error) {
 	u.tx++ // a late reply to an earlier request is not taken for this one's
 	b := initAnnounce(u.req[:], a.numwant)
 	p := Peer{InfoHash: a.hash, ID: a.id, Port: a.port, Key: uint32(a.port)}
-	patchAnnounce(b, u.pc.connID, u.tx, &p, false)
+	patchAnnounce(b, u.pc.connID, u.tx, &p, evNone)
 	binary.BigEndian.PutUint32(b[80:], a.event)
 	reply, err := u.pc.exchange(b, u.tx)
 	if err != nil {

@@ -7,9 +7,15 @@
 // The parts:
 //
 //   - [Workload] is the simulated population: a number of torrents whose
-//     popularity has a hot head and a long tail, and a number of peers
-//     assigned to them, each with a stable address, port, peer id and
-//     seeder flag derived from a seed.
+//     popularity has a hot head and a long tail ([Weight], as aquatic's
+//     load test, or Zipf's law of a given exponent, [NewZipfWorkload]),
+//     and a number of peers assigned to them, each with a stable address,
+//     port, peer id and seeder flag derived from a seed.
+//   - The request mix: a share of scrapes of 1..n hashes picked by
+//     popularity, the rest announces with a fixed numwant; a peer's first
+//     announce is started, later ones may be stopped (and the next
+//     started again) or, for leechers, completed, each with its chance
+//     (Config.Stopped, Config.Completed).
 //   - The UDP client keeps a window of requests in flight on each of its
 //     sockets, sends them in batches (sendmmsg) and receives replies in
 //     batches (recvmmsg); requests are pre-built in per-slot buffers and

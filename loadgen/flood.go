@@ -390,7 +390,7 @@ func (c *udpPeerConn) flood(ctx context.Context, cfg FloodConfig, s int, start t
 			binary.BigEndian.PutUint64(hash[0:], r.next())
 			binary.BigEndian.PutUint64(hash[8:], r.next())
 			binary.BigEndian.PutUint32(hash[16:], uint32(r.next()))
-			floodPacket(req[:], atomic.LoadUint64(&c.connID), uint32(sent), hash, uint16(portBase+r.intn(portSpan)), udpEventStarted)
+			floodPacket(req[:], atomic.LoadUint64(&c.connID), uint32(sent), hash, uint16(portBase+r.intn(portSpan)), uint32(evStarted))
 			if _, err := c.conn.Write(req[:]); err != nil {
 				if ctx.Err() != nil {
 					return

@@ -48,6 +48,7 @@ type httpWorker struct {
 	r      *runner
 	lane   lane
 	cyc    cycle
+	evs    laneEvents
 	rng    rng
 	dialer net.Dialer
 
@@ -81,6 +82,7 @@ func newHTTPWorker(r *runner, s, count int) *httpWorker {
 		r:      r,
 		lane:   l,
 		cyc:    newCycle(l.n, cfg.Seed^uint64(s)<<32^0x68747470),
+		evs:    newLaneEvents(l.n, cfg),
 		rng:    newRNG(cfg.Seed ^ uint64(s)<<40 ^ 0x687474702d726e67),
 		dialer: net.Dialer{Timeout: cfg.Timeout},
 		window: cfg.Window,
@@ -319,7 +321,7 @@ func (w *httpWorker) queue(now int64) bool {
 	case cfg.Fill:
 		f = w.fills.next()
 		kind, local, first, want = kindAnnounce, int(f.local), true, int(f.local)
-	case cfg.ScrapeShare > 0 && w.rng.chance(cfg.ScrapeShare):
+	case cfg.isScrape(&w.rng):
 		w.rr++
 		kind, want = kindScrape, w.rr
 	default:
@@ -351,7 +353,11 @@ func (w *httpWorker) queue(now int64) bool {
 		b = appendScrapeRequest(b, &in.sreq, w.hashes)
 	} else {
 		w.r.wl.Peer(w.lane.peer(local, w.r.wl.addrs), &w.peer)
-		b = appendAnnounceRequest(b, &in.areq, &w.peer, first, cfg.NumWant)
+		ev := evStarted
+		if !cfg.Fill {
+			ev = w.evs.next(&w.rng, w.r.cfg, local, first, w.peer.Seeder)
+		}
+		b = appendAnnounceRequest(b, &in.areq, &w.peer, ev, cfg.NumWant)
 	}
 	w.buf = b
 	in.bw.Write(b)

@@ -38,9 +38,10 @@ func appendRequestEnd(b []byte, r *httpReq) []byte {
 	return append(b, "\r\n\r\n"...)
 }
 
-// appendAnnounceRequest appends a GET announce for p. compact=1 is always
-// sent; started adds event=started. It does not allocate when b has room.
-func appendAnnounceRequest(b []byte, r *httpReq, p *Peer, started bool, numwant int) []byte {
+// appendAnnounceRequest appends a GET announce for p with event ev
+// (completed with left=0). compact=1 is always sent. It does not allocate
+// when b has room.
+func appendAnnounceRequest(b []byte, r *httpReq, p *Peer, ev event, numwant int) []byte {
 	b = append(b, "GET "...)
 	b = append(b, r.path...)
 	b = append(b, "?info_hash="...)
@@ -50,7 +51,7 @@ func appendAnnounceRequest(b []byte, r *httpReq, p *Peer, started bool, numwant 
 	b = append(b, "&port="...)
 	b = strconv.AppendUint(b, uint64(p.Port), 10)
 	b = append(b, "&uploaded=0&downloaded=0&left="...)
-	if p.Seeder {
+	if p.Seeder || ev == evCompleted {
 		b = append(b, '0')
 	} else {
 		b = strconv.AppendUint(b, leftLeecher, 10)
@@ -60,8 +61,9 @@ func appendAnnounceRequest(b []byte, r *httpReq, p *Peer, started bool, numwant 
 	b = append(b, "&key="...)
 	b = strconv.AppendUint(b, uint64(p.Key), 16)
 	b = append(b, "&compact=1"...)
-	if started {
-		b = append(b, "&event=started"...)
+	if ev != evNone {
+		b = append(b, "&event="...)
+		b = append(b, ev.String()...)
 	}
 	return appendRequestEnd(b, r)
 }

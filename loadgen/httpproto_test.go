@@ -23,10 +23,14 @@ func TestHTTPRequests(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{"announce started leecher", appendAnnounceRequest(nil, r, &leecher, true, 30),
+		{"announce started leecher", appendAnnounceRequest(nil, r, &leecher, evStarted, 30),
 			"GET /announce?info_hash=" + ih + "&peer_id=" + pid + "&port=51413&uploaded=0&downloaded=0&left=1073741824&numwant=30&key=deadbeef&compact=1&event=started HTTP/1.1\r\nHost: 127.0.0.1:6969\r\n\r\n"},
-		{"announce seeder", appendAnnounceRequest(nil, r, &seeder, false, 5),
+		{"announce seeder", appendAnnounceRequest(nil, r, &seeder, evNone, 5),
 			"GET /announce?info_hash=" + ih + "&peer_id=" + pid + "&port=51413&uploaded=0&downloaded=0&left=0&numwant=5&key=deadbeef&compact=1 HTTP/1.1\r\nHost: 127.0.0.1:6969\r\n\r\n"},
+		{"announce completed leecher: left=0", appendAnnounceRequest(nil, r, &leecher, evCompleted, 50),
+			"GET /announce?info_hash=" + ih + "&peer_id=" + pid + "&port=51413&uploaded=0&downloaded=0&left=0&numwant=50&key=deadbeef&compact=1&event=completed HTTP/1.1\r\nHost: 127.0.0.1:6969\r\n\r\n"},
+		{"announce stopped leecher", appendAnnounceRequest(nil, r, &leecher, evStopped, 200),
+			"GET /announce?info_hash=" + ih + "&peer_id=" + pid + "&port=51413&uploaded=0&downloaded=0&left=1073741824&numwant=200&key=deadbeef&compact=1&event=stopped HTTP/1.1\r\nHost: 127.0.0.1:6969\r\n\r\n"},
 		{"scrape, close", appendScrapeRequest(nil, rc, []bittorrent.InfoHash{h1, h2}),
 			"GET /scrape?info_hash=%FF" + strings.Repeat("%00", 19) + "&info_hash=%61" + strings.Repeat("%00", 19) + " HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n"},
 	} {
@@ -35,7 +39,7 @@ func TestHTTPRequests(t *testing.T) {
 		}
 	}
 	// The query is what a standard parser reads back.
-	req := string(appendAnnounceRequest(nil, r, &leecher, true, 30))
+	req := string(appendAnnounceRequest(nil, r, &leecher, evStarted, 30))
 	u, err := url.Parse(strings.Fields(req)[1])
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +189,7 @@ func TestCannedHTTPRepliesCheck(t *testing.T) {
 	defer c.Close()
 	p := testPeer(true)
 	for _, nw := range []int{0, 7, 30, 100} {
-		req := appendAnnounceRequest(nil, &httpReq{path: "/announce"}, &p, false, nw)
+		req := appendAnnounceRequest(nil, &httpReq{path: "/announce"}, &p, evNone, nw)
 		tgt := strings.Fields(string(req))[1]
 		status, body := c.httpReply([]byte(tgt), nil)
 		n, err := checkHTTPAnnounce(body, nw)

@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			return nil, fmt.Errorf("-ws-conns %d: the limit on open files is %d (raise the hard limit: ulimit -Hn)", cfg.WSConns, lim)
 		}
 	}
-	wl, err := NewWorkload(cfg.Torrents, peers, addrs, cfg.Seed, cfg.Seeders)
+	wl, err := newWorkload(cfg.Torrents, peers, addrs, cfg.Seed, cfg.Seeders, cfg.Zipf)
 	if err != nil {
 		return nil, err
 	}

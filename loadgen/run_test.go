@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -286,6 +287,13 @@ func TestConfigCheck(t *testing.T) {
 		func(c *Config) { c.Duration = 0 },
 		func(c *Config) { c.ConnIDRenew = 2 * time.Minute },
 		func(c *Config) { c.Peers = 0 },
+		func(c *Config) { c.Zipf = -1 },
+		func(c *Config) { c.Zipf = MaxZipf + 1 },
+		func(c *Config) { c.Zipf = math.NaN() },
+		func(c *Config) { c.Stopped = 1.5 },
+		func(c *Config) { c.Completed = -0.1 },
+		func(c *Config) { c.Completed = math.NaN() },
+		func(c *Config) { c.Stopped, c.Completed = 0.6, 0.6 },
 	} {
 		cfg := smallConfig()
 		cfg.UDP = "127.0.0.1:1"
@@ -293,6 +301,15 @@ func TestConfigCheck(t *testing.T) {
 		if err := cfg.check(); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}
+	}
+}
+
+func TestConfigCheckAcceptsWorkloadKnobs(t *testing.T) {
+	cfg := smallConfig()
+	cfg.UDP = "127.0.0.1:1"
+	cfg.Zipf, cfg.Stopped, cfg.Completed, cfg.ScrapeShare, cfg.NumWant = 1.2, 0.02, 0.05, 0.2, 200
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -96,3 +96,44 @@ func TestConvergeTrackd(t *testing.T) {
 		})
 	}
 }
+
+// The sweep's workload knobs against trackd, over UDP and HTTP (keep-alive
+// and a new connection per request): Zipf popularity, 20 % scrapes of 1..10
+// hashes, numwant 200, stopped and completed events. Every reply passes the
+// generator's checks, and the shares of scrapes come out as asked.
+func TestWorkloadKnobsAgainstTrackd(t *testing.T) {
+	srv := startTrackd(t)
+	for _, tc := range []struct {
+		name  string
+		http  bool
+		close bool
+	}{{"udp", false, false}, {"http", true, false}, {"http-close", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Torrents, cfg.Peers, cfg.Zipf = 1000, 20_000, 1.2
+			cfg.ScrapeShare, cfg.ScrapeMaxHashes, cfg.NumWant = 0.2, 10, 200
+			cfg.Stopped, cfg.Completed, cfg.Seeders = 0.05, 0.05, 0.5
+			cfg.Sockets, cfg.Conns, cfg.Window, cfg.SourceAddrs = 2, 2, 8, 2
+			cfg.Warmup, cfg.Duration, cfg.MaxTime = 200*time.Millisecond, time.Second, 20*time.Second
+			if tc.http {
+				cfg.HTTP, cfg.HTTPClose = srv.HTTPAddr().String(), tc.close
+			} else {
+				cfg.UDP = srv.UDPAddr().String()
+			}
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res[0]
+			if r.Responses < 100 || r.Errors != 0 || r.Timeouts != 0 {
+				t.Fatalf("%d responses, %d errors, %d timeouts:\n%s", r.Responses, r.Errors, r.Timeouts, fmtResult(&r))
+			}
+			if share := float64(r.Scrapes) / float64(r.Responses); share < 0.1 || share > 0.3 {
+				t.Errorf("scrapes are %.3f of the responses, want about 0.2:\n%s", share, fmtResult(&r))
+			}
+			if r.MeanPeers <= 30 {
+				t.Errorf("%.1f peers per announce with numwant 200 and swarms of hundreds:\n%s", r.MeanPeers, fmtResult(&r))
+			}
+		})
+	}
+}

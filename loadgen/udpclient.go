@@ -96,6 +96,7 @@ type udpWorker struct {
 	mc   *mmsg.Conn // batched I/O on conn: Window datagrams each way
 	lane lane
 	cyc  cycle
+	evs  laneEvents
 	rng  rng
 
 	slots    []udpSlot
@@ -159,6 +160,7 @@ func newUDPWorker(r *runner, s, count int) (*udpWorker, error) {
 		conn:     conn,
 		lane:     l,
 		cyc:      newCycle(l.n, cfg.Seed^uint64(s)<<32^0x75647063),
+		evs:      newLaneEvents(l.n, cfg),
 		rng:      newRNG(cfg.Seed ^ uint64(s)<<40 ^ 0x7564702d726e67),
 		slots:    make([]udpSlot, cfg.Window),
 		free:     make([]int, 0, cfg.Window),
@@ -367,8 +369,8 @@ func (w *udpWorker) send(now int64) {
 			f := w.fills.next()
 			s.fill = f
 			s.inst = uint8(w.pick(int(f.local)))
-			msg = w.announce(i, s, int(f.local), true)
-		case cfg.ScrapeShare > 0 && w.rng.chance(cfg.ScrapeShare):
+			msg = w.announce(i, s, int(f.local), true, true)
+		case cfg.isScrape(&w.rng):
 			w.rr++
 			s.inst = uint8(w.pick(w.rr))
 			msg = w.scrape(i, s)
@@ -378,7 +380,7 @@ func (w *udpWorker) send(now int64) {
 			round := w.cyc.round
 			local, first := w.cyc.next()
 			s.inst = uint8(w.pick(local + round))
-			msg = w.announce(i, s, local, first)
+			msg = w.announce(i, s, local, first, false)
 		}
 		w.mc.Queue(msg, w.insts[s.inst].addr)
 		w.outSlot[n] = i
@@ -414,16 +416,22 @@ func (w *udpWorker) send(now int64) {
 	time.Sleep(errBackoff)
 }
 
-// announce builds an announce for the lane's peer local in slot i.
-func (w *udpWorker) announce(i int, s *udpSlot, local int, started bool) []byte {
+// announce builds an announce for the lane's peer local in slot i: its
+// first of the run (first) or a later one; a fill announces started and
+// nothing else.
+func (w *udpWorker) announce(i int, s *udpSlot, local int, first, fill bool) []byte {
 	if !s.tmpl {
 		initAnnounce(s.buf, w.r.cfg.NumWant)
 		s.tmpl = true
 	}
 	s.kind = kindAnnounce
 	w.r.wl.Peer(w.lane.peer(local, w.r.wl.addrs), &w.peer)
+	ev := evStarted
+	if !fill {
+		ev = w.evs.next(&w.rng, w.r.cfg, local, first, w.peer.Seeder)
+	}
 	b := s.buf[:udpAnnounceLen]
-	patchAnnounce(b, w.insts[s.inst].connID, w.tx(i), &w.peer, started)
+	patchAnnounce(b, w.insts[s.inst].connID, w.tx(i), &w.peer, ev)
 	return b
 }
 

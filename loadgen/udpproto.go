@@ -26,9 +26,6 @@ const (
 	// MaxScrapeHashes is the most info hashes in one generated scrape.
 	MaxScrapeHashes = 74 // (1500 − 20 − 8 − 16) / 20: one scrape fits a packet
 
-	// Announce events on the UDP wire.
-	udpEventNone    = 0
-	udpEventStarted = 2
 )
 
 // leftLeecher is the "left" a leecher announces.
@@ -56,23 +53,20 @@ func initAnnounce(b []byte, numwant int) []byte {
 }
 
 // patchAnnounce fills in the per-request fields of an announce template
-// made by initAnnounce.
-func patchAnnounce(b []byte, connID uint64, tx uint32, p *Peer, started bool) {
+// made by initAnnounce. A completed announce has left=0 (the download is
+// finished), whatever the peer's seeder flag.
+func patchAnnounce(b []byte, connID uint64, tx uint32, p *Peer, ev event) {
 	_ = b[udpAnnounceLen-1]
 	binary.BigEndian.PutUint64(b[0:], connID)
 	binary.BigEndian.PutUint32(b[12:], tx)
 	copy(b[16:36], p.InfoHash[:])
 	copy(b[36:56], p.ID[:])
 	left := uint64(0)
-	if !p.Seeder {
+	if !p.Seeder && ev != evCompleted {
 		left = leftLeecher
 	}
 	binary.BigEndian.PutUint64(b[64:], left)
-	ev := uint32(udpEventNone)
-	if started {
-		ev = udpEventStarted
-	}
-	binary.BigEndian.PutUint32(b[80:], ev)
+	binary.BigEndian.PutUint32(b[80:], uint32(ev))
 	binary.BigEndian.PutUint32(b[88:], p.Key)
 	binary.BigEndian.PutUint16(b[96:], p.Port)
 }

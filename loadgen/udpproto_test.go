@@ -38,20 +38,32 @@ func TestUDPRequests(t *testing.T) {
 			cat(be64(0x41727101980), be32(0), be32(0x01020304))},
 		{"announce started leecher", func() []byte {
 			b := initAnnounce(buf, 30)
-			patchAnnounce(b, 0x1122334455667788, 7, &leecher, true)
+			patchAnnounce(b, 0x1122334455667788, 7, &leecher, evStarted)
 			return b
 		}, cat(be64(0x1122334455667788), be32(1), be32(7), leecher.InfoHash[:], leecher.ID[:],
 			be64(0), be64(1<<30), be64(0), be32(2), be32(0), be32(0xdeadbeef), be32(30), []byte{0xc8, 0xd5})},
 		{"announce seeder, template reused", func() []byte {
 			b := initAnnounce(buf, 30)
-			patchAnnounce(b, 1, 7, &leecher, true)
-			patchAnnounce(b, 2, 8, &seeder, false)
+			patchAnnounce(b, 1, 7, &leecher, evStarted)
+			patchAnnounce(b, 2, 8, &seeder, evNone)
 			return b
 		}, cat(be64(2), be32(1), be32(8), seeder.InfoHash[:], seeder.ID[:],
 			be64(0), be64(0), be64(0), be32(0), be32(0), be32(0xdeadbeef), be32(30), []byte{0xc8, 0xd5})},
+		{"announce completed leecher: left=0", func() []byte {
+			b := initAnnounce(buf, 50)
+			patchAnnounce(b, 3, 9, &leecher, evCompleted)
+			return b
+		}, cat(be64(3), be32(1), be32(9), leecher.InfoHash[:], leecher.ID[:],
+			be64(0), be64(0), be64(0), be32(1), be32(0), be32(0xdeadbeef), be32(50), []byte{0xc8, 0xd5})},
+		{"announce stopped leecher", func() []byte {
+			b := initAnnounce(buf, 30)
+			patchAnnounce(b, 3, 9, &leecher, evStopped)
+			return b
+		}, cat(be64(3), be32(1), be32(9), leecher.InfoHash[:], leecher.ID[:],
+			be64(0), be64(1<<30), be64(0), be32(3), be32(0), be32(0xdeadbeef), be32(30), []byte{0xc8, 0xd5})},
 		{"announce numwant -1", func() []byte {
 			b := initAnnounce(buf, -1)
-			patchAnnounce(b, 2, 8, &seeder, false)
+			patchAnnounce(b, 2, 8, &seeder, evNone)
 			return b[92:96]
 		}, be32(0xffffffff)},
 		{"scrape two", func() []byte { return putScrape(buf, 9, 10, []bittorrent.InfoHash{h1, h2}) },
@@ -132,7 +144,7 @@ func TestCannedUDPRepliesCheck(t *testing.T) {
 		}
 		for _, nw := range []int{-1, 0, 5, 30, 200} {
 			b := initAnnounce(buf, nw)
-			patchAnnounce(b, cannedConnID, 2, &p, true)
+			patchAnnounce(b, cannedConnID, 2, &p, evStarted)
 			r = c.udpReply(b, out, size)
 			want := min(max(nw, 0), 30)
 			if nw < 0 {
@@ -148,7 +160,7 @@ func TestCannedUDPRepliesCheck(t *testing.T) {
 			t.Fatalf("scrape: %v", err)
 		}
 		b := initAnnounce(buf, 30)
-		patchAnnounce(b, 12345, 4, &p, true)
+		patchAnnounce(b, 12345, 4, &p, evStarted)
 		r = c.udpReply(b, out, size)
 		var te *TrackerError
 		if _, err := checkUDPReply(r, udpWant{action: actionAnnounce, tx: 4, numwant: 30, peerSize: size}); !errors.As(err, &te) {
@@ -168,7 +180,7 @@ func TestUDPRequestBuildingDoesNotAllocate(t *testing.T) {
 	j := 0
 	if n := testing.AllocsPerRun(1000, func() {
 		w.Peer(j%1000, &p)
-		patchAnnounce(b, 1, uint32(j), &p, j%2 == 0)
+		patchAnnounce(b, 1, uint32(j), &p, event(j%4))
 		j++
 	}); n != 0 {
 		t.Errorf("building an announce allocates %v times", n)

@@ -54,10 +54,37 @@ type Workload struct {
 	ihSeed, idSeed, sdSeed uint64
 }
 
+// ZipfWeight is the popularity weight of the torrent of rank i (0 is the
+// most popular) under Zipf's law with exponent s: 1/(i+1)^s. The torrent of
+// rank i then has about 1/(i+1)^s of the hottest torrent's peers.
+func ZipfWeight(i int, s float64) float64 {
+	return math.Pow(float64(i+1), -s)
+}
+
+// MaxZipf bounds the Zipf exponent (beyond it nearly every peer is on the
+// hottest torrent).
+const MaxZipf = 5.0
+
 // NewWorkload builds a population of peers over torrents, with addrs
 // distinct source addresses, from seed. seederProb is the chance that a
-// peer is a seeder.
+// peer is a seeder. Peers are dealt to torrents by [Weight].
 func NewWorkload(torrents, peers, addrs int, seed uint64, seederProb float64) (*Workload, error) {
+	return newWorkload(torrents, peers, addrs, seed, seederProb, 0)
+}
+
+// NewZipfWorkload is [NewWorkload] with the peers dealt to torrents by
+// Zipf's law of exponent s ([ZipfWeight]) instead of [Weight]: with s = 1
+// the hottest of 100,000 torrents holds about 8 % of the peers, the 1000th
+// about 1/1000 of that. s must be in (0, MaxZipf].
+func NewZipfWorkload(torrents, peers, addrs int, seed uint64, seederProb, s float64) (*Workload, error) {
+	if !(s > 0 && s <= MaxZipf) {
+		return nil, fmt.Errorf("the Zipf exponent must be in (0, %g]", MaxZipf)
+	}
+	return newWorkload(torrents, peers, addrs, seed, seederProb, s)
+}
+
+// newWorkload builds a workload; zipf 0 picks Weight, else ZipfWeight.
+func newWorkload(torrents, peers, addrs int, seed uint64, seederProb, zipf float64) (*Workload, error) {
 	switch {
 	case torrents < 1:
 		return nil, errors.New("need at least one torrent")
@@ -92,15 +119,19 @@ func NewWorkload(torrents, peers, addrs int, seed uint64, seederProb float64) (*
 	// goes to the torrent whose cumulative weight covers (j+½)·W/peers.
 	// Every torrent gets its expected share rounded up or down, and the
 	// peers of a torrent are consecutive.
+	weight := func(i int) float64 { return Weight(i, torrents, peers) }
+	if zipf > 0 {
+		weight = func(i int) float64 { return ZipfWeight(i, zipf) }
+	}
 	var total float64
 	for i := 0; i < torrents; i++ {
-		total += Weight(i, torrents, peers)
+		total += weight(i)
 	}
 	step := total / float64(peers)
 	var cum float64
 	j := 0
 	for t := 0; t < torrents; t++ {
-		cum += Weight(t, torrents, peers)
+		cum += weight(t)
 		w.first[t] = uint32(j)
 		for j < peers && (float64(j)+0.5)*step < cum {
 			w.torrentOf[j] = uint32(t)
