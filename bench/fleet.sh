@@ -346,9 +346,12 @@ rec = {"mode": mode, "instances": int(n), "run": int(i), "window_seconds": float
        "announces_per_redis_cpu_second": ann / rcpu if rcpu > 0 else 0.0,
        "fill_announces": fill["announces"], "fill_errors": fill["errors"],
        "rss_started_kb": int(m0), "rss_filled_kb": int(m1), "redis_used_started": int(u0), "redis_used_filled": int(u1),
-       # the growth per peer filled: of each instance's resident set (the
-       # mean of the instances), and of Redis's used_memory
-       "rss_bytes_per_peer": (int(m1) - int(m0)) * 1024 / int(n) / fill["announces"] if fill["announces"] else 0.0,
+       # the growth of each instance's resident set (the mean of the
+       # instances) per peer it holds (with -store memory, sharing nothing,
+       # each holds its share; with sync every peer), and of Redis's
+       # used_memory per peer filled
+       "rss_bytes_per_peer": (int(m1) - int(m0)) * 1024 / int(n) / (fill["announces"] / (int(n) if mode == "memory" else 1))
+       if fill["announces"] else 0.0,
        "redis_bytes_per_peer": (int(u1) - int(u0)) / fill["announces"] if fill["announces"] else 0.0,
        "loadavg_after": la1, "result": res}
 print(json.dumps(rec))
@@ -551,7 +554,7 @@ def med(rs, f):
     return median(f(r) for r in rs)
 ref = (False, 1) if (False, 1) in rows else (True, 1)
 base = median(r["responses_per_trackd_cpu_second"] for r in rows[ref]) if ref in rows else None
-print("| instances | responses/s | responses per trackd CPU-s | relative to %s | responses per trackd+Redis CPU-s | Redis CPU per announce | announces per Redis CPU-s | join p50 / p99 | leave p50 / p99 | never (join, leave) | a poll's round trip p50 | errors, timeouts | resident growth per peer (each instance) | Redis used_memory growth per peer |"
+print("| instances | responses/s | responses per trackd CPU-s | relative to %s | responses per trackd+Redis CPU-s | Redis CPU per announce | announces per Redis CPU-s | join p50 / p99 | leave p50 / p99 | never (join, leave) | a poll's round trip p50 | errors, timeouts | resident growth per peer held (each instance) | Redis used_memory growth per peer |"
       % ("1 memory" if ref[0] is False else "1"))
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for key in sorted(rows):
@@ -577,7 +580,7 @@ for key in sorted(rows):
         med(rs, lambda r: r.get("rss_bytes_per_peer", 0)), med(rs, lambda r: r.get("redis_bytes_per_peer", 0))))
 print()
 print("Medians of %d run(s) per row. Relative: responses per trackd CPU-second against one instance's (1.00: N instances answer N times as much for N times the CPU). "
-      "Memory: the growth of each instance's VmRSS (the mean of the instances) and of Redis's used_memory from the fleet's start to MEM_SETTLE after the fill, per peer filled. "
+      "Memory: the growth of each instance's VmRSS from its start to MEM_SETTLE after the fill (the mean of the instances) per peer it holds (all of them with sync and on the Redis store, its share from memory sharing nothing), and the growth of Redis's used_memory per peer filled. "
       "Join and leave: the medians of the runs' p50 and p99, each time from the send of the announce (started, stopped) to instance A to the receipt "
       "of the reply of instance B (the next one) that has the peer (has it no more): they include both requests' latency under the load and up to one poll period. Runs:" % max(len(v) for v in rows.values()))
 print()
