@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/internal/cputime"
 	"trackd/store"
 	"trackd/store/memory"
 )
@@ -66,7 +67,7 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	defer CPUPerOp(b)()
+	defer cputime.PerOp(b)()
 	k := 0
 	for i := 0; i < b.N; i += 1000 {
 		delete(origins, Instance{7}) // read again: not a duplicate

@@ -12,6 +12,7 @@ import (
 
 	"trackd/bittorrent"
 	"trackd/fleet"
+	"trackd/internal/cputime"
 	"trackd/store"
 	"trackd/store/memory"
 	"trackd/store/storetest"
@@ -222,7 +223,7 @@ func BenchmarkAnnounce(b *testing.B) {
 		buf := make([]bittorrent.Peer, 0, 50)
 		i := 0
 		b.ReportAllocs()
-		defer fleet.CPUPerOp(b)()
+		defer cputime.PerOp(b)()
 		for b.Loop() {
 			buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 			if i++; i == len(anns) {
@@ -241,7 +242,7 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 		var next atomic.Int64
 		b.ReportAllocs()
 		b.ResetTimer()
-		defer fleet.CPUPerOp(b)()
+		defer cputime.PerOp(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			buf := make([]bittorrent.Peer, 0, 50)
 			i := int(next.Add(1)*7919) % len(anns)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"trackd/bittorrent"
+	"trackd/internal/cputime"
 	"trackd/store"
 )
 
@@ -91,7 +92,7 @@ func BenchmarkAnnounce(b *testing.B) {
 	returned := 0
 	i := 0
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	for b.Loop() {
 		buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 		returned += len(buf)
@@ -110,7 +111,7 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		buf := make([]bittorrent.Peer, 0, 50)
 		i := int(next.Add(1)*7919) % len(anns)
@@ -139,7 +140,7 @@ func BenchmarkAnnounceBigSwarm(b *testing.B) {
 	buf := make([]bittorrent.Peer, 0, 50)
 	i := 0
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	for b.Loop() {
 		buf, _, _ = s.Announce(ctx, anns[i], buf[:0])
 		if i++; i == n {
@@ -157,7 +158,7 @@ func BenchmarkAnnounceNew(b *testing.B) {
 	buf := make([]bittorrent.Peer, 0, 50)
 	i := 0
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	for b.Loop() {
 		a := benchAnnounce(i)
 		buf, _, _ = s.Announce(ctx, a, buf[:0])
@@ -173,7 +174,7 @@ func BenchmarkScrape(b *testing.B) {
 	stats := make([]bittorrent.Stats, 0, 1)
 	i := 0
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	for b.Loop() {
 		hashes[0] = anns[i].InfoHash
 		stats, _ = s.Scrape(ctx, hashes, stats[:0])
@@ -321,7 +322,7 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 	}
 	i := 0
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	for b.Loop() {
 		// Peer n+i/2, not in the swarm, joins (even i), then stops.
 		a := benchAnnounce(n + i/2)
@@ -395,7 +396,7 @@ func announceSized(b *testing.B, s *Store, n, want int) {
 	buf := make([]bittorrent.Peer, 0, want)
 	returned, i := 0, 0
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer cputime.PerOp(b)()
 	for b.Loop() {
 		j := int(uint32(i)*0x9E3779B1) & (sizedPeers - 1)
 		buf, _, _ = s.Announce(ctx, sizedAnnounce(j, n, want), buf[:0])

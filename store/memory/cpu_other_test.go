@@ -1,8 +1,0 @@
-//go:build !unix
-
-package memory
-
-import "testing"
-
-// cpuPerOp reports nothing where there is no getrusage.
-func cpuPerOp(*testing.B) func() { return func() {} }
