@@ -212,22 +212,15 @@ func Open(ctx context.Context, url string, opts Options) (*Bus, error) {
 		b.keys[i] = streamPrefix + "{" + strconv.Itoa(i) + "}"
 	}
 	// Every call carries a deadline (see bound); the socket timeouts back
-	// it up. A refused connection fails at once (one dial), so that calls
-	// fail fast while Redis is down.
+	// it up, and a refused connection fails at once, so that calls fail
+	// fast while Redis is down.
+	cfg.Bound(b.timeout)
 	if o := cfg.Single; o != nil {
-		o.ContextTimeoutEnabled = true
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = b.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, b.timeout)
 		o.PoolSize = poolSize(o.PoolSize, n)
-		o.DialerRetries = max(o.DialerRetries, 1)
 		b.rdb = goredis.NewClient(o)
 	} else {
 		o := cfg.Cluster
-		o.ContextTimeoutEnabled = true
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = b.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, b.timeout)
 		o.PoolSize = poolSize(o.PoolSize, n)
-		o.DialerRetries = max(o.DialerRetries, 1)
 		b.cluster = goredis.NewClusterClient(o)
 		b.rdb = b.cluster
 	}
@@ -246,20 +239,6 @@ func poolSize(set, streams int) int {
 		set = 10 * runtime.GOMAXPROCS(0)
 	}
 	return max(set, streams+SpareConns)
-}
-
-// ioTimeouts returns the dial, read and write timeouts: those the URL set,
-// or else the Bus's timeout.
-func (b *Bus) ioTimeouts(dial, read, write time.Duration) (time.Duration, time.Duration, time.Duration) {
-	return orDefault(dial, b.timeout), orDefault(read, b.timeout), orDefault(write, b.timeout)
-}
-
-// orDefault returns d, or def when d is not positive.
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // bound returns ctx bounded by d from now, unless it already has an

@@ -214,23 +214,14 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 		s.errs = ratelog.New(s.log, ratelog.Options{})
 	}
 	// Every call carries a deadline (see bound); the socket timeouts back
-	// it up, and go-redis honours the context's deadline on the socket.
-	// A refused connection fails at once (one dial, not go-redis's five
-	// spaced 100ms apart), so that requests fail fast while Redis is down;
-	// go-redis still retries each command a few times.
+	// it up, and a refused connection fails at once, so that requests
+	// fail fast while Redis is down; go-redis still retries each command
+	// a few times.
+	cfg.Bound(s.timeout)
 	if o := cfg.Single; o != nil {
-		o.ContextTimeoutEnabled = true
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = s.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, s.timeout)
-		o.DialerRetries = max(o.DialerRetries, 1)
 		s.rdb = goredis.NewClient(o)
 	} else {
-		o := cfg.Cluster
-		o.ContextTimeoutEnabled = true
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = s.ioTimeouts(o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
-		o.PoolTimeout = orDefault(o.PoolTimeout, s.timeout)
-		o.DialerRetries = max(o.DialerRetries, 1)
-		s.cluster = goredis.NewClusterClient(o)
+		s.cluster = goredis.NewClusterClient(cfg.Cluster)
 		s.rdb = s.cluster
 	}
 	s.totalsKey = prefix + "totals"
@@ -253,20 +244,6 @@ func Open(ctx context.Context, url string, opts store.Options, ro Options) (*Sto
 	}
 	go s.loop()
 	return s, nil
-}
-
-// ioTimeouts returns the dial, read and write timeouts: those the URL set,
-// or else the store's timeout.
-func (s *Store) ioTimeouts(dial, read, write time.Duration) (time.Duration, time.Duration, time.Duration) {
-	return orDefault(dial, s.timeout), orDefault(read, s.timeout), orDefault(write, s.timeout)
-}
-
-// orDefault returns d, or def when d is not positive.
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // start checks the server(s), loads the scripts and reads the totals, each
@@ -662,4 +639,12 @@ func boolByte(b bool) byte {
 		return 1
 	}
 	return 0
+}
+
+// orDefault returns d, or def when d is not positive.
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
