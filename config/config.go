@@ -43,8 +43,9 @@ type Config struct {
 	// trackd instances share. server.Validate checks it: config does not
 	// know the stores.
 	Store string `toml:"store"`
-	// RedisTimeout bounds one round trip to Redis; a request that waits
-	// longer gets an error reply.
+	// RedisTimeout bounds one round trip to Redis: with the Redis store a
+	// request that waits longer gets an error reply; with Sync a call of
+	// the sync (never a request) that waits longer fails and is retried.
 	RedisTimeout time.Duration `toml:"redis_timeout"`
 	// Sync keeps the in-memory store's swarms in step with the other
 	// instances of a fleet through Redis, at this URL (see package
@@ -254,7 +255,7 @@ func (c *Config) flagSet(file *string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.UDPSecret, "udp-secret", c.UDPSecret, "`key` for UDP connection ids; instances behind one address must share it (empty: random at start)")
 	fs.IntVar(&c.UDPSockets, "udp-sockets", c.UDPSockets, "UDP sockets sharing the port, each with its own reader (0: one per CPU; 32 with Redis)")
 	fs.StringVar(&c.Store, "store", c.Store, "where swarms live: memory, or a Redis `URL` shared by several instances (redis://host:port/db, rediss://..., redis+cluster://host1:port1,host2:port2)")
-	fs.DurationVar(&c.RedisTimeout, "redis-timeout", c.RedisTimeout, "longest wait for one Redis round trip before a request gets an error")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", c.RedisTimeout, "longest wait for one Redis round trip (the Redis store: before a request gets an error; sync: before a call of the sync counts as failed)")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "keep the in-memory swarms in step with the other instances of a fleet through Redis at this `URL` (redis://host:port/db, rediss://..., redis+cluster://host1:port1,host2:port2); each answers from its own memory (empty: off)")
 	fs.StringVar(&c.State, "state", c.State, "keep the in-memory swarms in this `file` across restarts: written periodically and on shutdown, read at start (empty: off)")
 	fs.DurationVar(&c.StateInterval, "state-interval", c.StateInterval, "period of the snapshot written to -state")
