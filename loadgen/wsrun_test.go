@@ -390,7 +390,11 @@ func TestWSRunAgainstFakeTracker(t *testing.T) {
 	if r.OffersToSelf != 0 {
 		t.Errorf("%d offers relayed to their sender", r.OffersToSelf)
 	}
-	if r.AnswersReceived > r.AnswersSent+uint64(3*r.Workers) {
+	// Answers sent in the warm-up and relayed in the measured window count
+	// on one side only: at tens of thousands a second and milliseconds of
+	// latency that is up to a few hundred. A tracker that relayed answers
+	// twice would be far past this bound.
+	if r.AnswersReceived > r.AnswersSent+r.AnswersSent/20+uint64(3*r.Workers) {
 		t.Errorf("%d answers relayed, %d sent", r.AnswersReceived, r.AnswersSent)
 	}
 }
