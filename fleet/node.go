@@ -396,6 +396,7 @@ func (n *Node) read(ctx context.Context, i int) {
 		}
 	}
 	origins := make(map[Instance]*origin)
+	var buf []store.Announce // apply's
 	var pos string
 	var skip map[bittorrent.InfoHash]uint64
 	var skipEnd uint64
@@ -455,7 +456,7 @@ func (n *Node) read(ctx context.Context, i int) {
 		n.gate.RLock()
 		for _, e := range entries {
 			pos = e.Pos
-			n.apply(ctx, i, e.Batch, origins, now, skip)
+			n.apply(ctx, i, e.Batch, origins, now, skip, &buf)
 		}
 		if skip != nil {
 			if o := origins[n.startDonor]; o == nil || o.next >= skipEnd {
@@ -475,11 +476,17 @@ func (n *Node) read(ctx context.Context, i int) {
 	}
 }
 
+// replayChunk is the most changes a reader replays into a
+// store.BatchAnnouncer at once: one reading of the store's clock each, and
+// a buffer of 25 KB a reader.
+const replayChunk = 256
+
 // apply replays the changes of batch b, read from stream i, into the
-// inner store, unless they are this instance's own or were applied
+// inner store (through buf, the reader's buffer, if the store is a
+// store.BatchAnnouncer), unless they are this instance's own or were applied
 // already, or, after a Join, are the donor's that its snapshot holds
 // (skip: see Node.startSkip).
-func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time, skip map[bittorrent.InfoHash]uint64) {
+func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time, skip map[bittorrent.InfoHash]uint64, buf *[]store.Announce) {
 	h, err := checkBatch(b)
 	if err != nil {
 		n.garbage.Add(1)
@@ -508,9 +515,17 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 		o.next = end
 	}
 	inner := n.st.inner
+	batcher, _ := inner.(store.BatchAnnouncer)
+	var applied, refused uint64
+	replay := func() {
+		failed := uint64(batcher.AnnounceBatch(ctx, *buf))
+		applied += uint64(len(*buf)) - failed
+		refused += failed
+		clear(*buf)
+		*buf = (*buf)[:0]
+	}
 	p := b[headerSize:]
 	var c Change
-	var applied, refused uint64
 	for k := range h.Count {
 		p = decodeChange(p, &c)
 		if k < skipped {
@@ -521,17 +536,26 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 				continue
 			}
 		}
-		_, _, err := inner.Announce(ctx, store.Announce{
+		a := store.Announce{
 			InfoHash: c.InfoHash,
 			Peer:     c.Peer,
 			Event:    c.Event,
 			Seeder:   c.Seeder,
-		}, nil)
-		if err != nil {
+		}
+		if batcher != nil {
+			if *buf = append(*buf, a); len(*buf) == replayChunk {
+				replay()
+			}
+			continue
+		}
+		if _, _, err := inner.Announce(ctx, a, nil); err != nil {
 			refused++
 		} else {
 			applied++
 		}
+	}
+	if len(*buf) > 0 {
+		replay()
 	}
 	n.applied.Add(applied)
 	n.refused.Add(refused)
