@@ -21,7 +21,7 @@
 // over the masters and so does the work of the fleet. Every instance of a
 // fleet must use the same kind of URL, so that all see the same number of
 // streams. Publish is one XADD with MAXLEN ~, the batch in a single field
-// (b); Read is XREAD COUNT BLOCK on one stream; Tail is XREVRANGE + -
+// (b), PublishMany a pipeline of them; Read is XREAD COUNT BLOCK on one stream; Tail is XREVRANGE + -
 // COUNT 1. Positions are Redis stream ids.
 //
 // The Messenger is Redis Pub/Sub: a message to one instance goes to the
