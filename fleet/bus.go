@@ -62,6 +62,24 @@ type Streams interface {
 	Tail(ctx context.Context, i int) (string, error)
 }
 
+// ManyPublisher is a Streams that can publish several batches of one
+// stream in one round trip: a Node that publishes to one uses it to catch
+// up at once with what piled up (under load, or while the Bus was
+// unreachable), rather than one batch per round trip.
+type ManyPublisher interface {
+	// PublishMany appends batches to stream i, in order, as Publish
+	// would each. It returns how many of them, from the first, are
+	// published; err is nil if and only if that is all of them. The
+	// ones after may have been published too (a reply lost, or an error
+	// of one batch in the middle): the fleet publishes them again, and
+	// readers skip what they have read already by its origin's sequence
+	// numbers. A batch that failed while later ones went through reaches
+	// no reader that read those first: they count it as a gap, as a
+	// batch trimmed before they read it. It does not keep batches after
+	// it returns.
+	PublishMany(ctx context.Context, i int, batches [][]byte) (int, error)
+}
+
 // StreamStart is the position before the first entry of any stream (a
 // Redis stream id 0-0): where a reader begins when Tail found the stream
 // empty, so that it misses no entry published after Tail.

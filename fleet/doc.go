@@ -15,9 +15,12 @@
 // it seeds), appended to a batch in memory: the request path encodes a few
 // dozen bytes under a short lock (about 30 ns, no allocation), and never
 // waits on the network. A Node's publisher goroutine sends the batches to
-// the Bus every 50 ms, or at once when one reaches 32 KiB. The Node reads
-// the batches of the others, one goroutine per stream, and replays their
-// changes into the inner store, as announces that want no peers: an
+// the Bus every 50 ms, or at once when one reaches 32 KiB; those queued on
+// a stream go in one round trip (up to 64 batches, 2 MiB) to a Bus that is
+// a ManyPublisher. The Node reads the batches of the others, one goroutine
+// per stream, and replays their changes into the inner store, as
+// announces that want no peers (a few hundred a call to a store that is a
+// store.BatchAnnouncer, the in-memory one, which reads its clock once): an
 // instance's state is the replay of every announce made to any instance of
 // the fleet. A reader starts at the end of its stream as it is when the
 // Node starts (Node.Ready), or where a snapshot ends (Joining).

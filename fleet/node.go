@@ -33,6 +33,11 @@ const (
 	// a Bus that fails: how long after the Bus returns the changes may
 	// take to flow again.
 	DefaultMaxBackoff = time.Second
+	// DefaultPublishCount and DefaultPublishBytes bound what a Node
+	// publishes in one round trip to a Bus that is a ManyPublisher: 64
+	// batches and 2 MiB (but at least one batch).
+	DefaultPublishCount = 64
+	DefaultPublishBytes = 2 << 20
 	// DefaultFinalFlush bounds how long Run, once its context ended,
 	// tries to publish what is pending.
 	DefaultFinalFlush = time.Second
@@ -54,6 +59,10 @@ type Config struct {
 	// Bus (the first waits FlushInterval, each next one twice as long);
 	// 0 means DefaultMaxBackoff.
 	MaxBackoff time.Duration
+	// PublishCount and PublishBytes bound the batches of one stream
+	// published in one round trip, to a Bus that is a ManyPublisher; 0
+	// means DefaultPublishCount, DefaultPublishBytes.
+	PublishCount, PublishBytes int
 	// FinalFlush bounds the last publication, when Run's context ends;
 	// 0 means DefaultFinalFlush, negative none.
 	FinalFlush time.Duration
@@ -80,6 +89,8 @@ type Node struct {
 	errs *ratelog.Logger
 
 	running atomic.Bool
+	// out holds the batches the publisher has taken, for reuse.
+	out [][]byte
 	// ready is closed once every reader knows where it starts; starting
 	// counts the readers that do not yet.
 	ready    chan struct{}
@@ -178,6 +189,12 @@ func NewNode(st *Store, bus Bus, cfg Config) (*Node, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.PublishCount <= 0 {
+		cfg.PublishCount = DefaultPublishCount
+	}
+	if cfg.PublishBytes <= 0 {
+		cfg.PublishBytes = DefaultPublishBytes
 	}
 	if cfg.FinalFlush == 0 {
 		cfg.FinalFlush = DefaultFinalFlush
@@ -295,25 +312,48 @@ func (n *Node) flush(ctx context.Context) error {
 }
 
 // flushStream publishes the batches of stream i queued now and its open
-// one: not more, so that a busy stream does not hold up the others.
+// one: not more, so that a busy stream does not hold up the others. To a
+// ManyPublisher it publishes up to Config.PublishCount batches (and
+// PublishBytes) a round trip, else one.
 func (n *Node) flushStream(ctx context.Context, i int) error {
 	queued := n.st.lanes[i].queuedNow()
-	for k := 0; k <= queued; k++ {
-		b := n.st.take(i, k == 0)
-		if b == nil {
+	many, _ := n.bus.(ManyPublisher)
+	per, perBytes := 1, 0
+	if many != nil {
+		per, perBytes = n.cfg.PublishCount, n.cfg.PublishBytes
+	}
+	for k := 0; k <= queued; {
+		bs := n.st.takeMany(i, k == 0, n.out[:0], min(per, queued+1-k), perBytes)
+		n.out = bs
+		if len(bs) == 0 {
 			return nil
 		}
-		count := headerCount(b)
-		err := n.bus.Publish(ctx, i, b)
-		n.st.done(i, b, err == nil)
+		k += len(bs)
+		var published int
+		var err error
+		if many != nil {
+			published, err = many.PublishMany(ctx, i, bs)
+			published = min(max(published, 0), len(bs))
+			if err == nil && published < len(bs) {
+				err = fmt.Errorf("fleet: the bus published %d batches of %d", published, len(bs))
+			}
+		} else if err = n.bus.Publish(ctx, i, bs[0]); err == nil {
+			published = 1
+		}
+		count := 0
+		for _, b := range bs[:published] {
+			count += headerCount(b)
+		}
+		n.st.doneMany(i, bs, published)
+		clear(bs)
+		n.batches.Add(uint64(published))
+		n.published.Add(uint64(count))
 		if err != nil {
 			if ctx.Err() == nil {
 				n.failed(ctx, "publish", err)
 			}
 			return err
 		}
-		n.batches.Add(1)
-		n.published.Add(uint64(count))
 		n.reached()
 	}
 	return nil
@@ -356,6 +396,7 @@ func (n *Node) read(ctx context.Context, i int) {
 		}
 	}
 	origins := make(map[Instance]*origin)
+	var buf []store.Announce // apply's
 	var pos string
 	var skip map[bittorrent.InfoHash]uint64
 	var skipEnd uint64
@@ -415,7 +456,7 @@ func (n *Node) read(ctx context.Context, i int) {
 		n.gate.RLock()
 		for _, e := range entries {
 			pos = e.Pos
-			n.apply(ctx, i, e.Batch, origins, now, skip)
+			n.apply(ctx, i, e.Batch, origins, now, skip, &buf)
 		}
 		if skip != nil {
 			if o := origins[n.startDonor]; o == nil || o.next >= skipEnd {
@@ -435,11 +476,17 @@ func (n *Node) read(ctx context.Context, i int) {
 	}
 }
 
+// replayChunk is the most changes a reader replays into a
+// store.BatchAnnouncer at once: one reading of the store's clock each, and
+// a buffer of 25 KB a reader.
+const replayChunk = 256
+
 // apply replays the changes of batch b, read from stream i, into the
-// inner store, unless they are this instance's own or were applied
+// inner store (through buf, the reader's buffer, if the store is a
+// store.BatchAnnouncer), unless they are this instance's own or were applied
 // already, or, after a Join, are the donor's that its snapshot holds
 // (skip: see Node.startSkip).
-func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time, skip map[bittorrent.InfoHash]uint64) {
+func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]*origin, now time.Time, skip map[bittorrent.InfoHash]uint64, buf *[]store.Announce) {
 	h, err := checkBatch(b)
 	if err != nil {
 		n.garbage.Add(1)
@@ -468,9 +515,17 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 		o.next = end
 	}
 	inner := n.st.inner
+	batcher, _ := inner.(store.BatchAnnouncer)
+	var applied, refused uint64
+	replay := func() {
+		failed := uint64(batcher.AnnounceBatch(ctx, *buf))
+		applied += uint64(len(*buf)) - failed
+		refused += failed
+		clear(*buf)
+		*buf = (*buf)[:0]
+	}
 	p := b[headerSize:]
 	var c Change
-	var applied, refused uint64
 	for k := range h.Count {
 		p = decodeChange(p, &c)
 		if k < skipped {
@@ -481,17 +536,26 @@ func (n *Node) apply(ctx context.Context, i int, b []byte, origins map[Instance]
 				continue
 			}
 		}
-		_, _, err := inner.Announce(ctx, store.Announce{
+		a := store.Announce{
 			InfoHash: c.InfoHash,
 			Peer:     c.Peer,
 			Event:    c.Event,
 			Seeder:   c.Seeder,
-		}, nil)
-		if err != nil {
+		}
+		if batcher != nil {
+			if *buf = append(*buf, a); len(*buf) == replayChunk {
+				replay()
+			}
+			continue
+		}
+		if _, _, err := inner.Announce(ctx, a, nil); err != nil {
 			refused++
 		} else {
 			applied++
 		}
+	}
+	if len(*buf) > 0 {
+		replay()
 	}
 	n.applied.Add(applied)
 	n.refused.Add(refused)

@@ -444,6 +444,13 @@ func (d deadStream) Publish(ctx context.Context, i int, batch []byte) error {
 	return d.Bus.Publish(ctx, i, batch)
 }
 
+func (d deadStream) PublishMany(ctx context.Context, i int, batches [][]byte) (int, error) {
+	if i == 0 {
+		return 0, fleettest.ErrDown
+	}
+	return d.Bus.PublishMany(ctx, i, batches)
+}
+
 // TestOneStreamDown checks that the streams that work carry their
 // changes while another fails.
 func TestOneStreamDown(t *testing.T) {

@@ -61,9 +61,10 @@ func BenchmarkApply(b *testing.B) {
 	}
 	ctx := context.Background()
 	origins := make(map[Instance]*origin)
+	var buf []store.Announce
 	now := time.Now()
 	for _, bt := range batches {
-		n.apply(ctx, 0, bt, origins, now, nil)
+		n.apply(ctx, 0, bt, origins, now, nil, &buf)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -71,7 +72,7 @@ func BenchmarkApply(b *testing.B) {
 	k := 0
 	for i := 0; i < b.N; i += 1000 {
 		delete(origins, Instance{7}) // read again: not a duplicate
-		n.apply(ctx, 0, batches[k], origins, now, nil)
+		n.apply(ctx, 0, batches[k], origins, now, nil, &buf)
 		if k++; k == len(batches) {
 			k = 0
 		}

@@ -103,7 +103,8 @@ type laneState struct {
 	head, queued  int
 	bytes         int
 	free          [][]byte // buffers to reuse, at most maxFree
-	inFlightBytes int      // of the batch the publisher holds
+	inFlight      int      // batches the publisher holds
+	inFlightBytes int      // their bytes
 }
 
 // maxFree is how many empty buffers a lane keeps for reuse: enough for
@@ -262,49 +263,58 @@ func (s *Store) drop(l *laneState, b []byte) {
 	l.release(b)
 }
 
-// take returns the oldest batch waiting on stream i, closing the open one
-// first if close is true, or nil if there is none. The caller publishes
-// it, then hands it back with done.
-func (s *Store) take(i int, close bool) []byte {
+// takeMany appends to dst the oldest batches waiting on stream i, closing
+// the open one first if close is true: at most max of them, and no more
+// than maxBytes in all (0 for no bound), but at least one if there is one. The caller
+// publishes them, then hands them back with doneMany.
+func (s *Store) takeMany(i int, close bool, dst [][]byte, max, maxBytes int) [][]byte {
 	l := &s.lanes[i].laneState
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if close {
 		s.close(l)
 	}
-	if l.queued == 0 {
-		return nil
+	size, start := 0, len(dst)
+	for k := 0; k < max && l.queued > 0; k++ {
+		b := l.ring[l.head]
+		if k > 0 && maxBytes > 0 && size+len(b) > maxBytes {
+			break
+		}
+		l.ring[l.head] = nil
+		l.head = (l.head + 1) % len(l.ring)
+		l.queued--
+		l.bytes -= len(b)
+		size += len(b)
+		dst = append(dst, b)
 	}
-	b := l.ring[l.head]
-	l.ring[l.head] = nil
-	l.head = (l.head + 1) % len(l.ring)
-	l.queued--
-	l.bytes -= len(b)
-	l.inFlightBytes = len(b)
-	return b
+	l.inFlight, l.inFlightBytes = len(dst)-start, size
+	return dst
 }
 
-// done hands back b, which take returned: published if ok, else queued
-// again in front to be retried, unless the ring filled up meanwhile (b
-// is then the oldest batch, and is dropped).
-func (s *Store) done(i int, b []byte, ok bool) {
+// doneMany hands back bs, which takeMany returned: the first published of
+// them were published, the rest are queued again in front, in order, to
+// be retried; as many of the rest as the ring has no room for (the
+// oldest) are dropped.
+func (s *Store) doneMany(i int, bs [][]byte, published int) {
 	l := &s.lanes[i].laneState
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.inFlightBytes = 0
-	if ok {
+	l.inFlight, l.inFlightBytes = 0, 0
+	for _, b := range bs[:published] {
 		l.release(b)
-		return
 	}
-	if l.queued == len(l.ring) {
-		l.bytes += len(b) // drop takes it off
-		s.drop(l, b)
-		return
+	for k := len(bs) - 1; k >= published; k-- {
+		b := bs[k]
+		if l.queued == len(l.ring) {
+			l.bytes += len(b) // drop takes it off
+			s.drop(l, b)
+			continue
+		}
+		l.head = (l.head - 1 + len(l.ring)) % len(l.ring)
+		l.ring[l.head] = b
+		l.queued++
+		l.bytes += len(b)
 	}
-	l.head = (l.head - 1 + len(l.ring)) % len(l.ring)
-	l.ring[l.head] = b
-	l.queued++
-	l.bytes += len(b)
 }
 
 // pending returns the batches and bytes waiting to be published, open
@@ -319,9 +329,7 @@ func (s *Store) pending() (batches, bytes int) {
 			batches++
 			bytes += len(l.cur)
 		}
-		if l.inFlightBytes > 0 {
-			batches++
-		}
+		batches += l.inFlight
 		l.mu.Unlock()
 	}
 	return batches, bytes

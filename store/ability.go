@@ -62,3 +62,15 @@ type Snapshotter interface {
 type Settler interface {
 	Settle(ctx context.Context) error
 }
+
+// BatchAnnouncer is a Store that applies many announces in one call,
+// reading its clock once for them all: how the fleet replays the changes
+// other instances published (fleet.Node), for less than as many Announce
+// calls cost. The in-memory store implements it.
+type BatchAnnouncer interface {
+	// AnnounceBatch applies each of as as Announce would with NumWant 0
+	// (it returns no peers), all at the store's time of the call. It
+	// returns how many failed: those Announce would have failed (an
+	// invalid address, refused by the memory bound, the store closed).
+	AnnounceBatch(ctx context.Context, as []Announce) (failed int)
+}

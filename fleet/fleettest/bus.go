@@ -67,7 +67,10 @@ func NewBus(n int) *Bus {
 	return b
 }
 
-var _ fleet.Bus = (*Bus)(nil)
+var (
+	_ fleet.Bus           = (*Bus)(nil)
+	_ fleet.ManyPublisher = (*Bus)(nil)
+)
 
 // SetDown makes every call fail with ErrDown (true) or work again
 // (false): an outage of the Bus, keeping what it held.
@@ -101,14 +104,34 @@ func (b *Bus) Publish(ctx context.Context, i int, batch []byte) error {
 	if err := b.check(); err != nil {
 		return err
 	}
+	b.add(i, batch)
+	b.changed.Broadcast()
+	return nil
+}
+
+// PublishMany implements fleet.ManyPublisher: all of batches or, while
+// the Bus is down, none.
+func (b *Bus) PublishMany(ctx context.Context, i int, batches [][]byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.check(); err != nil {
+		return 0, err
+	}
+	for _, batch := range batches {
+		b.add(i, batch)
+	}
+	b.changed.Broadcast()
+	return len(batches), nil
+}
+
+// add appends batch to stream i, trimming it. b.mu is held.
+func (b *Bus) add(i int, batch []byte) {
 	s := &b.streams[i]
 	s.entries = append(s.entries, entry{s.next, append([]byte(nil), batch...)})
 	s.next++
 	if over := len(s.entries) - b.MaxLen; b.MaxLen > 0 && over > 0 {
 		s.entries = append(s.entries[:0:0], s.entries[over:]...)
 	}
-	b.changed.Broadcast()
-	return nil
 }
 
 // Read implements fleet.Streams.

@@ -11,6 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"trackd/fleet"
 	"trackd/internal/redistest"
 )
 
@@ -262,4 +263,79 @@ func TestPoolNeverStarves(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPublishMany: on a server and on a cluster, PublishMany appends its
+// batches to each stream in order, after what Publish appended.
+func TestPublishMany(t *testing.T) {
+	run := func(t *testing.T, b *Bus) {
+		ctx := testCtx(t, 30*time.Second)
+		for i := range b.NumStreams() {
+			if err := b.Publish(ctx, i, []byte("one")); err != nil {
+				t.Fatal(err)
+			}
+			var batches [][]byte
+			for k := range 20 {
+				batches = append(batches, fmt.Appendf(nil, "s%d-%d", i, k))
+			}
+			if n, err := b.PublishMany(ctx, i, batches); n != len(batches) || err != nil {
+				t.Fatalf("stream %d: PublishMany = %d, %v; want %d, nil", i, n, err, len(batches))
+			}
+			es, err := b.Read(ctx, i, fleet.StreamStart, 100, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range es {
+				got = append(got, string(e.Batch))
+			}
+			want := []string{"one"}
+			for _, bt := range batches {
+				want = append(want, string(bt))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("stream %d: read %q, want %q", i, got, want)
+			}
+		}
+	}
+	t.Run("Single", func(t *testing.T) {
+		run(t, open(t, redistest.Start(t).URL(), Options{}))
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		run(t, open(t, redistest.StartCluster(t, 3).URL(), Options{}))
+	})
+	// Redis out of memory part way: the batches before the first XADD
+	// refused are published, in order, and counted; none after.
+	t.Run("OutOfMemory", func(t *testing.T) {
+		s := redistest.Start(t, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+		b := open(t, s.URL(), Options{})
+		ctx := testCtx(t, 30*time.Second)
+		var batches [][]byte
+		for k := range 64 {
+			bt := make([]byte, 32<<10)
+			bt[0] = byte(k)
+			batches = append(batches, bt)
+		}
+		n, perr := b.PublishMany(ctx, 0, batches)
+		err := perr
+		if err == nil || n == 0 || n == len(batches) {
+			t.Fatalf("PublishMany of 2 MiB into 3 MB = %d, %v; want some published, then an error", n, err)
+		}
+		if !strings.Contains(err.Error(), "OOM") {
+			t.Errorf("error %v, want Redis's OOM", err)
+		}
+		es, err := b.Read(ctx, 0, fleet.StreamStart, 100, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) != n {
+			t.Errorf("the stream holds %d entries, PublishMany said %d", len(es), n)
+		}
+		for k, e := range es {
+			if e.Batch[0] != byte(k) {
+				t.Errorf("entry %d is batch %d", k, e.Batch[0])
+			}
+		}
+		t.Logf("%d of %d batches of 32 KiB published before: %v", n, len(batches), perr)
+	})
 }

@@ -316,10 +316,11 @@ func (s *Store) compact(sh *shard, sw *swarm, now uint32) {
 // The abilities of the in-memory store (package store's "Optional
 // abilities"); MemoryBounded is asserted in bound.go.
 var (
-	_ store.InProcess     = (*Store)(nil)
-	_ store.Prober        = (*Store)(nil)
-	_ store.ExpiryCounter = (*Store)(nil)
-	_ store.Snapshotter   = (*Store)(nil)
+	_ store.InProcess      = (*Store)(nil)
+	_ store.Prober         = (*Store)(nil)
+	_ store.ExpiryCounter  = (*Store)(nil)
+	_ store.Snapshotter    = (*Store)(nil)
+	_ store.BatchAnnouncer = (*Store)(nil)
 )
 
 // InProcess implements store.InProcess: every call answers from the
@@ -349,6 +350,33 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 		return peers, bittorrent.Stats{}, errNoAddr
 	}
 	now, exp := s.clock()
+	return s.announce(&a, peers, now, exp)
+}
+
+// AnnounceBatch implements store.BatchAnnouncer: Announce with NumWant 0
+// for each of as, the clock read once.
+func (s *Store) AnnounceBatch(_ context.Context, as []store.Announce) (failed int) {
+	now, exp := s.clock()
+	for i := range as {
+		a := &as[i]
+		if !a.Peer.Addr.IsValid() {
+			failed++
+			continue
+		}
+		want := a.NumWant
+		a.NumWant = 0
+		_, _, err := s.announce(a, nil, now, exp)
+		a.NumWant = want
+		if err != nil {
+			failed++
+		}
+	}
+	return failed
+}
+
+// announce is Announce of a valid address, at the store's second now,
+// the peer expiring at exp (see clock).
+func (s *Store) announce(a *store.Announce, peers []bittorrent.Peer, now, exp uint32) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	sh, hash := s.shardFor(&a.InfoHash)
 	sh.mu.Lock()
 	if sh.closed {
@@ -379,10 +407,10 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 	ip, port := a.Peer.Addr.Addr(), a.Peer.Addr.Port()
 	if ip.Is4() {
 		b := ip.As4()
-		self4, dS, dL = sh.apply4(sw, &a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), port, exp)
+		self4, dS, dL = sh.apply4(sw, a, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]), port, exp)
 	} else {
 		b := ip.As16()
-		self6, dS, dL = sh.apply6(sw, &a, &b, port, exp)
+		self6, dS, dL = sh.apply6(sw, a, &b, port, exp)
 	}
 	if self4 == refusedJoin || self6 == refusedJoin {
 		// Nothing changed but what compact did; a swarm made for this
