@@ -89,9 +89,9 @@
 // 32 MiB by default): while the Bus is unreachable they wait, the Node
 // tries again (backing off up to a second), and past the bound the oldest
 // are dropped and counted (Stats.Dropped). An outage is logged once, rate
-// limited, and its end once; Node.Stats shows it for the metrics. A dropped change heals by itself: every peer
-// announces again within an interval, and its next announce carries the
-// same information. The streams are trimmed by the Bus to a bounded
+// limited, and its end once; Node.Stats shows it for the metrics. A
+// dropped change heals by itself: every peer announces again within an
+// interval, and its next announce carries the same information. The streams are trimmed by the Bus to a bounded
 // length, so a lagging or dead instance grows no one's memory; a reader
 // that finds it missed batches (a gap in an origin's sequence) counts it
 // and goes on. A flood of bogus torrents into one instance reaches the
