@@ -116,25 +116,19 @@ func parse(b []byte, m *message, lim limits) error {
 			if err != nil {
 				return err
 			}
-			p.ws()
-			if p.peek() != ':' {
-				return errSyntax
+			if err := p.colon(); err != nil {
+				return err
 			}
-			p.i++
-			p.ws()
 			if err := p.field(key); err != nil {
 				return err
 			}
-			p.ws()
-			c := p.peek()
-			p.i++
-			if c == '}' {
+			more, err := p.more('}')
+			if err != nil {
+				return err
+			}
+			if !more {
 				break
 			}
-			if c != ',' {
-				return errSyntax
-			}
-			p.ws()
 		}
 	}
 	p.ws()
@@ -160,6 +154,36 @@ func (p *parser) ws() {
 			return
 		}
 	}
+}
+
+// more reads what follows a member of an object or an element of an
+// array, with the spaces around it: true after a ',' (another follows),
+// false after close (the object or array ends there), and errSyntax
+// after anything else.
+func (p *parser) more(close byte) (bool, error) {
+	p.ws()
+	c := p.peek()
+	p.i++
+	switch c {
+	case ',':
+		p.ws()
+		return true, nil
+	case close:
+		return false, nil
+	}
+	return false, errSyntax
+}
+
+// colon reads the ':' between a member's name and its value, with the
+// spaces around it.
+func (p *parser) colon() error {
+	p.ws()
+	if p.peek() != ':' {
+		return errSyntax
+	}
+	p.i++
+	p.ws()
+	return nil
 }
 
 // field reads the value of key.
@@ -328,16 +352,9 @@ func (p *parser) hashList() error {
 			return err
 		}
 		m.hashes = append(m.hashes, h)
-		p.ws()
-		c := p.peek()
-		p.i++
-		if c == ']' {
-			return nil
+		if more, err := p.more(']'); !more {
+			return err
 		}
-		if c != ',' {
-			return errSyntax
-		}
-		p.ws()
 	}
 }
 
@@ -362,16 +379,9 @@ func (p *parser) offers() error {
 			m.offers = append(m.offers, o)
 		}
 		m.nOffers++
-		p.ws()
-		c := p.peek()
-		p.i++
-		if c == ']' {
-			return nil
+		if more, err := p.more(']'); !more {
+			return err
 		}
-		if c != ',' {
-			return errSyntax
-		}
-		p.ws()
 	}
 }
 
@@ -392,12 +402,9 @@ func (p *parser) offer(o *offer) error {
 		if err != nil {
 			return err
 		}
-		p.ws()
-		if p.peek() != ':' {
-			return errSyntax
+		if err := p.colon(); err != nil {
+			return err
 		}
-		p.i++
-		p.ws()
 		switch string(key) {
 		case "offer_id":
 			if err := p.binary(&o.id, errOfferID); err != nil {
@@ -413,16 +420,13 @@ func (p *parser) offer(o *offer) error {
 				return err
 			}
 		}
-		p.ws()
-		c := p.peek()
-		p.i++
-		if c == '}' {
+		more, err := p.more('}')
+		if err != nil {
+			return err
+		}
+		if !more {
 			break
 		}
-		if c != ',' {
-			return errSyntax
-		}
-		p.ws()
 	}
 	if !hasID || o.raw == nil {
 		return errOffers
@@ -466,25 +470,15 @@ func (p *parser) skip(depth int) error {
 			if err := p.skipStr(); err != nil {
 				return err
 			}
-			p.ws()
-			if p.peek() != ':' {
-				return errSyntax
+			if err := p.colon(); err != nil {
+				return err
 			}
-			p.i++
-			p.ws()
 			if err := p.skip(depth + 1); err != nil {
 				return err
 			}
-			p.ws()
-			c := p.peek()
-			p.i++
-			if c == '}' {
-				return nil
+			if more, err := p.more('}'); !more {
+				return err
 			}
-			if c != ',' {
-				return errSyntax
-			}
-			p.ws()
 		}
 	case c == '[':
 		p.i++
@@ -497,16 +491,9 @@ func (p *parser) skip(depth int) error {
 			if err := p.skip(depth + 1); err != nil {
 				return err
 			}
-			p.ws()
-			c := p.peek()
-			p.i++
-			if c == ']' {
-				return nil
+			if more, err := p.more(']'); !more {
+				return err
 			}
-			if c != ',' {
-				return errSyntax
-			}
-			p.ws()
 		}
 	case c == '"':
 		return p.skipStr()
