@@ -2,9 +2,7 @@ package fleet_test
 
 import (
 	"context"
-	"encoding/binary"
 	"math/rand/v2"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,7 +80,7 @@ func TestAnnounceAllocs(t *testing.T) {
 			}
 			anns := make([]store.Announce, 1000)
 			for i := range anns {
-				anns[i] = benchAnnounce(i)
+				anns[i] = storetest.BenchAnnounce(i)
 			}
 			buf := make([]bittorrent.Peer, 0, 50)
 			i := 0
@@ -143,56 +141,27 @@ func runNull(tb testing.TB, st *fleet.Store) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-const (
-	benchTorrents = 100_000
-	benchPeers    = 1_000_000
-)
-
-func benchHash(i int) bittorrent.InfoHash {
-	var h bittorrent.InfoHash
-	binary.LittleEndian.PutUint64(h[:], uint64(i)*0x9E3779B97F4A7C15)
-	binary.LittleEndian.PutUint64(h[8:], uint64(i))
-	return h
-}
-
-// benchAnnounce is store/memory's: peer i of a realistic swarm mix, IPv4,
-// 75% seeders, about ten peers a torrent over benchTorrents.
-func benchAnnounce(i int) store.Announce {
-	r := rand.NewPCG(uint64(i), 0x5eed)
-	x := r.Uint64()
-	var id bittorrent.PeerID
-	copy(id[:], "-TR3000-")
-	binary.LittleEndian.PutUint64(id[8:], x)
-	ip := [4]byte{byte(x >> 24), byte(x >> 32), byte(x >> 40), byte(i)}
-	return store.Announce{
-		InfoHash: benchHash(int(x % benchTorrents)),
-		Peer:     bittorrent.Peer{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(1024+i%50000))},
-		Seeder:   (x>>56)%4 != 0,
-		NumWant:  50,
-	}
-}
-
 var (
 	benchOnce sync.Once
 	benchMem  *memory.Store
 	benchAnns []store.Announce
 )
 
-// benchStore returns an in-memory store of benchPeers peers, shared by
+// benchStore returns an in-memory store of storetest.BenchPeers peers, shared by
 // the benchmarks, and those peers' announces in a random order.
 func benchStore() (*memory.Store, []store.Announce) {
 	benchOnce.Do(func() {
 		benchMem = memory.New(store.Options{PeerLifetime: time.Hour})
-		for i := range benchPeers {
-			a := benchAnnounce(i)
+		for i := range storetest.BenchPeers {
+			a := storetest.BenchAnnounce(i)
 			a.NumWant = 0
 			if _, _, err := benchMem.Announce(ctx, a, nil); err != nil {
 				panic(err)
 			}
 		}
-		benchAnns = make([]store.Announce, benchPeers)
-		for i, j := range rand.New(rand.NewPCG(1, 1)).Perm(benchPeers) {
-			benchAnns[i] = benchAnnounce(j)
+		benchAnns = make([]store.Announce, storetest.BenchPeers)
+		for i, j := range rand.New(rand.NewPCG(1, 1)).Perm(storetest.BenchPeers) {
+			benchAnns[i] = storetest.BenchAnnounce(j)
 		}
 	})
 	return benchMem, benchAnns

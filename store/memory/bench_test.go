@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -19,42 +18,13 @@ import (
 	"trackd/bittorrent"
 	"trackd/internal/cputime"
 	"trackd/store"
+	"trackd/store/storetest"
 )
-
-const (
-	benchTorrents = 100_000
-	benchPeers    = 1_000_000
-)
-
-func benchHash(i int) bittorrent.InfoHash {
-	var h bittorrent.InfoHash
-	binary.LittleEndian.PutUint64(h[:], uint64(i)*0x9E3779B97F4A7C15)
-	binary.LittleEndian.PutUint64(h[8:], uint64(i))
-	return h
-}
-
-// benchAnnounce returns the announce of peer i of a realistic swarm mix:
-// IPv4, 75% seeders, peers spread at random over benchTorrents torrents
-// (about ten a torrent, Poisson).
-func benchAnnounce(i int) store.Announce {
-	r := rand.NewPCG(uint64(i), 0x5eed)
-	x := r.Uint64()
-	var id bittorrent.PeerID
-	copy(id[:], "-TR3000-")
-	binary.LittleEndian.PutUint64(id[8:], x)
-	ip := [4]byte{byte(x >> 24), byte(x >> 32), byte(x >> 40), byte(i)}
-	return store.Announce{
-		InfoHash: benchHash(int(x % benchTorrents)),
-		Peer:     bittorrent.Peer{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(1024+i%50000))},
-		Seeder:   (x>>56)%4 != 0,
-		NumWant:  50,
-	}
-}
 
 func fill(s *Store, n int) {
 	ctx := context.Background()
 	for i := range n {
-		a := benchAnnounce(i)
+		a := storetest.BenchAnnounce(i)
 		a.NumWant = 0
 		if _, _, err := s.Announce(ctx, a, nil); err != nil {
 			panic(err)
@@ -68,16 +38,16 @@ var (
 	filledAnns []store.Announce
 )
 
-// filledStore returns a store of benchPeers peers over benchTorrents
+// filledStore returns a store of storetest.BenchPeers peers over storetest.BenchTorrents
 // torrents, shared by the benchmarks that only re-announce or scrape, and
 // those peers' announces in a random order.
 func filledStore() (*Store, []store.Announce) {
 	filledOnce.Do(func() {
 		filled = New(store.Options{PeerLifetime: time.Hour})
-		fill(filled, benchPeers)
-		filledAnns = make([]store.Announce, benchPeers)
-		for i, j := range rand.New(rand.NewPCG(1, 1)).Perm(benchPeers) {
-			filledAnns[i] = benchAnnounce(j)
+		fill(filled, storetest.BenchPeers)
+		filledAnns = make([]store.Announce, storetest.BenchPeers)
+		for i, j := range rand.New(rand.NewPCG(1, 1)).Perm(storetest.BenchPeers) {
+			filledAnns[i] = storetest.BenchAnnounce(j)
 		}
 	})
 	return filled, filledAnns
@@ -133,8 +103,8 @@ func BenchmarkAnnounceBigSwarm(b *testing.B) {
 	ctx := context.Background()
 	anns := make([]store.Announce, n)
 	for i := range anns {
-		anns[i] = benchAnnounce(i)
-		anns[i].InfoHash = benchHash(-1)
+		anns[i] = storetest.BenchAnnounce(i)
+		anns[i].InfoHash = storetest.BenchHash(-1)
 		s.Announce(ctx, anns[i], nil)
 	}
 	buf := make([]bittorrent.Peer, 0, 50)
@@ -160,7 +130,7 @@ func BenchmarkAnnounceNew(b *testing.B) {
 	b.ReportAllocs()
 	defer cputime.PerOp(b)()
 	for b.Loop() {
-		a := benchAnnounce(i)
+		a := storetest.BenchAnnounce(i)
 		buf, _, _ = s.Announce(ctx, a, buf[:0])
 		i++
 	}
@@ -207,7 +177,7 @@ func BenchmarkMemoryPerPeer(b *testing.B) {
 		peers, torrents int
 		skewed          bool
 	}{
-		{"uniform-1M-100k", benchPeers, benchTorrents, false},
+		{"uniform-1M-100k", storetest.BenchPeers, storetest.BenchTorrents, false},
 		{"skewed-1M-100k", 1_000_000, 100_000, true},
 		{"skewed-2M-1M", 2_000_000, 1_000_000, true},
 	} {
@@ -279,7 +249,7 @@ func skewedAnnounces(peers, torrents int) []store.Announce {
 		}
 		ip := [4]byte{10 + byte(j>>24), byte(j >> 16), byte(j >> 8), byte(j)}
 		anns = append(anns, store.Announce{
-			InfoHash: benchHash(t),
+			InfoHash: storetest.BenchHash(t),
 			Peer:     bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(1024+r.IntN(60000)))},
 			Seeder:   r.IntN(4) != 0,
 		})
@@ -316,8 +286,8 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 	defer s.Close()
 	ctx := context.Background()
 	for i := range n {
-		a := benchAnnounce(i)
-		a.InfoHash, a.NumWant = benchHash(-1), 0
+		a := storetest.BenchAnnounce(i)
+		a.InfoHash, a.NumWant = storetest.BenchHash(-1), 0
 		s.Announce(ctx, a, nil)
 	}
 	i := 0
@@ -325,8 +295,8 @@ func BenchmarkChurnBigSwarm(b *testing.B) {
 	defer cputime.PerOp(b)()
 	for b.Loop() {
 		// Peer n+i/2, not in the swarm, joins (even i), then stops.
-		a := benchAnnounce(n + i/2)
-		a.InfoHash, a.NumWant = benchHash(-1), 0
+		a := storetest.BenchAnnounce(n + i/2)
+		a.InfoHash, a.NumWant = storetest.BenchHash(-1), 0
 		if i%2 == 1 {
 			a.Event = bittorrent.EventStopped
 		}
@@ -346,7 +316,7 @@ var sizedStores = map[int]*Store{}
 func sizedAnnounce(j, n, numWant int) store.Announce {
 	ip := [4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}
 	return store.Announce{
-		InfoHash: benchHash(1_000_000 + j/n),
+		InfoHash: storetest.BenchHash(1_000_000 + j/n),
 		Peer:     bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), 6881)},
 		Seeder:   j%4 != 0,
 		NumWant:  numWant,

@@ -2,9 +2,7 @@ package redis
 
 import (
 	"context"
-	"encoding/binary"
 	"math/rand/v2"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,38 +13,8 @@ import (
 	"trackd/bittorrent"
 	"trackd/internal/redistest"
 	"trackd/store"
+	"trackd/store/storetest"
 )
-
-// The benchmarks' population, as store/memory's: 1,000,000 IPv4 peers, 75%
-// seeders, over 100,000 torrents at random (about ten a torrent, Poisson).
-const (
-	benchTorrents = 100_000
-	benchPeers    = 1_000_000
-)
-
-func benchHash(i int) bittorrent.InfoHash {
-	var h bittorrent.InfoHash
-	binary.LittleEndian.PutUint64(h[:], uint64(i)*0x9E3779B97F4A7C15)
-	binary.LittleEndian.PutUint64(h[8:], uint64(i))
-	return h
-}
-
-// benchAnnounce returns the announce of peer i (NumWant 50), as
-// store/memory's benchmarks make it.
-func benchAnnounce(i int) store.Announce {
-	r := rand.NewPCG(uint64(i), 0x5eed)
-	x := r.Uint64()
-	var id bittorrent.PeerID
-	copy(id[:], "-TR3000-")
-	binary.LittleEndian.PutUint64(id[8:], x)
-	ip := [4]byte{byte(x >> 24), byte(x >> 32), byte(x >> 40), byte(i)}
-	return store.Announce{
-		InfoHash: benchHash(int(x % benchTorrents)),
-		Peer:     bittorrent.Peer{ID: id, Addr: netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(1024+i%50000))},
-		Seeder:   (x>>56)%4 != 0,
-		NumWant:  50,
-	}
-}
 
 // fillAnnounces applies anns with NumWant 0, 1000 to a pipeline.
 func fillAnnounces(b testing.TB, s *Store, anns []store.Announce) {
@@ -71,9 +39,9 @@ func fillAnnounces(b testing.TB, s *Store, anns []store.Announce) {
 func benchStore(b *testing.B, ids bool) (*Store, *goredis.Client, []store.Announce) {
 	srv := redistest.Start(b)
 	s := open(b, srv.URL(), store.Options{PeerLifetime: time.Hour, PeerIDs: ids}, Options{})
-	anns := make([]store.Announce, benchPeers)
+	anns := make([]store.Announce, storetest.BenchPeers)
 	for i := range anns {
-		anns[i] = benchAnnounce(i)
+		anns[i] = storetest.BenchAnnounce(i)
 	}
 	start := time.Now()
 	fillAnnounces(b, s, anns)
@@ -214,8 +182,8 @@ func BenchmarkAnnounceBigSwarm(b *testing.B) {
 	rdb := srv.Client()
 	anns := make([]store.Announce, n)
 	for i := range anns {
-		anns[i] = benchAnnounce(i)
-		anns[i].InfoHash = benchHash(-1)
+		anns[i] = storetest.BenchAnnounce(i)
+		anns[i].InfoHash = storetest.BenchHash(-1)
 	}
 	fillAnnounces(b, s, anns)
 	ctx := context.Background()
@@ -249,19 +217,19 @@ func BenchmarkMemoryPerPeer(b *testing.B) {
 				srv := redistest.Start(b)
 				rdb := srv.Client()
 				s := open(b, srv.URL(), store.Options{PeerLifetime: time.Hour, PeerIDs: ids}, Options{Interval: time.Hour})
-				anns := make([]store.Announce, benchPeers)
+				anns := make([]store.Announce, storetest.BenchPeers)
 				for i := range anns {
-					anns[i] = benchAnnounce(i)
+					anns[i] = storetest.BenchAnnounce(i)
 				}
 				before := usedMemory(b, rdb)
 				fillAnnounces(b, s, anns)
 				after := usedMemory(b, rdb)
-				tot, err := s.Scrape(context.Background(), []bittorrent.InfoHash{benchHash(0)}, nil)
+				tot, err := s.Scrape(context.Background(), []bittorrent.InfoHash{storetest.BenchHash(0)}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
 				_ = tot
-				b.ReportMetric(float64(after-before)/benchPeers, "redis-bytes/peer")
+				b.ReportMetric(float64(after-before)/storetest.BenchPeers, "redis-bytes/peer")
 				s.Close()
 				srv.Stop()
 			}
