@@ -495,15 +495,7 @@ func (s *session) announce(sc *scratch) Result {
 	sent, failed := 0, 0
 	for i, peer := range to {
 		o := &m.offers[i]
-		b := append(sc.out[:0], `{"action":"announce","info_hash":`...)
-		b = appendBinary(b, m.infoHash[:])
-		b = append(b, `,"peer_id":`...)
-		b = appendBinary(b, m.peerID[:])
-		b = append(b, `,"offer_id":`...)
-		b = appendBinary(b, o.id[:])
-		b = append(b, `,"offer":`...)
-		b = append(b, o.raw...)
-		b = append(b, '}')
+		b := appendRelayed(sc.out[:0], &m.infoHash, &m.peerID, &o.id, `,"offer":`, o.raw)
 		sc.out = b
 		if peer.Send(b) {
 			sent++
@@ -519,6 +511,21 @@ func (s *session) announce(sc *scratch) Result {
 		h.metrics.Dropped(DropSendFailed, failed)
 	}
 	return ResultOK
+}
+
+// appendRelayed appends the message a peer is relayed: an offer or an
+// answer (field, with its leading comma and colon, and its raw JSON
+// object) from peer from, in swarm ih, for offer id.
+func appendRelayed(b []byte, ih *bittorrent.InfoHash, from, id *[20]byte, field string, raw []byte) []byte {
+	b = append(b, `{"action":"announce","info_hash":`...)
+	b = appendBinary(b, ih[:])
+	b = append(b, `,"peer_id":`...)
+	b = appendBinary(b, from[:])
+	b = append(b, `,"offer_id":`...)
+	b = appendBinary(b, id[:])
+	b = append(b, field...)
+	b = append(b, raw...)
+	return append(b, '}')
 }
 
 func (s *session) answer(sc *scratch) Result {
@@ -542,15 +549,7 @@ func (s *session) answer(sc *scratch) Result {
 		h.metrics.Dropped(DropNoPeer, 1)
 		return ResultDropped
 	}
-	b := append(sc.out[:0], `{"action":"announce","info_hash":`...)
-	b = appendBinary(b, m.infoHash[:])
-	b = append(b, `,"peer_id":`...)
-	b = appendBinary(b, m.peerID[:])
-	b = append(b, `,"offer_id":`...)
-	b = appendBinary(b, m.offerID[:])
-	b = append(b, `,"answer":`...)
-	b = append(b, m.answer...)
-	b = append(b, '}')
+	b := appendRelayed(sc.out[:0], &m.infoHash, &m.peerID, &m.offerID, `,"answer":`, m.answer)
 	sc.out = b
 	if !to.Send(b) {
 		h.metrics.Dropped(DropSendFailed, 1)
