@@ -24,6 +24,7 @@ type Local interface {
 	store.ExpiryCounter
 	store.MemoryBounded
 	store.Snapshotter
+	store.CompactAnnouncer
 }
 
 // Defaults of StoreConfig.
@@ -68,9 +69,9 @@ type StoreConfig struct {
 // waits on the network. Everything else goes to the inner store as is.
 //
 // It has every ability of Local (InProcess, Prober, ExpiryCounter,
-// MemoryBounded, Snapshotter), forwarded to the inner store. A state file
-// restored into it (Restore) is not published: those peers announce again
-// within an interval.
+// MemoryBounded, Snapshotter, CompactAnnouncer), forwarded to the inner
+// store. A state file restored into it (Restore) is not published: those
+// peers announce again within an interval.
 type Store struct {
 	inner    Local
 	self     Instance
@@ -182,6 +183,16 @@ func (s *Store) Announce(ctx context.Context, a store.Announce, peers []bittorre
 		s.record(&a)
 	}
 	return peers, st, err
+}
+
+// AnnounceCompact implements store.CompactAnnouncer as Announce does
+// store.Store: the inner store's, then the change recorded.
+func (s *Store) AnnounceCompact(ctx context.Context, a store.Announce, v4, v6 []byte) ([]byte, []byte, bittorrent.Stats, error) {
+	v4, v6, st, err := s.inner.AnnounceCompact(ctx, a, v4, v6)
+	if err == nil {
+		s.record(&a)
+	}
+	return v4, v6, st, err
 }
 
 // record appends the change of a to the open batch of its stream. It

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 
+	"trackd/bittorrent"
 	"trackd/snapshot"
 )
 
@@ -73,4 +74,20 @@ type BatchAnnouncer interface {
 	// returns how many failed: those Announce would have failed (an
 	// invalid address, refused by the memory bound, the store closed).
 	AnnounceBatch(ctx context.Context, as []Announce) (failed int)
+}
+
+// CompactAnnouncer is a Store that can hand out an announce's peers
+// already in the compact form every wire format of trackd sends them in:
+// 6 bytes per IPv4 peer and 18 per IPv6 peer, the address then the port,
+// in network order (BEP 23's "peers", BEP 7's "peers6", the peers of a
+// BEP 15 reply). The in-memory store implements it: it writes the bytes
+// straight from its records, where Announce builds a bittorrent.Peer of 56
+// bytes per peer that the frontend then reads again to encode it. The core
+// uses it for a request that asks for compact peers
+// (tracker.AnnounceRequest.Compact).
+type CompactAnnouncer interface {
+	// AnnounceCompact is Announce with the peers appended to v4 (the IPv4
+	// peers) and v6 (the IPv6 peers) in compact form, in place of a
+	// []bittorrent.Peer. It returns the extended slices.
+	AnnounceCompact(ctx context.Context, a Announce, v4, v6 []byte) ([]byte, []byte, bittorrent.Stats, error)
 }

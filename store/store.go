@@ -25,6 +25,10 @@
 //     config.State (the in-memory store).
 //   - Settler: brings its lagging Totals up to date on demand, for the
 //     conformance suite (Redis).
+//   - BatchAnnouncer: applies many announces in one call, for the fleet's
+//     replay (the in-memory store).
+//   - CompactAnnouncer: hands out peers already in their compact wire form
+//     (the in-memory store).
 //
 // Each backend asserts the abilities it has at compile time, so that
 // losing one by a changed signature is a build error, not a slower path.

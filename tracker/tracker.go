@@ -223,8 +223,17 @@ type AnnounceResponse struct {
 	Complete    uint32 // seeders
 	Incomplete  uint32 // leechers
 	Downloaded  uint32 // completed downloads
-	// Peers are the peers handed out, of both address families.
+	// Peers are the peers handed out, of both address families, unless
+	// Compacted.
 	Peers []bittorrent.Peer
+	// Compacted says that the peers handed out are in Compact4 and
+	// Compact6 instead of Peers (which is then empty): the request asked
+	// for compact peers (AnnounceRequest.Compact) and the store hands
+	// them out so (store.CompactAnnouncer). Compact4 has 6 bytes per IPv4
+	// peer, Compact6 18 per IPv6 peer: the address, then the port, in
+	// network order.
+	Compacted          bool
+	Compact4, Compact6 []byte
 	// NoPeerID says that a reply listing peers must leave their ids out:
 	// the client asked so (AnnounceRequest.NoPeerID), or the tracker keeps
 	// no ids (Config.PeerIDs) and the peers carry zero ids.
@@ -244,7 +253,8 @@ type ScrapeResponse struct {
 type Tracker struct {
 	cfg      Config
 	store    store.Store
-	overload *OverloadError // the one refusal, made once
+	compact  store.CompactAnnouncer // store's ability, or nil
+	overload *OverloadError         // the one refusal, made once
 	// the refusals of a store at its memory bound (store.ErrNoNewTorrents,
 	// store.ErrNoNewPeers)
 	fullTorrents, fullPeers *OverloadError
@@ -256,6 +266,7 @@ type Tracker struct {
 func New(cfg Config, s store.Store) *Tracker {
 	cfg.fill()
 	t := &Tracker{cfg: cfg, store: s}
+	t.compact, _ = s.(store.CompactAnnouncer)
 	t.overload = &OverloadError{RetryIn: cfg.RetryIn}
 	t.overload.msg = "tracker overloaded: retry in " + strconv.FormatInt(t.overload.RetryInMinutes(), 10) + " minutes"
 	t.fullTorrents = &OverloadError{RetryIn: cfg.RetryIn, msg: MsgNoNewTorrents}
@@ -293,9 +304,10 @@ func (t *Tracker) Overloaded() bool {
 // Config returns the tracker's configuration, with defaults filled in.
 func (t *Tracker) Config() Config { return t.cfg }
 
-// Announce applies req and fills resp. resp.Peers is reused (truncated and
-// appended to) so a caller that keeps resp between requests allocates
-// nothing. A ClientError says the request was refused. req is only read.
+// Announce applies req and fills resp. resp.Peers, resp.Compact4 and
+// resp.Compact6 are reused (truncated and appended to) so a caller that
+// keeps resp between requests allocates nothing. A ClientError says the
+// request was refused. req is only read.
 func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *AnnounceResponse) error {
 	if t.cfg.RequireCompact && !req.Compact && !req.NoPeerID {
 		return ErrCompactRequired
@@ -321,12 +333,19 @@ func (t *Tracker) Announce(ctx context.Context, req *AnnounceRequest, resp *Anno
 		NumWant:  t.numWant(req),
 		Family:   req.Family,
 	}
-	peers, stats, err := t.store.Announce(ctx, a, resp.Peers[:0])
+	var stats bittorrent.Stats
+	var err error
+	resp.Peers, resp.Compact4, resp.Compact6 = resp.Peers[:0], resp.Compact4[:0], resp.Compact6[:0]
+	resp.Compacted = req.Compact && t.compact != nil
+	if resp.Compacted {
+		resp.Compact4, resp.Compact6, stats, err = t.compact.AnnounceCompact(ctx, a, resp.Compact4, resp.Compact6)
+	} else {
+		resp.Peers, stats, err = t.store.Announce(ctx, a, resp.Peers)
+	}
 	t.cfg.Health.Observe(err)
 	if err != nil {
 		return t.storeError(err)
 	}
-	resp.Peers = peers
 	resp.Complete = stats.Seeders
 	resp.Incomplete = stats.Leechers
 	resp.Downloaded = stats.Downloaded

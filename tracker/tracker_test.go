@@ -2,9 +2,11 @@ package tracker_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -46,6 +48,29 @@ func newTracker(t *testing.T, cfg tracker.Config) (*tracker.Tracker, *time.Time)
 	s := memory.New(store.Options{PeerLifetime: time.Hour, PeerIDs: cfg.PeerIDs, Now: func() time.Time { return now }})
 	t.Cleanup(func() { s.Close() })
 	return tracker.New(cfg, s), &now
+}
+
+// handedOut returns the peers of resp, whether in Peers or, compacted, in
+// Compact4 and Compact6 (with zero ids, which compact peers do not carry).
+func handedOut(t *testing.T, resp *tracker.AnnounceResponse) []bittorrent.Peer {
+	t.Helper()
+	if !resp.Compacted {
+		if len(resp.Compact4)+len(resp.Compact6) != 0 {
+			t.Errorf("compact peers in a response that is not Compacted")
+		}
+		return resp.Peers
+	}
+	if len(resp.Peers) != 0 || len(resp.Compact4)%6 != 0 || len(resp.Compact6)%18 != 0 {
+		t.Fatalf("compacted response with %d peers, %d bytes of IPv4 and %d of IPv6", len(resp.Peers), len(resp.Compact4), len(resp.Compact6))
+	}
+	var ps []bittorrent.Peer
+	for b := resp.Compact4; len(b) > 0; b = b[6:] {
+		ps = append(ps, bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), binary.BigEndian.Uint16(b[4:]))})
+	}
+	for b := resp.Compact6; len(b) > 0; b = b[18:] {
+		ps = append(ps, bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[:16])), binary.BigEndian.Uint16(b[16:]))})
+	}
+	return ps
 }
 
 func peerReq(ih byte, n int, left uint64) *tracker.AnnounceRequest {
@@ -147,10 +172,11 @@ func TestAnnounceRules(t *testing.T) {
 				}
 				return
 			}
-			if len(resp.Peers) != tt.peers {
-				t.Errorf("got %d peers, want %d", len(resp.Peers), tt.peers)
+			peers := handedOut(t, &resp)
+			if len(peers) != tt.peers {
+				t.Errorf("got %d peers, want %d", len(peers), tt.peers)
 			}
-			for _, p := range resp.Peers {
+			for _, p := range peers {
 				if p.Addr == r.Addr {
 					t.Errorf("requester in its own peer list")
 				}
@@ -180,8 +206,8 @@ func TestAnnounceCountsAndSeederRules(t *testing.T) {
 	if err := tr.Announce(ctx, peerReq(1, 1, 0), &resp); err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.Peers) != 3 {
-		t.Errorf("seeder got %d peers, want the 3 leechers", len(resp.Peers))
+	if n := len(handedOut(t, &resp)); n != 3 {
+		t.Errorf("seeder got %d peers, want the 3 leechers", n)
 	}
 	// A leecher completes: counted once, even when it says so twice.
 	for range 2 {
@@ -259,8 +285,15 @@ func TestPeerIDs(t *testing.T) {
 			if r.NoPeerID != tt.noPeerID || r.Compact != tt.compact {
 				t.Errorf("Announce changed the request: NoPeerID %v, Compact %v; sent %v, %v", r.NoPeerID, r.Compact, tt.noPeerID, tt.compact)
 			}
-			if len(resp.Peers) != 1 {
-				t.Fatalf("%d peers returned, want 1", len(resp.Peers))
+			peers := handedOut(t, &resp)
+			if len(peers) != 1 {
+				t.Fatalf("%d peers returned, want 1", len(peers))
+			}
+			if resp.Compacted != tt.compact {
+				t.Errorf("response Compacted = %v for a request with Compact %v", resp.Compacted, tt.compact)
+			}
+			if resp.Compacted {
+				return // compact peers carry no ids
 			}
 			want := other.PeerID
 			if !tt.peerIDs {
@@ -356,8 +389,8 @@ func TestV4MappedIsSameSession(t *testing.T) {
 	}
 	other := peerReq(1, 2, 1)
 	tr.Announce(ctx, other, &resp)
-	if len(resp.Peers) != 1 || !resp.Peers[0].Addr.Addr().Is4() {
-		t.Errorf("peer handed out as %v, want plain IPv4", resp.Peers)
+	if peers := handedOut(t, &resp); len(peers) != 1 || !peers[0].Addr.Addr().Is4() {
+		t.Errorf("peer handed out as %v, want plain IPv4", peers)
 	}
 }
 
@@ -557,5 +590,64 @@ func TestAllowed(t *testing.T) {
 	}
 	if err := tr.Allowed(bittorrent.InfoHash{2}); err != tracker.ErrNotAllowed {
 		t.Errorf("refused hash: %v, want ErrNotAllowed", err)
+	}
+}
+
+// onlyStore hides every ability of the store it wraps.
+type onlyStore struct{ store.Store }
+
+// TestCompactAnswersAsPeers checks that a compact request is answered the
+// same whether the store hands out compact peers (store.CompactAnnouncer)
+// or bittorrent.Peer values: the same swarm, asked for every peer, gives
+// the same peers of both families, and a request that is not compact gets
+// Peers.
+func TestCompactAnswersAsPeers(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	mem := memory.New(store.Options{PeerLifetime: time.Hour, Now: func() time.Time { return now }})
+	t.Cleanup(func() { mem.Close() })
+	withAbility, without := tracker.New(tracker.Config{}, mem), tracker.New(tracker.Config{}, onlyStore{mem})
+	ctx := context.Background()
+	var resp tracker.AnnounceResponse
+	for n := 1; n <= 40; n++ {
+		r := peerReq(7, n, uint64(n%3))
+		if n%4 == 0 {
+			r.Addr = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(n)}), uint16(1000+n))
+		}
+		if err := withAbility.Announce(ctx, r, &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(ps []bittorrent.Peer) []string {
+		var ks []string
+		for _, p := range ps {
+			ks = append(ks, p.Addr.String())
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	r := peerReq(7, 100, 1)
+	r.NumWant = 200
+	if err := withAbility.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Compacted || len(resp.Compact4) == 0 || len(resp.Compact6) == 0 {
+		t.Fatalf("compact request to a CompactAnnouncer: Compacted %v, %d and %d bytes", resp.Compacted, len(resp.Compact4), len(resp.Compact6))
+	}
+	got := key(handedOut(t, &resp))
+	if err := without.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Compacted {
+		t.Fatal("a store without the ability answered Compacted")
+	}
+	if want := key(resp.Peers); !slices.Equal(got, want) || len(got) != 40 {
+		t.Errorf("compacted peers %v, want %v (40)", got, want)
+	}
+	r.Compact = false
+	if err := withAbility.Announce(ctx, r, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Compacted || len(resp.Compact4)+len(resp.Compact6) != 0 || len(resp.Peers) != 40 {
+		t.Errorf("request without compact: Compacted %v, %d peers", resp.Compacted, len(resp.Peers))
 	}
 }

@@ -346,7 +346,13 @@ func appendAnnounce(b []byte, req *tracker.AnnounceRequest, resp *tracker.Announ
 	b = bencode.AppendString(b, "min interval")
 	b = bencode.AppendInt(b, int64(resp.MinInterval/time.Second))
 	b = bencode.AppendString(b, "peers")
-	if req.Compact {
+	if resp.Compacted {
+		b = bencode.AppendBytes(b, resp.Compact4)
+		if len(resp.Compact6) > 0 {
+			b = bencode.AppendString(b, "peers6")
+			b = bencode.AppendBytes(b, resp.Compact6)
+		}
+	} else if req.Compact {
 		b = appendCompact(b, resp.Peers, false)
 		if hasIPv6(resp.Peers) {
 			b = bencode.AppendString(b, "peers6")

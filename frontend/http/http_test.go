@@ -51,9 +51,23 @@ func (c *testClock) Advance(d time.Duration) {
 
 func newFixture(t *testing.T, cfg tracker.Config, opts Options) *fixture {
 	t.Helper()
+	return newFixtureOf(t, cfg, opts, false)
+}
+
+// plainStore hides every ability of the store it wraps, among them
+// store.CompactAnnouncer: the tracker then hands out bittorrent.Peer
+// values, as from the Redis store.
+type plainStore struct{ store.Store }
+
+// newFixtureOf is newFixture, on a plainStore if plain.
+func newFixtureOf(t *testing.T, cfg tracker.Config, opts Options, plain bool) *fixture {
+	t.Helper()
 	clock := &testClock{now: time.Unix(1_700_000_000, 0)}
-	s := memory.New(store.Options{PeerLifetime: time.Hour, PeerIDs: cfg.PeerIDs, Now: clock.Now})
+	var s store.Store = memory.New(store.Options{PeerLifetime: time.Hour, PeerIDs: cfg.PeerIDs, Now: clock.Now})
 	t.Cleanup(func() { s.Close() })
+	if plain {
+		s = plainStore{s}
+	}
 	opts.Now = clock.Now
 	h := NewHandler(tracker.New(cfg, s), opts)
 	t.Cleanup(func() { h.Close() })
@@ -104,8 +118,18 @@ func failure(d map[string]any) string {
 	return s
 }
 
+// TestAnnounceCompactBothFamilies checks compact replies (BEP 23, BEP 7),
+// from a store that hands out compact peers (store.CompactAnnouncer) and
+// from one that does not.
 func TestAnnounceCompactBothFamilies(t *testing.T) {
-	f := newFixture(t, tracker.Config{}, Options{})
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			testAnnounceCompactBothFamilies(t, newFixtureOf(t, tracker.Config{}, Options{}, plain))
+		})
+	}
+}
+
+func testAnnounceCompactBothFamilies(t *testing.T, f *fixture) {
 	ih := hash20("torrent")
 	// An IPv4 and an IPv6 leecher.
 	d, _ := f.get(t, "10.0.0.1:5000", announceURL(ih, hash20("p1"), "6881", "5&compact=1"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -211,8 +212,18 @@ func TestConnectionIDs(t *testing.T) {
 	}
 }
 
+// TestAnnounceFamilies checks that a reply carries the peers of the
+// request's family, from a store that hands out compact peers
+// (store.CompactAnnouncer) and from one that does not.
 func TestAnnounceFamilies(t *testing.T) {
-	f := newFixture(t, tracker.Config{}, Options{})
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			testAnnounceFamilies(t, newFixtureOf(t, tracker.Config{}, Options{}, plain))
+		})
+	}
+}
+
+func testAnnounceFamilies(t *testing.T, f *fixture) {
 	ih := hash20("families")
 	f.fill(t, ih, 5, 2, false)
 	f.fill(t, ih, 4, 1, true)
@@ -332,7 +343,14 @@ func TestAnnounceNumWant(t *testing.T) {
 // config allows, a reply fits one unfragmented datagram (1472 bytes of
 // payload over IPv4, 1232 over IPv6).
 func TestAnnounceFitsOneDatagram(t *testing.T) {
-	f := newFixture(t, tracker.Config{MaxNumWant: 1000, DefaultNumWant: 1000}, Options{})
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			testAnnounceFitsOneDatagram(t, newFixtureOf(t, tracker.Config{MaxNumWant: 1000, DefaultNumWant: 1000}, Options{}, plain))
+		})
+	}
+}
+
+func testAnnounceFitsOneDatagram(t *testing.T, f *fixture) {
 	for _, tc := range []struct {
 		v6       bool
 		from     string

@@ -25,10 +25,24 @@ var testSecret = []byte("trackd udp test secret")
 
 func newFixture(tb testing.TB, cfg tracker.Config, opts Options) *fixture {
 	tb.Helper()
+	return newFixtureOf(tb, cfg, opts, false)
+}
+
+// plainStore hides every ability of the store it wraps, among them
+// store.CompactAnnouncer: the tracker then hands out bittorrent.Peer
+// values, as from the Redis store.
+type plainStore struct{ store.Store }
+
+// newFixtureOf is newFixture, on a plainStore if plain.
+func newFixtureOf(tb testing.TB, cfg tracker.Config, opts Options, plain bool) *fixture {
+	tb.Helper()
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	s := memory.New(store.Options{PeerLifetime: time.Hour, Now: clock})
+	var s store.Store = memory.New(store.Options{PeerLifetime: time.Hour, Now: clock})
 	tb.Cleanup(func() { s.Close() })
+	if plain {
+		s = plainStore{s}
+	}
 	opts.Now = clock
 	if opts.Secret == nil {
 		opts.Secret = testSecret

@@ -209,6 +209,12 @@ func appendAnnounce(b []byte, tid []byte, resp *tracker.AnnounceResponse, fam bi
 	b = appendInt32(b, uint64(resp.Incomplete))
 	b = appendInt32(b, uint64(resp.Complete))
 	v6 := fam == bittorrent.IPv6Only
+	if resp.Compacted {
+		if v6 {
+			return append(b, resp.Compact6...)
+		}
+		return append(b, resp.Compact4...)
+	}
 	for i := range resp.Peers {
 		ap := resp.Peers[i].Addr
 		a := ap.Addr()

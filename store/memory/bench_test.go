@@ -354,6 +354,40 @@ func BenchmarkAnnounceSwarmSize(b *testing.B) {
 	}
 }
 
+// BenchmarkAnnounceCompact is BenchmarkAnnounceSwarmSize through
+// AnnounceCompact (store.CompactAnnouncer): the peers written in compact
+// form, as the UDP and compact HTTP answers send them. "peers" runs the
+// same announces through Announce side by side.
+func BenchmarkAnnounceCompact(b *testing.B) {
+	for _, n := range []int{1000, 100_000} {
+		for _, want := range []int{50, 200} {
+			s := sizedStore(n)
+			b.Run(fmt.Sprintf("peers=%d/numwant=%d/compact", n, want), func(b *testing.B) {
+				announceCompact(b, s, n, want)
+			})
+			b.Run(fmt.Sprintf("peers=%d/numwant=%d/peers", n, want), func(b *testing.B) {
+				announceSized(b, s, n, want)
+			})
+		}
+	}
+}
+
+//go:noinline
+func announceCompact(b *testing.B, s *Store, n, want int) {
+	ctx := context.Background()
+	v4, v6 := make([]byte, 0, 6*want), []byte(nil)
+	returned, i := 0, 0
+	b.ReportAllocs()
+	defer cputime.PerOp(b)()
+	for b.Loop() {
+		j := int(uint32(i)*0x9E3779B1) & (sizedPeers - 1)
+		v4, v6, _, _ = s.AnnounceCompact(ctx, sizedAnnounce(j, n, want), v4[:0], v6[:0])
+		returned += len(v4)/6 + len(v6)/18
+		i++
+	}
+	b.ReportMetric(float64(returned)/float64(b.N), "peers/op")
+}
+
 // announceSized is the loop of BenchmarkAnnounceSwarmSize, in a function of
 // its own so that a cache simulator can count it alone:
 //

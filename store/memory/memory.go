@@ -316,11 +316,12 @@ func (s *Store) compact(sh *shard, sw *swarm, now uint32) {
 // The abilities of the in-memory store (package store's "Optional
 // abilities"); MemoryBounded is asserted in bound.go.
 var (
-	_ store.InProcess      = (*Store)(nil)
-	_ store.Prober         = (*Store)(nil)
-	_ store.ExpiryCounter  = (*Store)(nil)
-	_ store.Snapshotter    = (*Store)(nil)
-	_ store.BatchAnnouncer = (*Store)(nil)
+	_ store.InProcess        = (*Store)(nil)
+	_ store.Prober           = (*Store)(nil)
+	_ store.ExpiryCounter    = (*Store)(nil)
+	_ store.Snapshotter      = (*Store)(nil)
+	_ store.BatchAnnouncer   = (*Store)(nil)
+	_ store.CompactAnnouncer = (*Store)(nil)
 )
 
 // InProcess implements store.InProcess: every call answers from the
@@ -350,7 +351,20 @@ func (s *Store) Announce(_ context.Context, a store.Announce, peers []bittorrent
 		return peers, bittorrent.Stats{}, errNoAddr
 	}
 	now, exp := s.clock()
-	return s.announce(&a, peers, now, exp)
+	return s.announce(&a, peers, nil, now, exp)
+}
+
+// AnnounceCompact implements store.CompactAnnouncer: Announce with the
+// peers written in compact form straight from the records (see
+// compactPeers).
+func (s *Store) AnnounceCompact(_ context.Context, a store.Announce, v4, v6 []byte) ([]byte, []byte, bittorrent.Stats, error) {
+	if !a.Peer.Addr.IsValid() {
+		return v4, v6, bittorrent.Stats{}, errNoAddr
+	}
+	now, exp := s.clock()
+	out := compactPeers{v4: v4, v6: v6}
+	_, st, err := s.announce(&a, nil, &out, now, exp)
+	return out.v4, out.v6, st, err
 }
 
 // AnnounceBatch implements store.BatchAnnouncer: Announce with NumWant 0
@@ -365,7 +379,7 @@ func (s *Store) AnnounceBatch(_ context.Context, as []store.Announce) (failed in
 		}
 		want := a.NumWant
 		a.NumWant = 0
-		_, _, err := s.announce(a, nil, now, exp)
+		_, _, err := s.announce(a, nil, nil, now, exp)
 		a.NumWant = want
 		if err != nil {
 			failed++
@@ -375,8 +389,9 @@ func (s *Store) AnnounceBatch(_ context.Context, as []store.Announce) (failed in
 }
 
 // announce is Announce of a valid address, at the store's second now,
-// the peer expiring at exp (see clock).
-func (s *Store) announce(a *store.Announce, peers []bittorrent.Peer, now, exp uint32) ([]bittorrent.Peer, bittorrent.Stats, error) {
+// the peer expiring at exp (see clock). With out, the peers go to out in
+// compact form instead of to peers.
+func (s *Store) announce(a *store.Announce, peers []bittorrent.Peer, out *compactPeers, now, exp uint32) ([]bittorrent.Peer, bittorrent.Stats, error) {
 	sh, hash := s.shardFor(&a.InfoHash)
 	sh.mu.Lock()
 	if sh.closed {
@@ -446,7 +461,7 @@ func (s *Store) announce(a *store.Announce, peers []bittorrent.Peer, now, exp ui
 
 	st := sh.stats(sw)
 	if a.NumWant > 0 {
-		peers = sh.pick(sw, a.Seeder, a.Family, self4, self6, a.NumWant, peers)
+		peers = sh.pick(sw, a.Seeder, a.Family, self4, self6, a.NumWant, peers, out)
 	}
 	if after == 0 && s.removeIfEmpty(sh, sw, i) {
 		sh.swarms.shrink(sh, s.seed)

@@ -615,7 +615,7 @@ func testPick(t *testing.T, ids bool) {
 					rounds /= 4
 				}
 				for range rounds {
-					got := sh.pick(sw, me.seeder, bittorrent.AnyFamily, me.self4, me.self6, want, nil)
+					got := sh.pick(sw, me.seeder, bittorrent.AnyFamily, me.self4, me.self6, want, nil, nil)
 					if len(got) != min(want, len(cand)) {
 						t.Fatalf("%s: %d peers, want %d", name, len(got), min(want, len(cand)))
 					}

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -365,6 +366,39 @@ type candidates struct {
 	id6  []bittorrent.PeerID
 	skip int // the announcing peer's position among them, -1 if it is not one
 	m    int // how many: len(a4)+len(a6), less the skipped one
+	// out, when not nil, takes the chosen peers in compact form, and the
+	// []bittorrent.Peer of sample and its helpers is passed through as is.
+	out *compactPeers
+}
+
+// compactPeers are peers in the compact form of store.CompactAnnouncer:
+// v4 has 6 bytes per IPv4 peer, v6 18 per IPv6 peer, address then port in
+// network order. A bittorrent.Peer is 56 bytes with a pointer in its
+// netip.Addr; writing 6 bytes per peer instead, straight from the records
+// of a run, is cheaper here (BenchmarkAnnounceCompact, medians of 3: 200
+// of 100,000 peers 2,343 -> 2,048 cpu-ns per announce, 50 of 1,000 2,362
+// -> 2,033) and saves the frontend a pass over the peers to encode them.
+type compactPeers struct {
+	v4, v6 []byte
+}
+
+// add4 appends recs to c.v4.
+func (c *compactPeers) add4(recs []peer4) {
+	n := len(c.v4)
+	c.v4 = slices.Grow(c.v4, 6*len(recs))[:n+6*len(recs)]
+	b := c.v4[n:]
+	for i := range recs {
+		binary.BigEndian.PutUint32(b[6*i:], recs[i].ip)
+		binary.BigEndian.PutUint16(b[6*i+4:], recs[i].port)
+	}
+}
+
+// add6 appends recs to c.v6.
+func (c *compactPeers) add6(recs []peer6) {
+	for i := range recs {
+		c.v6 = append(c.v6, recs[i].ip[:]...)
+		c.v6 = binary.BigEndian.AppendUint16(c.v6, recs[i].port)
+	}
 }
 
 // pick appends to peers up to want peers chosen at random among the
@@ -372,9 +406,10 @@ type candidates struct {
 // leaving out the announcing peer: index self4 of the IPv4 family or self6
 // of the IPv6 family (-1 for neither). It takes them one by one from
 // fewer than runMin candidates, in runs of up to runLen from more (see
-// sample).
-func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self6, want int, peers []bittorrent.Peer) []bittorrent.Peer {
+// sample). With out, the peers go to out in compact form instead.
+func (sh *shard) pick(sw *swarm, seeder bool, fam bittorrent.Family, self4, self6, want int, peers []bittorrent.Peer, out *compactPeers) []bittorrent.Peer {
 	c := sh.candidates(sw, seeder, fam, self4, self6)
+	c.out = out
 	run := 1
 	if c.m >= runMin {
 		run = runLen
@@ -463,7 +498,11 @@ func (c *candidates) sample(rng *rand.PCG, want, run int, peers []bittorrent.Pee
 	if want <= 0 {
 		return peers
 	}
-	peers = slices.Grow(peers, want)
+	if c.out == nil {
+		peers = slices.Grow(peers, want)
+	} else if len(c.a4) > 0 {
+		c.out.v4 = slices.Grow(c.out.v4, 6*want)
+	}
 	r := bounded(rng.Uint64(), m)
 	if want == m {
 		return c.appendRotated(peers, 0, m, r)
@@ -533,6 +572,15 @@ func (c *candidates) append(peers []bittorrent.Peer, k int) []bittorrent.Peer {
 	if c.skip >= 0 && k >= c.skip {
 		k++
 	}
+	if c.out != nil {
+		if k < len(c.a4) {
+			r := &c.a4[k]
+			c.out.v4 = append(c.out.v4, byte(r.ip>>24), byte(r.ip>>16), byte(r.ip>>8), byte(r.ip), byte(r.port>>8), byte(r.port))
+		} else {
+			c.out.add6(c.a6[k-len(c.a4) : k-len(c.a4)+1])
+		}
+		return peers
+	}
 	var p bittorrent.Peer
 	if k < len(c.a4) {
 		p.Addr = c.a4[k].addr()
@@ -583,7 +631,9 @@ func (c *candidates) appendRange(peers []bittorrent.Peer, k, n int) []bittorrent
 func (c *candidates) appendRecords(peers []bittorrent.Peer, k, n int) []bittorrent.Peer {
 	if k < len(c.a4) {
 		e := min(k+n, len(c.a4))
-		if c.id4 == nil {
+		if c.out != nil {
+			c.out.add4(c.a4[k:e])
+		} else if c.id4 == nil {
 			for i := range c.a4[k:e] {
 				peers = append(peers, bittorrent.Peer{Addr: c.a4[k+i].addr()})
 			}
@@ -601,6 +651,10 @@ func (c *candidates) appendRecords(peers []bittorrent.Peer, k, n int) []bittorre
 	}
 	k -= len(c.a4)
 	recs := c.a6[k : k+n]
+	if c.out != nil {
+		c.out.add6(recs)
+		return peers
+	}
 	for i := range recs {
 		p := bittorrent.Peer{Addr: recs[i].addr()}
 		if c.id6 != nil {

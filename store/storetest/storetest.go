@@ -13,7 +13,10 @@
 //
 // The suite runs twice, with store.Options.PeerIDs false (subtest
 // NoPeerIDs: returned peers must carry a zero id) and true (subtest
-// PeerIDs: returned peers must carry the id they last announced with).
+// PeerIDs: returned peers must carry the id they last announced with). A
+// store that is a store.CompactAnnouncer runs it a third time (subtest
+// Compact, without peer ids), every announce made through AnnounceCompact
+// and its compact peers read back.
 //
 // The suite closes every store it opens (and checks that Close returns nil),
 // so open must not close it. Time is a fake clock passed in opts.Now: the
@@ -51,6 +54,52 @@ const Lifetime = 30 * time.Minute
 func Run(t *testing.T, open func(t *testing.T, opts store.Options) store.Store) {
 	t.Run("NoPeerIDs", func(t *testing.T) { run(t, store.Options{}, open) })
 	t.Run("PeerIDs", func(t *testing.T) { run(t, store.Options{PeerIDs: true}, open) })
+	t.Run("Compact", func(t *testing.T) {
+		probe := open(t, store.Options{PeerLifetime: Lifetime, Now: newClock().Now})
+		_, ok := probe.(store.CompactAnnouncer)
+		if err := probe.Close(); err != nil {
+			t.Fatalf("Close = %v, want nil", err)
+		}
+		if !ok {
+			t.Skip("not a store.CompactAnnouncer")
+		}
+		run(t, store.Options{}, func(t *testing.T, opts store.Options) store.Store {
+			s := open(t, opts)
+			if mb, ok := s.(store.MemoryBounded); ok {
+				return compactBounded{compactStore{s}, mb}
+			}
+			return compactStore{s}
+		})
+	})
+}
+
+// compactStore makes every Announce of the store it wraps, a
+// store.CompactAnnouncer, through AnnounceCompact, and reads the compact
+// peers back as bittorrent.Peer values without ids.
+type compactStore struct{ store.Store }
+
+func (c compactStore) Announce(ctx context.Context, a store.Announce, peers []bittorrent.Peer) ([]bittorrent.Peer, bittorrent.Stats, error) {
+	v4, v6, st, err := c.Store.(store.CompactAnnouncer).AnnounceCompact(ctx, a, nil, nil)
+	if err != nil {
+		return peers, st, err
+	}
+	if len(v4)%6 != 0 || len(v6)%18 != 0 {
+		return peers, st, fmt.Errorf("storetest: AnnounceCompact returned %d bytes of IPv4 peers and %d of IPv6 peers", len(v4), len(v6))
+	}
+	for ; len(v4) > 0; v4 = v4[6:] {
+		peers = append(peers, bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte(v4[:4])), uint16(v4[4])<<8|uint16(v4[5]))})
+	}
+	for ; len(v6) > 0; v6 = v6[18:] {
+		peers = append(peers, bittorrent.Peer{Addr: netip.AddrPortFrom(netip.AddrFrom16([16]byte(v6[:16])), uint16(v6[16])<<8|uint16(v6[17]))})
+	}
+	return peers, st, nil
+}
+
+// compactBounded is a compactStore of a store.MemoryBounded store, for
+// the suite's MemoryLimit test.
+type compactBounded struct {
+	compactStore
+	store.MemoryBounded
 }
 
 // run runs the suite with opts, to which it adds PeerLifetime and Now.
