@@ -84,6 +84,10 @@ type Handler struct {
 	tracker *tracker.Tracker
 	opts    Options
 	pool    sync.Pool // *state
+	// epoch is the handler's start: a request is timed by time.Since(epoch),
+	// one read of the monotonic clock, where time.Now reads the wall clock
+	// too.
+	epoch time.Time
 
 	full fullScrape
 }
@@ -121,7 +125,7 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.Errors == nil {
 		opts.Errors = ratelog.New(log, ratelog.Options{})
 	}
-	h := &Handler{tracker: t, opts: opts}
+	h := &Handler{tracker: t, opts: opts, epoch: time.Now()}
 	h.pool.New = func() any { return newState() }
 	if opts.FullScrape {
 		h.full.start(t, &opts, log)
@@ -288,7 +292,7 @@ func (h *Handler) serve(ctx context.Context, st *state, r *request) reply {
 	default:
 		return reply{status: http.StatusNotFound, body: notFound, shared: true}
 	}
-	start := time.Now()
+	start := time.Since(h.epoch)
 	st.err = nil
 	var rep reply
 	if action == metrics.Announce {
@@ -296,7 +300,7 @@ func (h *Handler) serve(ctx context.Context, st *state, r *request) reply {
 	} else {
 		rep = h.scrape(ctx, st, r)
 	}
-	h.opts.Metrics.Request(metrics.HTTP, action, metrics.ResultOf(st.err), time.Since(start))
+	h.opts.Metrics.Request(metrics.HTTP, action, metrics.ResultOf(st.err), time.Since(h.epoch)-start)
 	return rep
 }
 

@@ -60,6 +60,10 @@ type Handler struct {
 	opts    Options
 	ids     connIDs
 	pool    sync.Pool // *state
+	// epoch is the handler's start: a request is timed by time.Since(epoch),
+	// one read of the monotonic clock, where time.Now reads the wall clock
+	// too.
+	epoch time.Time
 }
 
 // state is the per-packet scratch space, pooled so that connect, announce
@@ -84,7 +88,7 @@ func NewHandler(t *tracker.Tracker, opts Options) *Handler {
 	if opts.Errors == nil {
 		opts.Errors = ratelog.New(log, ratelog.Options{})
 	}
-	h := &Handler{tracker: t, opts: opts, ids: newConnIDs(opts.Secret, opts.Now)}
+	h := &Handler{tracker: t, opts: opts, ids: newConnIDs(opts.Secret, opts.Now), epoch: time.Now()}
 	h.pool.New = func() any {
 		return &state{
 			hashes: make([]bittorrent.InfoHash, 0, maxScrapeHashes),
@@ -123,9 +127,9 @@ func (h *Handler) Handle(ctx context.Context, from netip.AddrPort, req, out []by
 		// The reply is as long as the request (16 bytes; a longer
 		// connect is answered the same, the rest ignored): no
 		// amplification.
-		start := time.Now()
+		start := time.Since(h.epoch)
 		out = appendConnect(out, tid, h.ids.issue(&st.id, from))
-		h.opts.Metrics.Request(metrics.UDP, metrics.Connect, metrics.OK, time.Since(start))
+		h.opts.Metrics.Request(metrics.UDP, metrics.Connect, metrics.OK, time.Since(h.epoch)-start)
 		return out
 	}
 	var m metrics.Action
@@ -140,7 +144,7 @@ func (h *Handler) Handle(ctx context.Context, from netip.AddrPort, req, out []by
 		}
 		return h.fail(out, tid, errUnknownAction)
 	}
-	start := time.Now()
+	start := time.Since(h.epoch)
 	var err error
 	if !h.ids.valid(&st.id, from, connID) {
 		out, err = appendError(out, tid, errInvalidConnID, len(req)), tracker.ClientError(errInvalidConnID)
@@ -150,7 +154,7 @@ func (h *Handler) Handle(ctx context.Context, from netip.AddrPort, req, out []by
 	} else {
 		out, err = h.scrape(ctx, st, req, out)
 	}
-	h.opts.Metrics.Request(metrics.UDP, m, metrics.ResultOf(err), time.Since(start))
+	h.opts.Metrics.Request(metrics.UDP, m, metrics.ResultOf(err), time.Since(h.epoch)-start)
 	return out
 }
 

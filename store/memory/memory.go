@@ -145,7 +145,7 @@ type Store struct {
 	mask     uint64
 	seed     maphash.Seed
 	heap     *heap
-	now      func() time.Time
+	since    func() time.Duration // the time since base
 	base     time.Time
 	lifetime time.Duration
 
@@ -223,13 +223,22 @@ func NewWithConfig(opts store.Options, cfg Config) *Store {
 	if now == nil {
 		now = time.Now
 	}
+	base := now()
+	// since reads the time since base. With the real clock it is
+	// time.Since, one read of the monotonic clock, where now().Sub would
+	// read the wall clock too: a clock read is about 20 ns here, and an
+	// announce reads the time once.
+	since := func() time.Duration { return time.Since(base) }
+	if opts.Now != nil {
+		since = func() time.Duration { return now().Sub(base) }
+	}
 	s := &Store{
 		shards:   make([]shard, n),
 		mask:     uint64(n - 1),
 		seed:     maphash.MakeSeed(),
 		heap:     new(heap),
-		now:      now,
-		base:     now(),
+		since:    since,
+		base:     base,
 		lifetime: opts.PeerLifetime,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -260,7 +269,7 @@ const maxSec = noExp - 1
 // clock returns the current second and the expiry of a peer announcing now,
 // both in seconds since s.base.
 func (s *Store) clock() (now, exp uint32) {
-	d := max(s.now().Sub(s.base), 0)
+	d := max(s.since(), 0)
 	now = uint32(min(d/time.Second, maxSec))
 	e := (min(d, 200*365*24*time.Hour) + s.lifetime + time.Second - 1) / time.Second
 	return now, uint32(min(e, maxSec))
