@@ -229,7 +229,9 @@ func coreAnnounce(ctx context.Context, srv *server.Server, ih bittorrent.InfoHas
 	copy(id[:], fmt.Sprintf("-E2EFLT-%012d", addr.Port()))
 	var resp core.AnnounceResponse
 	err := srv.Tracker().Announce(ctx, &core.AnnounceRequest{
-		InfoHash: ih, PeerID: id, Addr: addr, Left: left, Event: ev, NumWant: numWant, Compact: true,
+		// Not compact: the peers come back in resp.Peers (a compact
+		// request to the memory store gets them in resp.Compact4).
+		InfoHash: ih, PeerID: id, Addr: addr, Left: left, Event: ev, NumWant: numWant,
 	}, &resp)
 	return resp, err
 }
