@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,63 +11,14 @@ import (
 
 	"trackd/config"
 	"trackd/internal/testcert"
+	"trackd/internal/wstest"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
 // wsPeer is one WebTorrent client's socket to the tracker.
-type wsPeer struct {
-	t  *testing.T
-	c  net.Conn
-	id string // the 20-byte peer_id as a binary string
-}
-
-func dialWS(t *testing.T, url string, tlsConfig *tls.Config, id string) *wsPeer {
-	t.Helper()
-	d := ws.Dialer{Timeout: 5 * time.Second, TLSConfig: tlsConfig}
-	c, _, _, err := d.Dial(context.Background(), url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &wsPeer{t: t, c: c, id: id}
-}
-
-func (p *wsPeer) send(msg map[string]any) {
-	p.t.Helper()
-	b, err := json.Marshal(msg)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := wsutil.WriteClientText(p.c, b); err != nil {
-		p.t.Fatalf("send: %v", err)
-	}
-}
-
-// recv returns the next message, which must come within 5 s.
-func (p *wsPeer) recv() map[string]any {
-	p.t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := wsutil.ReadServerText(p.c)
-	if err != nil {
-		p.t.Fatalf("peer %q: read: %v", p.id, err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		p.t.Fatalf("peer %q: not JSON: %q", p.id, b)
-	}
-	return m
-}
-
-// silent checks that no message comes within d.
-func (p *wsPeer) silent(d time.Duration) {
-	p.t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(d))
-	if b, err := wsutil.ReadServerText(p.c); err == nil {
-		p.t.Errorf("peer %q: unexpected message %s", p.id, b)
-	}
-}
+type wsPeer = wstest.Peer
 
 // A binary string: 20 bytes, each a JSON string character U+0000-U+00FF,
 // some of them outside ASCII and one a NUL, as real clients send.
@@ -104,26 +53,26 @@ func TestWebSocketSignalling(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ih := string([]rune(wsInfoHash)[:19]) + tc.name[:1]
-			a := dialWS(t, tc.url, tc.tls, wsPeerA)
-			b := dialWS(t, tc.url, tc.tls, wsPeerB)
+			a := wstest.Dial(t, tc.url, tc.tls, wsPeerA)
+			b := wstest.Dial(t, tc.url, tc.tls, wsPeerB)
 
-			a.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": a.id,
+			a.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": a.ID,
 				"numwant": 5, "uploaded": 0, "downloaded": 0, "left": 1000, "event": "started", "offers": []any{}})
-			r := a.recv()
+			r := a.Recv()
 			if r["action"] != "announce" || r["info_hash"] != ih || r["interval"] == nil || r["incomplete"] != 1.0 {
 				t.Fatalf("A's announce reply %v", r)
 			}
 
 			offer := map[string]any{"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}
-			b.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": b.id,
+			b.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": b.ID,
 				"numwant": 5, "uploaded": 0, "downloaded": 0, "left": 0, "event": "started",
 				"offers": []any{map[string]any{"offer_id": "offer-id-0123456789x", "offer": offer}}})
-			r = b.recv()
+			r = b.Recv()
 			if r["action"] != "announce" || r["complete"] != 1.0 || r["incomplete"] != 1.0 {
 				t.Fatalf("B's announce reply %v", r)
 			}
-			got := a.recv()
-			if got["peer_id"] != b.id || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
+			got := a.Recv()
+			if got["peer_id"] != b.ID || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
 				t.Fatalf("offer relayed to A: %v", got)
 			}
 			if o, _ := got["offer"].(map[string]any); o["sdp"] != offer["sdp"] || o["type"] != "offer" {
@@ -131,10 +80,10 @@ func TestWebSocketSignalling(t *testing.T) {
 			}
 
 			answer := map[string]any{"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
-			a.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": a.id,
-				"to_peer_id": b.id, "offer_id": "offer-id-0123456789x", "answer": answer})
-			got = b.recv()
-			if got["peer_id"] != a.id || got["offer_id"] != "offer-id-0123456789x" {
+			a.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": a.ID,
+				"to_peer_id": b.ID, "offer_id": "offer-id-0123456789x", "answer": answer})
+			got = b.Recv()
+			if got["peer_id"] != a.ID || got["offer_id"] != "offer-id-0123456789x" {
 				t.Fatalf("answer relayed to B: %v", got)
 			}
 			if o, _ := got["answer"].(map[string]any); o["sdp"] != answer["sdp"] {
@@ -143,8 +92,8 @@ func TestWebSocketSignalling(t *testing.T) {
 
 			scrape := func(want [2]float64) {
 				t.Helper()
-				a.send(map[string]any{"action": "scrape", "info_hash": []any{ih}})
-				r := a.recv()
+				a.Send(map[string]any{"action": "scrape", "info_hash": []any{ih}})
+				r := a.Recv()
 				files, _ := r["files"].(map[string]any)
 				f, _ := files[ih].(map[string]any)
 				if r["action"] != "scrape" || f["complete"] != want[0] || f["incomplete"] != want[1] {
@@ -154,30 +103,30 @@ func TestWebSocketSignalling(t *testing.T) {
 			scrape([2]float64{1, 1})
 
 			// Not JSON: a failure reason, and the socket still serves.
-			if err := wsutil.WriteClientText(a.c, []byte("{not json")); err != nil {
+			if err := wsutil.WriteClientText(a.C, []byte("{not json")); err != nil {
 				t.Fatal(err)
 			}
-			if r := a.recv(); r["failure reason"] == nil {
+			if r := a.Recv(); r["failure reason"] == nil {
 				t.Fatalf("bad JSON answered with %v", r)
 			}
 			// An id that is not 20 bytes.
-			a.send(map[string]any{"action": "announce", "info_hash": "short", "peer_id": a.id})
-			if r := a.recv(); r["failure reason"] == nil {
+			a.Send(map[string]any{"action": "announce", "info_hash": "short", "peer_id": a.ID})
+			if r := a.Recv(); r["failure reason"] == nil {
 				t.Fatalf("short info_hash answered with %v", r)
 			}
 
-			b.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": b.id,
+			b.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": b.ID,
 				"numwant": 5, "uploaded": 0, "downloaded": 0, "left": 0, "event": "stopped"})
-			b.recv()
+			b.Recv()
 			scrape([2]float64{0, 1})
 
 			// A closed socket leaves every swarm it joined.
-			a.c.Close()
-			c := dialWS(t, tc.url, tc.tls, "-WW0001-cccccccc\u00fe\u0001\u0002\u0005")
+			a.C.Close()
+			c := wstest.Dial(t, tc.url, tc.tls, "-WW0001-cccccccc\u00fe\u0001\u0002\u0005")
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				c.send(map[string]any{"action": "scrape", "info_hash": ih})
-				r := c.recv()
+				c.Send(map[string]any{"action": "scrape", "info_hash": ih})
+				r := c.Recv()
 				files, _ := r["files"].(map[string]any)
 				f, _ := files[ih].(map[string]any)
 				if f["incomplete"] == 0.0 && f["complete"] == 0.0 {
@@ -188,7 +137,7 @@ func TestWebSocketSignalling(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			c.silent(100 * time.Millisecond)
+			c.Silent(100 * time.Millisecond)
 		})
 	}
 }

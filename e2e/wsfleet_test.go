@@ -9,6 +9,7 @@ import (
 
 	"trackd/config"
 	"trackd/internal/redistest"
+	"trackd/internal/wstest"
 	"trackd/server"
 )
 
@@ -29,19 +30,19 @@ func TestWebSocketAcrossFleet(t *testing.T) {
 	url2 := "ws://" + two.HTTPAddr().String() + "/announce"
 	ih := wsInfoHash
 
-	a := dialWS(t, url1, nil, wsPeerA)
-	b := dialWS(t, url2, nil, wsPeerB)
+	a := wstest.Dial(t, url1, nil, wsPeerA)
+	b := wstest.Dial(t, url2, nil, wsPeerB)
 	announce := func(p *wsPeer, left int, extra map[string]any) map[string]any {
 		t.Helper()
-		msg := map[string]any{"action": "announce", "info_hash": ih, "peer_id": p.id,
+		msg := map[string]any{"action": "announce", "info_hash": ih, "peer_id": p.ID,
 			"numwant": 5, "uploaded": 0, "downloaded": 0, "left": left, "offers": []any{}}
 		for k, v := range extra {
 			msg[k] = v
 		}
-		p.send(msg)
-		r := p.recv()
+		p.Send(msg)
+		r := p.Recv()
 		if r["action"] != "announce" || r["failure reason"] != nil {
-			t.Fatalf("peer %q: announce reply %v", p.id, r)
+			t.Fatalf("peer %q: announce reply %v", p.ID, r)
 		}
 		return r
 	}
@@ -51,15 +52,15 @@ func TestWebSocketAcrossFleet(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			p.send(map[string]any{"action": "scrape", "info_hash": ih})
-			r := p.recv()
+			p.Send(map[string]any{"action": "scrape", "info_hash": ih})
+			r := p.Recv()
 			files, _ := r["files"].(map[string]any)
 			f, _ := files[ih].(map[string]any)
 			if f["complete"] == complete && f["incomplete"] == incomplete {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("peer %q: after 10 s, scrape %v, want complete %v, incomplete %v", p.id, r, complete, incomplete)
+				t.Fatalf("peer %q: after 10 s, scrape %v, want complete %v, incomplete %v", p.ID, r, complete, incomplete)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -73,18 +74,18 @@ func TestWebSocketAcrossFleet(t *testing.T) {
 	if r["complete"] != 1.0 || r["incomplete"] != 1.0 {
 		t.Fatalf("A's announce on instance 1 does not count the fleet's swarm: %v", r)
 	}
-	got := b.recv()
-	if got["peer_id"] != a.id || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
+	got := b.Recv()
+	if got["peer_id"] != a.ID || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
 		t.Fatalf("offer relayed to B on instance 2: %v", got)
 	}
 	if o, _ := got["offer"].(map[string]any); o["sdp"] != offer["sdp"] || o["type"] != "offer" {
 		t.Fatalf("offer's SDP relayed as %v", got["offer"])
 	}
 	answer := map[string]any{"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
-	b.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": b.id,
-		"to_peer_id": a.id, "offer_id": "offer-id-0123456789x", "answer": answer})
-	got = a.recv()
-	if got["peer_id"] != b.id || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
+	b.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": b.ID,
+		"to_peer_id": a.ID, "offer_id": "offer-id-0123456789x", "answer": answer})
+	got = a.Recv()
+	if got["peer_id"] != b.ID || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
 		t.Fatalf("answer relayed to A on instance 1: %v", got)
 	}
 	if o, _ := got["answer"].(map[string]any); o["sdp"] != answer["sdp"] || o["type"] != "answer" {
@@ -96,7 +97,7 @@ func TestWebSocketAcrossFleet(t *testing.T) {
 	announce(b, 1000, map[string]any{"event": "stopped"})
 	counts(a, 1, 0)
 	// A closed socket on 1 leaves the swarm on 2.
-	a.c.Close()
+	a.C.Close()
 	counts(b, 0, 0)
 
 	// Each delivered one message relayed from the other: the offer on

@@ -3,73 +3,33 @@ package server
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
-
 	"trackd/internal/redistest"
+	"trackd/internal/wstest"
 )
-
-// wsClient is a WebTorrent client's socket to a server.
-type wsClient struct {
-	t  *testing.T
-	c  net.Conn
-	id string // the 20-byte peer id, as a binary string
-}
 
 func dialWSClient(t *testing.T, srv *Server, id string) *wsClient {
 	t.Helper()
-	d := ws.Dialer{Timeout: 5 * time.Second}
-	c, _, _, err := d.Dial(context.Background(), "ws://"+srv.HTTPAddr().String()+"/announce")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &wsClient{t: t, c: c, id: id}
+	return &wsClient{wstest.Dial(t, "ws://"+srv.HTTPAddr().String()+"/announce", nil, id)}
 }
 
-func (p *wsClient) send(msg map[string]any) {
-	p.t.Helper()
-	b, err := json.Marshal(msg)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := wsutil.WriteClientText(p.c, b); err != nil {
-		p.t.Fatalf("send: %v", err)
-	}
-}
-
-// recv returns the next message, which must come within 5 s.
-func (p *wsClient) recv() map[string]any {
-	p.t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := wsutil.ReadServerText(p.c)
-	if err != nil {
-		p.t.Fatalf("peer %q: read: %v", p.id, err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		p.t.Fatalf("peer %q: not JSON: %q", p.id, b)
-	}
-	return m
-}
+// wsClient is a WebTorrent client's socket to a server.
+type wsClient struct{ *wstest.Peer }
 
 // announce announces the peer to the swarm ih, with offers if any, and
 // returns the reply.
 func (p *wsClient) announce(ih string, left int, offers ...any) map[string]any {
-	p.t.Helper()
-	p.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": p.id,
+	p.T.Helper()
+	p.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": p.ID,
 		"numwant": 5, "uploaded": 0, "downloaded": 0, "left": left, "offers": append([]any{}, offers...)})
-	r := p.recv()
+	r := p.Recv()
 	if r["action"] != "announce" || r["info_hash"] != ih || r["failure reason"] != nil {
-		p.t.Fatalf("peer %q: announce reply %v", p.id, r)
+		p.T.Fatalf("peer %q: announce reply %v", p.ID, r)
 	}
 	return r
 }
@@ -109,18 +69,18 @@ func TestWSRelay(t *testing.T) {
 	if r["complete"] != 1.0 || r["incomplete"] != 1.0 || r["interval"] != 200.0 {
 		t.Fatalf("X's announce on A: want the fleet's swarm (1 seeder, 1 leecher) and interval 200 s: %v", r)
 	}
-	got := y.recv()
-	if got["peer_id"] != x.id || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
+	got := y.Recv()
+	if got["peer_id"] != x.ID || got["offer_id"] != "offer-id-0123456789x" || got["info_hash"] != ih {
 		t.Fatalf("offer relayed to Y on B: %v", got)
 	}
 	if o, _ := got["offer"].(map[string]any); o["sdp"] != offer["sdp"] {
 		t.Fatalf("offer's SDP relayed as %v", got["offer"])
 	}
 	answer := map[string]any{"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
-	y.send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": y.id,
-		"to_peer_id": x.id, "offer_id": "offer-id-0123456789x", "answer": answer})
-	got = x.recv()
-	if got["peer_id"] != y.id || got["offer_id"] != "offer-id-0123456789x" {
+	y.Send(map[string]any{"action": "announce", "info_hash": ih, "peer_id": y.ID,
+		"to_peer_id": x.ID, "offer_id": "offer-id-0123456789x", "answer": answer})
+	got = x.Recv()
+	if got["peer_id"] != y.ID || got["offer_id"] != "offer-id-0123456789x" {
 		t.Fatalf("answer relayed to X on A: %v", got)
 	}
 	if o, _ := got["answer"].(map[string]any); o["sdp"] != answer["sdp"] {
@@ -142,7 +102,7 @@ func TestWSRelay(t *testing.T) {
 		}
 	}
 
-	y.c.Close()
+	y.C.Close()
 	waitFor(t, "Y's closed connection on B leaves the swarm on A", func() bool {
 		return a.relay.Stats().RemotePeers == 0 && a.wsHandler.Registry().Totals().Peers() == 1
 	})
