@@ -31,6 +31,27 @@ func dial(t *testing.T, addr string) (*tls.Conn, int64) {
 }
 
 // echo answers each line with itself, until the connection closes.
+// serveEcho serves echo over TLS with cfg on a loopback port until the
+// test ends, and returns its address.
+func serveEcho(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go echo(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
 func echo(c net.Conn) {
 	defer c.Close()
 	r := bufio.NewReader(c)
@@ -62,21 +83,7 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", l.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go echo(c)
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := serveEcho(t, l.Config())
 
 	old, serial := dial(t, addr)
 	defer old.Close()
@@ -132,24 +139,11 @@ func TestResumeAcrossReload(t *testing.T) {
 			if cfg.SessionTicketsDisabled {
 				t.Fatal("session tickets are disabled")
 			}
-			ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go echo(c)
-				}
-			}()
+			addr := serveEcho(t, cfg)
 			client := &tls.Config{InsecureSkipVerify: true, MaxVersion: v,
 				ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 			connect := func(msg string) bool {
-				c, err := tls.Dial("tcp", ln.Addr().String(), client)
+				c, err := tls.Dial("tcp", addr, client)
 				if err != nil {
 					t.Fatal(err)
 				}
