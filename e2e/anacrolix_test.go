@@ -135,6 +135,21 @@ func TestAnacrolixTrackerClient(t *testing.T) {
 	check("latecomer started", announce(late, tracker.Started, 1000), 0, 1)
 }
 
+// startSeeder starts an anacrolix client that seeds mi from dataDir,
+// its data verified.
+func startSeeder(ctx context.Context, t *testing.T, dataDir string, mi *metainfo.MetaInfo) (*torrent.Client, *torrent.Torrent) {
+	t.Helper()
+	seeder := newAnacrolixClient(t, dataDir, true)
+	st, err := seeder.AddTorrent(mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.VerifyDataContext(ctx); err != nil {
+		t.Fatalf("seeder verifying its data: %v", err)
+	}
+	return seeder, st
+}
+
 // newAnacrolixClient returns a torrent client that finds peers only through
 // trackers, on 127.0.0.1 over TCP, storing data in dataDir.
 func newAnacrolixClient(t *testing.T, dataDir string, seed bool) *torrent.Client {
@@ -222,14 +237,7 @@ func runAnacrolixSwarm(ctx context.Context, t *testing.T, srv *server.Server, tf
 		t.Fatalf("announce URLs %v, want only %s", urls, url)
 	}
 
-	seeder := newAnacrolixClient(t, seedDir, true)
-	st, err := seeder.AddTorrent(mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.VerifyDataContext(ctx); err != nil {
-		t.Fatalf("seeder verifying its data: %v", err)
-	}
+	seeder, st := startSeeder(ctx, t, seedDir, mi)
 	select {
 	case <-st.Complete().On():
 	case <-ctx.Done():

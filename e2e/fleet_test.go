@@ -1059,14 +1059,7 @@ func TestFleetAnacrolix(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	seeder := newAnacrolixClient(t, seedDir, true)
-	st, err := seeder.AddTorrent(mi)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.VerifyDataContext(ctx); err != nil {
-		t.Fatalf("seeder verifying its data: %v", err)
-	}
+	seeder, _ := startSeeder(ctx, t, seedDir, mi)
 	waitForSeeder(ctx, t, b.Server, tf.InfoHash) // on B, announced to A
 	seederAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(seeder.LocalPort()))
 

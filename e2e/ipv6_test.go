@@ -207,19 +207,7 @@ func TestHTTPIPv6Loopback(t *testing.T) {
 	// Non-compact: addresses as text.
 	nc := ann(53005, "")
 	nc.compact = false
-	r = nc.do(ctx, t, hc, base)
-	list, ok := r["peers"].([]any)
-	if !ok {
-		t.Fatalf("non-compact peers is a %T, want a list", r["peers"])
-	}
-	var got []string
-	for _, e := range list {
-		d, _ := e.(map[string]any)
-		ip, _ := d["ip"].(string)
-		port, _ := d["port"].(int64)
-		got = append(got, net.JoinHostPort(ip, strconv.FormatInt(port, 10)))
-	}
-	slices.Sort(got)
+	got := nonCompactPeers(t, nc.do(ctx, t, hc, base))
 	want := []string{"127.0.0.1:53003", "[::1]:53001", "[::1]:53002", "[::1]:53004"}
 	if !slices.Equal(got, want) {
 		t.Errorf("non-compact peers %q, want %q", got, want)
