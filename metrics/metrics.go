@@ -192,10 +192,10 @@ func New(opts Options) *Metrics {
 		m.reg.MustRegister(&totalsCollector{read: opts.Totals})
 	}
 	if opts.Sync != nil {
-		m.reg.MustRegister(&syncCollector{read: opts.Sync})
+		m.reg.MustRegister(&statsCollector[fleet.Stats]{read: opts.Sync, series: syncSeries})
 	}
 	if opts.WSRelay != nil {
-		m.reg.MustRegister(&relayCollector{read: opts.WSRelay})
+		m.reg.MustRegister(&statsCollector[relay.Stats]{read: opts.WSRelay, series: relaySeries})
 	}
 	if opts.UDPDropped != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
