@@ -529,43 +529,6 @@ func TestServerStream(t *testing.T) {
 	})
 }
 
-// TestLimitListener: the listener wrapper for net/http closes a
-// connection beyond the address's bound at once, counts a closed one out,
-// and leaves trusted proxies alone.
-func TestLimitListener(t *testing.T) {
-	for _, trusted := range []bool{false, true} {
-		opts := httpserver.Options{MaxConnsPerIP: 2}
-		if trusted {
-			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-		go srv.Serve(httpserver.LimitListener(ln, opts))
-		a, b := httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6"), httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6")
-		for _, c := range []net.Conn{a, b} {
-			if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		third := httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6")
-		if err := announceOnce(t, third, bufio.NewReader(third)); (err == nil) != trusted {
-			t.Errorf("trusted %v: third connection: %v", trusted, err)
-		}
-		if !trusted {
-			a.Close()
-			time.Sleep(100 * time.Millisecond) // the server sees the close
-			fourth := httpservertest.DialFrom(t, ln.Addr(), "127.0.0.6")
-			if err := announceOnce(t, fourth, bufio.NewReader(fourth)); err != nil {
-				t.Errorf("after one closed: %v", err)
-			}
-		}
-		srv.Close()
-	}
-}
-
 // startDribblers starts n clients on 127.0.0.2 that each connect to s and
 // send only "\r\n", one every period, and connect again when s closes the
 // connection; each makes at most conns connections, and all stop when the

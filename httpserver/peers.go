@@ -1,7 +1,6 @@
 package httpserver
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 )
@@ -96,61 +95,6 @@ func (t *peerTable[T]) release(e *peerEntry[T]) {
 			t.free = append(t.free, e)
 		}
 	}
-}
-
-// LimitListener wraps ln (for net/http: trackd's HTTPS) with
-// opts.MaxConnsPerIP: a connection from an address that has that many open
-// is closed as soon as it is accepted, unless the address is in
-// opts.TrustedProxies. Unlike Server, it evicts no idle connection (net/http
-// keeps them to itself). With no bound, it returns ln.
-func LimitListener(ln net.Listener, opts Options) net.Listener {
-	t := newPeerTable(&opts, func() struct{} { return struct{}{} })
-	if t == nil {
-		return ln
-	}
-	return &limitListener{Listener: ln, peers: t, metrics: opts.withDefaults().Metrics}
-}
-
-type limitListener struct {
-	net.Listener
-	peers   *peerTable[struct{}]
-	metrics Metrics
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		var a netip.Addr
-		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			a = ta.AddrPort().Addr()
-		}
-		e, ok := l.peers.acquire(a)
-		if !ok {
-			l.metrics.ConnRefused(BoundPerIP)
-			c.Close()
-			continue
-		}
-		if e == nil {
-			return c, nil
-		}
-		return &countedConn{Conn: c, release: func() { l.peers.release(e) }}, nil
-	}
-}
-
-// countedConn uncounts itself from a limitListener's table once closed.
-type countedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }
 
 func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {

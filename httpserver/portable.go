@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -14,8 +15,9 @@ import (
 
 // The portable Server: a net.Listener and a goroutine per connection,
 // speaking the same HTTP through a responder per connection. It is what
-// Listen gives outside Linux, and with Options.GoroutinePerConn (a
-// Handler whose store may block).
+// Listen gives outside Linux, with Options.GoroutinePerConn (a Handler
+// whose store may block), and with Options.TLSConfig (crypto/tls reads
+// and writes the connection).
 
 // listenPortable binds addr and serves h with a goroutine per connection.
 func listenPortable(addr string, h Handler, opts Options) (*Server, error) {
@@ -85,6 +87,9 @@ type portableBackend struct {
 // portableConn is a connection and its buffers (pooled without the
 // connection).
 type portableConn struct {
+	// c is the accepted connection: what eviction and Shutdown close
+	// (under the backend's lock), never the TLS connection over it,
+	// whose Close may wait to write a close_notify alert.
 	c       net.Conn
 	resp    *responder
 	in, out []byte
@@ -330,6 +335,9 @@ func (b *portableBackend) done(pc *portableConn) {
 // serve serves one connection until it closes.
 func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 	c := pc.c
+	if b.opts.TLSConfig != nil {
+		c = tls.Server(c, b.opts.TLSConfig)
+	}
 	// take, when set, takes the connection over (Response.Takeover),
 	// with reply to write and rest, the bytes read past the request.
 	var take func(net.Conn)

@@ -17,6 +17,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -74,6 +75,16 @@ type Options struct {
 	// memory in microseconds; one that waits on the network (Redis) would
 	// hold up every connection of the loop for each round trip.
 	GoroutinePerConn bool
+	// TLSConfig, if not nil, makes the Server an HTTPS one: every
+	// connection is served through crypto/tls (tls.Server with this
+	// configuration; its GetCertificate may change the certificate at any
+	// time) on a goroutine of its own, as with GoroutinePerConn, since its
+	// bytes are read by crypto/tls rather than by an event loop. The
+	// handshake is part of the first request's head: ReadHeaderTimeout
+	// bounds both. It speaks HTTP/1.1 only: set NextProtos to
+	// []string{"http/1.1"} (or leave it empty) so that a client does not
+	// agree on HTTP/2 by ALPN.
+	TLSConfig *tls.Config
 	// Logger receives errors (accept failures, for instance), never a
 	// line per request; nil discards them.
 	Logger *slog.Logger
@@ -181,8 +192,8 @@ func (o Options) withDefaults() Options {
 // request has arrived (TCP_DEFER_ACCEPT), and a one-request connection is
 // read, answered and closed without ever being registered for events.
 // There is no goroutine per connection or request, and a request
-// allocates nothing. Elsewhere, or with GoroutinePerConn, it serves each
-// connection on a goroutine.
+// allocates nothing. Elsewhere, with GoroutinePerConn, or over TLS
+// (TLSConfig), it serves each connection on a goroutine.
 //
 // What it speaks: HTTP/1.1 keep-alive by default, HTTP/1.0 closes unless
 // the client asks for keep-alive; "Connection: close" is honoured;
@@ -224,7 +235,7 @@ type backend interface {
 // serves h on it until Shutdown or Close.
 func Listen(addr string, h Handler, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	if opts.GoroutinePerConn {
+	if opts.GoroutinePerConn || opts.TLSConfig != nil {
 		return listenPortable(addr, h, opts)
 	}
 	return listen(addr, h, opts)

@@ -256,15 +256,17 @@ func (m *Metrics) ConnRefused(r ConnReason) {
 	}
 }
 
-// OpenConns adds a gauge of the open HTTP connections, read from open at
-// each scrape of /metrics. Call it once.
-func (m *Metrics) OpenConns(open func() int) {
+// OpenConns adds a gauge of the open connections of an HTTP listener
+// ("http" or "https", its label listener), read from open at each
+// scrape. Call it once per listener.
+func (m *Metrics) OpenConns(listener string, open func() int) {
 	if m == nil {
 		return
 	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "trackd", Name: "http_connections_open",
-		Help: "Open HTTP connections (the plain-HTTP server's, not HTTPS).",
+		Help:        "Open HTTP connections of a listener (http: plain HTTP, https: over TLS).",
+		ConstLabels: prometheus.Labels{"listener": listener},
 	}, func() float64 { return float64(open()) }))
 }
 

@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -83,11 +83,28 @@ type bound struct {
 
 // listenHTTP binds trackd's own HTTP/1.1 server, for plain HTTP.
 func (s *Server) listenHTTP(addr string) (listener, error) {
+	return s.listenLean(addr, nil)
+}
+
+// listenHTTPS binds trackd's own HTTP/1.1 server over TLS: the same
+// handler, bounds and timeouts as HTTP, each connection on a goroutine of
+// its own through crypto/tls, with the certificate the Loader holds
+// (reloaded on SIGHUP).
+func (s *Server) listenHTTPS(addr string) (listener, error) {
+	cfg := s.cert.Config()
+	cfg.NextProtos = []string{"http/1.1"} // HTTP/2 is not spoken
+	return s.listenLean(addr, cfg)
+}
+
+// listenLean binds trackd's own HTTP/1.1 server, over TLS if tlsConfig is
+// not nil, with WebSocket upgrades (ws:// or wss://) on the same port
+// when WebTorrent is served.
+func (s *Server) listenLean(addr string, tlsConfig *tls.Config) (listener, error) {
 	goroutinePerConn, _ := servingModel(s.store, s.cfg.UDPSockets)
 	trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // valid: checked by New
 	var h httpserver.Handler = s.httpHandler
 	if s.ws != nil {
-		h = s.ws.Upgrade(h) // ws:// on the same port, any path
+		h = s.ws.Upgrade(h) // WebSocket on the same port, any path
 	}
 	hs, err := httpserver.Listen(addr, h, httpserver.Options{
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
@@ -98,6 +115,7 @@ func (s *Server) listenHTTP(addr string) (listener, error) {
 		MaxConnsPerIP:     s.cfg.MaxConnsPerIP,
 		TrustedProxies:    trustedProxies,
 		GoroutinePerConn:  goroutinePerConn,
+		TLSConfig:         tlsConfig,
 		Logger:            s.log,
 		Metrics:           connMetrics{s.metrics},
 		Errors:            s.errs,
@@ -105,7 +123,11 @@ func (s *Server) listenHTTP(addr string) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.metrics.OpenConns(hs.OpenConns)
+	listenerName := "http"
+	if tlsConfig != nil {
+		listenerName = "https"
+	}
+	s.metrics.OpenConns(listenerName, hs.OpenConns)
 	return httpListener{hs}, nil
 }
 
@@ -143,34 +165,6 @@ type udpListener struct{ *udpfrontend.Server }
 func (udpListener) serve(func(error)) {}
 
 func (l udpListener) Shutdown(context.Context) error { return l.Close() }
-
-// listenHTTPS binds HTTPS, served by net/http with the frontend's Handler.
-func (s *Server) listenHTTPS(addr string) (listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	trustedProxies, _ := config.ParsePrefixes(s.cfg.TrustedProxies)
-	ln = httpserver.LimitListener(ln, httpserver.Options{
-		MaxConnsPerIP:  s.cfg.MaxConnsPerIP,
-		TrustedProxies: trustedProxies,
-		Metrics:        connMetrics{s.metrics},
-	})
-	var h http.Handler = s.httpHandler
-	if s.ws != nil {
-		h = s.ws.UpgradeHTTP(h) // wss:// on the same port, any path
-	}
-	srv := &http.Server{
-		Handler:           h,
-		TLSConfig:         s.cert.Config(),
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	return netHTTPListener{srv, ln, func(srv *http.Server, ln net.Listener) error { return srv.ServeTLS(ln, "", "") }}, nil
-}
 
 // listenAdmin binds the operator endpoint.
 func (s *Server) listenAdmin(addr string) (listener, error) {

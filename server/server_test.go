@@ -536,6 +536,44 @@ func TestHTTPSOnly(t *testing.T) {
 	}
 }
 
+// TestHTTPSBesideHTTP: with both listeners on, HTTPS serves announces
+// over TLS and keeps a connection open between requests, and /metrics
+// counts each listener's open connections on its own.
+func TestHTTPSBesideHTTP(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loopbackConfig()
+	cfg.HTTPS = "127.0.0.1:0"
+	cfg.TLSCert = filepath.Join(dir, "cert.pem")
+	cfg.TLSKey = filepath.Join(dir, "key.pem")
+	cfg.Admin = "127.0.0.1:0"
+	cert := testcert.Write(t, cfg.TLSCert, cfg.TLSKey, 1)
+	srv, _ := start(t, cfg)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	for range 2 {
+		res, err := client.Get("https://" + srv.HTTPSAddr().String() + announceQuery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !bytes.HasPrefix(body, []byte("d8:complete")) {
+			t.Errorf("reply %q", body)
+		}
+	}
+	_, page := adminGet(t, srv, "/metrics")
+	for series, want := range map[string]float64{
+		`trackd_http_connections_open{listener="https"}`: 1, // the client's, kept alive
+		`trackd_http_connections_open{listener="http"}`:  0,
+	} {
+		if got := metricValue(page, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+}
+
 // builders counts the goroutines building a full scrape.
 func builders() int {
 	buf := make([]byte, 1<<20)

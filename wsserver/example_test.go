@@ -2,8 +2,6 @@ package wsserver_test
 
 import (
 	"context"
-	"crypto/tls"
-	"net/http"
 	"time"
 
 	"trackd/httpserver"
@@ -20,8 +18,8 @@ type session struct{ c wsserver.Conn }
 func (s session) Message(ctx context.Context, msg []byte) { s.c.Send(msg) } // Send copies msg
 func (s session) Closed()                                 {}
 
-// ws:// on an httpserver port, beside its own handler, and wss:// on a
-// net/http TLS server: both hand their upgrades to the same Server.
+// ws:// on an httpserver port, beside its own handler, and wss:// on an
+// httpserver port over TLS: both hand their upgrades to the same Server.
 func Example() {
 	ws := wsserver.New(echo{}, wsserver.Options{MaxConnsPerIP: 64})
 	tracker := httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
@@ -31,12 +29,8 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	tlsSrv := &http.Server{
-		Addr:      "127.0.0.1:0",
-		Handler:   ws.UpgradeHTTP(http.NotFoundHandler()),
-		TLSConfig: &tls.Config{ /* certificates */ },
-	}
-	_ = tlsSrv // tlsSrv.ListenAndServeTLS(certFile, keyFile)
+	// With a certificate: httpserver.Listen(addr, ws.Upgrade(tracker),
+	// httpserver.Options{TLSConfig: &tls.Config{Certificates: ...}}).
 
 	// Shutting down: the listeners first, then the WebSocket connections
 	// (they left httpserver's hands at their upgrade).

@@ -5,9 +5,8 @@
 //
 // The transport (upgrade, framing, ping/pong, timeouts, bounded write
 // queues) serves connections that httpserver hands over after a
-// WebSocket upgrade (httpserver.Response.Takeover), or that net/http
-// hijacks (wss:// through the TLS listener): see Server, Server.Upgrade
-// and Server.UpgradeHTTP.
+// WebSocket upgrade (httpserver.Response.Takeover), over plain TCP
+// (ws://) or TLS (wss://): see Server and Server.Upgrade.
 //
 // What it accepts of RFC 6455, for a protocol of JSON text messages:
 //   - Client frames must be masked; reserved bits (no extension is

@@ -149,7 +149,7 @@ func (o Options) withDefaults() Options {
 }
 
 // A Server is the WebSocket transport: it takes the connections that
-// Upgrade (httpserver) and UpgradeHTTP (net/http) hand it after the
+// Upgrade hands it from httpserver (ws:// or wss://) after the
 // handshake, opens a Session of its Handler for each, and speaks RFC
 // 6455 frames to them: text messages in, Conn.Send out, pings, the close
 // handshake, timeouts and bounds (Options).

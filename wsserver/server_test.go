@@ -103,38 +103,27 @@ func (su setup) start(t testing.TB, h Handler, opts Options) (*Server, string, w
 	opts.GoroutinePerConn = su.wsPortable
 	s := New(h, opts)
 	t.Cleanup(func() { s.Close() })
-	if !su.tls {
-		hs, err := httpserver.Listen("127.0.0.1:0", s.Upgrade(nextHandler), httpserver.Options{
-			GoroutinePerConn: su.httpPortable, Loops: 1, ReadHeaderTimeout: 5 * time.Second,
-		})
+	hopts := httpserver.Options{GoroutinePerConn: su.httpPortable, Loops: 1, ReadHeaderTimeout: 5 * time.Second}
+	scheme, d := "ws://", ws.Dialer{Timeout: 5 * time.Second}
+	if su.tls {
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+		cert := testcert.Write(t, certFile, keyFile, 1)
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { hs.Close() })
-		return s, "ws://" + hs.Addr().String() + "/announce", ws.Dialer{Timeout: 5 * time.Second}
+		hopts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}}
+		pool := x509.NewCertPool()
+		pool.AddCert(cert)
+		scheme, d.TLSConfig = "wss://", &tls.Config{RootCAs: pool}
 	}
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	cert := testcert.Write(t, certFile, keyFile, 1)
-	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	hs, err := httpserver.Listen("127.0.0.1:0", s.Upgrade(nextHandler), hopts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: s.UpgradeHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "next")
-		})),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}},
-	}
-	go srv.ServeTLS(ln, "", "")
-	t.Cleanup(func() { srv.Close() })
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return s, "wss://" + ln.Addr().String() + "/", ws.Dialer{Timeout: 5 * time.Second, TLSConfig: &tls.Config{RootCAs: pool}}
+	t.Cleanup(func() { hs.Close() })
+	return s, scheme + hs.Addr().String() + "/announce", d
 }
 
 // client is a test's WebSocket client, frame by frame.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 
 	"trackd/httpserver"
 )
@@ -137,62 +136,6 @@ func (s *Server) Upgrade(next httpserver.Handler) httpserver.Handler {
 		}
 	})
 }
-
-// UpgradeHTTP is Upgrade for net/http (wss:// on trackd's TLS
-// listener): it takes WebSocket upgrades by hijacking the connection
-// (http.ResponseController.Hijack) and passes every other request to
-// next. A connection through TLS is served by a goroutine of its own
-// (Options.GoroutinePerConn): its bytes are decrypted by crypto/tls, not
-// read by an event loop. Only HTTP/1.1 upgrades are taken: WebSockets
-// over HTTP/2 (RFC 8441's extended CONNECT) are off in net/http unless
-// GODEBUG=http2xconnect=1, so browsers open wss:// over HTTP/1.1.
-func (s *Server) UpgradeHTTP(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !hasToken(strings.Join(r.Header.Values("Upgrade"), ","), "websocket") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		accept, uerr := checkHandshake(r.Method, r.Header.Values("Connection"),
-			r.Header.Get("Sec-WebSocket-Version"), r.Header.Get("Sec-WebSocket-Key"))
-		if uerr == nil && r.ProtoMajor != 1 {
-			uerr = &upgradeError{http.StatusBadRequest, "WebSocket upgrade: HTTP/1.1 only"}
-		}
-		if uerr == nil && s.closing.Load() {
-			uerr = errUpgradeClosed
-		}
-		if uerr != nil {
-			if uerr == errUpgradeVersion {
-				w.Header().Set("Sec-WebSocket-Version", "13")
-			}
-			http.Error(w, uerr.text, uerr.status)
-			return
-		}
-		peer, _ := netip.ParseAddrPort(r.RemoteAddr)
-		remote := s.clientAddr(peer, r.Header.Get("X-Real-IP"), r.Header.Values("X-Forwarded-For"))
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			http.Error(w, "WebSocket upgrade: connection cannot be taken over", http.StatusInternalServerError)
-			return
-		}
-		var rest []byte
-		if n := brw.Reader.Buffered(); n > 0 {
-			rest, _ = brw.Reader.Peek(n)
-			rest = append([]byte(nil), rest...)
-		}
-		reply := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n"
-		c.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
-		if _, err := c.Write([]byte(reply)); err != nil {
-			c.Close()
-			return
-		}
-		c.SetDeadline(time.Time{})
-		s.serve(c, rest, remote)
-	})
-}
-
-// handshakeWriteTimeout bounds the writing of the 101 reply on a
-// hijacked connection.
-const handshakeWriteTimeout = 10 * time.Second
 
 // clientAddr is the address a connection is counted and known by: its
 // peer's, or, when the peer is in Options.TrustedProxies, the one the

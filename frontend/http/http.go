@@ -2,10 +2,10 @@
 // requests (BEP 3, BEP 23, BEP 7, BEP 48) into calls on the core tracker and
 // writes the bencoded replies. It holds no tracker logic of its own.
 //
-// Handler answers requests through net/http (ServeHTTP: for HTTPS, and
-// anything that wants an http.Handler) and through package httpserver's
-// lean HTTP/1.1 server (Respond: plain HTTP, at a fraction of net/http's
-// cost per connection), with the same code.
+// Handler answers requests through package httpserver's lean HTTP/1.1
+// server (Respond: what trackd serves over HTTP and HTTPS, at a fraction of
+// net/http's cost per connection) and through net/http (ServeHTTP, for
+// anything that wants an http.Handler), with the same code.
 package http
 
 import (
@@ -142,8 +142,8 @@ func (h *Handler) Close() error {
 }
 
 // request is an announce or scrape as the frontend needs it, whichever
-// server read it off the connection: net/http (ServeHTTP) or httpserver
-// (Respond). Its strings may point into a read buffer that is
+// server read it off the connection: httpserver (Respond) or net/http
+// (ServeHTTP). Its strings may point into a read buffer that is
 // reused once serve returns; nothing keeps them.
 type request struct {
 	// path is the decoded path ("/announce"), query the raw query
