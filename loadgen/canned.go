@@ -1,8 +1,6 @@
 package loadgen
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,12 +8,13 @@ import (
 	"net"
 	"runtime"
 	"slices"
-	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"trackd/bencode"
+	"trackd/httpserver"
 	"trackd/mmsg"
 )
 
@@ -32,14 +31,15 @@ const (
 // Canned is a stateless tracker that answers every connect, announce and
 // scrape with a valid fixed reply, as cheaply as it can: UDP with the same
 // batched I/O as the generator (one SO_REUSEPORT socket per CPU), HTTP
-// with a minimal hand-written server (keep-alive and pipelining, or close
-// when asked). Loading it measures the generator's own ceiling.
+// on trackd's own lean server (httpserver: epoll loops, keep-alive and
+// pipelining, or close when asked). Loading it measures the generator's
+// own ceiling, and what trackd's transports cost without a tracker behind
+// them.
 type Canned struct {
-	udp []*net.UDPConn
-	ln  net.Listener
+	udp  []*net.UDPConn
+	http *httpserver.Server
 
 	wg      sync.WaitGroup
-	tcp     connSet
 	bodies  [cannedPeers + 1][]byte // announce reply with n peers
 	udpPeer [cannedPeers * 18]byte
 }
@@ -86,13 +86,14 @@ func StartCanned(udpAddr, httpAddr string, allowRemote bool) (*Canned, error) {
 			c.Close()
 			return nil, err
 		}
-		ln, err := net.Listen("tcp", t.addr.String())
+		hs, err := httpserver.Listen(t.addr.String(), c, httpserver.Options{
+			ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute, WriteTimeout: time.Minute,
+		})
 		if err != nil {
 			c.Close()
 			return nil, err
 		}
-		c.ln = ln
-		c.wg.Go(func() { c.tcp.accept(ln, &c.wg, c.serveHTTP) })
+		c.http = hs
 	}
 	return c, nil
 }
@@ -141,20 +142,19 @@ func (c *Canned) UDPAddr() net.Addr {
 
 // HTTPAddr returns the HTTP address served, or nil.
 func (c *Canned) HTTPAddr() net.Addr {
-	if c.ln == nil {
+	if c.http == nil {
 		return nil
 	}
-	return c.ln.Addr()
+	return c.http.Addr()
 }
 
 // Close stops the server and waits for its goroutines.
 func (c *Canned) Close() error {
-	c.tcp.closeAll()
 	for _, u := range c.udp {
 		u.Close()
 	}
-	if c.ln != nil {
-		c.ln.Close()
+	if c.http != nil {
+		c.http.Close()
 	}
 	c.wg.Wait()
 	return nil
@@ -258,100 +258,34 @@ func (c *Canned) udpReply(req, out []byte, peerSize int) []byte {
 	return fail("unknown action")
 }
 
-// serveHTTP answers the requests of one connection: keep-alive and
-// pipelined unless the client asks to close or speaks HTTP/1.0.
-func (c *Canned) serveHTTP(conn net.Conn) {
-	br := bufio.NewReaderSize(conn, 16<<10)
-	bw := bufio.NewWriterSize(conn, 32<<10)
-	var body, hdr []byte
-	for {
-		if br.Buffered() == 0 {
-			conn.SetReadDeadline(time.Now().Add(time.Minute))
-		}
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return
-		}
-		// GET target HTTP/1.x
-		line = trimCRLF(line)
-		sp1 := bytes.IndexByte(line, ' ')
-		sp2 := bytes.LastIndexByte(line, ' ')
-		if sp1 < 0 || sp2 <= sp1 || !bytes.HasPrefix(line[sp2+1:], []byte("HTTP/1.")) {
-			bw.WriteString("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			bw.Flush()
-			return
-		}
-		closeConn := bytes.Equal(line[sp2+1:], []byte("HTTP/1.0"))
-		var status int
-		status, body = c.httpReply(line[sp1+1:sp2], body[:0])
-		for {
-			h, err := br.ReadSlice('\n')
-			if err != nil {
-				return
-			}
-			h = trimCRLF(h)
-			if len(h) == 0 {
-				break
-			}
-			if colon := bytes.IndexByte(h, ':'); colon > 0 && asciiEqualFold(h[:colon], "connection") {
-				v := h[colon+1:]
-				if asciiContainsFold(v, "close") {
-					closeConn = true
-				} else if asciiContainsFold(v, "keep-alive") {
-					closeConn = false
-				}
-			}
-		}
-		hdr = append(hdr[:0], "HTTP/1.1 "...)
-		hdr = strconv.AppendInt(hdr, int64(status), 10)
-		if status == 200 {
-			hdr = append(hdr, " OK"...)
-		} else {
-			hdr = append(hdr, " Not Found"...)
-		}
-		hdr = append(hdr, "\r\nContent-Type: text/plain\r\nContent-Length: "...)
-		hdr = strconv.AppendInt(hdr, int64(len(body)), 10)
-		if closeConn {
-			hdr = append(hdr, "\r\nConnection: close"...)
-		}
-		hdr = append(hdr, "\r\n\r\n"...)
-		bw.Write(hdr)
-		bw.Write(body)
-		if closeConn {
-			bw.Flush()
-			return
-		}
-		if br.Buffered() == 0 {
-			if bw.Flush() != nil {
-				return
-			}
-		}
-	}
+// Respond answers an HTTP request (the canned server is an
+// httpserver.Handler).
+func (c *Canned) Respond(_ context.Context, w *httpserver.Response, r *httpserver.Request) {
+	w.Status, w.Body = c.httpReply(r.Path, r.RawQuery, w.Body)
 }
 
-// httpReply returns the status and body for a request target, using body
-// as scratch space for scrapes.
-func (c *Canned) httpReply(tgt, body []byte) (int, []byte) {
-	path, query, _ := bytes.Cut(tgt, []byte("?"))
+// httpReply returns the status and the body, appended to body, for a
+// request's path and raw query.
+func (c *Canned) httpReply(path, query string, body []byte) (int, []byte) {
 	switch {
-	case bytes.HasSuffix(path, []byte("/announce")):
+	case strings.HasSuffix(path, "/announce"):
 		n := cannedPeers
-		forEachParam(query, func(k, v []byte) {
-			if string(k) == "numwant" {
-				if w, ok := parseUint(v, 10); ok {
+		forEachParam(query, func(k, v string) {
+			if k == "numwant" {
+				if w, ok := parseUint([]byte(v), 10); ok {
 					n = int(min(w, cannedPeers))
 				}
 			}
 		})
 		return 200, append(body, c.bodies[n]...)
-	case bytes.HasSuffix(path, []byte("/scrape")):
+	case strings.HasSuffix(path, "/scrape"):
 		var hashes []string
 		bad := false
-		forEachParam(query, func(k, v []byte) {
-			if string(k) != "info_hash" {
+		forEachParam(query, func(k, v string) {
+			if k != "info_hash" {
 				return
 			}
-			h, ok := unescape(v)
+			h, ok := unescape([]byte(v))
 			if !ok || len(h) != 20 {
 				bad = true
 				return
@@ -385,11 +319,11 @@ func (c *Canned) httpReply(tgt, body []byte) (int, []byte) {
 }
 
 // forEachParam calls fn for each key=value of a raw query.
-func forEachParam(q []byte, fn func(k, v []byte)) {
+func forEachParam(q string, fn func(k, v string)) {
 	for len(q) > 0 {
-		var kv []byte
-		kv, q, _ = bytes.Cut(q, []byte("&"))
-		k, v, _ := bytes.Cut(kv, []byte("="))
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(kv, "=")
 		fn(k, v)
 	}
 }

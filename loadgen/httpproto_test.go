@@ -190,8 +190,8 @@ func TestCannedHTTPRepliesCheck(t *testing.T) {
 	p := testPeer(true)
 	for _, nw := range []int{0, 7, 30, 100} {
 		req := appendAnnounceRequest(nil, &httpReq{path: "/announce"}, &p, evNone, nw)
-		tgt := strings.Fields(string(req))[1]
-		status, body := c.httpReply([]byte(tgt), nil)
+		path, query, _ := strings.Cut(strings.Fields(string(req))[1], "?")
+		status, body := c.httpReply(path, query, nil)
 		n, err := checkHTTPAnnounce(body, nw)
 		if status != 200 || err != nil || n != min(nw, 30) {
 			t.Errorf("numwant %d: %d %v, %d peers", nw, status, err, n)
@@ -199,11 +199,12 @@ func TestCannedHTTPRepliesCheck(t *testing.T) {
 	}
 	hashes := []bittorrent.InfoHash{{9}, {3}, {'%'}, {3}}
 	req := appendScrapeRequest(nil, &httpReq{path: "/scrape"}, hashes)
-	status, body := c.httpReply([]byte(strings.Fields(string(req))[1]), nil)
+	path, query, _ := strings.Cut(strings.Fields(string(req))[1], "?")
+	status, body := c.httpReply(path, query, nil)
 	if err := checkHTTPScrape(body, hashes); status != 200 || err != nil {
 		t.Errorf("scrape: %d %v %q", status, err, body)
 	}
-	if status, _ := c.httpReply([]byte("/other"), nil); status != 404 {
+	if status, _ := c.httpReply("/other", "", nil); status != 404 {
 		t.Errorf("/other: %d", status)
 	}
 }
