@@ -127,14 +127,33 @@ func bindGroup(addr string, n int, opts Options) ([]int, net.Addr, error) {
 	}
 }
 
-func bindReusePort(addr string, n int, opts Options) ([]int, error) {
-	// TCP_DEFER_ACCEPT takes seconds: the kernel holds a connection
-	// that sent nothing this long (then hands it over anyway, and the
-	// read-header timeout applies).
-	deferSecs := 1
+// deferSeconds is the listening sockets' TCP_DEFER_ACCEPT, which takes
+// seconds: the kernel holds a connection that sent nothing this long
+// (then hands it over anyway, and the read-header timeout applies).
+func deferSeconds(opts *Options) int {
 	if opts.ReadHeaderTimeout > time.Second {
-		deferSecs = int((opts.ReadHeaderTimeout + time.Second - 1) / time.Second)
+		return int((opts.ReadHeaderTimeout + time.Second - 1) / time.Second)
 	}
+	return 1
+}
+
+// portableListenConfig is how the portable Server binds: its socket has
+// TCP_DEFER_ACCEPT (best effort), so that a connection's goroutine starts
+// once the request (or the TLS ClientHello) has arrived rather than to
+// wait for it; and accepted connections get no TCP keep-alive probes,
+// which would cost four system calls per connection to set (an idle
+// connection is closed after IdleTimeout anyway).
+func portableListenConfig(opts *Options) net.ListenConfig {
+	deferSecs := deferSeconds(opts)
+	return net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferSecs)
+		})
+	}}
+}
+
+func bindReusePort(addr string, n int, opts Options) ([]int, error) {
+	deferSecs := deferSeconds(&opts)
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {

@@ -21,7 +21,8 @@ import (
 
 // listenPortable binds addr and serves h with a goroutine per connection.
 func listenPortable(addr string, h Handler, opts Options) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	lc := portableListenConfig(&opts)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

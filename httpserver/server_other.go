@@ -2,7 +2,16 @@
 
 package httpserver
 
+import "net"
+
 // listen serves with a goroutine per connection: there is no epoll.
 func listen(addr string, h Handler, opts Options) (*Server, error) {
 	return listenPortable(addr, h, opts)
+}
+
+// portableListenConfig is how the portable Server binds: accepted
+// connections get no TCP keep-alive probes (an idle connection is closed
+// after IdleTimeout anyway).
+func portableListenConfig(*Options) net.ListenConfig {
+	return net.ListenConfig{KeepAlive: -1}
 }

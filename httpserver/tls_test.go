@@ -108,9 +108,11 @@ func TestServerTLS(t *testing.T) {
 }
 
 // TestServerTLSHandshakeTimeout: the handshake counts as part of the first
-// request's head: a client that connects and sends nothing, or only part
-// of a ClientHello, is closed once ReadHeaderTimeout has passed, and
-// another client is served meanwhile.
+// request's head: a client that connects and sends only part of a
+// ClientHello is closed once ReadHeaderTimeout has passed, and one that
+// sends nothing once the kernel hands it over (TCP_DEFER_ACCEPT: after
+// about a second) and ReadHeaderTimeout has passed; another client is
+// served meanwhile.
 func TestServerTLSHandshakeTimeout(t *testing.T) {
 	const rht = 300 * time.Millisecond
 	s, cfg, _ := tlsServer(t, httpserver.EchoHandler, httpserver.Options{ReadHeaderTimeout: rht})
@@ -119,7 +121,7 @@ func TestServerTLSHandshakeTimeout(t *testing.T) {
 		send []byte
 	}{
 		{"nothing", nil},
-		{"part of a ClientHello", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}},
+		{"part of a ClientHello", partialHello},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			raw := httpservertest.Dial(t, s.Addr())
@@ -136,14 +138,22 @@ func TestServerTLSHandshakeTimeout(t *testing.T) {
 	}
 }
 
+// partialHello is the start of a TLS record holding a ClientHello: a
+// handshake begun and never finished.
+var partialHello = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}
+
 // TestServerTLSBounds: connections still in their handshake count under
-// MaxConns, and one that has sent nothing is closed to admit a new client;
+// MaxConns, and one that has sent no request yet is closed to admit a new
+// client;
 // at MaxConnsPerIP an address's keep-alive TLS connection makes room for
 // its new one.
 func TestServerTLSBounds(t *testing.T) {
 	t.Run("MaxConns", func(t *testing.T) {
 		s, cfg, _ := tlsServer(t, httpserver.EchoHandler, httpserver.Options{MaxConns: 2})
 		stalled := []net.Conn{httpservertest.Dial(t, s.Addr()), httpservertest.Dial(t, s.Addr())}
+		for _, raw := range stalled {
+			raw.Write(partialHello) // accepted (TCP_DEFER_ACCEPT waits for data)
+		}
 		waitOpen(t, s, 2)
 		c := dialTLS(t, s, cfg)
 		if err := announceOnce(t, c, bufio.NewReader(c)); err != nil {
