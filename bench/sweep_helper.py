@@ -130,8 +130,8 @@ def cmd_table(a):
     out.append("Per CPU-s: replies per second of the server's own CPU time (user + system) over the measured window (valid replies, "
                "with those that came after their request's 250 ms UDP timeout and opentracker's scrape replies with unsorted keys); "
                "the ratio is the median of the ratios of the neighbouring pairs (trackd run i, opentracker run i), the range their spread. "
-               "The canned server replies with at most 30 peers, and its HTTP server is a small goroutine-per-connection one: "
-               "its figure is the generator's ceiling over UDP, not over HTTP with a new connection per request. "
+               "The canned server replies with at most 30 peers (a loose ceiling at numwant 50 and 200), over HTTP on trackd's own "
+               "HTTP server (httpserver: epoll, TCP_DEFER_ACCEPT): its figure is what a server with no tracker work behind it costs. "
                "Server CPU busy: the server's CPU time over the window (median); where it is low the generator (or the machine) "
                "did not keep the server busy, and a server's cost per reply is then higher (fewer requests per wake-up).")
     out.append("")

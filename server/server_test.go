@@ -73,15 +73,7 @@ const announceQuery = "/announce?info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbb
 
 func TestServesAndLogsListener(t *testing.T) {
 	srv, logs := start(t, loopbackConfig())
-	res, err := http.Get("http://" + srv.HTTPAddr().String() + announceQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if !bytes.HasPrefix(body, []byte("d8:complete")) {
-		t.Errorf("reply %q", body)
-	}
+	res, body := getAnnounce(t, http.DefaultClient, "http://"+srv.HTTPAddr().String())
 	if res.ContentLength != int64(len(body)) || len(res.TransferEncoding) != 0 {
 		t.Errorf("Content-Length %d, Transfer-Encoding %v for a %d-byte reply", res.ContentLength, res.TransferEncoding, len(body))
 	}
@@ -508,24 +500,26 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestHTTPSOnly: with the plain HTTP listener off and HTTPS on, the Server
-// starts, serves announces over TLS, and has no HTTP address.
-func TestHTTPSOnly(t *testing.T) {
+// withHTTPS turns the HTTPS listener on in cfg, with a fresh certificate,
+// and returns a client that trusts it.
+func withHTTPS(t *testing.T, cfg *config.Config) *http.Client {
+	t.Helper()
 	dir := t.TempDir()
-	cfg := loopbackConfig()
-	cfg.HTTP = ""
 	cfg.HTTPS = "127.0.0.1:0"
 	cfg.TLSCert = filepath.Join(dir, "cert.pem")
 	cfg.TLSKey = filepath.Join(dir, "key.pem")
-	cert := testcert.Write(t, cfg.TLSCert, cfg.TLSKey, 1)
-	srv, _ := start(t, cfg)
-	if srv.HTTPAddr() != nil {
-		t.Errorf("HTTP listener %v though turned off", srv.HTTPAddr())
-	}
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
+	pool.AddCert(testcert.Write(t, cfg.TLSCert, cfg.TLSKey, 1))
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	res, err := client.Get("https://" + srv.HTTPSAddr().String() + announceQuery)
+	t.Cleanup(client.CloseIdleConnections)
+	return client
+}
+
+// getAnnounce gets announceQuery from base ("http://host:port") with
+// client and fails the test unless the reply is an announce's.
+func getAnnounce(t *testing.T, client *http.Client, base string) (*http.Response, []byte) {
+	t.Helper()
+	res, err := client.Get(base + announceQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,34 +528,31 @@ func TestHTTPSOnly(t *testing.T) {
 	if !bytes.HasPrefix(body, []byte("d8:complete")) {
 		t.Errorf("reply %q", body)
 	}
+	return res, body
+}
+
+// TestHTTPSOnly: with the plain HTTP listener off and HTTPS on, the Server
+// starts, serves announces over TLS, and has no HTTP address.
+func TestHTTPSOnly(t *testing.T) {
+	cfg := loopbackConfig()
+	cfg.HTTP = ""
+	client := withHTTPS(t, &cfg)
+	srv, _ := start(t, cfg)
+	if srv.HTTPAddr() != nil {
+		t.Errorf("HTTP listener %v though turned off", srv.HTTPAddr())
+	}
+	getAnnounce(t, client, "https://"+srv.HTTPSAddr().String())
 }
 
 // TestHTTPSBesideHTTP: with both listeners on, HTTPS serves announces
 // over TLS and keeps a connection open between requests, and /metrics
 // counts each listener's open connections on its own.
 func TestHTTPSBesideHTTP(t *testing.T) {
-	dir := t.TempDir()
 	cfg := loopbackConfig()
-	cfg.HTTPS = "127.0.0.1:0"
-	cfg.TLSCert = filepath.Join(dir, "cert.pem")
-	cfg.TLSKey = filepath.Join(dir, "key.pem")
-	cfg.Admin = "127.0.0.1:0"
-	cert := testcert.Write(t, cfg.TLSCert, cfg.TLSKey, 1)
+	client := withHTTPS(t, &cfg)
 	srv, _ := start(t, cfg)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	defer client.CloseIdleConnections()
 	for range 2 {
-		res, err := client.Get("https://" + srv.HTTPSAddr().String() + announceQuery)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if !bytes.HasPrefix(body, []byte("d8:complete")) {
-			t.Errorf("reply %q", body)
-		}
+		getAnnounce(t, client, "https://"+srv.HTTPSAddr().String())
 	}
 	_, page := adminGet(t, srv, "/metrics")
 	for series, want := range map[string]float64{
