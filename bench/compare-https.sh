@@ -14,6 +14,10 @@
 #   resume     a new TLS connection per request, the previous session
 #              resumed from its ticket
 #   keepalive  one TLS connection per client, requests pipelined
+#   memory     trackd only: its resident memory per idle keep-alive TLS
+#              connection (IDLE connections, each after one announce;
+#              opentracker closes after each reply, so hitch holds no
+#              idle connection to compare)
 # The figure is announces+scrapes answered per CPU-second of the server's
 # processes; the table gives the median of RUNS runs and the ratio.
 # Installs nothing; loopback only; every process it starts is bounded in
@@ -29,6 +33,8 @@ Usage: bash bench/compare-https.sh
 
 Environment (defaults in brackets):
   MODES ["close resume keepalive"]  which client behaviours to measure
+                           (and "memory": trackd's memory per idle connection)
+  IDLE [2000]              connections the memory mode holds
   SERVERS ["trackd ot+hitch"]  which servers to measure (both are started)
   KEY [ec]                 certificate key: ec (ECDSA P-256) or rsa (RSA 2048)
   CLIENTS ["x25519:-tls-curves x25519"]  TLS clients to measure, separated
@@ -91,6 +97,7 @@ CONNS=${CONNS:-32}
 DURATION=$(godur "${DURATION:-10s}")
 WARMUP=$(godur "${WARMUP:-3s}")
 RUNS=${RUNS:-3}
+IDLE=${IDLE:-2000}
 PORT=${PORT:-17443}
 PROFILE=${PROFILE:-}
 TRACKER_CPU=${TRACKER_CPU:-0}
@@ -110,7 +117,7 @@ for c in opentracker hitch openssl taskset; do command -v "$c" >/dev/null || mis
 ((${#missing[@]} == 0)) || die "missing ${missing[*]}; install with: apt-get install opentracker hitch openssl util-linux"
 two_cpus
 case $KEY in ec | rsa) ;; *) die "KEY must be ec or rsa" ;; esac
-for m in $MODES; do case $m in close | resume | keepalive) ;; *) die "MODES: unknown $m" ;; esac; done
+for m in $MODES; do case $m in close | resume | keepalive | memory) ;; *) die "MODES: unknown $m" ;; esac; done
 
 mkdir -p "$RESULTS/raw"
 BIN=$(mktemp -d /tmp/trackd-https-bin.XXXXXX)
@@ -234,7 +241,40 @@ EOF
 	log "$tag: $(tail -n 1 "$RUNSFILE")"
 }
 
+# memory: trackd's resident memory (VmRSS, no forced garbage collection)
+# before and while compare_helper.py holds IDLE idle keep-alive TLS
+# connections to it, each after one announce; one JSON line to MEMFILE.
+MEMFILE=$RESULTS/memory.jsonl
+: >"$MEMFILE"
+memory() {
+	local hash before with line w open
+	hash=$(head -n 1 "$BIN/hashes.txt")
+	# One connection first, so that "before" includes a handshake's
+	# one-time allocations.
+	timeout 60 $PY "$REPO/bench/compare_helper.py" hold "$TADDR" "$hash" 1 </dev/null >/dev/null ||
+		die "memory: the first connection failed"
+	sleep 1
+	before=$(mem_kb "$TRACKD" VmRSS)
+	coproc HOLD { exec timeout 600 taskset -c "$LOAD_CPU" $PY "$REPO/bench/compare_helper.py" hold "$TADDR" "$hash" "$IDLE"; }
+	PIDS+=("$HOLD_PID")
+	read -r -t 300 line <&"${HOLD[0]}" || die "memory: the connections were not all made"
+	[[ $line == "held $IDLE" ]] || die "memory: $line"
+	sleep 2
+	with=$(mem_kb "$TRACKD" VmRSS)
+	open=$(curl -s "http://$AADDR/metrics" | awk '$1 == "trackd_http_connections_open{listener=\"https\"}" { print $2 }')
+	[[ $open == "$IDLE" ]] || die "memory: trackd has ${open:-?} HTTPS connections open, not $IDLE"
+	w=${HOLD[1]}
+	exec {w}>&-
+	wait "$HOLD_PID" || true
+	echo "{\"idle\": $IDLE, \"rss_before_kb\": $before, \"rss_with_kb\": $with, \"per_conn_bytes\": $(((with - before) * 1024 / IDLE))}" >>"$MEMFILE"
+	log "memory: $(tail -n 1 "$MEMFILE")"
+}
+
 for mode in $MODES; do
+	if [[ $mode == memory ]]; then
+		memory
+		continue
+	fi
 	for i in $(seq "$RUNS"); do
 		for client in "${CLIENT_LIST[@]}"; do
 			[[ $SERVERS != *trackd* ]] || measure trackd "$mode" "$client" "$i" "https://$TADDR/announce" "$TRACKD"
@@ -251,5 +291,12 @@ done
 	echo "- trackd and trackd-load from the $SRC_DESC; servers on CPU $TRACKER_CPU, trackd-load on CPU $LOAD_CPU"
 	echo "- key $KEY; trackd-load flags: ${COMMON[*]}; clients: $CLIENTS; RUNS=$RUNS interleaved"
 	echo
-	table "$RUNSFILE"
+	[[ ! -s $RUNSFILE ]] || table "$RUNSFILE"
+	[[ ! -s $MEMFILE ]] || $PY - "$MEMFILE" <<'EOF'
+import json, sys
+for l in open(sys.argv[1]):
+    m = json.loads(l)
+    print("\ntrackd, %d idle keep-alive HTTPS connections: VmRSS %.1f MiB before, %.1f MiB with them: %d bytes per connection"
+          % (m["idle"], m["rss_before_kb"] / 1024, m["rss_with_kb"] / 1024, m["per_conn_bytes"]))
+EOF
 } | tee "$RESULTS/report.md"

@@ -16,12 +16,20 @@
       Print the throughput table (markdown) from the runs compare.sh recorded.
   compare_helper.py memtable MEM.jsonl
       Print the memory table (markdown).
+  compare_helper.py hold HOST:PORT HEXHASH N
+      Open N TLS connections (certificate not checked; to a loopback
+      address from 250 per source address), send one HTTP/1.1 announce
+      for the hash on each (a peer each) and read its reply,
+      keeping the connection open; print "held N" and hold them all idle
+      until standard input closes (compare-https.sh's memory mode).
 """
 
 import json
 import os
 import re
+import resource
 import socket
+import ssl
 import statistics
 import struct
 import sys
@@ -237,11 +245,64 @@ def cmd_memtable(args):
     return 0
 
 
+def http_reply(conn):
+    """Read one HTTP/1.1 reply with a Content-Length from conn."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = conn.recv(4096)
+        if not b:
+            raise RuntimeError("connection closed in a reply's head: %r" % buf[:200])
+        buf += b
+    head, _, body = buf.partition(b"\r\n\r\n")
+    m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+    if not head.startswith(b"HTTP/1.1 200") or not m:
+        raise RuntimeError("unexpected reply: %r" % head[:200])
+    while len(body) < int(m.group(1)):
+        b = conn.recv(4096)
+        if not b:
+            raise RuntimeError("connection closed in a reply's body")
+        body += b
+    return body
+
+
+def cmd_hold(args):
+    host, port = parse_addr(args[0])
+    ih = bytes.fromhex(args[1])
+    n = int(args[2])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 100), hard))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    q = "".join("%%%02X" % c for c in ih)
+    conns = []
+    for i in range(n):
+        # 250 connections per source address (127.1.0.2, 127.1.0.3, ...),
+        # below a server's bound per address.
+        k = i // 250
+        src = "127.1.%d.%d" % (k // 250, 2 + k % 250) if host.startswith("127.") else ""
+        s = socket.create_connection((host, port), timeout=10, source_address=(src, 0))
+        # Without it the request waits behind the client's Finished for an
+        # acknowledgement (Nagle's algorithm against a delayed ACK): 40 ms.
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = ctx.wrap_socket(s, server_hostname=host)
+        pid = ("-BENCH0-%012d" % i).encode()
+        c.sendall(("GET /announce?info_hash=%s&peer_id=%s&port=%d&left=0&compact=1 HTTP/1.1\r\n"
+                   "Host: %s\r\n\r\n" % (q, pid.decode(), 1024 + i % 60000, host)).encode())
+        if not http_reply(c).startswith(b"d"):
+            raise RuntimeError("not a bencoded reply")
+        conns.append(c)
+    print("held %d" % len(conns), flush=True)
+    sys.stdin.read()
+    return 0
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    cmds = {"probe": cmd_probe, "count": cmd_count, "table": cmd_table, "memtable": cmd_memtable}
+    cmds = {"probe": cmd_probe, "count": cmd_count, "table": cmd_table, "memtable": cmd_memtable, "hold": cmd_hold}
     fn = cmds.get(sys.argv[1])
     if fn is None:
         print(__doc__, file=sys.stderr)
