@@ -54,6 +54,7 @@ var (
 	errTooLarge       = headError{431, "request header fields too large"}
 	errMethod         = headError{405, "method not allowed"}
 	errEmptyLines     = headError{400, "too many empty lines before the request line"}
+	errPlainHTTP      = headError{400, "client sent an HTTP request to an HTTPS server"}
 )
 
 // headEnd returns the length of the head at the start of b, through the

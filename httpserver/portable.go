@@ -384,6 +384,11 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 			setDeadline(c.SetReadDeadline, o.ReadHeaderTimeout)
 		}
 		if m == 0 && err != nil {
+			if o.TLSConfig != nil && first {
+				if raw := plainHTTPOverTLS(err); raw != nil {
+					b.refusePlainHTTP(pc, raw)
+				}
+			}
 			return
 		}
 		n += m
@@ -477,4 +482,32 @@ func (b *portableBackend) isDraining() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.draining
+}
+
+// plainHTTPOverTLS returns the connection under TLS if err is that of a
+// handshake whose first bytes were a plain HTTP request (http:// to the
+// HTTPS port, a common mistake), or nil.
+func plainHTTPOverTLS(err error) net.Conn {
+	var re tls.RecordHeaderError
+	if !errors.As(err, &re) || re.Conn == nil {
+		return nil
+	}
+	switch string(re.RecordHeader[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return re.Conn
+	}
+	return nil
+}
+
+// refusePlainHTTP answers a plain HTTP request to an HTTPS Server with 400
+// and why, in plain HTTP (as net/http does), and closes the connection
+// after lingering, so that the client reads the reply.
+func (b *portableBackend) refusePlainHTTP(pc *portableConn, raw net.Conn) {
+	rb := batch{out: pc.out[:0]}
+	pc.resp.refuse(&rb, errPlainHTTP, time.Now())
+	pc.out = rb.out[:0]
+	setDeadline(raw.SetWriteDeadline, b.opts.WriteTimeout)
+	if _, err := raw.Write(rb.out); err == nil {
+		linger(raw)
+	}
 }

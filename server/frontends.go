@@ -181,25 +181,24 @@ func (s *Server) listenAdmin(addr string) (listener, error) {
 		}),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 	}
-	return netHTTPListener{srv, ln, (*http.Server).Serve}, nil
+	return netHTTPListener{srv, ln}, nil
 }
 
 // adminReadHeaderTimeout is the admin endpoint's read_header_timeout.
 const adminReadHeaderTimeout = 10 * time.Second
 
-// netHTTPListener is a net/http Server on its listener, served by run
-// once every listener is bound.
+// netHTTPListener is a net/http Server (the admin endpoint) on its
+// listener, served once every listener is bound.
 type netHTTPListener struct {
 	srv *http.Server
 	ln  net.Listener
-	run func(*http.Server, net.Listener) error
 }
 
 func (l netHTTPListener) Addr() net.Addr { return l.ln.Addr() }
 
 func (l netHTTPListener) serve(fail func(error)) {
 	go func() {
-		if err := l.run(l.srv, l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fail(err)
 		}
 	}()

@@ -193,7 +193,6 @@ func build(ctx context.Context, cfg config.Config, log *slog.Logger,
 			Logger:             log,
 			Errors:             errs,
 			Metrics:            s.metrics,
-			WriteTimeout:       cfg.WriteTimeout,
 		})
 	}
 	if cfg.WebSocket && (cfg.HTTP != "" || cfg.HTTPS != "") {

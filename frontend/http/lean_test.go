@@ -165,7 +165,7 @@ func TestServerGoroutinePerConnBlockingStore(t *testing.T) {
 
 const streamSize = 50 << 20
 
-// TestServeHTTPStream: Handler.ServeHTTP (net/http, for HTTPS) streams a
+// TestServeHTTPStream: Handler.ServeHTTP (net/http) streams a
 // body too, each chunk under its own write deadline, and closes it once.
 func TestServeHTTPStream(t *testing.T) {
 	const wt = 300 * time.Millisecond
