@@ -36,7 +36,8 @@ const (
 // own ceiling, and what trackd's transports cost without a tracker behind
 // them.
 type Canned struct {
-	udp  []*net.UDPConn
+	udp  []*mmsg.Conn // by mmsg.Take, as trackd's UDP sockets
+	addr net.Addr     // of the UDP sockets
 	http *httpserver.Server
 
 	wg      sync.WaitGroup
@@ -121,13 +122,21 @@ func (c *Canned) listenUDP(t target) error {
 		conn := pc.(*net.UDPConn)
 		conn.SetReadBuffer(4 << 20)
 		conn.SetWriteBuffer(4 << 20)
-		c.udp = append(c.udp, conn)
-		addr = conn.LocalAddr().String() // the same port for the next ones
+		c.addr = conn.LocalAddr()
+		addr = c.addr.String() // the same port for the next ones
+		// The same I/O as trackd's UDP frontend, so that the ceiling
+		// is the transport's, not a slower one's.
+		mc, err := mmsg.Take(conn, cannedBatch, 2048)
+		if err != nil {
+			conn.Close()
+			return err
+		}
+		c.udp = append(c.udp, mc)
 		peerSize := 6
 		if t.addr.Addr().Is6() {
 			peerSize = 18
 		}
-		c.wg.Go(func() { c.serveUDP(conn, peerSize) })
+		c.wg.Go(func() { c.serveUDP(mc, peerSize) })
 	}
 	return nil
 }
@@ -137,7 +146,7 @@ func (c *Canned) UDPAddr() net.Addr {
 	if len(c.udp) == 0 {
 		return nil
 	}
-	return c.udp[0].LocalAddr()
+	return c.addr
 }
 
 // HTTPAddr returns the HTTP address served, or nil.
@@ -162,11 +171,7 @@ func (c *Canned) Close() error {
 
 const cannedBatch = 64
 
-func (c *Canned) serveUDP(conn *net.UDPConn, peerSize int) {
-	mc, err := mmsg.New(conn, cannedBatch, 2048)
-	if err != nil {
-		return
-	}
+func (c *Canned) serveUDP(mc *mmsg.Conn, peerSize int) {
 	out := make([][]byte, cannedBatch)
 	for i := range out {
 		out[i] = make([]byte, 0, 2048)

@@ -12,6 +12,10 @@
 // ReadBatch does the same system call but allocates a net.IP and a
 // *net.UDPAddr for every datagram it reads.
 //
+// A Conn made by Take instead of New owns the socket and keeps it out of
+// the runtime's poller: see Take for how it waits, and why a busy server
+// wants that.
+//
 // Elsewhere a Conn reads and writes one datagram per system call, with
 // ReadFromUDPAddrPort and WriteToUDPAddrPort (which do not allocate
 // either): the same API, without the batching.
@@ -95,6 +99,57 @@ func New(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
 	return m, nil
 }
 
+// Take returns a Conn like New's that takes the socket over: it keeps a
+// duplicate of c's descriptor, in blocking mode, and closes c, which
+// takes the socket out of the runtime's poller. From then on the socket
+// is the Conn's: Close closes it and Control reaches it; deadlines do not
+// apply.
+//
+// On Linux every Read and Flush first tries a system call that does not
+// wait, made without telling the runtime (a raw system call: it does not
+// sleep, and a batch takes tens of microseconds), and only when there is
+// nothing to read, or no room to send, one that waits in the kernel, as
+// any blocking system call: the goroutine's thread sleeps in it, and the
+// runtime lets other goroutines run meanwhile. On a socket that stays
+// busy this saves two costs of New's way, both measured (see
+// docs/benchmarks.md, "UDP out of the poller"):
+//   - the kernel calls the poller back for every datagram received and
+//     every datagram sent, since the poller watches the socket for both
+//     directions: two callbacks per request and reply, each taking a lock
+//     with interrupts off;
+//   - a system call the runtime knows of that lasts longer than the
+//     scheduler's monitor tick (20 µs; a sendmmsg of 16 replies over
+//     loopback takes longer) loses its P to another thread, which is
+//     started only to find nothing to do: thread switches per batch on a
+//     busy CPU.
+//
+// A Conn made by Take holds one thread per goroutine waiting in its Read:
+// meant for a few sockets with a reader each, not for many.
+//
+// Elsewhere than Linux, Take is New, and Close closes c.
+func Take(c *net.UDPConn, batch, bufSize int) (*Conn, error) {
+	m, err := New(c, batch, bufSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.take(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close closes the socket of a Conn made by Take. A Read or Flush blocked
+// on it returns an error that is net.ErrClosed, as do later ones; Close
+// waits for them to leave the socket before it closes the descriptor, so
+// that none can reach another socket given the same number. On a Conn
+// made by New, Close closes c.
+func (c *Conn) Close() error { return c.close() }
+
+// Control runs f with the socket's descriptor, as syscall.RawConn's
+// Control: f must not keep it past its return. It returns an error that
+// is net.ErrClosed once the Conn (or, for New, c) is closed.
+func (c *Conn) Control(f func(fd uintptr)) error { return c.control(f) }
+
 // Batch returns the most datagrams one Read returns and Queue holds.
 func (c *Conn) Batch() int { return c.batch }
 
@@ -123,8 +178,8 @@ func (c *Conn) Err(i int) error { return wrapSendErr(c.errs[i]) }
 // Truncated tell about each; the next Read reuses their buffers.
 //
 // Read honors the socket's read deadline (an error that is
-// os.ErrDeadlineExceeded), and returns an error that is net.ErrClosed
-// once the socket is closed. Any other error is the kernel's (on Linux,
+// os.ErrDeadlineExceeded; not for Take), and returns an error that is
+// net.ErrClosed once the socket is closed. Any other error is the kernel's (on Linux,
 // an *os.SyscallError "recvmmsg"; on a connected socket, say, the
 // ECONNREFUSED of an ICMP port unreachable): no datagram was read, and
 // the socket can still be read.
@@ -159,7 +214,7 @@ func (c *Conn) Truncated(i int) bool {
 // allows, and empties the queue. It returns how many were sent and, if
 // any was not, an error: the one that stopped Flush, if it stopped before
 // the end (an error that is net.ErrClosed once the socket is closed, or
-// os.ErrDeadlineExceeded past its write deadline), or else the first of
+// os.ErrDeadlineExceeded past its write deadline, not for Take), or else the first of
 // the kernel's refusals. A datagram the kernel refuses (EPERM from a
 // firewall, ECONNREFUSED, EMSGSIZE, a destination of the wrong address
 // family...) is dropped, and the datagrams after it still sent; Err(i)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -38,6 +40,16 @@ type sys struct {
 	wto   int // end of the headers of the call
 	wn    int
 	werr  syscall.Errno
+
+	// A Conn made by Take: its descriptor, in blocking mode. Each
+	// system call on it holds fdmu shared; Close sets closing, wakes the
+	// calls blocked in the kernel, and takes fdmu to close the
+	// descriptor once none is left.
+	taken   bool
+	fd      int
+	fdmu    sync.RWMutex
+	closing atomic.Bool
+	closed  bool // under fdmu
 }
 
 func (c *Conn) init() error {
@@ -79,6 +91,84 @@ func (c *Conn) init() error {
 	return nil
 }
 
+// take dups the socket's descriptor in blocking mode and closes c (the
+// runtime's poller forgets the socket when its last descriptor there is
+// closed).
+func (c *Conn) take() error {
+	var fd int
+	var derr error
+	if err := c.rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return err
+	}
+	if derr != nil {
+		return os.NewSyscallError("fcntl", derr)
+	}
+	// O_NONBLOCK belongs to the open file, which both descriptors
+	// share: c no longer reads or writes once it is cleared.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return os.NewSyscallError("fcntl", err)
+	}
+	c.c.Close()
+	c.taken, c.fd = true, fd
+	return nil
+}
+
+func (c *Conn) close() error {
+	if !c.taken {
+		return c.c.Close()
+	}
+	if c.closing.Swap(true) {
+		return net.ErrClosed
+	}
+	// shutdown wakes a recvmmsg (and a sendmmsg) waiting on the socket;
+	// on an unconnected socket it reports ENOTCONN, yet does that.
+	_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	c.fdmu.Lock()
+	defer c.fdmu.Unlock()
+	c.closed = true
+	return os.NewSyscallError("close", unix.Close(c.fd))
+}
+
+func (c *Conn) control(f func(fd uintptr)) error {
+	if !c.taken {
+		return c.rc.Control(f)
+	}
+	c.fdmu.RLock()
+	defer c.fdmu.RUnlock()
+	if c.closed || c.closing.Load() {
+		return net.ErrClosed
+	}
+	f(uintptr(c.fd))
+	return nil
+}
+
+// call makes the system call trap on the taken descriptor with the
+// arguments given and flags: first with flags|nowait as a raw system call,
+// which the runtime does not see (it does not sleep), then, if that found
+// nothing to do (EAGAIN), once more with flags as a system call that may
+// sleep. It returns net.ErrClosed, and no result, once Close has begun.
+func (c *Conn) call(trap, hdrs, n, flags, nowait uintptr) (int, syscall.Errno, error) {
+	c.fdmu.RLock()
+	defer c.fdmu.RUnlock()
+	for {
+		if c.closing.Load() {
+			return 0, 0, net.ErrClosed
+		}
+		r, _, e := unix.RawSyscall6(trap, uintptr(c.fd), hdrs, n, flags|nowait, 0, 0)
+		if e == unix.EAGAIN {
+			r, _, e = unix.Syscall6(trap, uintptr(c.fd), hdrs, n, flags, 0, 0)
+		}
+		if e == unix.EINTR {
+			continue
+		}
+		if c.closing.Load() { // woken by Close's shutdown
+			return 0, 0, net.ErrClosed
+		}
+		return int(r), e, nil
+	}
+}
+
 // resetRecv readies the first n receive headers for recvmmsg.
 func (c *Conn) resetRecv(n int) {
 	for i := range n {
@@ -109,7 +199,14 @@ func (c *Conn) read() (int, error) {
 	// (and only those): reset them.
 	c.resetRecv(c.rn)
 	c.rn, c.rerr = 0, 0
-	if err := c.rc.Read(c.rfn); err != nil {
+	if c.taken {
+		// MSG_WAITFORONE: wait for the first datagram only.
+		n, e, err := c.call(unix.SYS_RECVMMSG, uintptr(unsafe.Pointer(&c.rh[0])), uintptr(c.batch), unix.MSG_WAITFORONE, unix.MSG_DONTWAIT)
+		if err != nil {
+			return 0, err
+		}
+		c.rn, c.rerr = n, e
+	} else if err := c.rc.Read(c.rfn); err != nil {
 		return 0, err
 	}
 	if c.rerr != 0 {
@@ -215,6 +312,19 @@ func (c *Conn) send(fd uintptr) bool {
 	}
 }
 
+// write makes one sendmmsg of headers [wfrom, wto), and returns an error
+// only if the socket could not be written at all (closed, or past its
+// deadline).
+func (c *Conn) write() error {
+	if !c.taken {
+		return c.rc.Write(c.wfn)
+	}
+	// MSG_NOSIGNAL: no SIGPIPE for a socket shut down meanwhile.
+	n, e, err := c.call(unix.SYS_SENDMMSG, uintptr(unsafe.Pointer(&c.wh[c.wfrom])), uintptr(c.wto-c.wfrom), unix.MSG_NOSIGNAL, unix.MSG_DONTWAIT)
+	c.wn, c.werr = n, e
+	return err
+}
+
 // flush sends headers [0, q). sendmmsg stops at the first datagram it
 // cannot send: with an error if it is the first of the call, else
 // returning the count before it (and the error is lost). Either way the
@@ -227,7 +337,7 @@ func (c *Conn) flush() (int, error) {
 	for i < c.q {
 		c.wfrom, c.wto = i, c.q
 		c.wn, c.werr = 0, 0
-		if err := c.rc.Write(c.wfn); err != nil {
+		if err := c.write(); err != nil {
 			stop = err
 			for ; i < c.q; i++ {
 				c.errs[i] = err

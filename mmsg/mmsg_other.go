@@ -29,6 +29,19 @@ func (c *Conn) init() error {
 	return nil
 }
 
+// take: a Conn made by Take is one made by New here.
+func (c *Conn) take() error { return nil }
+
+func (c *Conn) close() error { return c.c.Close() }
+
+func (c *Conn) control(f func(fd uintptr)) error {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(f)
+}
+
 func (c *Conn) read() (int, error) {
 	n, from, err := c.c.ReadFromUDPAddrPort(c.bufs[:c.slot])
 	if err != nil {

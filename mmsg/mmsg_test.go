@@ -544,12 +544,19 @@ type echoPair struct {
 	replies        [][]byte
 }
 
-func newEchoPair(t testing.TB, batch int) *echoPair {
+// newEchoPair returns a server and a client Conn, made by Take if take,
+// else by New.
+func newEchoPair(t testing.TB, batch int, take bool) *echoPair {
 	s := listen(t, "udp4", "127.0.0.1:0")
 	c := dial(t, "udp4", "127.0.0.1", port(s))
 	s.SetReadBuffer(1 << 20)
 	c.SetReadBuffer(1 << 20)
-	p := &echoPair{server: newConn(t, s, batch, 2048), client: newConn(t, c, batch, 2048), sconn: s, cconn: c}
+	p := &echoPair{sconn: s, cconn: c}
+	if take {
+		p.server, p.client = takeConn(t, s, batch, 2048), takeConn(t, c, batch, 2048)
+	} else {
+		p.server, p.client = newConn(t, s, batch, 2048), newConn(t, c, batch, 2048)
+	}
 	for i := range batch {
 		req := make([]byte, 98) // an announce's size
 		req[0] = byte(i)
@@ -601,13 +608,15 @@ func TestNoAllocs(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
-	p := newEchoPair(t, 16)
-	p.sconn.SetReadDeadline(time.Now().Add(time.Minute))
-	p.cconn.SetReadDeadline(time.Now().Add(time.Minute))
-	p.round(t)
-	allocs := testing.AllocsPerRun(200, func() { p.round(t) })
-	if allocs != 0 {
-		t.Errorf("%.2f allocations per round of %d datagrams each way, want 0", allocs, len(p.reqs))
+	for _, take := range []bool{false, true} {
+		p := newEchoPair(t, 16, take)
+		p.sconn.SetReadDeadline(time.Now().Add(time.Minute))
+		p.cconn.SetReadDeadline(time.Now().Add(time.Minute))
+		p.round(t)
+		allocs := testing.AllocsPerRun(200, func() { p.round(t) })
+		if allocs != 0 {
+			t.Errorf("take %v: %.2f allocations per round of %d datagrams each way, want 0", take, allocs, len(p.reqs))
+		}
 	}
 }
 
@@ -615,9 +624,17 @@ func TestNoAllocs(t *testing.T) {
 // the loopback; ns/op and allocs/op are per datagram (sent, echoed and
 // read back: four system calls' share each).
 func BenchmarkEcho(b *testing.B) {
-	for _, batch := range []int{1, 8, 32} {
-		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) {
-			p := newEchoPair(b, batch)
+	for _, c := range []struct {
+		batch int
+		take  bool
+	}{{1, false}, {8, false}, {32, false}, {32, true}} {
+		name := fmt.Sprint("batch=", c.batch)
+		if c.take {
+			name += "/take"
+		}
+		b.Run(name, func(b *testing.B) {
+			batch := c.batch
+			p := newEchoPair(b, batch, c.take)
 			p.sconn.SetReadDeadline(time.Now().Add(time.Hour))
 			p.cconn.SetReadDeadline(time.Now().Add(time.Hour))
 			b.ReportAllocs()

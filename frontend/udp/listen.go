@@ -101,11 +101,23 @@ func (o ServeOptions) withDefaults() ServeOptions {
 // socket's, kept from one batch to the next. (golang.org/x/net's
 // ReadBatch, used before, allocated a *net.UDPAddr and its net.IP for
 // every packet.)
+//
+// The sockets are mmsg's by Take: out of the runtime's poller, each
+// reader's thread waits in the kernel when its socket is idle, and a
+// busy socket costs neither a poller callback per packet nor thread
+// switches per batch (mmsg.Take says why; docs/benchmarks.md, "UDP out
+// of the poller", measures it). Each socket holds one thread.
+//
+// The sockets are mmsg's by Take: out of the runtime's poller, each
+// reader's thread waits in the kernel when its socket is idle, and a
+// busy socket costs neither a poller callback per packet nor thread
+// switches per batch (mmsg.Take says why; docs/benchmarks.md, "UDP out
+// of the poller", measures it). Each socket holds one thread.
 type Server struct {
 	h       PacketHandler
 	log     *slog.Logger
 	errs    *ratelog.Logger
-	conns   []*net.UDPConn
+	addr    net.Addr
 	readers []*sockReader
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -158,12 +170,15 @@ func Listen(addr string, h PacketHandler, opts ServeOptions) (*Server, error) {
 	logBuffers(opts, conns[0])
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{h: h, log: opts.Logger, errs: opts.Errors, conns: conns, ctx: ctx, cancel: cancel}
-	for _, c := range conns {
+	s := &Server{h: h, log: opts.Logger, errs: opts.Errors, addr: conns[0].LocalAddr(), ctx: ctx, cancel: cancel}
+	for i, c := range conns {
 		r, err := newSockReader(s, c, opts.Batch)
 		if err != nil {
 			cancel()
-			closeAll(conns)
+			for _, r := range s.readers {
+				r.c.Close()
+			}
+			closeAll(conns[i:])
 			return nil, err
 		}
 		s.readers = append(s.readers, r)
@@ -215,7 +230,12 @@ func closeAll(conns []*net.UDPConn) {
 // logBuffers logs the socket buffer sizes the kernel granted, at info
 // level when they fall short of what was asked.
 func logBuffers(opts ServeOptions, c *net.UDPConn) {
-	rcv, snd, err := socketBuffers(c)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		opts.Logger.Debug("udp: reading socket buffer sizes", "err", err)
+		return
+	}
+	rcv, snd, err := socketBuffers(rc)
 	if err != nil {
 		opts.Logger.Debug("udp: reading socket buffer sizes", "err", err)
 		return
@@ -229,9 +249,15 @@ func logBuffers(opts ServeOptions, c *net.UDPConn) {
 	opts.Logger.Debug("udp: socket buffers", "rcvbuf", rcv, "sndbuf", snd)
 }
 
+// controller reaches a socket's descriptor: a syscall.RawConn, or an
+// *mmsg.Conn.
+type controller interface {
+	Control(f func(fd uintptr)) error
+}
+
 // Addr returns the address the sockets are bound to, with the port the
 // system picked if Listen was given port 0.
-func (s *Server) Addr() net.Addr { return s.conns[0].LocalAddr() }
+func (s *Server) Addr() net.Addr { return s.addr }
 
 // Close stops every reader, waits for them to return and closes the
 // sockets. Handle calls in flight see their context canceled. Close may be
@@ -241,10 +267,10 @@ func (s *Server) Close() error {
 		s.closed.Store(true)
 		s.cancel()
 		var errs []error
-		for _, c := range s.conns {
+		for _, r := range s.readers {
 			// Closing the socket wakes a reader blocked in recvmmsg
 			// or sendmmsg with net.ErrClosed.
-			if err := c.Close(); err != nil {
+			if err := r.c.Close(); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -267,7 +293,7 @@ type sockReader struct {
 }
 
 func newSockReader(s *Server, c *net.UDPConn, batch int) (*sockReader, error) {
-	mc, err := mmsg.New(c, batch, recvBufSize)
+	mc, err := mmsg.Take(c, batch, recvBufSize)
 	if err != nil {
 		return nil, err
 	}
@@ -380,8 +406,8 @@ func (r *sockReader) write() {
 // system does not tell.
 func (s *Server) Dropped() uint64 {
 	var n uint64
-	for _, c := range s.conns {
-		d, err := socketDrops(c)
+	for _, r := range s.readers {
+		d, err := socketDrops(r.c)
 		if err == nil {
 			n += d
 		}

@@ -2,7 +2,6 @@ package udp
 
 import (
 	"fmt"
-	"net"
 	"syscall"
 	"unsafe"
 
@@ -44,13 +43,9 @@ func setBuffer(fd, opt, force, size int) {
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, size)
 }
 
-// socketBuffers returns the effective SO_RCVBUF and SO_SNDBUF of c (as the
-// kernel reports them: twice the size set).
-func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0, 0, err
-	}
+// socketBuffers returns the effective SO_RCVBUF and SO_SNDBUF of rc's
+// socket (as the kernel reports them: twice the size set).
+func socketBuffers(rc controller) (rcv, snd int, err error) {
 	var rerr, serr error
 	err = rc.Control(func(fd uintptr) {
 		rcv, rerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
@@ -65,16 +60,13 @@ func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
 	return rcv, snd, err
 }
 
-// socketDrops returns how many datagrams the kernel dropped at c because
-// its receive buffer was full (SO_MEMINFO's SK_MEMINFO_DROPS).
-func socketDrops(c *net.UDPConn) (uint64, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
+// socketDrops returns how many datagrams the kernel dropped at rc's
+// socket because its receive buffer was full (SO_MEMINFO's
+// SK_MEMINFO_DROPS).
+func socketDrops(rc controller) (uint64, error) {
 	var info [unix.SK_MEMINFO_VARS]uint32
 	var serr error
-	err = rc.Control(func(fd uintptr) {
+	err := rc.Control(func(fd uintptr) {
 		n := uint32(unsafe.Sizeof(info))
 		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)

@@ -4,7 +4,6 @@ package udp
 
 import (
 	"errors"
-	"net"
 	"syscall"
 )
 
@@ -16,9 +15,9 @@ const reusePortBalances = false
 // sizes are left to the system.
 func (o ServeOptions) control(network, address string, c syscall.RawConn) error { return nil }
 
-func socketBuffers(c *net.UDPConn) (rcv, snd int, err error) {
+func socketBuffers(rc controller) (rcv, snd int, err error) {
 	return 0, 0, errors.New("not on this system")
 }
 
 // socketDrops is not known on this system.
-func socketDrops(c *net.UDPConn) (uint64, error) { return 0, nil }
+func socketDrops(rc controller) (uint64, error) { return 0, nil }

@@ -1,0 +1,184 @@
+package mmsg
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// takeConn returns a Conn made by Take, closed when the test ends, and
+// after 20 s at the latest: deadlines do not apply to it, and a Read
+// that waits for a datagram that never comes must fail the test, not
+// hang it.
+func takeConn(t testing.TB, c *net.UDPConn, batch, bufSize int) *Conn {
+	t.Helper()
+	m, err := Take(c, batch, bufSize)
+	if err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	watchdog := time.AfterFunc(20*time.Second, func() { m.Close() })
+	t.Cleanup(func() {
+		watchdog.Stop()
+		m.Close()
+	})
+	return m
+}
+
+// TestTake: a Conn made by Take reads and writes as one made by New, over
+// IPv4, IPv6 and a dual-stack socket, and the *net.UDPConn it took is
+// closed.
+func TestTake(t *testing.T) {
+	t.Run("ipv4", func(t *testing.T) {
+		s := listen(t, "udp4", "127.0.0.1:0")
+		m := takeConn(t, s, 8, 2048)
+		c := dial(t, "udp4", "127.0.0.1", port(s))
+		echoCase(t, m, c, addrPort(c))
+		if _, err := s.WriteToUDPAddrPort([]byte("x"), addrPort(c)); takeClosesConn && !errors.Is(err, net.ErrClosed) {
+			t.Errorf("the taken *net.UDPConn still writes: %v", err)
+		}
+	})
+	t.Run("ipv6", func(t *testing.T) {
+		requireIPv6(t)
+		s := listen(t, "udp6", "[::1]:0")
+		m := takeConn(t, s, 8, 2048)
+		c := dial(t, "udp6", "::1", port(s))
+		echoCase(t, m, c, addrPort(c))
+	})
+	t.Run("dual-stack", func(t *testing.T) {
+		requireIPv6(t)
+		s := listen(t, "udp", ":0")
+		if a := s.LocalAddr().(*net.UDPAddr); a.IP.To4() != nil {
+			t.Skipf("no dual-stack socket here (bound %v)", a)
+		}
+		m := takeConn(t, s, 8, 2048)
+		c4 := dial(t, "udp4", "127.0.0.1", port(s))
+		mapped := netip.AddrPortFrom(netip.AddrFrom16(addrPort(c4).Addr().As16()), addrPort(c4).Port())
+		echoCase(t, m, c4, mapped)
+		c6 := dial(t, "udp6", "::1", port(s))
+		echoCase(t, m, c6, addrPort(c6))
+	})
+}
+
+// TestTakeClose: Close wakes a Read blocked in the kernel with
+// net.ErrClosed; Read, Flush, Control and Close after it fail the same
+// way.
+func TestTakeClose(t *testing.T) {
+	s := listen(t, "udp4", "127.0.0.1:0")
+	m := takeConn(t, s, 4, 2048)
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Read()
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let it block
+	if err := m.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("blocked Read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake Read")
+	}
+	if _, err := m.Read(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close: %v", err)
+	}
+	m.Queue([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9"))
+	m.Queue([]byte("y"), netip.MustParseAddrPort("127.0.0.1:9"))
+	if n, err := m.Flush(); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Flush after Close: %d, %v", n, err)
+	}
+	if err := m.Err(1); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Err(1) after Close: %v", err)
+	}
+	if err := m.Control(func(uintptr) { t.Error("Control ran f after Close") }); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Control after Close: %v", err)
+	}
+	if err := m.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestTakeCloseWhileBusy: Close in the middle of traffic, with a reader
+// and a writer on the Conn, ends both with net.ErrClosed and returns
+// (run with -race).
+func TestTakeCloseWhileBusy(t *testing.T) {
+	s := listen(t, "udp4", "127.0.0.1:0")
+	m := takeConn(t, s, 8, 2048)
+	sink := listen(t, "udp4", "127.0.0.1:0")
+	c := dial(t, "udp4", "127.0.0.1", port(s))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(3)
+	go func() { // a client that keeps sending
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				c.Write([]byte("req"))
+			}
+		}
+	}()
+	go func() { // the reader
+		defer wg.Done()
+		for {
+			if _, err := m.Read(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() { // the writer
+		defer wg.Done()
+		for {
+			for range 8 {
+				m.Queue([]byte("reply"), addrPort(sink))
+			}
+			if _, err := m.Flush(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, net.ErrClosed) {
+				t.Errorf("after Close: %v, want net.ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the reader or the writer did not stop")
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestTakeControl: Control reaches the socket Take took.
+func TestTakeControl(t *testing.T) {
+	s := listen(t, "udp4", "127.0.0.1:0")
+	m := takeConn(t, s, 4, 2048)
+	ran := false
+	if err := m.Control(func(fd uintptr) { ran = fd > 0 }); err != nil || !ran {
+		t.Errorf("Control: %v, ran %v", err, ran)
+	}
+}
