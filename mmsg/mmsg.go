@@ -214,11 +214,11 @@ func (c *Conn) Truncated(i int) bool {
 // allows, and empties the queue. It returns how many were sent and, if
 // any was not, an error: the one that stopped Flush, if it stopped before
 // the end (an error that is net.ErrClosed once the socket is closed, or
-// os.ErrDeadlineExceeded past its write deadline, not for Take), or else the first of
-// the kernel's refusals. A datagram the kernel refuses (EPERM from a
-// firewall, ECONNREFUSED, EMSGSIZE, a destination of the wrong address
-// family...) is dropped, and the datagrams after it still sent; Err(i)
-// tells which were.
+// os.ErrDeadlineExceeded past its write deadline, not for Take), or else
+// the first of the kernel's refusals. A datagram the kernel refuses
+// (EPERM from a firewall, ECONNREFUSED, EMSGSIZE, a destination of the
+// wrong address family...) is dropped, and the datagrams after it still
+// sent; Err(i) tells which were.
 //
 // Flush blocks while the socket's send buffer is full.
 func (c *Conn) Flush() (sent int, err error) {
