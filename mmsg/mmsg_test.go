@@ -421,36 +421,59 @@ func TestReadDeadline(t *testing.T) {
 	}
 }
 
-// TestClose: closing the socket wakes a blocked Read with net.ErrClosed;
-// Read and Flush after close fail the same way.
+// TestClose: closing the socket (New) or the Conn (Take) wakes a blocked
+// Read with net.ErrClosed; Read, Flush (and, for Take, Control and Close)
+// after it fail the same way.
 func TestClose(t *testing.T) {
-	s := listen(t, "udp4", "127.0.0.1:0")
-	m := newConn(t, s, 4, 2048)
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Read()
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // let it block
-	s.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("blocked Read after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake Read")
-	}
-	if _, err := m.Read(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Read after Close: %v", err)
-	}
-	m.Queue([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9"))
-	m.Queue([]byte("y"), netip.MustParseAddrPort("127.0.0.1:9"))
-	if n, err := m.Flush(); n != 0 || !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Flush after Close: %d, %v", n, err)
-	}
-	if err := m.Err(1); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Err(1) after Close: %v", err)
+	for _, take := range []bool{false, true} {
+		t.Run(fmt.Sprint("take=", take), func(t *testing.T) {
+			s := listen(t, "udp4", "127.0.0.1:0")
+			var m *Conn
+			closeIt := s.Close
+			if take {
+				m = takeConn(t, s, 4, 2048)
+				closeIt = m.Close
+			} else {
+				m = newConn(t, s, 4, 2048)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := m.Read()
+				done <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // let it block
+			if err := closeIt(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("blocked Read after Close: %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not wake Read")
+			}
+			if _, err := m.Read(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Read after Close: %v", err)
+			}
+			m.Queue([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9"))
+			m.Queue([]byte("y"), netip.MustParseAddrPort("127.0.0.1:9"))
+			if n, err := m.Flush(); n != 0 || !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Flush after Close: %d, %v", n, err)
+			}
+			if err := m.Err(1); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Err(1) after Close: %v", err)
+			}
+			if !take {
+				return
+			}
+			if err := m.Control(func(uintptr) { t.Error("Control ran f after Close") }); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Control after Close: %v", err)
+			}
+			if err := m.Close(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("second Close: %v, want net.ErrClosed", err)
+			}
+		})
 	}
 }
 

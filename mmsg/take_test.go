@@ -62,48 +62,6 @@ func TestTake(t *testing.T) {
 	})
 }
 
-// TestTakeClose: Close wakes a Read blocked in the kernel with
-// net.ErrClosed; Read, Flush, Control and Close after it fail the same
-// way.
-func TestTakeClose(t *testing.T) {
-	s := listen(t, "udp4", "127.0.0.1:0")
-	m := takeConn(t, s, 4, 2048)
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Read()
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // let it block
-	if err := m.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Errorf("blocked Read after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not wake Read")
-	}
-	if _, err := m.Read(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Read after Close: %v", err)
-	}
-	m.Queue([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9"))
-	m.Queue([]byte("y"), netip.MustParseAddrPort("127.0.0.1:9"))
-	if n, err := m.Flush(); n != 0 || !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Flush after Close: %d, %v", n, err)
-	}
-	if err := m.Err(1); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Err(1) after Close: %v", err)
-	}
-	if err := m.Control(func(uintptr) { t.Error("Control ran f after Close") }); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Control after Close: %v", err)
-	}
-	if err := m.Close(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("second Close: %v, want net.ErrClosed", err)
-	}
-}
-
 // TestTakeCloseWhileBusy: Close in the middle of traffic, with a reader
 // and a writer on the Conn, ends both with net.ErrClosed and returns
 // (run with -race).
