@@ -107,12 +107,6 @@ func (o ServeOptions) withDefaults() ServeOptions {
 // busy socket costs neither a poller callback per packet nor thread
 // switches per batch (mmsg.Take says why; docs/benchmarks.md, "UDP out
 // of the poller", measures it). Each socket holds one thread.
-//
-// The sockets are mmsg's by Take: out of the runtime's poller, each
-// reader's thread waits in the kernel when its socket is idle, and a
-// busy socket costs neither a poller callback per packet nor thread
-// switches per batch (mmsg.Take says why; docs/benchmarks.md, "UDP out
-// of the poller", measures it). Each socket holds one thread.
 type Server struct {
 	h       PacketHandler
 	log     *slog.Logger
