@@ -583,7 +583,13 @@ func TestShutdownStopsFullScrapeBuilder(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if n := builders(); n != before+1 {
+	// The builder's goroutine shows as run once it has been scheduled
+	// (before that, as the go statement's wrapper).
+	n := builders()
+	for deadline := time.Now().Add(5 * time.Second); n != before+1 && time.Now().Before(deadline); n = builders() {
+		time.Sleep(time.Millisecond)
+	}
+	if n != before+1 {
 		t.Errorf("%d full scrape builders while serving, %d before", n, before)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
