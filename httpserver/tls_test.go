@@ -188,9 +188,8 @@ var partialHello = []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}
 
 // TestServerTLSBounds: connections still in their handshake count under
 // MaxConns, and one that has sent no request yet is closed to admit a new
-// client;
-// at MaxConnsPerIP an address's keep-alive TLS connection makes room for
-// its new one.
+// client; at MaxConnsPerIP an address's keep-alive TLS connection makes
+// room for its new one.
 func TestServerTLSBounds(t *testing.T) {
 	t.Run("MaxConns", func(t *testing.T) {
 		s, cfg, _ := tlsServer(t, httpserver.EchoHandler, httpserver.Options{MaxConns: 2})

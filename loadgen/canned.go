@@ -37,7 +37,7 @@ const (
 // them.
 type Canned struct {
 	udp  []*mmsg.Conn // by mmsg.Take, as trackd's UDP sockets
-	addr net.Addr     // of the UDP sockets
+	addr net.Addr     // of the UDP sockets; nil if none
 	http *httpserver.Server
 
 	wg      sync.WaitGroup
@@ -143,9 +143,6 @@ func (c *Canned) listenUDP(t target) error {
 
 // UDPAddr returns the UDP address served, or nil.
 func (c *Canned) UDPAddr() net.Addr {
-	if len(c.udp) == 0 {
-		return nil
-	}
 	return c.addr
 }
 

@@ -41,15 +41,14 @@ type sys struct {
 	wn    int
 	werr  syscall.Errno
 
-	// A Conn made by Take: its descriptor, in blocking mode. Each
-	// system call on it holds fdmu shared; Close sets closing, wakes the
-	// calls blocked in the kernel, and takes fdmu to close the
+	// A Conn made by Take: its descriptor, in blocking mode. Each use of
+	// it holds fdmu shared and checks closing first; Close sets closing,
+	// wakes the calls blocked in the kernel, and takes fdmu to close the
 	// descriptor once none is left.
 	taken   bool
 	fd      int
 	fdmu    sync.RWMutex
 	closing atomic.Bool
-	closed  bool // under fdmu
 }
 
 func (c *Conn) init() error {
@@ -126,7 +125,6 @@ func (c *Conn) close() error {
 	_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
 	c.fdmu.Lock()
 	defer c.fdmu.Unlock()
-	c.closed = true
 	return os.NewSyscallError("close", unix.Close(c.fd))
 }
 
@@ -136,7 +134,7 @@ func (c *Conn) control(f func(fd uintptr)) error {
 	}
 	c.fdmu.RLock()
 	defer c.fdmu.RUnlock()
-	if c.closed || c.closing.Load() {
+	if c.closing.Load() {
 		return net.ErrClosed
 	}
 	f(uintptr(c.fd))

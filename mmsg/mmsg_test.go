@@ -51,6 +51,12 @@ func newConn(t testing.TB, c *net.UDPConn, batch, bufSize int) *Conn {
 	return m
 }
 
+// forBoth runs f as a subtest with a Conn maker that is New, then Take.
+func forBoth(t *testing.T, f func(t *testing.T, open func(testing.TB, *net.UDPConn, int, int) *Conn)) {
+	t.Run("New", func(t *testing.T) { f(t, newConn) })
+	t.Run("Take", func(t *testing.T) { f(t, takeConn) })
+}
+
 func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
 
 func addrPort(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -115,54 +121,60 @@ func echoCase(t *testing.T, server *Conn, client *net.UDPConn, wantFrom netip.Ad
 }
 
 func TestIPv4(t *testing.T) {
-	s := listen(t, "udp4", "127.0.0.1:0")
-	m := newConn(t, s, 8, 2048)
-	c := dial(t, "udp4", "127.0.0.1", port(s))
-	echoCase(t, m, c, addrPort(c))
-	if _, from := m.Message(0); !from.Addr().Is4() {
-		t.Errorf("IPv4 sender %v is not a 4-byte address", from)
-	}
-	// A v4-mapped destination works on an IPv4 socket too.
-	c.Write([]byte("again"))
-	_, from := readOne(t, m)
-	m.Queue([]byte("mapped"), netip.AddrPortFrom(netip.AddrFrom16(from.Addr().As16()), from.Port()))
-	if n, err := m.Flush(); n != 1 || err != nil {
-		t.Fatalf("Flush: %d, %v", n, err)
-	}
-	if got := recvString(t, c); got != "mapped" {
-		t.Errorf("reply %q", got)
-	}
+	forBoth(t, func(t *testing.T, open func(testing.TB, *net.UDPConn, int, int) *Conn) {
+		s := listen(t, "udp4", "127.0.0.1:0")
+		m := open(t, s, 8, 2048)
+		c := dial(t, "udp4", "127.0.0.1", port(s))
+		echoCase(t, m, c, addrPort(c))
+		if _, from := m.Message(0); !from.Addr().Is4() {
+			t.Errorf("IPv4 sender %v is not a 4-byte address", from)
+		}
+		// A v4-mapped destination works on an IPv4 socket too.
+		c.Write([]byte("again"))
+		_, from := readOne(t, m)
+		m.Queue([]byte("mapped"), netip.AddrPortFrom(netip.AddrFrom16(from.Addr().As16()), from.Port()))
+		if n, err := m.Flush(); n != 1 || err != nil {
+			t.Fatalf("Flush: %d, %v", n, err)
+		}
+		if got := recvString(t, c); got != "mapped" {
+			t.Errorf("reply %q", got)
+		}
+	})
 }
 
 func TestIPv6(t *testing.T) {
 	requireIPv6(t)
-	s := listen(t, "udp6", "[::1]:0")
-	m := newConn(t, s, 8, 2048)
-	c := dial(t, "udp6", "::1", port(s))
-	echoCase(t, m, c, addrPort(c))
+	forBoth(t, func(t *testing.T, open func(testing.TB, *net.UDPConn, int, int) *Conn) {
+		s := listen(t, "udp6", "[::1]:0")
+		m := open(t, s, 8, 2048)
+		c := dial(t, "udp6", "::1", port(s))
+		echoCase(t, m, c, addrPort(c))
+	})
 }
 
 // TestDualStack: on a dual-stack socket an IPv4 sender is reported as
 // IPv4-mapped, and a reply reaches it whether addressed mapped or not.
 func TestDualStack(t *testing.T) {
 	requireIPv6(t)
-	s := listen(t, "udp", ":0")
-	if a := s.LocalAddr().(*net.UDPAddr); a.IP.To4() != nil {
-		t.Skipf("no dual-stack socket here (bound %v)", a)
-	}
-	m := newConn(t, s, 8, 2048)
-	c4 := dial(t, "udp4", "127.0.0.1", port(s))
-	mapped := netip.AddrPortFrom(netip.AddrFrom16(addrPort(c4).Addr().As16()), addrPort(c4).Port())
-	echoCase(t, m, c4, mapped)
-	m.Queue([]byte("unmapped"), addrPort(c4))
-	if n, err := m.Flush(); n != 1 || err != nil {
-		t.Fatalf("Flush: %d, %v", n, err)
-	}
-	if got := recvString(t, c4); got != "unmapped" {
-		t.Errorf("reply %q", got)
-	}
-	c6 := dial(t, "udp6", "::1", port(s))
-	echoCase(t, m, c6, addrPort(c6))
+	forBoth(t, func(t *testing.T, open func(testing.TB, *net.UDPConn, int, int) *Conn) {
+		s := listen(t, "udp", ":0")
+		if a := s.LocalAddr().(*net.UDPAddr); a.IP.To4() != nil {
+			t.Skipf("no dual-stack socket here (bound %v)", a)
+		}
+		m := open(t, s, 8, 2048)
+		c4 := dial(t, "udp4", "127.0.0.1", port(s))
+		mapped := netip.AddrPortFrom(netip.AddrFrom16(addrPort(c4).Addr().As16()), addrPort(c4).Port())
+		echoCase(t, m, c4, mapped)
+		m.Queue([]byte("unmapped"), addrPort(c4))
+		if n, err := m.Flush(); n != 1 || err != nil {
+			t.Fatalf("Flush: %d, %v", n, err)
+		}
+		if got := recvString(t, c4); got != "unmapped" {
+			t.Errorf("reply %q", got)
+		}
+		c6 := dial(t, "udp6", "::1", port(s))
+		echoCase(t, m, c6, addrPort(c6))
+	})
 }
 
 // TestManyDatagrams: 200 datagrams from 4 senders, fewer than 16 per

@@ -161,8 +161,6 @@ func Listen(addr string, h PacketHandler, opts ServeOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	logBuffers(opts, conns[0])
-
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{h: h, log: opts.Logger, errs: opts.Errors, addr: conns[0].LocalAddr(), ctx: ctx, cancel: cancel}
 	for i, c := range conns {
@@ -177,6 +175,7 @@ func Listen(addr string, h PacketHandler, opts ServeOptions) (*Server, error) {
 		}
 		s.readers = append(s.readers, r)
 	}
+	logBuffers(opts, s.readers[0].c)
 	s.wg.Add(len(s.readers))
 	for _, r := range s.readers {
 		go r.run()
@@ -223,13 +222,8 @@ func closeAll(conns []*net.UDPConn) {
 
 // logBuffers logs the socket buffer sizes the kernel granted, at info
 // level when they fall short of what was asked.
-func logBuffers(opts ServeOptions, c *net.UDPConn) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		opts.Logger.Debug("udp: reading socket buffer sizes", "err", err)
-		return
-	}
-	rcv, snd, err := socketBuffers(rc)
+func logBuffers(opts ServeOptions, c controller) {
+	rcv, snd, err := socketBuffers(c)
 	if err != nil {
 		opts.Logger.Debug("udp: reading socket buffer sizes", "err", err)
 		return
