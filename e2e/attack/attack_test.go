@@ -41,6 +41,35 @@ func TestAttack(t *testing.T) {
 	t.Run("PerAddressBound", testPerAddressBound)
 	t.Run("FullScrapeStall", testFullScrapeStall)
 	t.Run("MemoryFlood", testMemoryFlood)
+	t.Run("UDPSaturation", testUDPSaturation)
+}
+
+// testUDPSaturation: UDP announces as fast as trackd answers them, from
+// four addresses with two sockets each (so that every one of trackd's
+// SO_REUSEPORT sockets is busy), for 10 s. The well-behaved client's
+// announces, over HTTP and over UDP, must still be answered in time. A
+// busy UDP reader holds its P between batches (mmsg.Take's raw system
+// calls): the runtime's preemption, not a blocking system call, is what
+// lets the HTTP loops and the other readers run.
+func testUDPSaturation(t *testing.T) {
+	d := startTrackd(t, "-max-memory", strconv.Itoa(32<<20))
+	p := startProber(t, d)
+	var wg sync.WaitGroup
+	results := make([]floodResult, 4)
+	errs := make([]error, 4)
+	for i := range results {
+		wg.Go(func() {
+			results[i], errs[i] = udpFlood(fmt.Sprintf("127.0.0.%d", 20+i), d.udp, 100_000_000, 0, 10*time.Second)
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		t.Logf("flood %d: %v", i, r)
+		if errs[i] != nil {
+			t.Error(errs[i])
+		}
+	}
+	p.check(t, slowestBound)
 }
 
 // blankLineDribblers: connections that send nothing but "\r\n", once a
