@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/ab.sh: trackd against trackd, two revisions under the same load at
-# the same time, over UDP: responses per tracker CPU-second of each, and
-# their ratio, round after round.
+# the same time, over UDP or HTTP (a new connection per request):
+# responses per tracker CPU-second of each, and their ratio, round after
+# round.
 #
 #   REV_A=HEAD~1 bash bench/ab.sh      the last commit's parent (A) against
 #                                      the working tree (B)
@@ -25,6 +26,9 @@ Usage: REV_A=REV [REV_B=REV] bash bench/ab.sh
 Environment (defaults in brackets):
   REV_A [HEAD~1]     trackd A: this git revision
   REV_B [""]         trackd B: this git revision; empty: the working tree
+  PROTOCOL [udp]     udp, or http: a new connection per request
+                     (-http-close, CONNS connections per generator)
+  CONNS [32]
   RUNS [5]           rounds
   DURATION [6s]  WARMUP [2s]
   POP ["-torrents 100000 -peers 1000000 -seed 1 -seeders 0.75"]
@@ -45,6 +49,8 @@ esac
 REV_A=${REV_A:-HEAD~1}
 REV_B=${REV_B:-}
 RUNS=${RUNS:-5}
+PROTOCOL=${PROTOCOL:-udp}
+CONNS=${CONNS:-32}
 DURATION=${DURATION:-6s}
 WARMUP=${WARMUP:-2s}
 POP=${POP:--torrents 100000 -peers 1000000 -seed 1 -seeders 0.75}
@@ -55,6 +61,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 RESULTS=${RESULTS:-/tmp/trackd-ab-$(date +%Y%m%d-%H%M%S)}
 PY=${PY:-python3}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
+[[ $PROTOCOL == udp || $PROTOCOL == http ]] || die "PROTOCOL must be udp or http"
 run_s=$(($(secs "$DURATION") + $(secs "$WARMUP")))
 MAX_TIME=${MAX_TIME:-$((600 + RUNS * (run_s + 15)))}
 run_capped "$@"
@@ -75,11 +82,14 @@ desc_b=${REV_B:+git revision $REV_B ($(git -C "$REPO" rev-parse --short "$REV_B"
 desc_b=${desc_b:-the working tree at $(git -C "$REPO" rev-parse --short HEAD)}
 LOADGEN=$TOP/b/trackd-load
 
-# start NAME PORT: trackd NAME (a or b) on udp 127.0.0.1:PORT, pinned to
-# TRACKER_CPU, bounded by MAX_TIME; sets STARTED to its pid.
+# start NAME PORT: trackd NAME (a or b) on udp 127.0.0.1:PORT (and tcp
+# for PROTOCOL=http), pinned to TRACKER_CPU, bounded by MAX_TIME; sets
+# STARTED to its pid.
 start() {
+	local http=""
+	[[ $PROTOCOL == http ]] && http=127.0.0.1:$2
 	timeout -s KILL "$MAX_TIME" taskset -c "$TRACKER_CPU" "$TOP/$1/trackd" \
-		-udp "127.0.0.1:$2" -http "" -admin "" >"$RESULTS/trackd-$1.log" 2>&1 &
+		-udp "127.0.0.1:$2" -http "$http" -admin "" >"$RESULTS/trackd-$1.log" 2>&1 &
 	PIDS+=("$!")
 	sleep 0.5
 	local p
@@ -91,13 +101,27 @@ PID_a=$STARTED
 start b "$((PORT + 1))"
 PID_b=$STARTED
 
-# load PORT OUT ARGS...: trackd-load on LOAD_CPU against 127.0.0.1:PORT.
+# load PORT OUT ARGS...: trackd-load on LOAD_CPU against 127.0.0.1:PORT
+# over UDP (the fill, or PROTOCOL=udp).
 load() {
 	local port=$1 out=$2
 	shift 2
 	# shellcheck disable=SC2086 # POP is a list of flags
 	timeout -k 5 "$MAX_TIME" taskset -c "$LOAD_CPU" "$LOADGEN" -json -udp "127.0.0.1:$port" $POP \
 		-window 16 "$@" >"$out" 2>>"$RESULTS/load.err"
+}
+
+# measure PORT OUT ARGS...: one round's load, over PROTOCOL.
+measure() {
+	local port=$1 out=$2
+	shift 2
+	if [[ $PROTOCOL == udp ]]; then
+		load "$port" "$out" -timeout 250ms "$@"
+		return
+	fi
+	# shellcheck disable=SC2086 # POP is a list of flags
+	timeout -k 5 "$MAX_TIME" taskset -c "$LOAD_CPU" "$LOADGEN" -json -http "127.0.0.1:$port" \
+		-http-close -conns "$CONNS" $POP "$@" >"$out" 2>>"$RESULTS/load.err"
 }
 log "filling both: $POP"
 load "$PORT" "$RESULTS/raw/fill-a.json" -fill -max-time 300s &
@@ -111,7 +135,7 @@ wait "$fa" "$fb" || die "a fill failed (see $RESULTS/load.err)"
 	echo
 	machine_line
 	echo "- A: $desc_a; B: $desc_b"
-	echo "- population: $POP; mix: $MIX; each round $WARMUP + $DURATION, both trackds on CPU $TRACKER_CPU, both generators on CPU $LOAD_CPU"
+	echo "- protocol: $PROTOCOL$([[ $PROTOCOL == http ]] && echo ", a new connection per request, $CONNS connections per generator"); population: $POP; mix: $MIX; each round $WARMUP + $DURATION, both trackds on CPU $TRACKER_CPU, both generators on CPU $LOAD_CPU"
 	echo
 	echo "| round | A responses per CPU-s | B responses per CPU-s | B / A |"
 	echo "|---:|---:|---:|---:|"
@@ -119,10 +143,10 @@ wait "$fa" "$fb" || die "a fill failed (see $RESULTS/load.err)"
 wsec=$(secs "$WARMUP")
 for i in $(seq "$RUNS"); do
 	# shellcheck disable=SC2086 # MIX is a list of flags
-	load "$PORT" "$RESULTS/raw/a-$i.json" $MIX -timeout 250ms -warmup "$(godur "$WARMUP")" -duration "$(godur "$DURATION")" -max-time "$((run_s + 20))s" &
+	measure "$PORT" "$RESULTS/raw/a-$i.json" $MIX -warmup "$(godur "$WARMUP")" -duration "$(godur "$DURATION")" -max-time "$((run_s + 20))s" &
 	la=$!
 	# shellcheck disable=SC2086
-	load "$((PORT + 1))" "$RESULTS/raw/b-$i.json" $MIX -timeout 250ms -warmup "$(godur "$WARMUP")" -duration "$(godur "$DURATION")" -max-time "$((run_s + 20))s" &
+	measure "$((PORT + 1))" "$RESULTS/raw/b-$i.json" $MIX -warmup "$(godur "$WARMUP")" -duration "$(godur "$DURATION")" -max-time "$((run_s + 20))s" &
 	lb=$!
 	sleep "$wsec"
 	a0=$(cpu_ticks "$PID_a") b0=$(cpu_ticks "$PID_b")
