@@ -106,8 +106,9 @@ func bindGroup(addr string, n int, opts Options) ([]int, net.Addr, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	lc := tcpListenConfig()
 	for try := 0; ; try++ {
-		probe, err := net.Listen("tcp", addr)
+		probe, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -145,16 +146,20 @@ func deferSeconds(opts *Options) int {
 // connection is closed after IdleTimeout anyway).
 func portableListenConfig(opts *Options) net.ListenConfig {
 	deferSecs := deferSeconds(opts)
-	return net.ListenConfig{KeepAlive: -1, Control: func(_, _ string, c syscall.RawConn) error {
+	lc := tcpListenConfig()
+	lc.KeepAlive = -1
+	lc.Control = func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) {
 			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, deferSecs)
 		})
-	}}
+	}
+	return lc
 }
 
 func bindReusePort(addr string, n int, opts Options) ([]int, error) {
 	deferSecs := deferSeconds(&opts)
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	lc := tcpListenConfig()
+	lc.Control = func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
@@ -169,7 +174,7 @@ func bindReusePort(addr string, n int, opts Options) ([]int, error) {
 			return err
 		}
 		return serr
-	}}
+	}
 	var fds []int
 	for range n {
 		ln, err := lc.Listen(context.Background(), "tcp", addr)

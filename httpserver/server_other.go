@@ -13,5 +13,7 @@ func listen(addr string, h Handler, opts Options) (*Server, error) {
 // connections get no TCP keep-alive probes (an idle connection is closed
 // after IdleTimeout anyway).
 func portableListenConfig(*Options) net.ListenConfig {
-	return net.ListenConfig{KeepAlive: -1}
+	lc := tcpListenConfig()
+	lc.KeepAlive = -1
+	return lc
 }
