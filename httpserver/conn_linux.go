@@ -149,7 +149,7 @@ func (l *loop) process(c *conn, data []byte) {
 		}
 		if len(b.out) > 0 || len(b.tail) > 0 {
 			answered = true
-			switch l.send(c, b.out, b.tail) {
+			switch l.send(c, b.out, b.tail, b.close) {
 			case sendClosed:
 				return
 			case sendPending:
@@ -196,8 +196,13 @@ const (
 )
 
 // send writes out and then tail, and keeps what the socket does not take.
-func (l *loop) send(c *conn, out, tail []byte) int {
-	n, err := writeFD(c.fd, out, tail)
+// last says that the connection is closed once they are written.
+func (l *loop) send(c *conn, out, tail []byte, last bool) int {
+	flags := 0
+	if last {
+		flags = msgLast
+	}
+	n, err := writeFD(c.fd, out, tail, flags)
 	if n == len(out)+len(tail) {
 		return sendDone
 	}
@@ -265,7 +270,7 @@ func (l *loop) flushStream(c *conn) {
 			c.pending = buf[:n]
 			c.streamLeft -= int64(n)
 		}
-		n, err := writeFD(c.fd, c.pending, nil)
+		n, err := writeFD(c.fd, c.pending, nil, 0)
 		if n > 0 {
 			l.writing.push(c, l.now) // progress: the timeout starts again
 			c.pending = c.pending[:copy(c.pending, c.pending[n:])]
@@ -290,7 +295,7 @@ func (l *loop) flush(c *conn) {
 		l.flushStream(c)
 		return
 	}
-	n, err := writeFD(c.fd, c.pending, c.tail)
+	n, err := writeFD(c.fd, c.pending, c.tail, 0)
 	if n < len(c.pending)+len(c.tail) {
 		if err != nil && err != unix.EAGAIN {
 			l.closeConn(c)

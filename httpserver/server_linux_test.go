@@ -3,13 +3,20 @@
 package httpserver_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"trackd/httpserver"
 	"trackd/httpserver/httpservertest"
 	"trackd/internal/race"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestServerAllocs: the whole path, socket to socket, allocates nothing per
@@ -53,4 +60,52 @@ func BenchmarkServer(b *testing.B) {
 		MaxConns: httpserver.DefaultMaxConns, MaxConnsPerIP: httpserver.DefaultMaxConnsPerIP,
 	})
 	httpservertest.BenchmarkRequests(b, s, testAnnounce)
+}
+
+// TestServerReplyCarriesFIN: on a connection closed after its reply
+// (HTTP/1.0, or Connection: close), the reply and the FIN reach the client
+// in one segment (writeFD's msgLast), whatever the reply's size up to a
+// segment: the client receives its SYN-ACK and that one segment, nothing
+// else but, at most, an acknowledgment of its request. Read from the
+// client's TCP_INFO.
+func TestServerReplyCarriesFIN(t *testing.T) {
+	for _, size := range []int{0, 100, 8000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			h := httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
+				w.Body = append(w.Body, strings.Repeat("x", size)...)
+			})
+			s := httpservertest.Start(t, httpserver.Listen, h, httpserver.Options{})
+			for _, req := range []string{
+				"GET /a HTTP/1.0\r\n\r\n",
+				"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			} {
+				c := httpservertest.Dial(t, s.Addr())
+				if _, err := c.Write([]byte(req)); err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(c)
+				if err != nil || !bytes.HasSuffix(b, []byte(strings.Repeat("x", size))) {
+					t.Fatalf("%q: reply %q, %v", req, b, err)
+				}
+				raw, err := c.(*net.TCPConn).SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var info *unix.TCPInfo
+				var ierr error
+				raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+				if ierr != nil {
+					t.Fatal(ierr)
+				}
+				// Segments without data: the SYN-ACK, perhaps an ACK of
+				// the request, and a FIN of its own if it was not sent
+				// with the reply.
+				bare := info.Segs_in - info.Data_segs_in
+				t.Logf("%q: %d segments in, %d with data", req, info.Segs_in, info.Data_segs_in)
+				if info.Data_segs_in != 1 || bare > 2 {
+					t.Errorf("%q: %d segments in, %d with data; want the reply and the FIN in one", req, info.Segs_in, info.Data_segs_in)
+				}
+			}
+		})
+	}
 }

@@ -34,8 +34,8 @@ func closeFD(fd int) {
 }
 
 // writeFD writes a and then b to a non-blocking socket, as much as it
-// takes, without SIGPIPE.
-func writeFD(fd int, a, b []byte) (int, error) {
+// takes, without SIGPIPE. flags are more of send's: 0, or msgLast.
+func writeFD(fd int, a, b []byte, flags int) (int, error) {
 	for {
 		var n int
 		var err error
@@ -43,12 +43,12 @@ func writeFD(fd int, a, b []byte) (int, error) {
 		case len(b) == 0 && len(a) == 0:
 			return 0, nil
 		case len(b) == 0:
-			n, err = sendFD(fd, a)
+			n, err = sendFD(fd, a, flags)
 		case len(a) == 0:
-			n, err = sendFD(fd, b)
+			n, err = sendFD(fd, b, flags)
 		default:
 			// Only for a large shared body (a full scrape): rare.
-			n, err = unix.SendmsgBuffers(fd, [][]byte{a, b}, nil, nil, unix.MSG_NOSIGNAL)
+			n, err = unix.SendmsgBuffers(fd, [][]byte{a, b}, nil, nil, unix.MSG_NOSIGNAL|flags)
 		}
 		if err == unix.EINTR {
 			continue
@@ -60,9 +60,19 @@ func writeFD(fd int, a, b []byte) (int, error) {
 	}
 }
 
+// msgLast is writeFD's flag for the last bytes before the connection is
+// closed (or shut down for writing): MSG_MORE, so that the kernel keeps a
+// last segment shorter than the MSS unsent, and the close that follows
+// sends it with the FIN in one segment (tcp_send_fin sets FIN on a
+// segment not yet sent). A one-request connection's reply and FIN are
+// then one packet instead of two, and the client acknowledges both at
+// once: a transmission and a reception fewer per connection on each side
+// (docs/benchmarks.md, "The reply and the FIN in one segment").
+const msgLast = unix.MSG_MORE
+
 // sendFD writes p to a non-blocking socket; len(p) > 0.
-func sendFD(fd int, p []byte) (int, error) {
-	n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
+func sendFD(fd int, p []byte, flags int) (int, error) {
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), uintptr(unix.MSG_NOSIGNAL|flags), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
