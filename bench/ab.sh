@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/ab.sh: trackd against trackd, two revisions under the same load at
-# the same time, over UDP or HTTP (a new connection per request):
+# the same time, over UDP, HTTP or HTTPS (a new connection per request):
 # responses per tracker CPU-second of each, and their ratio, round after
 # round.
 #
@@ -26,8 +26,10 @@ Usage: REV_A=REV [REV_B=REV] bash bench/ab.sh
 Environment (defaults in brackets):
   REV_A [HEAD~1]     trackd A: this git revision
   REV_B [""]         trackd B: this git revision; empty: the working tree
-  PROTOCOL [udp]     udp, or http: a new connection per request
-                     (-http-close, CONNS connections per generator)
+  PROTOCOL [udp]     udp; http or https: a new connection per request
+                     (-http-close, CONNS connections per generator;
+                     https: an ECDSA P-256 certificate made with openssl,
+                     the client offering X25519, as OpenSSL 3.0's do)
   CONNS [32]
   RUNS [5]           rounds
   DURATION [6s]  WARMUP [2s]
@@ -61,7 +63,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 RESULTS=${RESULTS:-/tmp/trackd-ab-$(date +%Y%m%d-%H%M%S)}
 PY=${PY:-python3}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
-[[ $PROTOCOL == udp || $PROTOCOL == http ]] || die "PROTOCOL must be udp or http"
+[[ $PROTOCOL =~ ^(udp|http|https)$ ]] || die "PROTOCOL must be udp, http or https"
+[[ $PROTOCOL != https ]] || command -v openssl >/dev/null || die "PROTOCOL=https needs openssl (apt-get install openssl)"
 run_s=$(($(secs "$DURATION") + $(secs "$WARMUP")))
 MAX_TIME=${MAX_TIME:-$((600 + RUNS * (run_s + 15)))}
 run_capped "$@"
@@ -82,14 +85,22 @@ desc_b=${REV_B:+git revision $REV_B ($(git -C "$REPO" rev-parse --short "$REV_B"
 desc_b=${desc_b:-the working tree at $(git -C "$REPO" rev-parse --short HEAD)}
 LOADGEN=$TOP/b/trackd-load
 
+if [[ $PROTOCOL == https ]]; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TOP/key.pem" -out "$TOP/cert.pem" \
+		-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
+fi
+
 # start NAME PORT: trackd NAME (a or b) on udp 127.0.0.1:PORT (and tcp
-# for PROTOCOL=http), pinned to TRACKER_CPU, bounded by MAX_TIME; sets
-# STARTED to its pid.
+# for PROTOCOL=http or https), pinned to TRACKER_CPU, bounded by MAX_TIME;
+# sets STARTED to its pid.
 start() {
-	local http=""
-	[[ $PROTOCOL == http ]] && http=127.0.0.1:$2
+	local tcp=(-http "")
+	case $PROTOCOL in
+	http) tcp=(-http "127.0.0.1:$2") ;;
+	https) tcp=(-http "" -https "127.0.0.1:$2" -tls-cert "$TOP/cert.pem" -tls-key "$TOP/key.pem") ;;
+	esac
 	timeout -s KILL "$MAX_TIME" taskset -c "$TRACKER_CPU" "$TOP/$1/trackd" \
-		-udp "127.0.0.1:$2" -http "$http" -admin "" >"$RESULTS/trackd-$1.log" 2>&1 &
+		-udp "127.0.0.1:$2" "${tcp[@]}" -admin "" >"$RESULTS/trackd-$1.log" 2>&1 &
 	PIDS+=("$!")
 	sleep 0.5
 	local p
@@ -115,12 +126,16 @@ load() {
 measure() {
 	local port=$1 out=$2
 	shift 2
-	if [[ $PROTOCOL == udp ]]; then
+	local target=(-http "127.0.0.1:$port")
+	case $PROTOCOL in
+	udp)
 		load "$port" "$out" -timeout 250ms "$@"
 		return
-	fi
+		;;
+	https) target=(-http "https://127.0.0.1:$port/announce" -tls-curves x25519) ;;
+	esac
 	# shellcheck disable=SC2086 # POP is a list of flags
-	timeout -k 5 "$MAX_TIME" taskset -c "$LOAD_CPU" "$LOADGEN" -json -http "127.0.0.1:$port" \
+	timeout -k 5 "$MAX_TIME" taskset -c "$LOAD_CPU" "$LOADGEN" -json "${target[@]}" \
 		-http-close -conns "$CONNS" $POP "$@" >"$out" 2>>"$RESULTS/load.err"
 }
 log "filling both: $POP"
@@ -135,7 +150,7 @@ wait "$fa" "$fb" || die "a fill failed (see $RESULTS/load.err)"
 	echo
 	machine_line
 	echo "- A: $desc_a; B: $desc_b"
-	echo "- protocol: $PROTOCOL$([[ $PROTOCOL == http ]] && echo ", a new connection per request, $CONNS connections per generator"); population: $POP; mix: $MIX; each round $WARMUP + $DURATION, both trackds on CPU $TRACKER_CPU, both generators on CPU $LOAD_CPU"
+	echo "- protocol: $PROTOCOL$([[ $PROTOCOL != udp ]] && echo ", a new connection per request, $CONNS connections per generator"); population: $POP; mix: $MIX; each round $WARMUP + $DURATION, both trackds on CPU $TRACKER_CPU, both generators on CPU $LOAD_CPU"
 	echo
 	echo "| round | A responses per CPU-s | B responses per CPU-s | B / A |"
 	echo "|---:|---:|---:|---:|"
