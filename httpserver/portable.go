@@ -435,6 +435,9 @@ func (b *portableBackend) serve(pc *portableConn, remote netip.AddrPort) {
 			}
 			if len(res.out) > 0 || len(res.tail) > 0 {
 				first, answered = false, true
+				if res.close && !res.linger {
+					corkLast(pc.c)
+				}
 				setDeadline(c.SetWriteDeadline, o.WriteTimeout)
 				if _, err := c.Write(res.out); err != nil {
 					return

@@ -5,7 +5,6 @@ package httpserver_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -64,17 +63,19 @@ func BenchmarkServer(b *testing.B) {
 
 // TestServerReplyCarriesFIN: on a connection closed after its reply
 // (HTTP/1.0, or Connection: close), the reply and the FIN reach the client
-// in one segment (writeFD's msgLast), whatever the reply's size up to a
-// segment: the client receives its SYN-ACK and that one segment, nothing
-// else but, at most, an acknowledgment of its request. Read from the
-// client's TCP_INFO.
+// in one segment (writeFD's msgLast on the epoll loops, corkLast with a
+// goroutine per connection), whatever the reply's size up to a segment:
+// the client receives its SYN-ACK and that one segment, nothing else but,
+// at most, an acknowledgment of its request. Read from the client's
+// TCP_INFO.
 func TestServerReplyCarriesFIN(t *testing.T) {
-	for _, size := range []int{0, 100, 8000} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
+	httpservertest.ForEach(t, func(t *testing.T, listen httpservertest.ListenFunc) {
+		for _, size := range []int{0, 100, 8000} {
+			body := strings.Repeat("x", size)
 			h := httpserver.HandlerFunc(func(ctx context.Context, w *httpserver.Response, r *httpserver.Request) {
-				w.Body = append(w.Body, strings.Repeat("x", size)...)
+				w.Body = append(w.Body, body...)
 			})
-			s := httpservertest.Start(t, httpserver.Listen, h, httpserver.Options{})
+			s := httpservertest.Start(t, listen, h, httpserver.Options{})
 			for _, req := range []string{
 				"GET /a HTTP/1.0\r\n\r\n",
 				"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -84,7 +85,7 @@ func TestServerReplyCarriesFIN(t *testing.T) {
 					t.Fatal(err)
 				}
 				b, err := io.ReadAll(c)
-				if err != nil || !bytes.HasSuffix(b, []byte(strings.Repeat("x", size))) {
+				if err != nil || !bytes.HasSuffix(b, []byte(body)) {
 					t.Fatalf("%q: reply %q, %v", req, b, err)
 				}
 				raw, err := c.(*net.TCPConn).SyscallConn()
@@ -100,12 +101,10 @@ func TestServerReplyCarriesFIN(t *testing.T) {
 				// Segments without data: the SYN-ACK, perhaps an ACK of
 				// the request, and a FIN of its own if it was not sent
 				// with the reply.
-				bare := info.Segs_in - info.Data_segs_in
-				t.Logf("%q: %d segments in, %d with data", req, info.Segs_in, info.Data_segs_in)
-				if info.Data_segs_in != 1 || bare > 2 {
-					t.Errorf("%q: %d segments in, %d with data; want the reply and the FIN in one", req, info.Segs_in, info.Data_segs_in)
+				if bare := info.Segs_in - info.Data_segs_in; info.Data_segs_in != 1 || bare > 2 {
+					t.Errorf("%d bytes, %q: %d segments in, %d with data; want the reply and the FIN in one", size, req, info.Segs_in, info.Data_segs_in)
 				}
 			}
-		})
-	}
+		}
+	})
 }

@@ -3,6 +3,8 @@
 package httpserver
 
 import (
+	"net"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -77,4 +79,24 @@ func sendFD(fd int, p []byte, flags int) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
+}
+
+// corkLast is msgLast for the portable Server: it corks c (TCP_CORK), so
+// that what is written to it from now on leaves, up to the last segment
+// shorter than the MSS, only when c is closed, with the FIN. Over TLS the
+// reply's record and the close_notify alert after it go with the FIN in
+// one segment. Best effort: a connection that is not a socket is left as
+// it is.
+func corkLast(c net.Conn) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1)
+	})
 }
