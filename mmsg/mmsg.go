@@ -179,10 +179,10 @@ func (c *Conn) Err(i int) error { return wrapSendErr(c.errs[i]) }
 //
 // Read honors the socket's read deadline (an error that is
 // os.ErrDeadlineExceeded; not for Take), and returns an error that is
-// net.ErrClosed once the socket is closed. Any other error is the kernel's (on Linux,
-// an *os.SyscallError "recvmmsg"; on a connected socket, say, the
-// ECONNREFUSED of an ICMP port unreachable): no datagram was read, and
-// the socket can still be read.
+// net.ErrClosed once the socket is closed. Any other error is the
+// kernel's (on Linux, an *os.SyscallError "recvmmsg"; on a connected
+// socket, say, the ECONNREFUSED of an ICMP port unreachable): no datagram
+// was read, and the socket can still be read.
 func (c *Conn) Read() (n int, err error) {
 	c.n = 0
 	n, err = c.read()

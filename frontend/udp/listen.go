@@ -237,8 +237,8 @@ func logBuffers(opts ServeOptions, c controller) {
 	opts.Logger.Debug("udp: socket buffers", "rcvbuf", rcv, "sndbuf", snd)
 }
 
-// controller reaches a socket's descriptor: a syscall.RawConn, or an
-// *mmsg.Conn.
+// controller reaches a socket's descriptor: a reader's *mmsg.Conn (a
+// syscall.RawConn would do as well).
 type controller interface {
 	Control(f func(fd uintptr)) error
 }
