@@ -85,10 +85,7 @@ desc_b=${REV_B:+git revision $REV_B ($(git -C "$REPO" rev-parse --short "$REV_B"
 desc_b=${desc_b:-the working tree at $(git -C "$REPO" rev-parse --short HEAD)}
 LOADGEN=$TOP/b/trackd-load
 
-if [[ $PROTOCOL == https ]]; then
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TOP/key.pem" -out "$TOP/cert.pem" \
-		-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
-fi
+[[ $PROTOCOL != https ]] || selfsigned_cert "$TOP" ec
 
 # start NAME PORT: trackd NAME (a or b) on udp 127.0.0.1:PORT (and tcp
 # for PROTOCOL=http or https), pinned to TRACKER_CPU, bounded by MAX_TIME;

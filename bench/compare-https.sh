@@ -127,13 +127,7 @@ taskset -pc "$LOAD_CPU" $$ >/dev/null
 
 # The certificate: self-signed, for 127.0.0.1; one PEM of key and chain for
 # hitch.
-if [[ $KEY == ec ]]; then
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$BIN/key.pem" -out "$BIN/cert.pem" \
-		-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-else
-	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$BIN/key.pem" -out "$BIN/cert.pem" \
-		-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-fi
+selfsigned_cert "$BIN" "$KEY"
 cat "$BIN/key.pem" "$BIN/cert.pem" >"$BIN/hitch.pem"
 
 TADDR=127.0.0.1:$PORT HADDR=127.0.0.1:$((PORT + 1)) OADDR=127.0.0.1:$((PORT + 2)) AADDR=127.0.0.1:$((PORT + 3))

@@ -132,6 +132,17 @@ build() {
 	) || die "build failed (REV=HEAD builds the last commit instead of the working tree)"
 }
 
+# selfsigned_cert DIR KEY: a self-signed certificate for 127.0.0.1 in
+# DIR/cert.pem and its key in DIR/key.pem; KEY is ec (ECDSA P-256) or rsa
+# (RSA 2048). Needs openssl.
+selfsigned_cert() {
+	local newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+	[[ $2 == rsa ]] && newkey=(-newkey rsa:2048)
+	openssl req -x509 "${newkey[@]}" -nodes -keyout "$1/key.pem" -out "$1/cert.pem" \
+		-days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null ||
+		die "openssl could not make a certificate"
+}
+
 # --- /proc readings
 # cpu_ticks PID: utime + stime (fields 14 and 15 of /proc/PID/stat, all
 # threads) in clock ticks (getconf CLK_TCK a second). The fields after the
